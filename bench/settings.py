@@ -1,0 +1,33 @@
+"""Settings of the benchmark runs: the demo's, pointed at the database and Redis the bench made.
+
+BENCH_DATABASE_URL  the database the bench created (a SQLite file or a PostgreSQL database)
+REDIS_URL           the redis-server the bench started
+"""
+
+import os
+
+import dj_database_url
+
+from jobsite.settings import *  # noqa: F403
+from jobsite.settings import RQ_QUEUES
+
+# A worker keeps its database connection between jobs, as the README recommends for workers.
+DATABASES = {"default": dj_database_url.parse(os.environ["BENCH_DATABASE_URL"], conn_max_age=None)}
+if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
+    # Write-ahead log, synced at checkpoints: what the README recommends for SQLite in production.
+    DATABASES["default"]["OPTIONS"] = {
+        "timeout": 20,
+        "transaction_mode": "IMMEDIATE",
+        "init_command": "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL;",
+    }
+
+DEBUG = False
+RQ_QUEUES = {name: {**config, "URL": os.environ["REDIS_URL"]} for name, config in RQ_QUEUES.items()}
+CACHES = {
+    "default": {
+        "BACKEND": "django_redis.cache.RedisCache",
+        "LOCATION": os.environ["REDIS_URL"],
+        "KEY_PREFIX": "bench",
+    }
+}
+LOGGING = {"version": 1, "disable_existing_loggers": False}

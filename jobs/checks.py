@@ -1,0 +1,105 @@
+"""System checks: a setting that cannot work fails ``manage.py check``, not the first enqueue."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from django.conf import settings
+from django.core.checks import Error, Tags, Warning, register
+from django.utils.module_loading import import_string
+
+from .conf import DEFAULTS, jobs_settings
+
+JSON_SERIALIZERS = {"rq.serializers.JSONSerializer"}
+NUMERIC_SETTINGS = (
+    "REDIS_CONNECT_TIMEOUT",
+    "REDIS_SOCKET_TIMEOUT",
+    "BACKOFF_BASE",
+    "BACKOFF_MAX",
+    "RELAY_INTERVAL",
+    "RELAY_GRACE",
+    "ABANDONED_AFTER",
+    "DEFAULT_MAX_ATTEMPTS",
+)
+
+
+@register(Tags.compatibility)
+def check_settings(app_configs: Any = None, **kwargs: Any) -> list:
+    errors: list = []
+    user = getattr(settings, "JOBS", None)
+    if user is not None and not isinstance(user, dict):
+        return [
+            Error("JOBS must be a dict.", hint="See the README for the keys and defaults.", id="jobs.E001")
+        ]
+    for key in sorted(set(user or {}) - set(DEFAULTS)):
+        errors.append(
+            Warning(
+                f"JOBS has an unknown key {key!r}.",
+                hint=f"Known keys: {', '.join(DEFAULTS)}.",
+                id="jobs.W001",
+            )
+        )
+    for key in NUMERIC_SETTINGS:
+        value = getattr(jobs_settings, key)
+        if not isinstance(value, int | float) or isinstance(value, bool) or value <= 0:
+            errors.append(Error(f"JOBS[{key!r}] must be a positive number, not {value!r}.", id="jobs.E002"))
+    return errors
+
+
+@register(Tags.compatibility)
+def check_queues(app_configs: Any = None, **kwargs: Any) -> list:
+    errors: list = []
+    if "django_rq" not in settings.INSTALLED_APPS:
+        errors.append(
+            Error("'django_rq' must be in INSTALLED_APPS.", hint="Add it before 'jobs'.", id="jobs.E003")
+        )
+    queues = getattr(settings, "RQ_QUEUES", None)
+    if not isinstance(queues, dict) or not queues:
+        return [*errors, Error("RQ_QUEUES must define at least one queue.", id="jobs.E004")]
+    if jobs_settings.DEFAULT_QUEUE not in queues:
+        errors.append(
+            Error(
+                f"JOBS['DEFAULT_QUEUE'] is {jobs_settings.DEFAULT_QUEUE!r}, which is not in RQ_QUEUES.",
+                hint=f"Use one of: {', '.join(sorted(queues))}.",
+                id="jobs.E005",
+            )
+        )
+    for name, config in sorted(queues.items()):
+        serializer = config.get("SERIALIZER") if isinstance(config, dict) else None
+        if _dotted(serializer) not in JSON_SERIALIZERS:
+            errors.append(
+                Warning(
+                    f"RQ_QUEUES[{name!r}] does not use the JSON serializer.",
+                    hint="Set 'SERIALIZER': 'rq.serializers.JSONSerializer' so django-rq's pages can read "
+                    "the jobs; this app never unpickles what it reads from Redis.",
+                    id="jobs.W002",
+                )
+            )
+    return errors
+
+
+@register(Tags.compatibility)
+def check_worker_class(app_configs: Any = None, **kwargs: Any) -> list:
+    from .worker import LedgerWorkerMixin
+
+    configured = (getattr(settings, "RQ", None) or {}).get("WORKER_CLASS")
+    try:
+        worker_class = import_string(configured) if isinstance(configured, str) else configured
+    except ImportError as exc:
+        return [Error(f"RQ['WORKER_CLASS'] cannot be imported: {exc}.", id="jobs.E006")]
+    if not (isinstance(worker_class, type) and issubclass(worker_class, LedgerWorkerMixin)):
+        return [
+            Warning(
+                "manage.py rqworker does not use a `jobs` worker class.",
+                hint="Set RQ = {'WORKER_CLASS': 'jobs.worker.Worker'} (or 'jobs.worker.SimpleWorker'), "
+                "or pass --worker-class; other workers unpickle payloads and do not run the relay.",
+                id="jobs.W003",
+            )
+        ]
+    return []
+
+
+def _dotted(value: Any) -> str | None:
+    if value is None or isinstance(value, str):
+        return value
+    return f"{value.__module__}.{getattr(value, '__qualname__', type(value).__qualname__)}"

@@ -1,0 +1,77 @@
+"""The one ``JOBS`` setting, merged over documented defaults and read lazily.
+
+Queues and their Redis connections stay where django-rq keeps them (``RQ_QUEUES``),
+and the cache backend stays in Django's ``CACHES``; ``JOBS`` only holds what is ours.
+"""
+
+from __future__ import annotations
+
+import functools
+from typing import Any
+
+from django.conf import settings
+from django.core.signals import setting_changed
+from django.dispatch import receiver
+
+DEFAULTS: dict[str, Any] = {
+    # Queue used when a job names none.
+    "DEFAULT_QUEUE": "default",
+    # Seconds a job may run before RQ stops it (None: the queue's DEFAULT_TIMEOUT).
+    "DEFAULT_TIMEOUT": None,
+    # Attempts a job gets when its decorator names none (1 = no automatic retry).
+    "DEFAULT_MAX_ATTEMPTS": 1,
+    # Exponential backoff: base * 2**n seconds, capped, with jitter.
+    "BACKOFF_BASE": 2,
+    "BACKOFF_MAX": 3600,
+    # How often (seconds) a worker pushes records that could not reach Redis at commit.
+    "RELAY_INTERVAL": 5,
+    # Records queued longer than this without being found in Redis are pushed again.
+    "RELAY_GRACE": 30,
+    # A started job whose worker is gone is detected within this many seconds.
+    "ABANDONED_AFTER": 60,
+    # Seconds before a push to Redis gives up when Redis does not answer (only where RQ_QUEUES sets none).
+    "REDIS_CONNECT_TIMEOUT": 2,
+    "REDIS_SOCKET_TIMEOUT": 5,
+    # Prefix of every Redis key this app writes itself (not RQ's, not the cache's).
+    "REDIS_PREFIX": "jobs:",
+    # How long RQ keeps finished results in Redis; the record keeps them anyway.
+    "RQ_RESULT_TTL": 0,
+    # Cache-aside decorator.
+    "CACHE_ALIAS": "default",
+    "CACHE_PREFIX": "jobs-cache",
+    "CACHE_TTL": 300,
+    "CACHE_JITTER": 0.1,
+    "CACHE_LOCK_TIMEOUT": 10,
+    "CACHE_LOCK_WAIT": 5.0,
+}
+
+
+@functools.cache
+def _merged() -> dict[str, Any]:
+    user = getattr(settings, "JOBS", None) or {}
+    return {**DEFAULTS, **user}
+
+
+class _JobsSettings:
+    """Attribute access to the merged ``JOBS`` setting (``jobs_settings.DEFAULT_QUEUE``)."""
+
+    def __getattr__(self, name: str) -> Any:
+        try:
+            return _merged()[name]
+        except KeyError:
+            raise AttributeError(f"JOBS has no setting {name!r}") from None
+
+    def as_dict(self) -> dict[str, Any]:
+        return dict(_merged())
+
+    def user_keys(self) -> set[str]:
+        return set((getattr(settings, "JOBS", None) or {}).keys())
+
+
+jobs_settings = _JobsSettings()
+
+
+@receiver(setting_changed)
+def _reset_on_change(*, setting: str, **kwargs: Any) -> None:
+    if setting == "JOBS":
+        _merged.cache_clear()

@@ -1,0 +1,55 @@
+"""Redis connections and RQ queues, resolved once per queue from django-rq's ``RQ_QUEUES``."""
+
+from __future__ import annotations
+
+import functools
+from typing import Any
+
+import django_rq
+from django.core.signals import setting_changed
+from django.dispatch import receiver
+from redis import Redis
+from rq import Queue
+from rq.serializers import JSONSerializer
+
+from .conf import jobs_settings
+
+
+@functools.cache
+def get_connection(queue_name: str) -> Redis:
+    """The Redis client for a queue; one pool per queue per process (redis-py resets it after fork).
+
+    A Redis that accepts connections but does not answer must not hang a commit hook: where the
+    queue's configuration sets no socket timeouts, the ``JOBS`` defaults apply.
+    """
+    client = django_rq.get_connection(queue_name)
+    pool_kwargs = client.connection_pool.connection_kwargs
+    for name, default in (
+        ("socket_connect_timeout", jobs_settings.REDIS_CONNECT_TIMEOUT),
+        ("socket_timeout", jobs_settings.REDIS_SOCKET_TIMEOUT),
+    ):
+        if pool_kwargs.get(name) is None:
+            pool_kwargs[name] = default
+    return client
+
+
+@functools.cache
+def get_queue(queue_name: str) -> Queue:
+    """The RQ queue, always with the JSON serializer: nothing this app reads from Redis is unpickled."""
+    return django_rq.get_queue(
+        queue_name,
+        connection=get_connection(queue_name),
+        serializer=JSONSerializer,
+        commit_mode="auto",
+    )
+
+
+def reset() -> None:
+    get_queue.cache_clear()
+    get_connection.cache_clear()
+
+
+@receiver(setting_changed)
+def _reset_on_change(*, setting: str, **kwargs: Any) -> None:
+    if setting in {"RQ_QUEUES", "RQ"}:
+        reset()

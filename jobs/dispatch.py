@@ -1,0 +1,120 @@
+"""Pushing job records to their RQ queues, and the relay for records that could not be pushed."""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+from collections import defaultdict
+from collections.abc import Sequence
+from datetime import datetime, timedelta
+
+from django.db import router
+from django.utils import timezone
+from redis.client import Pipeline
+from redis.exceptions import RedisError
+from rq import Queue, Retry
+from rq.job import Job as RQJob
+
+from . import connection, keys
+from .conf import jobs_settings
+from .exceptions import JobNotRegistered
+from .models import Job
+from .options import JobOptions
+from .registry import resolve
+
+logger = logging.getLogger("jobs")
+
+#: The function every RQ job of this app calls; it runs the registered job named in its arguments.
+RUNNER = "jobs.execution.run_job"
+
+
+def push(records: Sequence[Job], options: JobOptions | None = None) -> None:
+    """Push records to Redis, one pipeline per queue. Raises ``RedisError`` when Redis cannot be reached.
+
+    ``options`` are those the records were enqueued with; without them (the relay, a retry from the
+    admin) each record's job function is looked up in the registry for its backoff.
+    """
+    by_queue: dict[str, list[Job]] = defaultdict(list)
+    for record in records:
+        by_queue[record.queue].append(record)
+    for queue_name, queued in by_queue.items():
+        queue = connection.get_queue(queue_name)
+        with queue.connection.pipeline() as pipe:
+            for record in queued:
+                _add_to_pipeline(queue, record, pipe, options or _registered_options(record))
+            pipe.execute()
+
+
+def _add_to_pipeline(queue: Queue, record: Job, pipe: Pipeline, options: JobOptions) -> RQJob:
+    # Computed per record, so that jobs that fail together do not retry together.
+    intervals = options.replace(max_attempts=record.max_attempts).retry_intervals()
+    rq_job = queue.create_job(
+        RUNNER,
+        args=[str(record.pk), record.function, record.args, record.kwargs, record._state.db or "default"],
+        timeout=record.timeout,
+        result_ttl=jobs_settings.RQ_RESULT_TTL,
+        description=f"{record.function} [{record.pk}]",
+        job_id=str(record.pk),
+        retry=Retry(max=len(intervals), interval=intervals) if intervals else None,
+    )
+    if record.scheduled_for is not None and record.scheduled_for > timezone.now():
+        return queue.schedule_job(rq_job, _whole_second_after(record.scheduled_for), pipeline=pipe)
+    return queue.enqueue_job(rq_job, pipeline=pipe, at_front=options.at_front)
+
+
+def _whole_second_after(moment: datetime) -> datetime:
+    """RQ's scheduled registry keeps whole seconds: round up, so that a job never starts early."""
+    if moment.microsecond:
+        return moment.replace(microsecond=0) + timedelta(seconds=1)
+    return moment
+
+
+def _registered_options(record: Job) -> JobOptions:
+    try:
+        return resolve(record.function).options
+    except JobNotRegistered:
+        return JobOptions()  # the worker will fail it with a clear error
+
+
+def dispatch(records: Sequence[Job], options: JobOptions | None = None) -> bool:
+    """Push records, or mark them undispatched so the relay pushes them later. Never raises."""
+    if not records:
+        return True
+    try:
+        push(records, options)
+    except RedisError as exc:
+        alias = records[0]._state.db or router.db_for_write(Job)
+        now = timezone.now()
+        Job.objects.using(alias).filter(pk__in=[r.pk for r in records]).waiting().update(
+            undispatched_since=now
+        )
+        for record in records:
+            record.undispatched_since = now
+        logger.warning("Redis unreachable, %d job(s) left for the relay: %s", len(records), exc)
+        return False
+    return True
+
+
+def relay(limit: int = 500, using: str | None = None) -> int:
+    """Push records whose dispatch failed at commit time; returns how many were pushed.
+
+    A Redis lock keeps two workers from pushing the same records at once.
+    """
+    alias = using or router.db_for_write(Job)
+    pending = list(Job.objects.using(alias).undispatched().order_by("undispatched_since")[:limit])
+    if not pending:
+        return 0
+    redis = connection.get_connection(pending[0].queue)
+    lock = redis.lock(keys.relay_lock(), timeout=60, blocking=False)
+    if not lock.acquire():
+        return 0
+    try:
+        # Rows may have been pushed by another relay between the read and the lock.
+        pending = list(Job.objects.using(alias).undispatched().filter(pk__in=[r.pk for r in pending]))
+        push(pending)
+        Job.objects.using(alias).filter(pk__in=[r.pk for r in pending]).update(undispatched_since=None)
+    finally:
+        with contextlib.suppress(RedisError):
+            lock.release()
+    logger.info("Relayed %d job(s) to Redis", len(pending))
+    return len(pending)

@@ -1,0 +1,27 @@
+"""The exceptions `jobs` raises."""
+
+from django.core.exceptions import ImproperlyConfigured
+
+
+class JobsError(Exception):
+    """Base class of every error raised by `jobs`."""
+
+
+class JobsConfigurationError(JobsError, ImproperlyConfigured):
+    """The ``JOBS``, ``RQ_QUEUES`` or ``CACHES`` settings cannot work as given."""
+
+
+class InvalidJobDefinition(JobsError, ValueError):
+    """A job's decorator or ``using()`` options are invalid."""
+
+
+class ArgumentNotSerializable(JobsError, TypeError):
+    """An argument given to ``enqueue()`` cannot be stored as JSON."""
+
+
+class JobNotRegistered(JobsError, LookupError):
+    """A job names a function that is not registered with ``@job``."""
+
+
+class InvalidTransition(JobsError):
+    """A job cannot move to the asked state from the one it is in (retrying a finished job, say)."""

@@ -1,0 +1,90 @@
+"""What runs inside ``manage.py rqworker``: claim the record, run the registered function, record the end.
+
+On the happy path the ledger costs two statements: the claiming UPDATE and the finishing UPDATE.
+"""
+
+from __future__ import annotations
+
+import contextvars
+import logging
+import traceback as tb
+from typing import Any
+
+from django.db import close_old_connections
+from rq import get_current_job
+
+from . import signals
+from .codec import decode_arguments, encode
+from .exceptions import ArgumentNotSerializable, JobNotRegistered
+from .models import Job
+from .registry import resolve
+
+logger = logging.getLogger("jobs")
+
+_current: contextvars.ContextVar[Job | None] = contextvars.ContextVar("jobs_current", default=None)
+
+#: Errors that no retry can mend: the job fails at once whatever attempts it has left.
+PERMANENT_ERRORS = (JobNotRegistered, ArgumentNotSerializable, LookupError)
+
+
+def current_job() -> Job | None:
+    """The record of the job running in this context, or None outside a job."""
+    return _current.get()
+
+
+def run_job(job_id: str, function: str, args: list, kwargs: dict, alias: str = "default") -> None:
+    """The entry point of every RQ job pushed by `jobs` (see ``dispatch.RUNNER``)."""
+    close_old_connections()
+    try:
+        _run(job_id, function, args, kwargs, alias)
+    finally:
+        close_old_connections()
+
+
+def _run(job_id: str, function: str, args: list, kwargs: dict, alias: str) -> None:
+    rq_job = get_current_job()
+    # Not read from the database: the other fields are deferred and load only if the job asks for them.
+    record = Job.from_db(alias, ["id", "function"], [job_id, function])
+    if not record.mark_started(worker_name=(rq_job.worker_name or "") if rq_job else ""):
+        logger.info("Job %s is no longer waiting (cancelled or already run); skipped", job_id)
+        return
+    token = _current.set(record)
+    try:
+        signals.job_started.send(sender=Job, job=record)
+        target = resolve(function)
+        call_args, call_kwargs = decode_arguments(args, kwargs)
+        value = target.func(*call_args, **call_kwargs)
+    except BaseException as exc:
+        _record_failure(record, rq_job, exc)
+        raise
+    finally:
+        _current.reset(token)
+    record.mark_finished(_encode_result(function, value))
+    signals.job_finished.send(sender=Job, job=record)
+
+
+def _record_failure(record: Job, rq_job: Any, exc: BaseException) -> None:
+    permanent = isinstance(exc, PERMANENT_ERRORS)
+    if permanent and rq_job is not None:
+        rq_job.retries_left = 0  # RQ then fails the job instead of scheduling a retry.
+    retrying = bool(rq_job is not None and rq_job.retries_left and not permanent)
+    record.refresh_from_db(fields=["attempts", "started_at", "worker_name"])
+    record.mark_attempt_failed(
+        error_class=f"{type(exc).__module__}.{type(exc).__qualname__}",
+        error_message=str(exc),
+        traceback="".join(tb.format_exception(exc)),
+        retrying=retrying,
+    )
+    if retrying:
+        logger.warning("Job %s attempt %d failed, will retry: %r", record.pk, record.attempts, exc)
+    else:
+        logger.error("Job %s failed after %d attempt(s): %r", record.pk, record.attempts, exc)
+        signals.job_failed.send(sender=Job, job=record, exception=exc)
+
+
+def _encode_result(function: str, value: Any) -> Any:
+    try:
+        return encode(value, "result")
+    except ArgumentNotSerializable:
+        logger.warning("Result of %s is not JSON serialisable; its repr() is stored instead", function)
+        return repr(value)

@@ -1,0 +1,30 @@
+"""Every Redis key this app writes itself, built in one place under ``JOBS['REDIS_PREFIX']``.
+
+RQ's own keys (``rq:...``) and the cache's keys (Django's ``KEY_PREFIX``) are not built here.
+"""
+
+from .conf import jobs_settings
+
+
+def _key(*parts: str) -> str:
+    return jobs_settings.REDIS_PREFIX + ":".join(parts)
+
+
+def relay_lock() -> str:
+    return _key("relay", "lock")
+
+
+def reaper_lock() -> str:
+    return _key("reaper", "lock")
+
+
+def paused_queues() -> str:
+    return _key("paused")
+
+
+def rate_limit(function: str, bucket: str) -> str:
+    return _key("rate", function, bucket)
+
+
+def stats(kind: str, minute: int) -> str:
+    return _key("stats", kind, str(minute))

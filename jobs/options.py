@@ -1,0 +1,132 @@
+"""The options of a job, as an immutable value checked when it is made."""
+
+from __future__ import annotations
+
+import dataclasses
+import random
+from collections.abc import Callable, Sequence
+from datetime import datetime, timedelta
+from typing import Any, Literal
+
+from django.utils import timezone
+
+from .conf import jobs_settings
+from .exceptions import InvalidJobDefinition
+
+Backoff = Literal["exponential", "fixed"] | Sequence[int]
+UniqueKey = str | Callable[..., str] | None
+
+
+@dataclasses.dataclass(frozen=True)
+class JobOptions:
+    """How a job is run: where, how long, how often, and when.
+
+    ``None`` means "the ``JOBS`` setting's default". Variants are made with ``replace()``.
+    """
+
+    queue: str | None = None
+    timeout: int | None = None
+    max_attempts: int | None = None
+    backoff: Backoff = "exponential"
+    backoff_base: int | None = None
+    unique_key: UniqueKey = None
+    delay: timedelta | None = None
+    at: datetime | None = None
+    at_front: bool = False
+    using: str | None = None
+
+    def __post_init__(self) -> None:  # noqa: C901 - one rule per option
+        _check_positive_int("timeout", self.timeout)
+        _check_positive_int("max_attempts", self.max_attempts)
+        _check_positive_int("backoff_base", self.backoff_base)
+        if isinstance(self.backoff, str):
+            if self.backoff not in ("exponential", "fixed"):
+                raise InvalidJobDefinition(
+                    f"backoff must be 'exponential', 'fixed' or a list of seconds, not {self.backoff!r}"
+                )
+        else:
+            intervals = tuple(self.backoff)
+            if not intervals or any(
+                not isinstance(i, int) or isinstance(i, bool) or i < 0 for i in intervals
+            ):
+                raise InvalidJobDefinition(
+                    "a backoff list must hold one or more whole numbers of seconds >= 0"
+                )
+            object.__setattr__(self, "backoff", intervals)
+        if self.queue is not None and (not isinstance(self.queue, str) or not self.queue):
+            raise InvalidJobDefinition(f"queue must be a queue name from RQ_QUEUES, not {self.queue!r}")
+        if self.unique_key is not None and not (
+            isinstance(self.unique_key, str) or callable(self.unique_key)
+        ):
+            raise InvalidJobDefinition("unique_key must be a string or a callable that returns one")
+        if isinstance(self.unique_key, str) and not (0 < len(self.unique_key) <= 255):
+            raise InvalidJobDefinition("unique_key must be 1 to 255 characters long")
+        if self.delay is not None and self.at is not None:
+            raise InvalidJobDefinition("give either delay or at, not both")
+        if self.delay is not None:
+            delay = self.delay
+            if isinstance(delay, int | float) and not isinstance(delay, bool):
+                delay = timedelta(seconds=delay)
+                object.__setattr__(self, "delay", delay)
+            if not isinstance(delay, timedelta) or delay < timedelta(0):
+                raise InvalidJobDefinition("delay must be a non-negative timedelta or number of seconds")
+        if self.at is not None and (not isinstance(self.at, datetime) or timezone.is_naive(self.at)):
+            raise InvalidJobDefinition("at must be a timezone-aware datetime")
+
+    def replace(self, **changes: Any) -> JobOptions:
+        unknown = set(changes) - {field.name for field in dataclasses.fields(self)}
+        if unknown:
+            raise InvalidJobDefinition(f"unknown job option(s): {', '.join(sorted(unknown))}")
+        return dataclasses.replace(self, **changes)
+
+    # Values resolved against the JOBS setting at enqueue time.
+
+    @property
+    def queue_name(self) -> str:
+        return self.queue or jobs_settings.DEFAULT_QUEUE
+
+    @property
+    def attempts(self) -> int:
+        return self.max_attempts or jobs_settings.DEFAULT_MAX_ATTEMPTS
+
+    @property
+    def job_timeout(self) -> int | None:
+        return self.timeout or jobs_settings.DEFAULT_TIMEOUT
+
+    def run_at(self) -> datetime | None:
+        if self.at is not None:
+            return self.at
+        if self.delay:
+            return timezone.now() + self.delay
+        return None
+
+    def retry_intervals(self) -> list[int]:
+        """Seconds before each retry; exponential steps are jittered within [base*2^n/2, base*2^n]."""
+        retries = self.attempts - 1
+        if retries <= 0:
+            return []
+        if not isinstance(self.backoff, str):
+            listed = list(self.backoff)
+            return (listed + [listed[-1]] * retries)[:retries]
+        base = self.backoff_base or jobs_settings.BACKOFF_BASE
+        if self.backoff == "fixed":
+            return [base] * retries
+        ceiling = jobs_settings.BACKOFF_MAX
+        intervals = []
+        for n in range(retries):
+            step = min(ceiling, base * 2**n)
+            intervals.append(int(random.uniform(step / 2, step)))  # noqa: S311 - jitter, not security
+        return intervals
+
+    def unique_key_for(self, args: Sequence[Any], kwargs: dict[str, Any]) -> str | None:
+        if self.unique_key is None or isinstance(self.unique_key, str):
+            return self.unique_key
+        key = self.unique_key(*args, **kwargs)
+        if not isinstance(key, str) or not (0 < len(key) <= 255):
+            raise InvalidJobDefinition("unique_key callable must return a string of 1 to 255 characters")
+        return key
+
+
+def _check_positive_int(name: str, value: Any) -> None:
+    if value is not None and (not isinstance(value, int) or isinstance(value, bool) or value < 1):
+        raise InvalidJobDefinition(f"{name} must be a whole number >= 1, not {value!r}")

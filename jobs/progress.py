@@ -1,0 +1,25 @@
+"""Progress reported from inside a running job."""
+
+from __future__ import annotations
+
+from .exceptions import JobsError
+from .execution import current_job
+from .models import Job
+
+
+def set_progress(percent: float, message: str = "") -> bool:
+    """Record how far the running job is (0-100) and what it is doing.
+
+    Returns False, and does nothing, when called outside a job (say, when the job's function is
+    called directly in a test), so job code need not care where it runs.
+    """
+    if not isinstance(percent, int | float) or isinstance(percent, bool) or not 0 <= percent <= 100:
+        raise JobsError(f"progress must be a number from 0 to 100, not {percent!r}")
+    record = current_job()
+    if record is None:
+        return False
+    Job.objects.using(record._state.db).filter(pk=record.pk).update(
+        progress=percent, progress_message=str(message)[:255]
+    )
+    record.progress, record.progress_message = percent, str(message)[:255]
+    return True

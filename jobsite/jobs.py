@@ -1,0 +1,31 @@
+"""The demo's jobs: one that reports progress, and one that fails a given number of times."""
+
+import time
+
+from jobs import current_job, job, set_progress
+
+ECHO_STEPS = 10
+
+
+@job
+def echo(msg: str, ms: int = 1000) -> str:
+    """Report progress from 0 to 100 over ``ms`` milliseconds, then return the message."""
+    set_progress(0, "starting")
+    for step in range(1, ECHO_STEPS + 1):
+        time.sleep(ms / 1000 / ECHO_STEPS)
+        set_progress(100 * step / ECHO_STEPS, f"step {step} of {ECHO_STEPS}")
+    return msg
+
+
+class PlannedFailure(RuntimeError):
+    """Raised on purpose by the retry demo."""
+
+
+@job(max_attempts=5, backoff="fixed", backoff_base=1)
+def flaky(msg: str, fail: int) -> str:
+    """Fail on the first ``fail`` attempts, then succeed: automatic retries at work."""
+    record = current_job()
+    attempt = record.attempts if record is not None else 1
+    if attempt <= fail:
+        raise PlannedFailure(f"planned failure {attempt} of {fail}")
+    return f"{msg} (after {attempt - 1} failure(s))"

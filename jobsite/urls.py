@@ -1,0 +1,15 @@
+from django.contrib import admin
+from django.urls import include, path
+
+from . import views
+
+urlpatterns = [
+    path("", views.home, name="demo-home"),
+    path("demo/echo", views.echo, name="demo-echo"),
+    path("demo/delay", views.delay, name="demo-delay"),
+    path("demo/retry", views.retry, name="demo-retry"),
+    path("demo/jobs/<uuid:job_id>", views.status, name="demo-status"),
+    path("jobs/", include("jobs.urls")),
+    path("django-rq/", include("django_rq.urls")),
+    path("admin/", admin.site.urls),
+]

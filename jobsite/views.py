@@ -1,0 +1,98 @@
+"""Demo endpoints: each starts a job and answers 202 with its id and status URL."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+from http import HTTPStatus
+
+from django.http import HttpRequest, JsonResponse
+from django.shortcuts import get_object_or_404, render
+from django.urls import reverse
+from django.views.decorators.http import require_GET
+
+from jobs.models import Job
+from jobs.serialize import job_as_dict
+
+from . import jobs
+
+MAX_MS = 60_000
+MAX_MSG = 200
+
+
+class BadParameter(ValueError):
+    pass
+
+
+def _param_msg(request: HttpRequest) -> str:
+    msg = request.GET.get("msg")
+    if msg is None or msg == "":
+        raise BadParameter("msg is required")
+    if len(msg) > MAX_MSG:
+        raise BadParameter(f"msg must be at most {MAX_MSG} characters")
+    return msg
+
+
+def _param_int(request: HttpRequest, name: str, default: int | None, low: int, high: int) -> int:
+    raw = request.GET.get(name)
+    if raw is None or raw == "":
+        if default is None:
+            raise BadParameter(f"{name} is required")
+        return default
+    try:
+        value = int(raw)
+    except ValueError:
+        raise BadParameter(f"{name} must be a whole number, not {raw!r}") from None
+    if not low <= value <= high:
+        raise BadParameter(f"{name} must be from {low} to {high}")
+    return value
+
+
+def _accepted(request: HttpRequest, record: Job) -> JsonResponse:
+    status_url = request.build_absolute_uri(reverse("demo-status", args=[record.pk]))
+    return JsonResponse(
+        {"id": str(record.pk), "status": record.status, "status_url": status_url},
+        status=HTTPStatus.ACCEPTED,
+        headers={"Location": status_url},
+    )
+
+
+def _demo_view(build):
+    @require_GET
+    def view(request: HttpRequest) -> JsonResponse:
+        try:
+            record = build(request)
+        except BadParameter as exc:
+            return JsonResponse({"error": str(exc)}, status=HTTPStatus.BAD_REQUEST)
+        return _accepted(request, record)
+
+    view.__name__ = build.__name__
+    return view
+
+
+@_demo_view
+def echo(request: HttpRequest) -> Job:
+    return jobs.echo.enqueue(_param_msg(request), ms=_param_int(request, "ms", 1000, 0, MAX_MS))
+
+
+@_demo_view
+def delay(request: HttpRequest) -> Job:
+    msg = _param_msg(request)
+    ms = _param_int(request, "ms", None, 0, 24 * 3600 * 1000)
+    return jobs.echo.using(delay=timedelta(milliseconds=ms)).enqueue(msg, ms=0)
+
+
+@_demo_view
+def retry(request: HttpRequest) -> Job:
+    msg = _param_msg(request)
+    fail = _param_int(request, "fail", None, 0, jobs.flaky.options.attempts - 1)
+    return jobs.flaky.enqueue(msg, fail)
+
+
+@require_GET
+def status(request: HttpRequest, job_id: str) -> JsonResponse:
+    return JsonResponse(job_as_dict(get_object_or_404(Job, pk=job_id)))
+
+
+@require_GET
+def home(request: HttpRequest):
+    return render(request, "demo/home.html", {"recent": Job.objects.all()[:20]})

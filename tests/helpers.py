@@ -1,0 +1,98 @@
+"""Helpers shared by the tests: waiting on a condition with a bound, and real worker processes."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from django.db import connection
+
+ROOT = Path(__file__).resolve().parent.parent
+QUEUES = ("default", "high", "low")
+
+
+def wait_for(
+    condition: Callable[[], Any], timeout: float = 20, interval: float = 0.05, message: str = ""
+) -> Any:
+    """Poll ``condition`` until it returns something truthy; fail the test after ``timeout`` seconds."""
+    deadline = time.monotonic() + timeout
+    while True:
+        value = condition()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {timeout}s waiting for {message or condition}")
+        time.sleep(interval)
+
+
+def worker_env(**extra: str) -> dict[str, str]:
+    env = dict(os.environ)
+    env["DJANGO_SETTINGS_MODULE"] = "tests.settings"
+    env["JOBS_TEST_DB_NAME"] = str(connection.settings_dict["NAME"])
+    env["PYTHONPATH"] = str(ROOT)
+    env.update(extra)
+    return env
+
+
+def worker_command(*options: str, queues: tuple[str, ...] = QUEUES) -> list[str]:
+    return [sys.executable, str(ROOT / "manage.py"), "rqworker", *options, *queues]
+
+
+def run_worker(*options: str, queues: tuple[str, ...] = QUEUES, timeout: float = 120, **env: str) -> str:
+    """Drain the queues with ``manage.py rqworker --burst`` in a real process; return its output."""
+    completed = subprocess.run(
+        worker_command("--burst", *options, queues=queues),
+        env=worker_env(**env),
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        check=False,
+        cwd=ROOT,
+    )
+    output = completed.stdout + completed.stderr
+    assert completed.returncode == 0, f"rqworker exited with {completed.returncode}:\n{output}"
+    return output
+
+
+class WorkerProcess:
+    """A long-running ``manage.py rqworker`` that a test starts, signals and stops."""
+
+    def __init__(self, *options: str, queues: tuple[str, ...] = QUEUES, **env: str) -> None:
+        self.process = subprocess.Popen(
+            worker_command(*options, queues=queues),
+            env=worker_env(**env),
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+            cwd=ROOT,
+            start_new_session=True,
+        )
+
+    @property
+    def pid(self) -> int:
+        return self.process.pid
+
+    def signal(self, signum: int) -> None:
+        self.process.send_signal(signum)
+
+    def stop(self, timeout: float = 30) -> str:
+        if self.process.poll() is None:
+            self.process.send_signal(signal.SIGTERM)
+            try:
+                self.process.wait(timeout=timeout)
+            except subprocess.TimeoutExpired:
+                os.killpg(self.process.pid, signal.SIGKILL)
+                self.process.wait(timeout=10)
+        return self.process.stdout.read() if self.process.stdout else ""
+
+    def __enter__(self) -> WorkerProcess:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()

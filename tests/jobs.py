@@ -1,0 +1,86 @@
+"""Job functions for the tests, importable by worker processes."""
+
+import os
+import time
+
+from jobs import current_job, job, set_progress
+
+
+@job
+def add(a, b):
+    return a + b
+
+
+@job
+def noop():
+    return None
+
+
+@job
+def echo_types(*args, **kwargs):
+    return {
+        "args": [type(a).__name__ for a in args],
+        "kwargs": {k: type(v).__name__ for k, v in kwargs.items()},
+    }
+
+
+@job
+def boom(message="boom"):
+    raise ValueError(message)
+
+
+@job(max_attempts=3, backoff=[0])
+def fails_then_succeeds(times):
+    record = current_job()
+    if record.attempts <= times:
+        raise RuntimeError(f"failure {record.attempts}")
+    return record.attempts
+
+
+@job
+def progress_steps(steps, pause):
+    for step in range(1, steps + 1):
+        time.sleep(pause)
+        set_progress(100 * step / steps, f"step {step}")
+    return steps
+
+
+@job
+def touch(path):
+    with open(path, "a") as handle:
+        handle.write(f"{os.getpid()}\n")
+
+
+@job
+def sleep_for(seconds):
+    time.sleep(seconds)
+    return seconds
+
+
+@job(unique_key=lambda name: f"unique:{name}")
+def unique_by_name(name):
+    return name
+
+
+@job(timeout=1)
+def too_slow():
+    time.sleep(10)
+
+
+def not_a_job():
+    return "should never run"
+
+
+@job
+def greet_user(user):
+    return f"hello {user.username}"
+
+
+@job
+def database_backend_pid():
+    """The PostgreSQL server process serving this job's connection."""
+    from django.db import connection
+
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT pg_backend_pid()")
+        return cursor.fetchone()[0]

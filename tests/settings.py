@@ -1,0 +1,28 @@
+"""The demo's settings, with a database of the test run's own and a Redis the tests start themselves."""
+
+import os
+import tempfile
+
+from jobsite.settings import *  # noqa: F403
+from jobsite.settings import DATABASES
+
+# A worker subprocess started by the tests is told which database the test run created.
+if os.environ.get("JOBS_TEST_DB_NAME"):
+    DATABASES["default"]["NAME"] = os.environ["JOBS_TEST_DB_NAME"]
+elif DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
+    # A file, not memory, so that worker processes see the same database.
+    DATABASES["default"]["TEST"] = {
+        "NAME": os.path.join(tempfile.gettempdir(), f"jobs-test-{os.getpid()}.sqlite3")
+    }
+else:
+    DATABASES["default"]["TEST"] = {"NAME": f"test_jobs_{os.getpid()}"}
+
+# A second database, to show that a job is pushed when *its* database's transaction commits.
+DATABASES["other"] = {
+    "ENGINE": "django.db.backends.sqlite3",
+    "NAME": os.environ.get("JOBS_TEST_OTHER_DB_NAME", ""),
+    "TEST": {"NAME": os.path.join(tempfile.gettempdir(), f"jobs-test-other-{os.getpid()}.sqlite3")},
+}
+
+PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
+LOGGING = {"version": 1, "disable_existing_loggers": False}
