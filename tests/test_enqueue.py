@@ -1,6 +1,8 @@
 """Enqueue is transactional: the record is written in the caller's transaction and pushed on commit."""
 
 import json
+import subprocess
+import sys
 import threading
 import zlib
 
@@ -13,6 +15,7 @@ from jobs.dispatch import RUNNER, relay
 from jobs.exceptions import ArgumentNotSerializable, InvalidJobDefinition
 from jobs.models import Job, Status
 from tests import jobs
+from tests.helpers import ROOT, worker_env
 
 
 def queued_ids(queue="default"):
@@ -199,6 +202,35 @@ def test_unique_key_holds_under_concurrent_enqueues():
     assert len(set(results)) == 1
     assert Job.objects.filter(unique_key="unique:race").count() == 1
     assert len(queued_ids()) == 1
+
+
+ENQUEUE_WHEN_TOLD = """
+import os, time
+from django.db import transaction
+from tests import jobs
+while not os.path.exists(os.environ["GO_FILE"]):
+    time.sleep(0.005)
+with transaction.atomic():
+    print(jobs.unique_by_name.enqueue("process-race").pk)
+"""
+
+
+@pytest.mark.django_db(transaction=True)
+def test_unique_key_holds_when_many_processes_enqueue_at_once(tmp_path):
+    go = tmp_path / "go"
+    command = [sys.executable, str(ROOT / "manage.py"), "shell", "-c", ENQUEUE_WHEN_TOLD]
+    processes = [
+        subprocess.Popen(
+            command, env=worker_env(GO_FILE=str(go)), cwd=ROOT, stdout=subprocess.PIPE, text=True
+        )
+        for _ in range(6)
+    ]
+    go.touch()
+    outputs = [process.communicate(timeout=120)[0].split()[-1] for process in processes]
+    assert [process.returncode for process in processes] == [0] * 6
+    assert len(set(outputs)) == 1, outputs
+    assert Job.objects.filter(unique_key="unique:process-race").count() == 1
+    assert queued_ids() == outputs[:1]
 
 
 @pytest.mark.django_db(transaction=True)
