@@ -36,13 +36,22 @@ DEFAULTS: dict[str, Any] = {
     "REDIS_PREFIX": "jobs:",
     # How long RQ keeps finished results in Redis; the record keeps them anyway.
     "RQ_RESULT_TTL": 0,
-    # Cache-aside decorator.
+    # Cache-aside decorators (jobs.cache): the CACHES alias (django-redis) and the app's key prefix.
     "CACHE_ALIAS": "default",
     "CACHE_PREFIX": "jobs-cache",
+    # Seconds an entry is fresh when a decorator names no ttl, less up to CACHE_JITTER (a fraction) of it.
     "CACHE_TTL": 300,
     "CACHE_JITTER": 0.1,
+    # Seconds a stale entry is still served while one refresh runs, when a decorator names none (0: off).
+    "CACHE_STALE": 0,
+    # Seconds the computing caller holds the lock at most, and others wait for it at most.
     "CACHE_LOCK_TIMEOUT": 10,
     "CACHE_LOCK_WAIT": 5.0,
+    # After a Redis error the cache is bypassed for this many seconds; one warning per CACHE_WARN_INTERVAL.
+    "CACHE_RETRY_AFTER": 5,
+    "CACHE_WARN_INTERVAL": 60,
+    # Seconds between two flushes of a process's hit/miss counts to Redis.
+    "CACHE_STATS_INTERVAL": 5,
 }
 
 

@@ -25,3 +25,11 @@ class JobNotRegistered(JobsError, LookupError):
 
 class InvalidTransition(JobsError):
     """A job cannot move to the asked state from the one it is in (retrying a finished job, say)."""
+
+
+class InvalidCacheDefinition(JobsError, ValueError):
+    """A ``@cached`` or ``@cache_view`` decorator is given options that cannot work."""
+
+
+class UncacheableArgument(JobsError, TypeError):
+    """An argument of a cached function cannot be part of a cache key."""

@@ -28,3 +28,11 @@ def rate_limit(function: str, bucket: str) -> str:
 
 def stats(kind: str, minute: int) -> str:
     return _key("stats", kind, str(minute))
+
+
+def cache_stats(namespace: str) -> str:
+    return _key("cache", "stats", namespace)
+
+
+def cache_namespaces() -> str:
+    return _key("cache", "namespaces")

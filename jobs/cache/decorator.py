@@ -1,0 +1,282 @@
+"""``@cached``: cache-aside for functions, with a TTL and jitter, one computer per miss, and optional
+stale-while-revalidate through a ``jobs`` job."""
+
+from __future__ import annotations
+
+import functools
+import inspect
+import logging
+import pickle
+from collections.abc import Callable, Iterable, Sequence
+from typing import Any, Generic, ParamSpec, TypeVar, overload
+
+from django.db import models as db_models
+
+from ..conf import jobs_settings
+from ..exceptions import InvalidCacheDefinition
+from . import keys, stats
+from .store import ERRORS, FRESH, MISSING, CacheStore, release, store
+
+logger = logging.getLogger("jobs")
+
+P = ParamSpec("P")
+R = TypeVar("R")
+
+Tags = Iterable[str] | Callable[..., Iterable[str]]
+#: What a value that django-redis's serializer cannot store raises.
+UNSTORABLE = (pickle.PicklingError, TypeError, AttributeError, ValueError)
+
+
+def check_seconds(name: str, value: Any, allow_zero: bool = False) -> None:
+    if value is None:
+        return
+    number = isinstance(value, int | float) and not isinstance(value, bool)
+    if not number or not (value >= 0 if allow_zero else value > 0):
+        bound = ">= 0" if allow_zero else "> 0"
+        raise InvalidCacheDefinition(f"{name} must be a number of seconds {bound}, not {value!r}")
+
+
+def static_tags(tags: Tags) -> tuple[str, ...] | None:
+    """Tags given as a list are checked at once; a callable's tags when it is called."""
+    if callable(tags):
+        return None
+    if isinstance(tags, str):
+        raise InvalidCacheDefinition(f"tags must be a list of strings or a callable, not the string {tags!r}")
+    return tuple(keys.check_tag(tag) for tag in tags)
+
+
+def model_tags(watched: Sequence[type[db_models.Model]], alias: str | None) -> tuple[str, ...]:
+    from .invalidation import watch_model
+
+    tags = []
+    for model in watched:
+        if not (isinstance(model, type) and issubclass(model, db_models.Model)):
+            raise InvalidCacheDefinition(f"models must be model classes, not {model!r}")
+        watch_model(model, alias)
+        tags.append(keys.model_tag(model))
+    return tuple(tags)
+
+
+class CachedFunction(Generic[P, R]):
+    """A function whose results are cached. ``fn.invalidate(*args)`` drops one call's entry."""
+
+    def __init__(
+        self,
+        func: Callable[P, R],
+        *,
+        ttl: float | None,
+        stale: float | None,
+        namespace: str | None,
+        version: int,
+        tags: Tags,
+        models: Sequence[type[db_models.Model]],
+        cache_none: bool,
+        alias: str | None,
+    ) -> None:
+        check_seconds("ttl", ttl)
+        check_seconds("stale", stale, allow_zero=True)
+        if isinstance(version, bool) or not isinstance(version, int) or version < 0:
+            raise InvalidCacheDefinition(f"version must be a whole number >= 0, not {version!r}")
+        self.func = func
+        self.target = f"{func.__module__}.{func.__qualname__}"
+        self.namespace = keys.namespace_for(namespace, self.target)
+        self.version = version
+        self._ttl = ttl
+        self._stale = stale
+        self._static_tags = static_tags(tags)
+        self._tags = tags
+        self._model_tags = model_tags(models, alias)
+        self.cache_none = cache_none
+        self.alias = alias
+        if (stale or 0) > 0 and "<locals>" in func.__qualname__:
+            raise InvalidCacheDefinition(
+                f"{func.__qualname__}: stale-while-revalidate refreshes on a worker, which imports the "
+                "function: define it at module level"
+            )
+        signature = inspect.signature(func)
+        self._signature = signature
+        params = signature.parameters.values()
+        simple = all(p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD) for p in params)
+        self._all_positional = len(signature.parameters) if simple else -1
+        functools.update_wrapper(self, func)
+
+    def __repr__(self) -> str:
+        return f"<CachedFunction {self.namespace}>"
+
+    @property
+    def ttl(self) -> float:
+        return self._ttl if self._ttl is not None else jobs_settings.CACHE_TTL
+
+    @property
+    def stale(self) -> float:
+        return self._stale if self._stale is not None else jobs_settings.CACHE_STALE
+
+    def key_name(self, *args: P.args, **kwargs: P.kwargs) -> str:
+        """The cache key of a call, before Django's ``KEY_PREFIX`` and version are added."""
+        if not kwargs and len(args) == self._all_positional:
+            values: Iterable[Any] = args
+        else:
+            bound = self._signature.bind(*args, **kwargs)
+            bound.apply_defaults()
+            values = bound.arguments.values()
+        return keys.entry(self.namespace, self.version, keys.digest(values))
+
+    def __call__(self, *args: P.args, **kwargs: P.kwargs) -> R:
+        name = self.key_name(*args, **kwargs)
+        cache = store(self.alias)
+        if not cache.available():
+            stats.count(self.namespace, "errors")
+            return self.func(*args, **kwargs)
+        key = cache.key(name)
+        try:
+            state, value, _ = cache.get(key)
+        except ERRORS as exc:
+            return self._uncached(cache, exc, args, kwargs)
+        if state is FRESH:
+            stats.count(self.namespace, "hits")
+            return value
+        if state is not MISSING and self.stale > 0:
+            stats.count(self.namespace, "stale")
+            self._refresh_later(cache, key, args, kwargs)
+            return value
+        stats.count(self.namespace, "misses")
+        return self._compute(cache, key, args, kwargs)
+
+    def _uncached(self, cache: CacheStore, exc: BaseException, args: Any, kwargs: Any) -> R:
+        cache.failed(exc)
+        stats.count(self.namespace, "errors")
+        return self.func(*args, **kwargs)
+
+    def _compute(self, cache: CacheStore, key: str, args: Any, kwargs: Any) -> R:
+        """One caller computes; the others wait for its lock, then read what it stored."""
+        lock = cache.lock(key)
+        try:
+            acquired = lock.acquire()
+        except ERRORS as exc:
+            return self._uncached(cache, exc, args, kwargs)
+        if not acquired:
+            # The holder is slow: compute without the cache rather than wait any longer.
+            return self.func(*args, **kwargs)
+        try:
+            try:
+                state, value, _ = cache.get(key)
+            except ERRORS as exc:
+                return self._uncached(cache, exc, args, kwargs)
+            if state is FRESH:
+                return value
+            value = self.func(*args, **kwargs)
+            self._store(cache, key, value, args, kwargs)
+            return value
+        finally:
+            release(lock)
+
+    def _store(self, cache: CacheStore, key: str, value: Any, args: Any, kwargs: Any) -> None:
+        if value is None and not self.cache_none:
+            return
+        tags = self._static_tags
+        if tags is None:
+            tags = tuple(keys.check_tag(tag) for tag in self._tags(*args, **kwargs))
+        try:
+            cache.put(key, value, self.ttl, self.stale, tags + self._model_tags)
+        except ERRORS as exc:
+            cache.failed(exc)
+            stats.count(self.namespace, "errors")
+        except UNSTORABLE as exc:
+            logger.error("A result of %s cannot be cached: %s", self.namespace, exc)
+            stats.count(self.namespace, "errors")
+
+    def _refresh_later(self, cache: CacheStore, key: str, args: Any, kwargs: Any) -> None:
+        """Enqueue one refresh job for a stale entry, however many callers see it stale."""
+        from ..exceptions import ArgumentNotSerializable
+        from .refresh import refresh_entry
+
+        try:
+            if not cache.claim_refresh(key):
+                return
+        except ERRORS as exc:
+            cache.failed(exc)
+            return
+        try:
+            refresh_entry.enqueue(self.target, list(args), dict(kwargs))
+        except ArgumentNotSerializable as exc:
+            logger.warning("Cannot refresh %s on a worker, it expires instead: %s", self.namespace, exc)
+
+    def refresh(self, *args: P.args, **kwargs: P.kwargs) -> R:
+        """Compute a call again and store it (what the refresh job runs)."""
+        cache = store(self.alias)
+        key = cache.key(self.key_name(*args, **kwargs))
+        try:
+            value = self.func(*args, **kwargs)
+            self._store(cache, key, value, args, kwargs)
+            stats.count(self.namespace, "refreshes")
+        finally:
+            try:
+                cache.release_refresh(key)
+            except ERRORS as exc:
+                cache.failed(exc)
+        return value
+
+    def invalidate(self, *args: P.args, **kwargs: P.kwargs) -> bool:
+        """Drop the entry of one call; False if there was none or Redis could not be reached."""
+        cache = store(self.alias)
+        try:
+            return bool(cache.delete(cache.key(self.key_name(*args, **kwargs))))
+        except ERRORS as exc:
+            cache.failed(exc)
+            return False
+
+
+@overload
+def cached(func: Callable[P, R], /) -> CachedFunction[P, R]: ...
+@overload
+def cached(
+    *,
+    ttl: float | None = None,
+    stale: float | None = None,
+    namespace: str | None = None,
+    version: int = 1,
+    tags: Tags = (),
+    models: Sequence[type[db_models.Model]] = (),
+    cache_none: bool = False,
+    alias: str | None = None,
+) -> Callable[[Callable[P, R]], CachedFunction[P, R]]: ...
+
+
+def cached(
+    func: Callable[..., Any] | None = None,
+    /,
+    *,
+    ttl: float | None = None,
+    stale: float | None = None,
+    namespace: str | None = None,
+    version: int = 1,
+    tags: Tags = (),
+    models: Sequence[type[db_models.Model]] = (),
+    cache_none: bool = False,
+    alias: str | None = None,
+) -> Any:
+    """Cache a function's results in Redis: ``@cached`` or ``@cached(ttl=60, tags=..., stale=300)``.
+
+    ``ttl``: seconds an entry is fresh (``JOBS['CACHE_TTL']`` if not given), less up to
+    ``JOBS['CACHE_JITTER']`` of it. ``stale``: seconds past that during which the old value is served at
+    once while one ``jobs`` job computes a new one. ``tags``: strings, or a callable of the arguments
+    returning strings, for ``invalidate_tags()``. ``models``: model classes whose save or delete drops
+    every entry of this function. ``cache_none``: also cache ``None`` results. Exceptions are never cached.
+    """
+
+    def decorate(f: Callable[P, R]) -> CachedFunction[P, R]:
+        if not callable(f) or isinstance(f, CachedFunction):
+            raise InvalidCacheDefinition(f"@cached decorates a plain function, not {f!r}")
+        return CachedFunction(
+            f,
+            ttl=ttl,
+            stale=stale,
+            namespace=namespace,
+            version=version,
+            tags=tags,
+            models=models,
+            cache_none=cache_none,
+            alias=alias,
+        )
+
+    return decorate(func) if func is not None else decorate

@@ -1,0 +1,63 @@
+"""Dropping entries by tag, and when a watched model is saved or deleted."""
+
+from __future__ import annotations
+
+import functools
+from collections.abc import Callable, Iterable
+from typing import Any
+
+from django.db import models, router, transaction
+from django.db.models.signals import post_delete, post_save
+
+from . import keys
+from .store import ERRORS, store
+
+
+def invalidate_tags(*tags: str, alias: str | None = None) -> int:
+    """Drop every entry stored under any of ``tags``; returns how many. Never raises for Redis faults.
+
+    A tag names what an entry depends on (``"product:42"``); give it to ``@cached(tags=...)`` or
+    ``@cache_view(tags=...)``.
+    """
+    for tag in tags:
+        keys.check_tag(tag)
+    cache = store(alias)
+    try:
+        return cache.invalidate_tags(tags)
+    except ERRORS as exc:
+        cache.failed(exc)
+        return 0
+
+
+def invalidate_on_change(
+    model: type[models.Model], tags: Callable[[Any], Iterable[str]], alias: str | None = None
+) -> None:
+    """Drop the entries tagged ``tags(instance)`` when an instance of ``model`` is saved or deleted.
+
+    ``invalidate_on_change(Product, lambda p: [f"product:{p.pk}"])``. The tags are dropped when the
+    saving transaction commits, so that no reader caches the old row again in between.
+    """
+    if not (isinstance(model, type) and issubclass(model, models.Model)) or not callable(tags):
+        raise TypeError("invalidate_on_change() takes a model class and a callable returning tags")
+    receiver = functools.partial(_changed, tags=tags, alias=alias)
+    uid = f"jobs.cache:{model._meta.label_lower}:{getattr(tags, '__qualname__', id(tags))}:{alias}"
+    post_save.connect(receiver, sender=model, weak=False, dispatch_uid=uid)
+    post_delete.connect(receiver, sender=model, weak=False, dispatch_uid=uid)
+
+
+def watch_model(model: type[models.Model], alias: str | None = None) -> None:
+    """Drop every entry tagged with the model's own tag when any instance is saved or deleted."""
+    tag = keys.model_tag(model)
+    invalidate_on_change(model, functools.partial(_constant, (tag,)), alias)
+
+
+def _constant(value: tuple[str, ...], instance: Any) -> tuple[str, ...]:
+    return value
+
+
+def _changed(
+    sender: type[models.Model], instance: Any, *, tags: Callable, alias: str | None, **kwargs: Any
+) -> None:
+    names = tuple(tags(instance))
+    using = kwargs.get("using") or router.db_for_write(sender)
+    transaction.on_commit(functools.partial(invalidate_tags, *names, alias=alias), using=using)

@@ -1,0 +1,118 @@
+"""Cache key names, built in one place: entries, their locks and refresh flags, and tag sets.
+
+Every name is ``<CACHES KEY_PREFIX>:<version>:<JOBS CACHE_PREFIX>:<namespace>:v<n>:<digest>`` (the first
+two parts are Django's ``make_key``). Arguments never go into a key raw: they are normalised to a stable
+text and hashed, so a key stays short and valid whatever a caller passes.
+"""
+
+from __future__ import annotations
+
+import datetime
+import decimal
+import hashlib
+import re
+import uuid
+from collections.abc import Iterable, Mapping
+from typing import Any
+
+from django.db import models
+
+from ..conf import jobs_settings
+from ..exceptions import InvalidCacheDefinition, UncacheableArgument
+
+_SAFE_NAMESPACE = re.compile(r"[A-Za-z0-9_.\-]{1,120}")
+_TAG = re.compile(r"[^\s]{1,200}")
+
+
+def namespace_for(explicit: str | None, default: str) -> str:
+    """A caller's namespace is checked; a default one (a dotted path) is shortened if it must be."""
+    if explicit is not None:
+        if not isinstance(explicit, str) or not _SAFE_NAMESPACE.fullmatch(explicit):
+            raise InvalidCacheDefinition(
+                f"namespace must be 1 to 120 ASCII letters, digits, '_', '.' or '-', not {explicit!r}"
+            )
+        return explicit
+    if _SAFE_NAMESPACE.fullmatch(default):
+        return default
+    ascii_part = re.sub(r"[^A-Za-z0-9_.\-]", "_", default)[:80]
+    return f"{ascii_part}-{_digest(default.encode())[:12]}"
+
+
+def check_tag(tag: Any) -> str:
+    if not isinstance(tag, str) or not _TAG.fullmatch(tag):
+        raise InvalidCacheDefinition(f"a tag must be 1 to 200 characters without spaces, not {tag!r}")
+    return tag
+
+
+def _digest(data: bytes) -> str:
+    return hashlib.blake2b(data, digest_size=16).hexdigest()
+
+
+def digest(parts: Iterable[Any], where: str = "argument") -> str:
+    """A short, stable hash of values: equal arguments give equal digests, in any process."""
+    out: list[str] = []
+    for index, value in enumerate(parts):
+        _normalise(value, f"{where} {index}", out)
+    return _digest("\x1f".join(out).encode("utf-8", "surrogatepass"))
+
+
+def _normalise(value: Any, where: str, out: list[str]) -> None:  # noqa: C901 - one branch per type
+    # Type tags keep 1, "1", 1.0 and True apart; lists and tuples are one kind, as after a JSON round trip.
+    kind = type(value)
+    if value is None or kind is bool:
+        out.append(repr(value))
+    elif kind is str:
+        out.append("s" + value.replace("\\", "\\\\").replace("\x1f", "\\x1f"))
+    elif kind is int:
+        out.append(f"i{value}")
+    elif kind is float:
+        out.append(f"f{value!r}")
+    elif kind is bytes:
+        out.append("b" + value.hex())
+    elif isinstance(value, list | tuple):
+        out.append(f"[{len(value)}")
+        for index, item in enumerate(value):
+            _normalise(item, f"{where}[{index}]", out)
+    elif isinstance(value, Mapping):
+        out.append(f"{{{len(value)}")
+        for key in sorted(value, key=repr):
+            _normalise(key, f"{where} key", out)
+            _normalise(value[key], f"{where}[{key!r}]", out)
+    elif isinstance(value, set | frozenset):
+        out.append(f"<{len(value)}")
+        for item in sorted(value, key=repr):
+            _normalise(item, f"{where} item", out)
+    elif isinstance(value, models.Model):
+        if value.pk is None:
+            raise UncacheableArgument(f"{where} is an unsaved {kind.__name__}: it has no key to cache by")
+        out.append(f"m{value._meta.label_lower}:{value.pk}")
+    elif isinstance(value, datetime.date | datetime.time | decimal.Decimal | uuid.UUID):
+        out.append(f"{kind.__name__}:{value.isoformat() if hasattr(value, 'isoformat') else value}")
+    elif isinstance(value, bool | int | float | str):  # subclasses, e.g. IntEnum, StrEnum
+        base = next(b for b in (bool, int, float, str) if isinstance(value, b))
+        _normalise(base(value), where, out)
+    else:
+        raise UncacheableArgument(
+            f"{where} is a {kind.__qualname__}, which cannot be part of a cache key; pass plain values "
+            "(str, int, float, bool, None, bytes, lists, dicts, sets, dates, Decimal, UUID, model instances)"
+        )
+
+
+def entry(namespace: str, version: int, hashed: str) -> str:
+    return f"{jobs_settings.CACHE_PREFIX}:{namespace}:v{version}:{hashed}"
+
+
+def lock(entry_key: str) -> str:
+    return f"{entry_key}:lock"
+
+
+def refresh_flag(entry_key: str) -> str:
+    return f"{entry_key}:refresh"
+
+
+def tag(name: str) -> str:
+    return f"{jobs_settings.CACHE_PREFIX}:tag:{name}"
+
+
+def model_tag(model: type[models.Model]) -> str:
+    return f"model:{model._meta.label_lower}"

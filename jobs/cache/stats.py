@@ -1,0 +1,83 @@
+"""Counters per namespace: hits, misses, stale serves, refreshes and errors.
+
+A hit must cost one Redis round trip, so counts are kept in the process and added to Redis (one
+pipeline of ``HINCRBY``) at most every ``JOBS['CACHE_STATS_INTERVAL']`` seconds, and by ``flush()``.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections import Counter
+
+from redis.exceptions import RedisError
+
+from .. import keys
+from ..conf import jobs_settings
+
+KINDS = ("hits", "misses", "stale", "refreshes", "errors")
+
+_lock = threading.Lock()
+_pending: Counter[tuple[str, str]] = Counter()
+_flushed_at = time.monotonic()
+
+
+def count(namespace: str, kind: str) -> None:
+    """Count one event; now and then, send the counts of this process to Redis."""
+    with _lock:
+        _pending[namespace, kind] += 1
+    if time.monotonic() - _flushed_at >= jobs_settings.CACHE_STATS_INTERVAL:
+        flush()
+
+
+def flush() -> bool:
+    """Add this process's counts to Redis; on failure they are kept for the next try."""
+    global _flushed_at
+    with _lock:
+        _flushed_at = time.monotonic()
+        taken = dict(_pending)
+        _pending.clear()
+    if not taken:
+        return True
+    from .store import store
+
+    try:
+        client = store().client()
+        with client.pipeline(transaction=False) as pipe:
+            for (namespace, kind), amount in taken.items():
+                pipe.hincrby(keys.cache_stats(namespace), kind, amount)
+                pipe.sadd(keys.cache_namespaces(), namespace)
+            pipe.execute()
+    except (RedisError, OSError):
+        with _lock:
+            _pending.update(taken)
+        return False
+    return True
+
+
+def read() -> dict[str, dict[str, int]]:
+    """Counts per namespace since the last ``reset()``, from every process that flushed (this one first)."""
+    from .store import store
+
+    flush()
+    client = store().client()
+    namespaces = sorted(n.decode() for n in client.smembers(keys.cache_namespaces()))
+    with client.pipeline(transaction=False) as pipe:
+        for namespace in namespaces:
+            pipe.hgetall(keys.cache_stats(namespace))
+        rows = pipe.execute()
+    return {
+        namespace: {kind: int(row.get(kind.encode(), 0)) for kind in KINDS}
+        for namespace, row in zip(namespaces, rows, strict=True)
+    }
+
+
+def reset() -> None:
+    """Forget every count, here and in Redis."""
+    from .store import store
+
+    with _lock:
+        _pending.clear()
+    client = store().client()
+    namespaces = [n.decode() for n in client.smembers(keys.cache_namespaces())]
+    client.delete(keys.cache_namespaces(), *[keys.cache_stats(n) for n in namespaces])

@@ -1,0 +1,177 @@
+"""The cache's side of Redis: one ``GET`` per lookup, entries with their freshness, locks, tag sets.
+
+An entry is one Redis string holding ``(fresh_until, payload)`` encoded by django-redis's own serializer
+and compressor, so a lookup is one round trip and its freshness needs no second key. Redis expires the
+entry at the end of its stale window; before that, ``fresh_until`` says whether it is fresh or stale.
+
+When Redis fails (down, slow past the socket timeouts of ``CACHES``), the store stays out of the way for
+``JOBS['CACHE_RETRY_AFTER']`` seconds, so requests run uncached without paying the timeout each time, and
+logs one warning per ``JOBS['CACHE_WARN_INTERVAL']``.
+"""
+
+from __future__ import annotations
+
+import functools
+import logging
+import random
+import threading
+import time
+from collections.abc import Iterable
+from typing import Any
+
+from django.core.cache import caches
+from django.core.signals import setting_changed
+from django.dispatch import receiver
+from django_redis.exceptions import ConnectionInterrupted
+from redis import Redis
+from redis.exceptions import LockError, RedisError
+from redis.lock import Lock
+
+from ..conf import jobs_settings
+from ..exceptions import JobsConfigurationError
+from . import keys
+
+logger = logging.getLogger("jobs")
+
+#: What a failing or unreachable Redis raises, through redis-py or through django-redis.
+ERRORS = (RedisError, ConnectionInterrupted, OSError)
+
+FRESH, STALE, MISSING = "fresh", "stale", "missing"
+
+
+class CacheStore:
+    """The Redis behind one ``CACHES`` alias, as the decorators use it."""
+
+    def __init__(self, alias: str) -> None:
+        self.alias = alias
+        backend = caches[alias]
+        if not hasattr(backend, "client") or not hasattr(backend.client, "get_client"):
+            raise JobsConfigurationError(
+                f"CACHES[{alias!r}] must use django_redis.cache.RedisCache for the jobs cache decorators"
+            )
+        self.backend = backend
+        self.codec = backend.client
+        self._redis: Redis | None = None
+        self._down_until = 0.0
+        self._warned_at = -float("inf")
+        self._guard = threading.Lock()
+
+    def client(self) -> Redis:
+        if self._redis is None:
+            self._redis = self.codec.get_client(write=True)
+        return self._redis
+
+    def key(self, name: str) -> str:
+        return self.backend.make_key(name)
+
+    # Faults
+
+    def available(self) -> bool:
+        return time.monotonic() >= self._down_until
+
+    def failed(self, exc: BaseException) -> None:
+        """Stay out of Redis's way for a while, and say so once per interval."""
+        now = time.monotonic()
+        with self._guard:
+            self._down_until = now + jobs_settings.CACHE_RETRY_AFTER
+            warn = now - self._warned_at >= jobs_settings.CACHE_WARN_INTERVAL
+            if warn:
+                self._warned_at = now
+        if warn:
+            logger.warning(
+                "Cache %r unreachable, running uncached for %ss: %s",
+                self.alias,
+                jobs_settings.CACHE_RETRY_AFTER,
+                exc,
+            )
+
+    # Entries
+
+    def get(self, key: str) -> tuple[str, Any, float]:
+        """``(FRESH | STALE | MISSING, payload, fresh_until)`` for a made key, in one ``GET``."""
+        raw = self.client().get(key)
+        if raw is None:
+            return MISSING, None, 0.0
+        fresh_until, payload = self.codec.decode(raw)
+        return (FRESH if time.time() < fresh_until else STALE), payload, fresh_until
+
+    def put(self, key: str, payload: Any, ttl: float, stale: float, tags: Iterable[str] = ()) -> float:
+        """Store a payload, fresh for ``ttl`` less up to ``CACHE_JITTER`` of it; returns the fresh seconds."""
+        fresh = ttl * (1 - jobs_settings.CACHE_JITTER * random.random())  # noqa: S311 - jitter only
+        data = self.codec.encode((time.time() + fresh, payload), allow_int=False)
+        expires_ms = max(1, int((fresh + stale) * 1000))
+        tag_keys = [self.key(keys.tag(t)) for t in tags]
+        if not tag_keys:
+            self.client().set(key, data, px=expires_ms)
+            return fresh
+        seconds = int(fresh + stale) + 1
+        with self.client().pipeline(transaction=False) as pipe:
+            pipe.set(key, data, px=expires_ms)
+            for tag_key in tag_keys:
+                pipe.sadd(tag_key, key)
+                # A tag set lives as long as its longest-lived entry.
+                pipe.expire(tag_key, seconds, nx=True)
+                pipe.expire(tag_key, seconds, gt=True)
+            pipe.execute()
+        return fresh
+
+    def delete(self, *made_keys: str) -> int:
+        return self.client().delete(*made_keys) if made_keys else 0
+
+    def lock(self, key: str) -> Lock:
+        """django-redis's lock for computing one entry; it expires if its holder dies."""
+        return self.backend.lock(
+            keys.lock(key),
+            timeout=jobs_settings.CACHE_LOCK_TIMEOUT,
+            sleep=0.02,
+            blocking_timeout=jobs_settings.CACHE_LOCK_WAIT,
+        )
+
+    def claim_refresh(self, key: str) -> bool:
+        """True for the one caller that should refresh a stale entry; the claim expires by itself."""
+        return bool(
+            self.client().set(
+                self.key(keys.refresh_flag(key)), b"1", nx=True, ex=jobs_settings.CACHE_LOCK_TIMEOUT
+            )
+        )
+
+    def release_refresh(self, key: str) -> None:
+        self.client().delete(self.key(keys.refresh_flag(key)))
+
+    def invalidate_tags(self, tags: Iterable[str]) -> int:
+        """Delete every entry stored under any of ``tags``; returns how many were deleted."""
+        deleted = 0
+        client = self.client()
+        for tag in tags:
+            tag_key = self.key(keys.tag(keys.check_tag(tag)))
+            # Read and drop the set at once: an entry tagged after this lands in a new set.
+            with client.pipeline(transaction=True) as pipe:
+                pipe.smembers(tag_key)
+                pipe.delete(tag_key)
+                members, _ = pipe.execute()
+            if members:
+                deleted += client.delete(*members)
+        return deleted
+
+
+def release(lock: Lock) -> None:
+    try:
+        lock.release()
+    except (LockError, *ERRORS):
+        pass  # it expired, or Redis went away: either way it is no longer ours
+
+
+def store(alias: str | None = None) -> CacheStore:
+    """The store of a ``CACHES`` alias (``JOBS['CACHE_ALIAS']`` by default), one per process."""
+    return _store(alias or jobs_settings.CACHE_ALIAS)
+
+
+@functools.cache
+def _store(alias: str) -> CacheStore:
+    return CacheStore(alias)
+
+
+@receiver(setting_changed)
+def _reset_on_change(*, setting: str, **kwargs: Any) -> None:
+    if setting in {"CACHES", "JOBS"}:
+        _store.cache_clear()

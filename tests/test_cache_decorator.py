@@ -1,0 +1,215 @@
+"""@cached against the real Redis: hits and misses, TTL and jitter, None, exceptions, the stampede."""
+
+import threading
+
+import pytest
+from django.core.cache import caches
+from django.test import override_settings
+
+from jobs.cache import cached, stats
+from jobs.cache.keys import digest
+from jobs.cache.store import store
+from jobs.exceptions import InvalidCacheDefinition
+from tests import cache_functions as fns
+
+
+def entry_keys(redis, namespace_part=""):
+    return [k.decode() for k in redis.keys(f"*jobs-cache:*{namespace_part}*") if not k.endswith(b"lock")]
+
+
+def test_second_call_is_a_hit_and_arguments_are_normalised(redis):
+    assert fns.square(3) == 9
+    assert fns.square(3) == 9
+    assert fns.square(3, 2) == 9
+    assert fns.square(x=3, power=2) == 9
+    assert fns.runs("square") == 1
+    assert fns.square(3, 3) == 27
+    assert fns.runs("square") == 2
+
+
+def test_key_has_the_cache_prefix_app_prefix_namespace_and_version(redis):
+    fns.square(4)
+    (key,) = entry_keys(redis, "square")
+    assert key.startswith("jobsite:1:jobs-cache:tests.cache_functions.square:v1:")
+    assert len(key.rsplit(":", 1)[1]) == 32
+
+
+def test_version_bump_uses_new_entries(redis):
+    def compute(x):
+        return x
+
+    old = cached(ttl=60, namespace="versioned", version=1)(compute)
+    new = cached(ttl=60, namespace="versioned", version=2)(compute)
+    old(1)
+    new(1)
+    assert sorted(k.split(":")[-2] for k in entry_keys(redis, "versioned")) == ["v1", "v2"]
+
+
+def test_every_entry_has_a_ttl_with_jitter(redis):
+    @cached(ttl=100, namespace="jittered")
+    def ident(x):
+        return x
+
+    with override_settings(JOBS={"CACHE_JITTER": 0.5}):
+        for i in range(40):
+            ident(i)
+        ttls = [redis.pttl(k) for k in entry_keys(redis, "jittered")]
+    assert len(ttls) == 40
+    assert all(0 < t <= 100_000 for t in ttls), ttls
+    assert min(ttls) < 90_000, "jitter spreads expiries below the ttl"
+    assert len({t // 1000 for t in ttls}) > 5, "entries written together do not expire together"
+
+
+def test_default_ttl_comes_from_the_setting(redis):
+    @cached(namespace="default-ttl")
+    def ident(x):
+        return x
+
+    with override_settings(JOBS={"CACHE_TTL": 7, "CACHE_JITTER": 0}):
+        ident(1)
+        (key,) = entry_keys(redis, "default-ttl")
+        assert 6_000 < redis.pttl(key) <= 7_000
+
+
+def test_expired_entry_is_computed_again(redis):
+    fns.square(5)
+    (key,) = entry_keys(redis, "square")
+    redis.delete(key)
+    assert fns.square(5) == 25
+    assert fns.runs("square") == 2
+
+
+def test_none_is_not_cached_unless_asked(redis):
+    fns.nothing()
+    fns.nothing()
+    assert fns.runs("nothing") == 2
+    fns.nothing_cached()
+    fns.nothing_cached()
+    assert fns.runs("nothing_cached") == 1
+
+
+def test_exceptions_are_never_cached(redis):
+    for _ in range(2):
+        with pytest.raises(ValueError, match="bad"):
+            fns.explode("bad")
+    assert fns.runs("explode") == 2
+    assert entry_keys(redis, "explode") == []
+    assert not [k for k in redis.keys("*explode*lock")], "the lock is released after an exception"
+
+
+def test_invalidate_by_call(redis):
+    fns.square(6)
+    assert fns.square.invalidate(6) is True
+    assert fns.square.invalidate(6) is False
+    fns.square(6)
+    assert fns.runs("square") == 2
+
+
+def test_values_round_trip_through_django_redis_serializer(redis):
+    value = fns.echo(1, "ü", [1, 2], k={"a": None})
+    assert fns.echo(1, "ü", [1, 2], k={"a": None}) == value == [[1, "ü", [1, 2]], {"k": {"a": None}}]
+    assert fns.runs("echo") == 1
+    # The entry is django-redis's encoding of (fresh_until, value): readable with its own decoder.
+    (key,) = entry_keys(redis, "echo")
+    _fresh_until, stored = caches["default"].client.decode(redis.get(key))
+    assert stored == value
+
+
+def test_stampede_32_concurrent_callers_compute_once(redis):
+    barrier = threading.Barrier(32)
+    results, errors = [], []
+
+    def call():
+        try:
+            barrier.wait(timeout=30)
+            results.append(fns.slow_double(21, pause=0.5))
+        except Exception as exc:
+            errors.append(exc)
+
+    threads = [threading.Thread(target=call) for _ in range(32)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=60)
+    assert not errors
+    assert results == [42] * 32
+    assert fns.runs("slow_double") == 1
+
+
+def test_a_crashed_lock_holder_does_not_block_others_past_the_lock_timeout(redis):
+    key = store().key(fns.square.key_name(7))
+    with override_settings(JOBS={"CACHE_LOCK_TIMEOUT": 1, "CACHE_LOCK_WAIT": 10}):
+        assert store().lock(key).acquire(blocking=False)  # held by a "crashed" holder, never released
+        assert fns.square(7) == 49
+    assert fns.runs("square") == 1
+
+
+def test_a_caller_that_waits_too_long_computes_uncached(redis):
+    cache = store()
+    key = cache.key(fns.square.key_name(8))
+    with override_settings(JOBS={"CACHE_LOCK_TIMEOUT": 30, "CACHE_LOCK_WAIT": 0.2}):
+        assert store().lock(key).acquire(blocking=False)
+        assert fns.square(8) == 64
+        assert fns.square(8) == 64
+    assert fns.runs("square") == 2
+    assert entry_keys(redis, "square") == []
+
+
+def test_counts_per_namespace(redis):
+    stats.reset()
+    fns.square(2)
+    fns.square(2)
+    fns.square(2)
+    counts = stats.read()["tests.cache_functions.square"]
+    assert counts == {"hits": 2, "misses": 1, "stale": 0, "refreshes": 0, "errors": 0}
+
+
+def test_counts_are_not_sent_on_every_hit(redis):
+    stats.reset()
+    stats.flush()
+    fns.square(2)
+    redis.config_resetstat()
+    with override_settings(JOBS={"CACHE_STATS_INTERVAL": 3600}):
+        for _ in range(20):
+            fns.square(2)
+    commands = {k: v["calls"] for k, v in redis.info("commandstats").items()}
+    assert commands.get("cmdstat_get") == 20
+    assert "cmdstat_hincrby" not in commands
+
+
+@pytest.mark.parametrize(
+    "options, message",
+    [
+        ({"ttl": 0}, "ttl must be"),
+        ({"ttl": "60"}, "ttl must be"),
+        ({"stale": -1}, "stale must be"),
+        ({"version": -1}, "version must be"),
+        ({"namespace": "has space"}, "namespace must be"),
+        ({"namespace": "x" * 121}, "namespace must be"),
+        ({"tags": "product"}, "tags must be a list"),
+        ({"tags": ["a b"]}, "a tag must be"),
+        ({"models": [object]}, "models must be model classes"),
+    ],
+)
+def test_bad_definitions_are_refused(options, message):
+    with pytest.raises(InvalidCacheDefinition, match=message):
+        cached(**options)(lambda: None)
+
+
+def test_stale_needs_a_module_level_function():
+    def local():
+        return 1
+
+    with pytest.raises(InvalidCacheDefinition, match="module level"):
+        cached(stale=10)(local)
+
+
+def test_decorating_twice_is_refused():
+    with pytest.raises(InvalidCacheDefinition, match="plain function"):
+        cached(fns.square)
+
+
+def test_digest_is_stable_across_equivalent_values():
+    assert digest([(1, 2)]) == digest([[1, 2]])
+    assert digest([{"b": 1, "a": 2}]) == digest([{"a": 2, "b": 1}])
+    assert digest([1]) != digest(["1"]) != digest([1.0]) != digest([True])
