@@ -1,16 +1,72 @@
-from django.contrib import admin
+"""The Job admin: triage failed jobs, retry one or many, cancel waiting ones, and the dashboard.
 
-from .models import FailedAttempt, Job
+Records are read-only here: actions (retry, cancel, delete) are the only way to change a job, each needs
+its own permission, runs on POST with CSRF, and is written to the admin's history.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+from django.contrib import admin, messages
+from django.contrib.admin.models import CHANGE, LogEntry
+from django.contrib.admin.options import IncorrectLookupParameters
+from django.contrib.admin.utils import unquote
+from django.contrib.contenttypes.models import ContentType
+from django.core.exceptions import PermissionDenied
+from django.db.models import QuerySet
+from django.http import Http404, HttpRequest, HttpResponse, HttpResponseRedirect
+from django.template.response import TemplateResponse
+from django.urls import path, reverse
+from django.utils.http import urlencode
+from django.utils.translation import gettext, ngettext
+from django.utils.translation import gettext_lazy as _
+from django.views.decorators.http import require_POST
+
+from . import admin_dashboard, operations
+from .admin_display import duration_text, pretty_json, progress_bar, status_badge, traceback_block
+from .models import WAITING, Dashboard, FailedAttempt, Job, Status
 
 
-class FailedAttemptInline(admin.TabularInline):
+class FunctionFilter(admin.SimpleListFilter):
+    """The job functions that have records (one indexed DISTINCT query)."""
+
+    title = _("function")
+    parameter_name = "function"
+
+    def lookups(self, request: HttpRequest, model_admin: admin.ModelAdmin) -> list[tuple[str, str]]:
+        names = Job.objects.order_by("function").values_list("function", flat=True).distinct()
+        return [(name, name) for name in names]
+
+    def queryset(self, request: HttpRequest, queryset: QuerySet[Job]) -> QuerySet[Job]:
+        return queryset.filter(function=self.value()) if self.value() else queryset
+
+
+class FailedAttemptInline(admin.StackedInline):
+    """Every failed run of the job, oldest first, with its escaped traceback."""
+
     model = FailedAttempt
     extra = 0
     can_delete = False
-    fields = ("number", "worker_name", "started_at", "failed_at", "error_class", "error_message")
+    fields = ("number", "worker_name", "started_at", "failed_at", "error_class", "error_message", "trace")
     readonly_fields = fields
 
-    def has_add_permission(self, request, obj=None):
+    @admin.display(description=_("traceback"))
+    def trace(self, attempt: FailedAttempt) -> str:
+        return traceback_block(attempt.traceback)
+
+    # Attempts are part of the job: whoever may see the job sees them, nobody edits them.
+    def has_view_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return request.user.has_perm("jobs.view_job")
+
+    def has_add_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False
+
+    def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False
+
+    def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
         return False
 
 
@@ -19,19 +75,295 @@ class JobAdmin(admin.ModelAdmin):
     list_display = (
         "function",
         "queue",
-        "status",
-        "attempts",
-        "progress",
+        "status_colour",
+        "attempts_text",
+        "progress_bar",
         "enqueued_at",
         "started_at",
         "finished_at",
+        "duration_text",
     )
-    list_filter = ("status", "queue")
-    search_fields = ("=id", "function")
+    list_display_links = ("function",)
+    list_filter = ("status", "queue", FunctionFilter, "enqueued_at", "finished_at")
+    search_fields = ("=id", "function", "args", "kwargs", "error_class", "error_message")
+    search_help_text = _("Job id, function, arguments or error text.")
+    ordering = ("-enqueued_at",)
+    list_per_page = 50
+    # The unfiltered total would cost a second COUNT over every row; the filtered count is enough.
+    show_full_result_count = False
+    actions = ["retry_selected", "cancel_selected", "delete_selected"]
     inlines = [FailedAttemptInline]
+    change_form_template = "jobs/admin/job_change_form.html"
+    change_list_template = "jobs/admin/job_change_list.html"
+    fieldsets = (
+        (None, {"fields": ("id", "function", "queue", "status_colour", "attempts_text", "unique_key")}),
+        (_("Arguments"), {"fields": ("args_json", "kwargs_json")}),
+        (_("Progress and result"), {"fields": ("progress_bar", "progress_message", "result_json")}),
+        (_("Last error"), {"fields": ("error_class", "error_message", "traceback_html")}),
+        (
+            _("Run"),
+            {
+                "fields": (
+                    "worker_name",
+                    "timeout",
+                    "enqueued_at",
+                    "scheduled_for",
+                    "started_at",
+                    "finished_at",
+                    "duration_text",
+                    "undispatched_since",
+                    "retried_at",
+                    "retried_by",
+                )
+            },
+        ),
+    )
+    readonly_fields = tuple(name for _title, options in fieldsets for name in options["fields"])
 
-    def get_readonly_fields(self, request, obj=None):
-        return [field.name for field in self.model._meta.fields]
+    # Columns and fields -------------------------------------------------------------------------
 
-    def has_add_permission(self, request):
+    @admin.display(description=_("status"), ordering="status")
+    def status_colour(self, job: Job) -> str:
+        return status_badge(job.status, job.get_status_display())
+
+    @admin.display(description=_("attempts"), ordering="attempts")
+    def attempts_text(self, job: Job) -> str:
+        return f"{job.attempts}/{job.max_attempts}"
+
+    @admin.display(description=_("progress"), ordering="progress")
+    def progress_bar(self, job: Job) -> str:
+        return progress_bar(job.progress)
+
+    @admin.display(description=_("duration"))
+    def duration_text(self, job: Job) -> str:
+        return duration_text(job.duration)
+
+    @admin.display(description=_("positional arguments"))
+    def args_json(self, job: Job) -> str:
+        return pretty_json(job.args)
+
+    @admin.display(description=_("keyword arguments"))
+    def kwargs_json(self, job: Job) -> str:
+        return pretty_json(job.kwargs)
+
+    @admin.display(description=_("result"))
+    def result_json(self, job: Job) -> str:
+        return pretty_json(job.result)
+
+    @admin.display(description=_("traceback"))
+    def traceback_html(self, job: Job) -> str:
+        return traceback_block(job.traceback)
+
+    # Permissions: records are read-only; each action has its own permission ----------------------
+
+    def has_add_permission(self, request: HttpRequest) -> bool:
         return False
+
+    def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False
+
+    def has_retry_permission(self, request: HttpRequest) -> bool:
+        return request.user.has_perm("jobs.retry_job")
+
+    def has_cancel_permission(self, request: HttpRequest) -> bool:
+        return request.user.has_perm("jobs.cancel_job")
+
+    # Actions ------------------------------------------------------------------------------------
+
+    @admin.action(description=_("Retry the selected failed jobs"), permissions=["retry"])
+    def retry_selected(self, request: HttpRequest, queryset: QuerySet[Job]) -> None:
+        self._retry(request, queryset)
+
+    @admin.action(description=_("Cancel the selected waiting jobs"), permissions=["cancel"])
+    def cancel_selected(self, request: HttpRequest, queryset: QuerySet[Job]) -> None:
+        outcome = operations.cancel(queryset)
+        self._log(request, outcome.changed, gettext("Cancelled."))
+        if outcome.changed:
+            count = len(outcome.changed)
+            self.message_user(
+                request,
+                ngettext("Cancelled %(count)d job.", "Cancelled %(count)d jobs.", count) % {"count": count},
+                messages.SUCCESS,
+            )
+        if outcome.refused:
+            self.message_user(
+                request,
+                ngettext(
+                    "%(count)d job was not cancelled: only queued, scheduled or retrying jobs can be.",
+                    "%(count)d jobs were not cancelled: only queued, scheduled or retrying jobs can be.",
+                    outcome.refused,
+                )
+                % {"count": outcome.refused},
+                messages.WARNING,
+            )
+
+    def _retry(self, request: HttpRequest, queryset: QuerySet[Job]) -> operations.Outcome:
+        outcome = operations.retry(queryset, user=request.user)
+        self._log(request, outcome.changed, gettext("Retried."))
+        if outcome.changed:
+            count = len(outcome.changed)
+            self.message_user(
+                request,
+                ngettext("Retried %(count)d job.", "Retried %(count)d jobs.", count) % {"count": count},
+                messages.SUCCESS,
+            )
+        if outcome.undispatched:
+            self.message_user(
+                request,
+                ngettext(
+                    "Redis did not answer: %(count)d job will be pushed when it does.",
+                    "Redis did not answer: %(count)d jobs will be pushed when it does.",
+                    outcome.undispatched,
+                )
+                % {"count": outcome.undispatched},
+                messages.WARNING,
+            )
+        if outcome.refused:
+            self.message_user(
+                request,
+                ngettext(
+                    "%(count)d job was not retried: only failed jobs can be.",
+                    "%(count)d jobs were not retried: only failed jobs can be.",
+                    outcome.refused,
+                )
+                % {"count": outcome.refused},
+                messages.WARNING,
+            )
+        return outcome
+
+    def _log(self, request: HttpRequest, records: list[Job], message: str) -> None:
+        if records:
+            LogEntry.objects.log_actions(
+                user_id=request.user.pk, queryset=records, action_flag=CHANGE, change_message=message
+            )
+
+    def delete_queryset(self, request: HttpRequest, queryset: QuerySet[Job]) -> None:
+        records = list(queryset)
+        super().delete_queryset(request, queryset)
+        operations.forget(records)
+
+    def delete_model(self, request: HttpRequest, obj: Job) -> None:
+        super().delete_model(request, obj)
+        operations.forget([obj])
+
+    # Views --------------------------------------------------------------------------------------
+
+    def get_urls(self) -> list:
+        wrap = self.admin_site.admin_view
+        prefix = f"{self.opts.app_label}_{self.opts.model_name}"
+        return [
+            path("<path:object_id>/retry/", wrap(require_POST(self.retry_view)), name=f"{prefix}_retry"),
+            path("<path:object_id>/cancel/", wrap(require_POST(self.cancel_view)), name=f"{prefix}_cancel"),
+            path("retry-failed/", wrap(self.retry_matching_view), name=f"{prefix}_retry_matching"),
+            *super().get_urls(),
+        ]
+
+    def _changelist_url(self, filters: str = "") -> str:
+        url = reverse(f"admin:{self.opts.app_label}_{self.opts.model_name}_changelist")
+        return f"{url}?{filters}" if filters else url
+
+    def retry_view(self, request: HttpRequest, object_id: str) -> HttpResponse:
+        """The Retry button of a failed job's page."""
+        return self._one_job_action(request, object_id, self.has_retry_permission, self._retry)
+
+    def cancel_view(self, request: HttpRequest, object_id: str) -> HttpResponse:
+        """The Cancel button of a waiting job's page."""
+        return self._one_job_action(request, object_id, self.has_cancel_permission, self.cancel_selected)
+
+    def _one_job_action(
+        self, request: HttpRequest, object_id: str, allowed: Callable, action: Callable
+    ) -> HttpResponse:
+        if not allowed(request):
+            raise PermissionDenied
+        job = self.get_object(request, unquote(object_id))
+        if job is None:
+            raise Http404(gettext("No job with id %(id)s.") % {"id": object_id})
+        action(request, self.get_queryset(request).filter(pk=job.pk))
+        return HttpResponseRedirect(self._changelist_url(request.GET.get("_changelist_filters", "")))
+
+    def retry_matching_view(self, request: HttpRequest) -> HttpResponse:
+        """Retry every failed job that the change list's current filters and search select.
+
+        GET shows how many that is and asks for confirmation; POST (same query string) retries them.
+        """
+        if not self.has_retry_permission(request):
+            raise PermissionDenied
+        filters = request.GET.urlencode()
+        try:
+            changelist = self.get_changelist_instance(request)
+        except IncorrectLookupParameters:
+            self.message_user(request, gettext("Those filters are not valid."), messages.ERROR)
+            return HttpResponseRedirect(self._changelist_url())
+        matching = changelist.get_queryset(request).filter(status=Status.FAILED)
+        if request.method == "POST":
+            self._retry(request, matching)
+            return HttpResponseRedirect(self._changelist_url(filters))
+        context = {
+            **self.admin_site.each_context(request),
+            "opts": self.opts,
+            "title": gettext("Retry failed jobs"),
+            "count": matching.count(),
+            "sample": matching[:10],
+            "filters": filters,
+            "changelist_url": self._changelist_url(filters),
+        }
+        return TemplateResponse(request, "jobs/admin/retry_matching.html", context)
+
+    def changelist_view(self, request: HttpRequest, extra_context: dict | None = None) -> HttpResponse:
+        extra = {
+            "can_retry": self.has_retry_permission(request),
+            "retry_matching_query": urlencode(
+                [(k, v) for k, v in request.GET.lists() for v in v if k not in {"p", "o", "e"}]
+            ),
+            "dashboard_url": reverse("admin:jobs_dashboard_changelist"),
+        }
+        return super().changelist_view(request, {**extra, **(extra_context or {})})
+
+    def change_view(
+        self, request: HttpRequest, object_id: str, form_url: str = "", extra_context: dict | None = None
+    ) -> HttpResponse:
+        content_type = ContentType.objects.get_for_model(self.model)
+        extra = {
+            "can_retry": self.has_retry_permission(request),
+            "can_cancel": self.has_cancel_permission(request),
+            "failed_status": Status.FAILED,
+            "waiting_statuses": list(WAITING),
+            "admin_history": LogEntry.objects.filter(content_type=content_type, object_id=object_id)
+            .select_related("user")
+            .order_by("-action_time")[:50],
+        }
+        return super().change_view(request, object_id, form_url, {**extra, **(extra_context or {})})
+
+
+@admin.register(Dashboard)
+class DashboardAdmin(admin.ModelAdmin):
+    """The dashboard of queues, workers and throughput; its entry on the index is its only change list."""
+
+    def has_view_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return request.user.has_perm("jobs.view_job")
+
+    def has_add_permission(self, request: HttpRequest) -> bool:
+        return False
+
+    def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False
+
+    def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False
+
+    def get_urls(self) -> list:
+        wrap = self.admin_site.admin_view
+        return [
+            path("", wrap(self.changelist_view), name="jobs_dashboard_changelist"),
+            path("data/", wrap(self.data_view), name="jobs_dashboard_data"),
+        ]
+
+    def changelist_view(self, request: HttpRequest, extra_context: dict | None = None) -> HttpResponse:
+        if not self.has_view_permission(request):
+            raise PermissionDenied
+        return admin_dashboard.page(request, self.admin_site, self.opts)
+
+    def data_view(self, request: HttpRequest) -> HttpResponse:
+        if not self.has_view_permission(request):
+            raise PermissionDenied
+        return admin_dashboard.data(request)

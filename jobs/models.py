@@ -6,7 +6,7 @@ from typing import Any
 
 from django.conf import settings
 from django.db import models
-from django.db.models import F, Q
+from django.db.models import Q
 from django.utils import timezone
 from django.utils.translation import gettext_lazy as _
 
@@ -98,6 +98,7 @@ class Job(models.Model):
             models.Index(fields=["status", "-enqueued_at"], name="jobs_status_idx"),
             models.Index(fields=["queue", "status"], name="jobs_queue_status_idx"),
             models.Index(fields=["function", "-enqueued_at"], name="jobs_function_idx"),
+            models.Index(fields=["finished_at"], name="jobs_finished_idx"),
             models.Index(
                 fields=["undispatched_since"],
                 name="jobs_undispatched_idx",
@@ -153,24 +154,29 @@ class Job(models.Model):
         return True
 
     def mark_started(self, worker_name: str) -> bool:
-        """Claim the job for one run; False when it is no longer waiting (cancelled, or already taken)."""
-        return self._update(
-            Job.objects.using(self._state.db or "default").filter(pk=self.pk, status__in=WAITING),
-            status=Status.STARTED,
-            started_at=timezone.now(),
-            finished_at=None,
-            worker_name=worker_name,
-            attempts=F("attempts") + 1,
-            undispatched_since=None,
-        )
+        """Claim the job for one run; False when it is no longer waiting (cancelled, or already taken).
+
+        One UPDATE, written once (see ``jobs.statements``): it runs for every job a worker takes.
+        """
+        from . import statements
+
+        started_at = timezone.now()
+        if not statements.claim(self._state.db or "default", self.pk, worker_name, started_at):
+            return False
+        self.status, self.started_at, self.finished_at = Status.STARTED, started_at, None
+        self.worker_name, self.undispatched_since = worker_name, None
+        self.__dict__.pop("attempts", None)  # incremented in the database: read again if asked for
+        return True
 
     def mark_finished(self, result: Any) -> bool:
-        return self._update(
-            status=Status.FINISHED,
-            finished_at=timezone.now(),
-            result=result,
-            progress=100,
-        )
+        """Record the job's success and its result (one UPDATE, see ``jobs.statements``)."""
+        from . import statements
+
+        finished_at = timezone.now()
+        if not statements.finish(self._state.db or "default", self.pk, result, finished_at):
+            return False
+        self.status, self.finished_at, self.result, self.progress = Status.FINISHED, finished_at, result, 100
+        return True
 
     def mark_attempt_failed(
         self, *, error_class: str, error_message: str, traceback: str, retrying: bool
@@ -212,6 +218,17 @@ class FailedAttempt(models.Model):
         verbose_name = _("failed attempt")
         verbose_name_plural = _("failed attempts")
         ordering = ["job", "number"]
+        indexes = [models.Index(fields=["failed_at"], name="jobs_attempt_failed_idx")]
 
     def __str__(self) -> str:
         return f"{self.job_id} #{self.number}: {self.error_class}"
+
+
+class Dashboard(Job):
+    """Gives the admin dashboard of queues and workers its entry on the admin index; it holds no data."""
+
+    class Meta:
+        proxy = True
+        verbose_name = _("dashboard")
+        verbose_name_plural = _("dashboard")
+        default_permissions = ()

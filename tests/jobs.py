@@ -84,3 +84,11 @@ def database_backend_pid():
     with connection.cursor() as cursor:
         cursor.execute("SELECT pg_backend_pid()")
         return cursor.fetchone()[0]
+
+
+@job
+def fails_on_first_attempt(value):
+    """Fails its first run and succeeds on any later one (a person's retry, say)."""
+    if current_job().attempts == 1:
+        raise RuntimeError(f"first attempt of {value} fails")
+    return value

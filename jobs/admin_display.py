@@ -1,0 +1,73 @@
+"""How the admin shows a job's fields: status colours, progress bars, durations, JSON and tracebacks.
+
+Everything a job carries was written by its code or its caller, so every value is escaped (format_html).
+"""
+
+from __future__ import annotations
+
+import json
+from datetime import timedelta
+from typing import Any
+
+from django.utils.html import format_html
+from django.utils.safestring import SafeString
+
+from .models import Status
+
+STATUS_COLOURS = {
+    Status.QUEUED: "#417690",
+    Status.SCHEDULED: "#6f42c1",
+    Status.STARTED: "#b8860b",
+    Status.RETRYING: "#d2691e",
+    Status.FINISHED: "#2e7d32",
+    Status.FAILED: "#c62828",
+    Status.CANCELLED: "#6c757d",
+}
+
+
+def status_badge(status: str, label: str) -> SafeString:
+    return format_html(
+        '<span class="jobs-status jobs-status-{}" style="color:#fff;background:{};padding:1px 6px;'
+        'border-radius:3px;white-space:nowrap">{}</span>',
+        status,
+        STATUS_COLOURS.get(status, "#444"),
+        label,
+    )
+
+
+def progress_bar(percent: float) -> SafeString:
+    percent = max(0.0, min(100.0, float(percent or 0)))
+    return format_html(
+        '<span class="jobs-progress" title="{}%" style="display:inline-block;width:80px;height:10px;'
+        'background:#e0e0e0;border-radius:3px;overflow:hidden;vertical-align:middle">'
+        '<span style="display:block;height:100%;width:{}%;background:#417690"></span></span> {}%',
+        f"{percent:.0f}",
+        f"{percent:.1f}",
+        f"{percent:.0f}",
+    )
+
+
+def duration_text(duration: timedelta | None) -> str:
+    if duration is None:
+        return "-"
+    seconds = duration.total_seconds()
+    if seconds < 1:
+        return f"{seconds * 1000:.0f} ms"
+    if seconds < 120:
+        return f"{seconds:.1f} s"
+    minutes, seconds = divmod(int(seconds), 60)
+    hours, minutes = divmod(minutes, 60)
+    return f"{hours}h {minutes:02d}m {seconds:02d}s" if hours else f"{minutes}m {seconds:02d}s"
+
+
+def pretty_json(value: Any) -> SafeString:
+    return format_html("<pre class='jobs-json'>{}</pre>", json.dumps(value, indent=2, ensure_ascii=False))
+
+
+def traceback_block(text: str) -> SafeString | str:
+    if not text:
+        return "-"
+    return format_html(
+        "<pre class='jobs-traceback' style='white-space:pre-wrap;max-height:30em;overflow:auto'>{}</pre>",
+        text,
+    )

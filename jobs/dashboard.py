@@ -1,0 +1,205 @@
+"""The figures of the admin dashboard, one function per figure, gathered section by section.
+
+Live figures (queue lengths, RQ's registries, workers) come from Redis; counts and history come from
+the ledger in a fixed number of queries, whatever the number of jobs. A figure that needs Redis returns
+``{"error": ...}`` instead of raising when Redis does not answer, so the page always renders.
+
+Each entry of ``SECTIONS`` is one block of the page: ``collect()`` gives its data (also served as JSON),
+and its template renders it with that data as ``data``. A new section is one more entry.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any
+
+import rq
+from django.conf import settings
+from django.db.models import Count, Q
+from django.db.models.functions import Coalesce, TruncMinute
+from django.utils import timezone
+from django.utils.functional import Promise
+from django.utils.translation import gettext_lazy as _
+from redis.exceptions import RedisError
+from rq.registry import FailedJobRegistry, FinishedJobRegistry, ScheduledJobRegistry, StartedJobRegistry
+from rq.serializers import JSONSerializer
+
+from . import connection
+from .models import FailedAttempt, Job, Status
+
+#: Minutes of history in the throughput chart.
+HISTORY_MINUTES = 60
+#: RQ's registries counted for each queue, besides the queue itself.
+RQ_REGISTRIES = {
+    "scheduled": ScheduledJobRegistry,
+    "started": StartedJobRegistry,
+    "failed": FailedJobRegistry,
+    "finished": FinishedJobRegistry,
+}
+
+
+def queue_names() -> list[str]:
+    return sorted(settings.RQ_QUEUES)
+
+
+def redis_queue_counts() -> dict[str, Any]:
+    """Per queue, what RQ holds: the queue's length and the size of each registry (one pipeline each).
+
+    Returns ``{"error": None, "counts": {queue: {...}}}``, or the error and no counts.
+    """
+    counts: dict[str, dict[str, int]] = {}
+    try:
+        for name in queue_names():
+            queue = connection.get_queue(name)
+            with queue.connection.pipeline(transaction=False) as pipe:
+                pipe.llen(queue.key)
+                for registry_class in RQ_REGISTRIES.values():
+                    pipe.zcard(registry_class(queue=queue).key)
+                values = pipe.execute()
+            counts[name] = dict(zip(["queued", *RQ_REGISTRIES], values, strict=True))
+    except RedisError as exc:
+        return {"error": str(exc), "counts": {}}
+    return {"error": None, "counts": counts}
+
+
+def ledger_queue_counts() -> dict[str, dict[str, int]]:
+    """Per queue, the records in each status (one query)."""
+    counts: dict[str, dict[str, int]] = defaultdict(lambda: dict.fromkeys(Status.values, 0))
+    rows = Job.objects.order_by().values_list("queue", "status").annotate(n=Count("pk"))
+    for queue, status, n in rows:
+        counts[queue][status] = n
+    return {name: counts[name] for name in sorted({*queue_names(), *counts})}
+
+
+def queues() -> list[dict[str, Any]]:
+    """Both views of every queue side by side: RQ's (live) and the ledger's (the truth)."""
+    in_redis = redis_queue_counts()
+    return [
+        {"name": name, "redis": in_redis["counts"].get(name), "ledger": ledger, "error": in_redis["error"]}
+        for name, ledger in ledger_queue_counts().items()
+    ]
+
+
+def workers() -> dict[str, Any]:
+    """The workers RQ knows of, on every Redis that holds a queue (one listing per Redis server)."""
+    found: list[dict[str, Any]] = []
+    seen: set[tuple] = set()
+    try:
+        for name in queue_names():
+            redis = connection.get_connection(name)
+            kwargs = redis.connection_pool.connection_kwargs
+            server = (kwargs.get("host"), kwargs.get("port"), kwargs.get("path"), kwargs.get("db"))
+            if server in seen:
+                continue
+            seen.add(server)
+            for worker in rq.Worker.all(connection=redis, serializer=JSONSerializer):
+                found.append(
+                    {
+                        "name": worker.name,
+                        "queues": worker.queue_names(),
+                        "state": worker.get_state(),
+                        "current_job": worker.get_current_job_id(),
+                        "last_heartbeat": worker.last_heartbeat,
+                        "successful": worker.successful_job_count,
+                        "failed": worker.failed_job_count,
+                    }
+                )
+    except RedisError as exc:
+        return {"error": str(exc), "workers": []}
+    return {"error": None, "workers": sorted(found, key=lambda w: w["name"])}
+
+
+def throughput(minutes: int = HISTORY_MINUTES, now: datetime | None = None) -> dict[str, Any]:
+    """Jobs finished and attempts failed in each of the last ``minutes`` minutes (two queries)."""
+    now = now or timezone.now()
+    end = now.replace(second=0, microsecond=0)
+    start = end - timedelta(minutes=minutes - 1)
+    finished = dict(
+        Job.objects.filter(status=Status.FINISHED, finished_at__gte=start)
+        .annotate(minute=TruncMinute("finished_at"))
+        .order_by()
+        .values_list("minute")
+        .annotate(n=Count("pk"))
+    )
+    failed = dict(
+        FailedAttempt.objects.filter(failed_at__gte=start)
+        .annotate(minute=TruncMinute("failed_at"))
+        .order_by()
+        .values_list("minute")
+        .annotate(n=Count("pk"))
+    )
+    finished = {_minute(moment): n for moment, n in finished.items()}
+    failed = {_minute(moment): n for moment, n in failed.items()}
+    buckets = []
+    for step in range(minutes):
+        minute = start + timedelta(minutes=step)
+        buckets.append(
+            {"minute": minute, "finished": finished.get(minute, 0), "failed": failed.get(minute, 0)}
+        )
+    peak = max((max(b["finished"], b["failed"]) for b in buckets), default=0)
+    return {
+        "minutes": buckets,
+        "peak": peak,
+        "finished": sum(b["finished"] for b in buckets),
+        "failed": sum(b["failed"] for b in buckets),
+    }
+
+
+def _minute(moment: datetime) -> datetime:
+    """A bucket's key: an aware datetime (aware ones hash by their instant, whatever their zone)."""
+    if timezone.is_naive(moment):
+        moment = timezone.make_aware(moment, timezone.get_current_timezone())
+    return moment.astimezone(timezone.get_current_timezone()).replace(second=0, microsecond=0)
+
+
+def oldest_waiting(now: datetime | None = None) -> dict[str, Any] | None:
+    """The job that has waited longest for a worker, among those due to run (one query)."""
+    now = now or timezone.now()
+    record = (
+        Job.objects.filter(
+            Q(status=Status.QUEUED) | Q(status=Status.SCHEDULED, scheduled_for__lte=now),
+            undispatched_since__isnull=True,
+        )
+        .annotate(ready_at=Coalesce("scheduled_for", "retried_at", "enqueued_at"))
+        .order_by("ready_at")
+        .values("pk", "function", "queue", "ready_at")
+        .first()
+    )
+    if record is None:
+        return None
+    return {**record, "age_seconds": max(0.0, (now - record["ready_at"]).total_seconds())}
+
+
+def undispatched_count() -> int:
+    """Records waiting for the relay because Redis could not take them (one query)."""
+    return Job.objects.undispatched().count()
+
+
+def summary() -> dict[str, Any]:
+    return {"oldest_waiting": oldest_waiting(), "undispatched": undispatched_count()}
+
+
+@dataclass(frozen=True)
+class Section:
+    """One block of the dashboard: its data and the template that shows it."""
+
+    name: str
+    title: str | Promise
+    template: str
+    collect: Callable[[], Any]
+
+
+SECTIONS: list[Section] = [
+    Section("summary", _("At a glance"), "jobs/admin/dashboard/summary.html", summary),
+    Section("queues", _("Queues"), "jobs/admin/dashboard/queues.html", queues),
+    Section("workers", _("Workers"), "jobs/admin/dashboard/workers.html", workers),
+    Section("throughput", _("Last hour"), "jobs/admin/dashboard/throughput.html", throughput),
+]
+
+
+def snapshot() -> dict[str, Any]:
+    """Every section's data, by section name."""
+    return {section.name: section.collect() for section in SECTIONS}
