@@ -98,6 +98,7 @@ class CachedFunction(Generic[P, R]):
         params = signature.parameters.values()
         simple = all(p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD) for p in params)
         self._all_positional = len(signature.parameters) if simple else -1
+        self._names = tuple(signature.parameters)
         functools.update_wrapper(self, func)
 
     def __repr__(self) -> str:
@@ -114,12 +115,12 @@ class CachedFunction(Generic[P, R]):
     def key_name(self, *args: P.args, **kwargs: P.kwargs) -> str:
         """The cache key of a call, before Django's ``KEY_PREFIX`` and version are added."""
         if not kwargs and len(args) == self._all_positional:
-            values: Iterable[Any] = args
+            hashed = keys.digest(args, self._names)
         else:
             bound = self._signature.bind(*args, **kwargs)
             bound.apply_defaults()
-            values = bound.arguments.values()
-        return keys.entry(self.namespace, self.version, keys.digest(values))
+            hashed = keys.digest(bound.arguments.values(), tuple(bound.arguments))
+        return keys.entry(self.namespace, self.version, hashed)
 
     def __call__(self, *args: P.args, **kwargs: P.kwargs) -> R:
         name = self.key_name(*args, **kwargs)

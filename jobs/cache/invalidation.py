@@ -39,16 +39,19 @@ def invalidate_on_change(
     """
     if not (isinstance(model, type) and issubclass(model, models.Model)) or not callable(tags):
         raise TypeError("invalidate_on_change() takes a model class and a callable returning tags")
-    receiver = functools.partial(_changed, tags=tags, alias=alias)
-    uid = f"jobs.cache:{model._meta.label_lower}:{getattr(tags, '__qualname__', id(tags))}:{alias}"
-    post_save.connect(receiver, sender=model, weak=False, dispatch_uid=uid)
-    post_delete.connect(receiver, sender=model, weak=False, dispatch_uid=uid)
+    _connect(model, tags, alias, uid=f"jobs.cache:{model._meta.label_lower}:{id(tags)}:{alias}")
 
 
 def watch_model(model: type[models.Model], alias: str | None = None) -> None:
     """Drop every entry tagged with the model's own tag when any instance is saved or deleted."""
-    tag = keys.model_tag(model)
-    invalidate_on_change(model, functools.partial(_constant, (tag,)), alias)
+    tags = functools.partial(_constant, (keys.model_tag(model),))
+    _connect(model, tags, alias, uid=f"jobs.cache:{model._meta.label_lower}:model:{alias}")
+
+
+def _connect(model: type[models.Model], tags: Callable, alias: str | None, uid: str) -> None:
+    receiver = functools.partial(_changed, tags=tags, alias=alias)
+    post_save.connect(receiver, sender=model, weak=False, dispatch_uid=uid)
+    post_delete.connect(receiver, sender=model, weak=False, dispatch_uid=uid)
 
 
 def _constant(value: tuple[str, ...], instance: Any) -> tuple[str, ...]:

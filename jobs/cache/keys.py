@@ -12,7 +12,7 @@ import decimal
 import hashlib
 import re
 import uuid
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
 from django.db import models
@@ -48,11 +48,14 @@ def _digest(data: bytes) -> str:
     return hashlib.blake2b(data, digest_size=16).hexdigest()
 
 
-def digest(parts: Iterable[Any], where: str = "argument") -> str:
-    """A short, stable hash of values: equal arguments give equal digests, in any process."""
+def digest(parts: Iterable[Any], names: Sequence[str] = ()) -> str:
+    """A short, stable hash of values: equal arguments give equal digests, in any process.
+
+    ``names`` name the values in the error raised for one that cannot be part of a key.
+    """
     out: list[str] = []
     for index, value in enumerate(parts):
-        _normalise(value, f"{where} {index}", out)
+        _normalise(value, f"argument {names[index]!r}" if index < len(names) else f"value {index}", out)
     return _digest("\x1f".join(out).encode("utf-8", "surrogatepass"))
 
 

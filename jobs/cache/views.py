@@ -91,7 +91,7 @@ class CachedView:
         ]
         for header in sorted(vary):
             parts += [header, request.headers.get(header, "")]
-        return keys.entry(self.namespace, self.version, keys.digest(parts, "request part"))
+        return keys.entry(self.namespace, self.version, keys.digest(parts))
 
     def __call__(self, request: HttpRequest, *args: Any, **kwargs: Any) -> HttpResponseBase:
         if request.method not in ("GET", "HEAD"):

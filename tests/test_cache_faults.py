@@ -1,0 +1,78 @@
+"""Redis stopped or hung mid-test: decorated code runs uncached, nothing raises, one warning."""
+
+import logging
+import signal
+
+import pytest
+from django.test import override_settings
+
+from jobs.cache import cached, invalidate_tags, stats
+from tests import cache_urls
+from tests.helpers import wait_for
+
+pytestmark = [pytest.mark.urls("tests.cache_urls"), pytest.mark.slow]
+
+RUNS: list[int] = []
+
+
+@cached(ttl=60, namespace="faults", tags=["faulty"])
+def triple(x):
+    RUNS.append(x)
+    return 3 * x
+
+
+@pytest.fixture(autouse=True)
+def _reset():
+    RUNS.clear()
+    cache_urls.PLAIN_RUNS.clear()
+
+
+def warnings_about_the_cache(caplog):
+    return [r for r in caplog.records if r.levelno == logging.WARNING and "unreachable" in r.getMessage()]
+
+
+@override_settings(DEBUG=True, JOBS={"CACHE_RETRY_AFTER": 0.5})
+def test_redis_stopped_mid_test_runs_uncached_then_recovers(redis_server, client, caplog, db):
+    assert triple(1) == 3
+    assert triple(1) == 3
+    assert client.get("/plain")["X-Cache"] == "MISS"
+    assert client.get("/plain")["X-Cache"] == "HIT"
+    assert RUNS == [1]
+    stats.flush()
+
+    redis_server.stop()
+    caplog.set_level(logging.WARNING, logger="jobs")
+    for _ in range(10):
+        assert triple(1) == 3
+        response = client.get("/plain")
+        assert response.status_code == 200
+        assert response["X-Cache"] == "ERROR"
+    assert RUNS == [1] + [1] * 10, "every call ran, uncached"
+    assert len(cache_urls.PLAIN_RUNS) == 11
+    assert triple.invalidate(1) is False
+    assert invalidate_tags("faulty") == 0
+    assert len(warnings_about_the_cache(caplog)) == 1, "one warning, not one per request"
+
+    redis_server.start()
+    # After CACHE_RETRY_AFTER the cache is used again; the entries written before the stop were lost.
+    wait_for(lambda: client.get("/plain")["X-Cache"] == "HIT", timeout=30, message="the cache to recover")
+    wait_for(lambda: triple(2) == 6 and RUNS.count(2) == 1 and triple(2) == 6, timeout=30)
+    assert RUNS.count(2) == 1
+    stats.flush()
+    assert stats.read()["faults"]["errors"] >= 10, "the calls that ran uncached are counted once back"
+
+
+def test_hung_redis_costs_one_socket_timeout_then_is_bypassed(redis_server, caplog):
+    # SIGSTOP: Redis accepts connections but never answers, as a hung or overloaded server does.
+    caplog.set_level(logging.WARNING, logger="jobs")
+    triple(5)
+    redis_server.process.send_signal(signal.SIGSTOP)
+    try:
+        with override_settings(JOBS={"CACHE_RETRY_AFTER": 60}):
+            results = [triple(7) for _ in range(20)]
+    finally:
+        redis_server.process.send_signal(signal.SIGCONT)
+    assert results == [21] * 20
+    assert RUNS == [5] + [7] * 20
+    assert len(warnings_about_the_cache(caplog)) == 1
+    assert "Timeout reading from socket" in warnings_about_the_cache(caplog)[0].getMessage()

@@ -1,0 +1,106 @@
+"""Invalidation by tag and on a model's save or delete, against the real Redis and database."""
+
+import pytest
+from django.contrib.auth.models import Group, User
+
+from jobs.cache import cached, invalidate_on_change, invalidate_tags
+from jobs.exceptions import InvalidCacheDefinition
+from tests import cache_functions as fns
+
+pytestmark = pytest.mark.django_db
+
+seen: list[str] = []
+
+
+@cached(ttl=60, namespace="user-count", models=[User])
+def user_count():
+    seen.append("count")
+    return User.objects.count()
+
+
+@cached(ttl=60, namespace="group-name", tags=lambda pk: [f"group:{pk}"])
+def group_name(pk):
+    seen.append(f"group:{pk}")
+    return Group.objects.get(pk=pk).name
+
+
+invalidate_on_change(Group, lambda group: [f"group:{group.pk}"])
+
+
+@pytest.fixture(autouse=True)
+def _reset():
+    seen.clear()
+
+
+def test_invalidate_by_tag_drops_only_tagged_entries(redis):
+    assert fns.product_price(1) == 10
+    assert fns.product_price(2) == 20
+    assert invalidate_tags("product:1") == 1
+    fns.product_price(1)
+    fns.product_price(2)
+    assert fns.runs("product_price") == 3
+    assert invalidate_tags("product:404") == 0
+
+
+def test_invalidate_many_tags_at_once(redis):
+    fns.product_price(1)
+    fns.product_price(2)
+    first = fns.catalogue_size()
+    assert invalidate_tags("product:1", "product:2", "catalogue") == 3
+    assert fns.catalogue_size() == first + 1
+
+
+def test_tag_sets_expire_with_their_entries(redis):
+    fns.product_price(3)
+    (tag_key,) = redis.keys("*jobs-cache:tag:product:3")
+    assert 0 < redis.ttl(tag_key) <= 61
+
+
+def test_bad_tags_are_refused(redis):
+    with pytest.raises(InvalidCacheDefinition, match="a tag must be"):
+        invalidate_tags("two words")
+    with pytest.raises(InvalidCacheDefinition, match="a tag must be"):
+        invalidate_tags("")
+
+
+def test_saving_or_deleting_a_watched_model_drops_its_entries(django_capture_on_commit_callbacks):
+    assert user_count() == 0
+    assert user_count() == 0
+    assert seen == ["count"]
+    with django_capture_on_commit_callbacks(execute=True):
+        alice = User.objects.create_user("alice")
+    assert user_count() == 1
+    with django_capture_on_commit_callbacks(execute=True):
+        alice.delete()
+    assert user_count() == 0
+    assert seen == ["count"] * 3
+
+
+def test_invalidation_waits_for_the_commit(django_capture_on_commit_callbacks):
+    user_count()
+    with django_capture_on_commit_callbacks(execute=False) as callbacks:
+        User.objects.create_user("bob")
+        assert user_count() == 0, "until the transaction commits, readers may still see the old value"
+    assert len(callbacks) == 1
+    callbacks[0]()
+    assert user_count() == 1
+
+
+def test_instance_tags_drop_only_that_instances_entries(django_capture_on_commit_callbacks):
+    a = Group.objects.create(name="a")
+    b = Group.objects.create(name="b")
+    group_name(a.pk)
+    group_name(b.pk)
+    with django_capture_on_commit_callbacks(execute=True):
+        a.name = "A"
+        a.save()
+    assert group_name(a.pk) == "A"
+    assert group_name(b.pk) == "b"
+    assert seen == [f"group:{a.pk}", f"group:{b.pk}", f"group:{a.pk}"]
+
+
+def test_invalidate_on_change_takes_a_model_and_a_callable():
+    with pytest.raises(TypeError, match="model class and a callable"):
+        invalidate_on_change(object, lambda o: [])
+    with pytest.raises(TypeError, match="model class and a callable"):
+        invalidate_on_change(Group, ["group"])
