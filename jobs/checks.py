@@ -103,3 +103,65 @@ def _dotted(value: Any) -> str | None:
     if value is None or isinstance(value, str):
         return value
     return f"{value.__module__}.{getattr(value, '__qualname__', type(value).__qualname__)}"
+
+
+CACHE_POSITIVE_SETTINGS = (
+    "CACHE_TTL",
+    "CACHE_LOCK_TIMEOUT",
+    "CACHE_LOCK_WAIT",
+    "CACHE_RETRY_AFTER",
+    "CACHE_WARN_INTERVAL",
+    "CACHE_STATS_INTERVAL",
+)
+
+
+@register(Tags.caches)
+def check_cache(app_configs: Any = None, **kwargs: Any) -> list:
+    """The settings of the cache decorators (``jobs.cache``), and the cache they use."""
+    errors: list = []
+    for key in CACHE_POSITIVE_SETTINGS:
+        value = getattr(jobs_settings, key)
+        if not _positive(value):
+            errors.append(Error(f"JOBS[{key!r}] must be a positive number, not {value!r}.", id="jobs.E040"))
+    jitter, stale = jobs_settings.CACHE_JITTER, jobs_settings.CACHE_STALE
+    if not (_number(jitter) and 0 <= jitter < 1):
+        message = f"JOBS['CACHE_JITTER'] must be from 0 to below 1, not {jitter!r}."
+        errors.append(Error(message, id="jobs.E041"))
+    if not (_number(stale) and stale >= 0):
+        errors.append(Error(f"JOBS['CACHE_STALE'] must be 0 or more seconds, not {stale!r}.", id="jobs.E042"))
+    prefix = jobs_settings.CACHE_PREFIX
+    if not isinstance(prefix, str) or not prefix or not prefix.isascii() or any(c.isspace() for c in prefix):
+        errors.append(
+            Error(f"JOBS['CACHE_PREFIX'] must be ASCII text without spaces, not {prefix!r}.", id="jobs.E043")
+        )
+    alias = jobs_settings.CACHE_ALIAS
+    config = getattr(settings, "CACHES", {}).get(alias)
+    if config is None:
+        return [*errors, Error(f"JOBS['CACHE_ALIAS'] is {alias!r}, which is not in CACHES.", id="jobs.E044")]
+    if config.get("BACKEND") != "django_redis.cache.RedisCache":
+        errors.append(
+            Warning(
+                f"CACHES[{alias!r}] does not use django-redis, which the jobs.cache decorators need.",
+                hint="Set its BACKEND to 'django_redis.cache.RedisCache', or JOBS['CACHE_ALIAS'] to a cache "
+                "that does; silence jobs.W040 if you do not use jobs.cache.",
+                id="jobs.W040",
+            )
+        )
+    elif not {"SOCKET_TIMEOUT", "SOCKET_CONNECT_TIMEOUT"} <= set(config.get("OPTIONS", {})):
+        errors.append(
+            Warning(
+                f"CACHES[{alias!r}] sets no SOCKET_TIMEOUT or SOCKET_CONNECT_TIMEOUT.",
+                hint="Without them a Redis that hangs hangs every cached request; set both in OPTIONS "
+                "(e.g. 0.5 seconds).",
+                id="jobs.W041",
+            )
+        )
+    return errors
+
+
+def _number(value: Any) -> bool:
+    return isinstance(value, int | float) and not isinstance(value, bool)
+
+
+def _positive(value: Any) -> bool:
+    return _number(value) and value > 0
