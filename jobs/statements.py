@@ -1,0 +1,129 @@
+"""The ledger's hot statements, written once per database rather than built by the ORM for every job.
+
+A worker sends two statements per job (the claim and the finish) and a batch enqueue sends one. Building
+such small statements through the ORM (filters, expressions, the compiler) costs several times what the
+database spends running them. The SQL here is what the ORM would send; the values are prepared by the
+model's own fields (``get_db_prep_save``), so they are stored exactly as the ORM stores them. The
+statements go through Django's cursor, so ``CaptureQueriesContext`` and execute wrappers see them.
+"""
+
+from __future__ import annotations
+
+import functools
+from collections.abc import Callable, Iterable, Sequence
+from datetime import datetime
+from typing import Any
+
+from django.db import connections
+from django.db.backends.base.base import BaseDatabaseWrapper
+
+from .models import WAITING, Job, Status
+
+_meta = Job._meta
+
+
+@functools.cache
+def _sql(vendor: str, quote_name: Callable[[str], str], statement: str) -> str:
+    """The SQL of ``statement`` for a database vendor, built once."""
+
+    def col(name: str) -> str:
+        return quote_name(_meta.get_field(name).column)
+
+    # Only the model's own table and column names, quoted, go into the text; every value is a parameter.
+    table = quote_name(_meta.db_table)
+    if statement == "claim":
+        waiting = ", ".join(["%s"] * len(WAITING))
+        return (
+            f"UPDATE {table} SET {col('status')} = %s, {col('started_at')} = %s, "  # noqa: S608
+            f"{col('finished_at')} = NULL, {col('worker_name')} = %s, "
+            f"{col('attempts')} = {col('attempts')} + 1, {col('undispatched_since')} = NULL "
+            f"WHERE {col('id')} = %s AND {col('status')} IN ({waiting})"
+        )
+    if statement == "finish":
+        return (
+            f"UPDATE {table} SET {col('status')} = %s, {col('finished_at')} = %s, "  # noqa: S608
+            f"{col('result')} = %s, {col('progress')} = %s WHERE {col('id')} = %s"
+        )
+    if statement == "insert":
+        columns = ", ".join(quote_name(field.column) for field in _meta.concrete_fields)
+        values = ", ".join(["%s"] * len(_meta.concrete_fields))
+        return f"INSERT INTO {table} ({columns}) VALUES ({values})"  # noqa: S608
+    raise ValueError(statement)
+
+
+def _prepare(name: str, value: Any, connection: BaseDatabaseWrapper) -> Any:
+    return _meta.get_field(name).get_db_prep_save(value, connection)
+
+
+def _execute(alias: str, statement: str, params: Sequence[Any]) -> int:
+    connection = connections[alias]
+    sql = _sql(connection.vendor, connection.ops.quote_name, statement)
+    with connection.cursor() as cursor:
+        cursor.execute(sql, params)
+        return cursor.rowcount
+
+
+def claim(alias: str, pk: Any, worker_name: str, started_at: datetime) -> bool:
+    """Mark a waiting job started (one UPDATE); False when it is no longer waiting."""
+    connection = connections[alias]
+    params = [
+        Status.STARTED.value,
+        _prepare("started_at", started_at, connection),
+        worker_name,
+        _prepare("id", pk, connection),
+        *(status.value for status in WAITING),
+    ]
+    return _execute(alias, "claim", params) > 0
+
+
+def finish(alias: str, pk: Any, result: Any, finished_at: datetime) -> bool:
+    """Mark a job finished with its result (one UPDATE)."""
+    connection = connections[alias]
+    params = [
+        Status.FINISHED.value,
+        _prepare("finished_at", finished_at, connection),
+        _prepare("result", result, connection),
+        _prepare("progress", 100, connection),
+        _prepare("id", pk, connection),
+    ]
+    return _execute(alias, "finish", params) > 0
+
+
+def insert_batch(alias: str, common: dict[str, Any], rows: Iterable[dict[str, Any]]) -> list[Job]:
+    """Insert jobs that share the values in ``common`` and differ in those of each row (each row gives
+    at least its ``id``) with one statement, ``executemany``, whatever their number. Returns the records.
+
+    Fields that neither gives take their default; each shared value is prepared once.
+    """
+    connection = connections[alias]
+    fields = _meta.concrete_fields
+    shared = {
+        field.attname: common[field.attname] if field.attname in common else field.get_default()
+        for field in fields
+        if not field.primary_key
+    }
+    prepared = {
+        field.attname: field.get_db_prep_save(shared[field.attname], connection)
+        for field in fields
+        if not field.primary_key
+    }
+    records, params = [], []
+    for row in rows:
+        values, row_params = [], []
+        for field in fields:
+            name = field.attname
+            if name in row:
+                values.append(row[name])
+                row_params.append(field.get_db_prep_save(row[name], connection))
+            else:
+                values.append(shared[name])
+                row_params.append(prepared[name])
+        records.append(Job.from_db(alias, None, values))
+        params.append(row_params)
+    sql = _sql(connection.vendor, connection.ops.quote_name, "insert")
+    with connection.cursor() as cursor:
+        if len(params) == 1:
+            cursor.execute(sql, params[0])
+        elif params:
+            cursor.executemany(sql, params)
+    return records
