@@ -172,7 +172,7 @@ def test_the_number_of_queries_does_not_grow_with_the_jobs(viewer):
 
 def test_the_page_refreshes_its_sections_from_a_partial_view(viewer):
     page = viewer.get(PAGE).content.decode()
-    assert 'id="jobs-dashboard"' in page
+    assert 'id="jobs-dashboard-sections"' in page
     assert "?partial=1" in page
     partial = viewer.get(PAGE, {"partial": "1"}).content.decode()
     assert 'id="jobs-section-queues"' in partial

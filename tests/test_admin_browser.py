@@ -1,0 +1,133 @@
+"""The admin as a person uses it: Debian's Chromium driven by Playwright against a live server, with a
+real worker. Screenshots of the change list, a job's page and the dashboard go to test-artifacts/."""
+
+import re
+from pathlib import Path
+
+import pytest
+from django.contrib.auth.models import Permission, User
+
+from jobs.models import Job, Status
+from tests import jobs
+from tests.helpers import ROOT, run_worker
+
+CHROMIUM = Path("/usr/bin/chromium")
+ARTIFACTS = ROOT / "test-artifacts"
+
+pytestmark = [
+    pytest.mark.browser,
+    pytest.mark.slow,
+    pytest.mark.django_db(transaction=True),
+    pytest.mark.skipif(not CHROMIUM.exists(), reason=f"{CHROMIUM} is not installed (`make browser`)"),
+]
+
+
+def staff(username, *codenames):
+    user = User.objects.create_user(username, password="pw", is_staff=True)
+    user.user_permissions.set(
+        Permission.objects.filter(content_type__app_label="jobs", codename__in=codenames)
+    )
+    return user
+
+
+@pytest.fixture
+def browser(monkeypatch):
+    from playwright.sync_api import sync_playwright
+
+    # Playwright's sync API runs an event loop in this thread; the test's own ORM calls are still
+    # plain synchronous calls between browser steps.
+    monkeypatch.setenv("DJANGO_ALLOW_ASYNC_UNSAFE", "true")
+    ARTIFACTS.mkdir(exist_ok=True)
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(
+            executable_path=str(CHROMIUM),
+            headless=True,
+            args=[
+                "--disable-gpu",
+                "--no-first-run",
+                "--disable-background-networking",
+                "--disable-component-update",
+                "--disable-sync",
+            ],
+        )
+        yield browser
+        browser.close()
+
+
+def log_in(browser, live_server, username):
+    page = browser.new_page(viewport={"width": 1400, "height": 1000})
+    page.set_default_timeout(30_000)
+    page.goto(f"{live_server.url}/admin/login/")
+    page.fill("#id_username", username)
+    page.fill("#id_password", "pw")
+    page.click("input[type=submit]")
+    page.wait_for_selector("#site-name")
+    return page
+
+
+def test_a_person_retries_failed_jobs_one_then_many_and_sees_them_finish(browser, live_server):
+    from playwright.sync_api import expect
+
+    staff("operator", "view_job", "retry_job", "cancel_job", "delete_job")
+    records = [jobs.fails_on_first_attempt.enqueue(f"report-{n}") for n in range(4)]
+    run_worker()
+    assert Job.objects.filter(status=Status.FAILED).count() == 4
+
+    page = log_in(browser, live_server, "operator")
+    page.goto(f"{live_server.url}/admin/jobs/job/?status__exact=failed")
+    expect(page.locator("#result_list tbody tr")).to_have_count(4)
+    expect(page.locator(".jobs-status-failed").first).to_be_visible()
+    page.screenshot(path=str(ARTIFACTS / "admin-change-list.png"), full_page=True)
+
+    # One: from the job's own page.
+    page.locator("#result_list tbody tr th a").first.click()
+    expect(page.locator(".jobs-traceback").first).to_contain_text("first attempt of report")
+    page.screenshot(path=str(ARTIFACTS / "admin-job-page.png"), full_page=True)
+    page.click(".jobs-retry-button")
+    expect(page.locator(".messagelist")).to_contain_text("Retried 1 job.")
+    assert re.search(r"/admin/jobs/job/\?status__exact=failed$", page.url)
+    expect(page.locator("#result_list tbody tr")).to_have_count(3)
+
+    # Many: the bulk action on every row of the filtered list.
+    page.check("#action-toggle")
+    page.select_option("select[name=action]", "retry_selected")
+    page.click("button[name=index]")
+    expect(page.locator(".messagelist")).to_contain_text("Retried 3 jobs.")
+    expect(page.locator("#result_list")).to_have_count(0)  # no failed job is left in this filter
+
+    run_worker()
+    page.goto(f"{live_server.url}/admin/jobs/job/?status__exact=finished")
+    expect(page.locator("#result_list tbody tr")).to_have_count(4)
+    expect(page.locator(".jobs-status-finished")).to_have_count(4)
+    for record in records:
+        record.refresh_from_db()
+        assert (record.status, record.attempts, record.result) == (
+            Status.FINISHED,
+            2,
+            record.args[0],
+        )
+
+    page.goto(f"{live_server.url}/admin/jobs/dashboard/")
+    expect(page.locator("#jobs-section-queues")).to_be_visible()
+    expect(page.locator("tr[data-queue=default] [data-figure=ledger-finished]")).to_have_text("4")
+    expect(page.locator(".jobs-chart")).to_be_visible()
+    page.screenshot(path=str(ARTIFACTS / "admin-dashboard.png"), full_page=True)
+    # The page refreshes its sections by itself.
+    page.wait_for_function(
+        "document.getElementById('jobs-dashboard-sections').dataset.refreshedAt", timeout=30_000
+    )
+
+
+def test_staff_without_the_permission_gets_no_retry_button(browser, live_server):
+    from playwright.sync_api import expect
+
+    staff("watcher", "view_job")
+    job = Job.objects.create(function="tests.jobs.boom", queue="default", status=Status.FAILED, attempts=1)
+    page = log_in(browser, live_server, "watcher")
+    page.goto(f"{live_server.url}/admin/jobs/job/{job.pk}/change/")
+    expect(page.locator("h1")).to_be_visible()
+    expect(page.locator(".jobs-retry-button")).to_have_count(0)
+    page.goto(f"{live_server.url}/admin/jobs/job/?status__exact=failed")
+    expect(page.locator("#result_list tbody tr")).to_have_count(1)
+    expect(page.locator("option[value=retry_selected]")).to_have_count(0)
+    expect(page.locator(".jobs-retry-matching")).to_have_count(0)
