@@ -20,7 +20,11 @@ NUMERIC_SETTINGS = (
     "RELAY_GRACE",
     "ABANDONED_AFTER",
     "DEFAULT_MAX_ATTEMPTS",
+    "RECONCILE_INTERVAL",
+    "PRUNE_INTERVAL",
 )
+#: Retention settings: a positive number, or None for "keep for ever".
+RETENTION_SETTINGS = ("RETAIN_FINISHED", "RETAIN_FINISHED_PER_QUEUE", "RETAIN_FAILED")
 
 
 @register(Tags.compatibility)
@@ -43,6 +47,17 @@ def check_settings(app_configs: Any = None, **kwargs: Any) -> list:
         value = getattr(jobs_settings, key)
         if not isinstance(value, int | float) or isinstance(value, bool) or value <= 0:
             errors.append(Error(f"JOBS[{key!r}] must be a positive number, not {value!r}.", id="jobs.E002"))
+    for key in RETENTION_SETTINGS:
+        value = getattr(jobs_settings, key)
+        valid = isinstance(value, int | float) and not isinstance(value, bool) and value > 0
+        if value is not None and not valid:
+            errors.append(
+                Error(
+                    f"JOBS[{key!r}] must be a positive number or None, not {value!r}.",
+                    hint="None keeps those records for ever.",
+                    id="jobs.E020",
+                )
+            )
     return errors
 
 

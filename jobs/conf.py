@@ -29,6 +29,15 @@ DEFAULTS: dict[str, Any] = {
     "RELAY_GRACE": 30,
     # A started job whose worker is gone is detected within this many seconds.
     "ABANDONED_AFTER": 60,
+    # How often (seconds) a worker looks for waiting records that Redis lost (FLUSHALL, failover).
+    "RECONCILE_INTERVAL": 60,
+    # Retention: finished and cancelled records are deleted after this many seconds, and beyond the
+    # newest FINISHED_PER_QUEUE of each queue; failed ones after RETAIN_FAILED (None: never).
+    "RETAIN_FINISHED": 7 * 24 * 3600,
+    "RETAIN_FINISHED_PER_QUEUE": 100_000,
+    "RETAIN_FAILED": 30 * 24 * 3600,
+    # How often (seconds) a worker prunes records; manage.py jobs_prune does it on demand.
+    "PRUNE_INTERVAL": 3600,
     # Seconds before a push to Redis gives up when Redis does not answer (only where RQ_QUEUES sets none).
     "REDIS_CONNECT_TIMEOUT": 2,
     "REDIS_SOCKET_TIMEOUT": 5,

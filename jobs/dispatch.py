@@ -15,7 +15,7 @@ from redis.exceptions import RedisError
 from rq import Queue, Retry
 from rq.job import Job as RQJob
 
-from . import connection, keys
+from . import connection, keys, retention
 from .conf import jobs_settings
 from .exceptions import JobNotRegistered
 from .models import Job
@@ -46,13 +46,15 @@ def push(records: Sequence[Job], options: JobOptions | None = None) -> None:
 
 
 def _add_to_pipeline(queue: Queue, record: Job, pipe: Pipeline, options: JobOptions) -> RQJob:
-    # Computed per record, so that jobs that fail together do not retry together.
-    intervals = options.replace(max_attempts=record.max_attempts).retry_intervals()
+    # Computed per record, so that jobs that fail together do not retry together. A record pushed again
+    # (relay, reaper, reconciler) gets RQ retries only for the attempts it has left.
+    intervals = options.replace(max_attempts=record.max_attempts).retry_intervals()[record.attempts :]
     rq_job = queue.create_job(
         RUNNER,
         args=[str(record.pk), record.function, record.args, record.kwargs, record._state.db or "default"],
         timeout=record.timeout,
         result_ttl=jobs_settings.RQ_RESULT_TTL,
+        failure_ttl=retention.failure_ttl(),
         description=f"{record.function} [{record.pk}]",
         job_id=str(record.pk),
         retry=Retry(max=len(intervals), interval=intervals) if intervals else None,

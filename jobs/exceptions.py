@@ -27,6 +27,10 @@ class InvalidTransition(JobsError):
     """A job cannot move to the asked state from the one it is in (retrying a finished job, say)."""
 
 
+class JobAbandoned(JobsError):
+    """The worker running a job died or was stopped before the job ended (recorded, never raised)."""
+
+
 class InvalidCacheDefinition(JobsError, ValueError):
     """A ``@cached`` or ``@cache_view`` decorator is given options that cannot work."""
 

@@ -18,8 +18,21 @@ def reaper_lock() -> str:
     return _key("reaper", "lock")
 
 
-def paused_queues() -> str:
-    return _key("paused")
+def reaper_suspects() -> str:
+    """A hash of started jobs found with no execution in Redis: job id -> when first seen so."""
+    return _key("reaper", "suspects")
+
+
+def reconcile_lock() -> str:
+    return _key("reconcile", "lock")
+
+
+def prune_lock() -> str:
+    return _key("prune", "lock")
+
+
+def paused_queue(queue: str) -> str:
+    return _key("paused", queue)
 
 
 def rate_limit(function: str, bucket: str) -> str:

@@ -34,6 +34,8 @@ class JobOptions:
     at: datetime | None = None
     at_front: bool = False
     using: str | None = None
+    rate_limit: str | None = None
+    rate_key: Callable[..., str] | None = None
 
     def __post_init__(self) -> None:  # noqa: C901 - one rule per option
         _check_positive_int("timeout", self.timeout)
@@ -72,6 +74,7 @@ class JobOptions:
                 raise InvalidJobDefinition("delay must be a non-negative timedelta or number of seconds")
         if self.at is not None and (not isinstance(self.at, datetime) or timezone.is_naive(self.at)):
             raise InvalidJobDefinition("at must be a timezone-aware datetime")
+        _check_rate_limit(self.rate_limit, self.rate_key)
 
     def replace(self, **changes: Any) -> JobOptions:
         unknown = set(changes) - {field.name for field in dataclasses.fields(self)}
@@ -118,6 +121,17 @@ class JobOptions:
             intervals.append(int(random.uniform(step / 2, step)))  # noqa: S311 - jitter, not security
         return intervals
 
+    def rate_bucket_for(self, args: Sequence[Any], kwargs: dict[str, Any]) -> str:
+        """The rate-limit window this call counts against: ``rate_key``'s value, or one for all calls."""
+        if self.rate_key is None:
+            return "*"
+        bucket = self.rate_key(*args, **kwargs)
+        if not isinstance(bucket, str | int) or isinstance(bucket, bool) or not (0 < len(str(bucket)) <= 200):
+            raise InvalidJobDefinition(
+                f"rate_key must return a string (or int) of 1 to 200 characters, not {bucket!r}"
+            )
+        return str(bucket)
+
     def unique_key_for(self, args: Sequence[Any], kwargs: dict[str, Any]) -> str | None:
         if self.unique_key is None or isinstance(self.unique_key, str):
             return self.unique_key
@@ -125,6 +139,18 @@ class JobOptions:
         if not isinstance(key, str) or not (0 < len(key) <= 255):
             raise InvalidJobDefinition("unique_key callable must return a string of 1 to 255 characters")
         return key
+
+
+def _check_rate_limit(rate_limit: str | None, rate_key: Any) -> None:
+    from .ratelimit import RateLimit
+
+    if rate_limit is not None:
+        RateLimit.parse(rate_limit)
+    if rate_key is not None:
+        if rate_limit is None:
+            raise InvalidJobDefinition("rate_key needs a rate_limit")
+        if not callable(rate_key):
+            raise InvalidJobDefinition("rate_key must be a callable of the job's arguments")
 
 
 def _check_positive_int(name: str, value: Any) -> None:

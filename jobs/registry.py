@@ -42,6 +42,7 @@ class JobFunction(Generic[P, R]):
         """Record the job and push it to its queue when the current transaction commits."""
         from .enqueue import enqueue
 
+        self.options.rate_bucket_for(args, kwargs)  # a rate_key that cannot key this call fails here
         return enqueue(self, args, kwargs)
 
     def enqueue_many(
@@ -53,7 +54,10 @@ class JobFunction(Generic[P, R]):
         """
         from .enqueue import enqueue_many
 
-        return enqueue_many(self, [_split_call(call) for call in calls])
+        split = [_split_call(call) for call in calls]
+        for args, kwargs in split:
+            self.options.rate_bucket_for(args, dict(kwargs))
+        return enqueue_many(self, split)
 
 
 def _split_call(call: Any) -> tuple[Sequence[Any], Mapping[str, Any]]:

@@ -26,3 +26,11 @@ DATABASES["other"] = {
 
 PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
 LOGGING = {"version": 1, "disable_existing_loggers": False}
+
+# A worker subprocess started by a fault test gets the test's JOBS overrides (small intervals) as JSON.
+if os.environ.get("JOBS_TEST_JOBS"):
+    import json
+
+    from jobsite.settings import JOBS
+
+    JOBS = {**JOBS, **json.loads(os.environ["JOBS_TEST_JOBS"])}

@@ -1,0 +1,109 @@
+"""How a running job shows that its worker is alive: its entry in RQ's ``StartedJobRegistry``.
+
+RQ scores each running execution in the queue's ``StartedJobRegistry`` with the time after which it
+counts as abandoned. RQ refreshes that score only from a forking worker's monitor loop, every 30 s, with
+90 s of slack; a non-forking worker does not refresh it at all while a job runs. The ``jobs`` workers
+keep it within ``ABANDONED_AFTER`` instead: the entry is written with a TTL of half that bound and a
+thread of the worker process refreshes it (and the worker's own key) a few times per TTL. A worker that
+is killed stops refreshing, its entry's score passes, and the reaper (``jobs.reaper``) acts on the job.
+
+The thread only runs a pipeline every few seconds while a job is running; it adds nothing per job.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import threading
+import time
+from dataclasses import dataclass
+
+from redis import ConnectionPool, Redis
+from redis.exceptions import RedisError
+
+from .conf import jobs_settings
+
+logger = logging.getLogger("jobs")
+
+
+def entry_ttl() -> int:
+    """Seconds a running job's registry entry stays live without a refresh."""
+    return max(1, math.ceil(jobs_settings.ABANDONED_AFTER / 2))
+
+
+def beat_interval() -> float:
+    """Seconds between two refreshes: four per TTL, so a slow moment does not look like a death."""
+    return entry_ttl() / 4
+
+
+def reap_interval() -> float:
+    """Seconds between two passes of the reaper, so that detection stays within ABANDONED_AFTER."""
+    return max(0.5, jobs_settings.ABANDONED_AFTER / 6)
+
+
+@dataclass(frozen=True)
+class Running:
+    """The Redis keys that say a job is running: its registry entry and the worker's key."""
+
+    registry_key: str
+    entry: str  # "<job id>:<execution id>", RQ's composite key
+    execution_key: str
+    worker_key: str
+
+
+class Heartbeat:
+    """A daemon thread that keeps the current job's registry entry live while the worker process lives.
+
+    It talks to Redis through a connection pool of its own, so that a fork (the forking worker's work
+    horse) never inherits a connection or a lock that this thread holds.
+    """
+
+    def __init__(self, connection: Redis) -> None:
+        pool = connection.connection_pool
+        self._redis = Redis(
+            connection_pool=ConnectionPool(connection_class=pool.connection_class, **pool.connection_kwargs)
+        )
+        self._lock = threading.Lock()
+        self._running: Running | None = None
+        self._stopped = threading.Event()
+        self._thread: threading.Thread | None = None
+
+    def begin(self, running: Running) -> None:
+        with self._lock:
+            self._running = running
+        if self._thread is None:
+            self._thread = threading.Thread(target=self._loop, name="jobs-heartbeat", daemon=True)
+            self._thread.start()
+
+    def end(self) -> None:
+        """Called before RQ removes the entry, so that the thread never writes it back afterwards."""
+        with self._lock:
+            self._running = None
+
+    def stop(self) -> None:
+        self._stopped.set()
+        self.end()
+
+    def _loop(self) -> None:
+        failing = False
+        while not self._stopped.wait(beat_interval()):
+            try:
+                self.beat()
+                failing = False
+            except RedisError as exc:
+                if not failing:
+                    logger.warning("Heartbeat: Redis unreachable (%s); retrying", exc)
+                failing = True
+
+    def beat(self) -> None:
+        with self._lock:
+            running = self._running
+            if running is None:
+                return
+            ttl = entry_ttl()
+            # A plain ZADD (not XX): an entry lost with Redis's data comes back while the job runs.
+            with self._redis.pipeline(transaction=False) as pipe:
+                pipe.zadd(running.registry_key, {running.entry: time.time() + ttl})
+                pipe.expire(running.execution_key, ttl + 60)
+                pipe.expire(running.worker_key, ttl + 60)
+                pipe.execute()

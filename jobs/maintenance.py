@@ -1,0 +1,91 @@
+"""The periodic work a `jobs` worker does between jobs: relay, reaper, reconciler, retention.
+
+Each task runs at most once per its interval in each worker, and a Redis lock of its own lets one
+worker at a time do it. A task that fails is logged in one line while Redis or the database is down,
+so that an outage does not flood the log, and is tried again at its next turn.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from django.db import DatabaseError, connections
+from redis.exceptions import RedisError
+
+from . import connection, dispatch, keys, liveness, reaper, reconcile, retention
+from .conf import jobs_settings
+
+logger = logging.getLogger("jobs")
+
+#: Records pruned per rule in one pass of a worker; ``manage.py jobs_prune`` has no such bound.
+PRUNE_LIMIT = 5000
+
+
+@dataclass(frozen=True)
+class Task:
+    name: str
+    interval: Callable[[], float]
+    run: Callable[[], object]
+
+
+def _prune() -> None:
+    redis = connection.get_connection(jobs_settings.DEFAULT_QUEUE)
+    lock = redis.lock(keys.prune_lock(), timeout=600, blocking=False)
+    if lock.acquire():
+        try:
+            retention.prune(limit=PRUNE_LIMIT)
+        finally:
+            lock.release()
+
+
+TASKS = (
+    # The reaper first: it must see a dead worker's expired entries before RQ's own registry cleanup.
+    Task("reaper", liveness.reap_interval, reaper.reap),
+    Task("relay", lambda: jobs_settings.RELAY_INTERVAL, dispatch.relay),
+    Task("reconciler", lambda: jobs_settings.RECONCILE_INTERVAL, reconcile.reconcile),
+    Task("retention", lambda: jobs_settings.PRUNE_INTERVAL, _prune),
+)
+
+
+class Maintenance:
+    """When each task last ran in this worker, and running those that are due."""
+
+    def __init__(self) -> None:
+        self._ran_at = {task.name: float("-inf") for task in TASKS}
+        self._failing: set[str] = set()
+
+    def next_due_in(self) -> float:
+        now = time.monotonic()
+        return min(self._ran_at[task.name] + task.interval() - now for task in TASKS)
+
+    def due(self) -> bool:
+        return self.next_due_in() <= 0
+
+    def run(self) -> None:
+        try:
+            for task in TASKS:
+                if time.monotonic() - self._ran_at[task.name] >= task.interval():
+                    self._ran_at[task.name] = time.monotonic()
+                    self._run(task)
+        finally:
+            connections.close_all()
+
+    def _run(self, task: Task) -> None:
+        try:
+            task.run()
+        except (RedisError, DatabaseError) as exc:
+            if task.name not in self._failing:
+                logger.warning(
+                    "The %s could not run (%s: %s); it will try again", task.name, type(exc).__name__, exc
+                )
+            self._failing.add(task.name)
+            return
+        except Exception:
+            logger.exception("The %s failed; it will run again in %ss", task.name, task.interval())
+            return
+        if task.name in self._failing:
+            logger.info("The %s runs again", task.name)
+            self._failing.discard(task.name)

@@ -1,0 +1,45 @@
+"""``manage.py jobs_queue pause|resume|status [queue]``: stop workers taking jobs from a queue, or resume."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from django.conf import settings
+from django.core.management.base import BaseCommand, CommandError, CommandParser
+from redis.exceptions import RedisError
+
+from jobs import pause
+
+
+class Command(BaseCommand):
+    help = "Pause or resume a queue (its jobs wait; workers skip it), or show which queues are paused."
+
+    def add_arguments(self, parser: CommandParser) -> None:
+        parser.add_argument("action", choices=["pause", "resume", "status"])
+        parser.add_argument("queue", nargs="?", help="A queue of RQ_QUEUES (status: all when omitted).")
+
+    def handle(self, *args: Any, action: str, queue: str | None, **options: Any) -> None:
+        if queue is not None and queue not in settings.RQ_QUEUES:
+            raise CommandError(
+                f"{queue!r} is not a queue of RQ_QUEUES (known: {', '.join(sorted(settings.RQ_QUEUES))})."
+            )
+        if action != "status" and queue is None:
+            raise CommandError(f"Name the queue to {action}.")
+        try:
+            if action == "pause":
+                changed = pause.pause(queue)
+                self.stdout.write(
+                    f"Queue {queue!r} paused." if changed else f"Queue {queue!r} was already paused."
+                )
+            elif action == "resume":
+                changed = pause.resume(queue)
+                self.stdout.write(
+                    f"Queue {queue!r} resumed." if changed else f"Queue {queue!r} was not paused."
+                )
+            else:
+                names = [queue] if queue else sorted(settings.RQ_QUEUES)
+                paused = pause.paused(names)
+                for name in names:
+                    self.stdout.write(f"{name}: {'paused' if name in paused else 'active'}")
+        except RedisError as exc:
+            raise CommandError(f"Redis is unreachable ({exc}).") from exc

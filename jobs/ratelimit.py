@@ -1,0 +1,90 @@
+"""Rate limits held across all workers: a sliding window per job function (and per key) in Redis.
+
+``@job(rate_limit="10/s")`` lets at most 10 runs of the function start in any second, whatever the
+number of workers; ``rate_key=lambda customer, **kw: customer`` gives each customer a window of its own.
+A job over the limit is not run and not counted as an attempt: the worker hands it to RQ's scheduler
+for the moment the window has room (so workers need ``--with-scheduler``).
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from typing import Any
+
+from redis import Redis
+
+from . import keys
+from .codec import decode_arguments
+from .exceptions import InvalidJobDefinition, JobsError
+
+UNITS = {"s": 1, "m": 60, "h": 3600}
+_FORMAT = re.compile(r"^\s*(\d+)\s*/\s*(\d*)\s*([smh])\s*$")
+
+# A sliding window log: the start times (ms, Redis's clock) of the runs in the last window.
+# Returns 0 when a run may start now (and records it), else the milliseconds until one may.
+_SCRIPT = """
+local now = redis.call('TIME')
+local now_ms = tonumber(now[1]) * 1000 + math.floor(tonumber(now[2]) / 1000)
+local window = tonumber(ARGV[1])
+local limit = tonumber(ARGV[2])
+redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', now_ms - window)
+if redis.call('ZCARD', KEYS[1]) < limit then
+  redis.call('ZADD', KEYS[1], now_ms, ARGV[3] .. ':' .. now_ms)
+  redis.call('PEXPIRE', KEYS[1], window)
+  return 0
+end
+local oldest = redis.call('ZRANGE', KEYS[1], 0, 0, 'WITHSCORES')
+return math.max(1, tonumber(oldest[2]) + window - now_ms)
+"""
+
+
+@dataclass(frozen=True)
+class RateLimit:
+    """At most ``count`` runs per ``seconds``."""
+
+    count: int
+    seconds: int
+
+    @classmethod
+    def parse(cls, text: str) -> RateLimit:
+        """``"10/s"``, ``"100/m"``, ``"1000/h"``, or with a number of units: ``"5/10s"``."""
+        match = _FORMAT.match(text) if isinstance(text, str) else None
+        if match is None or int(match[1]) < 1 or match[2] == "0":
+            raise InvalidJobDefinition(
+                f"rate_limit must look like '10/s', '100/m', '1000/h' or '5/10s' (a count >= 1), not {text!r}"
+            )
+        return cls(count=int(match[1]), seconds=int(match[2] or 1) * UNITS[match[3]])
+
+
+def acquire(redis: Redis, function: str, bucket: str, limit: RateLimit, member: str) -> float:
+    """Take one run from the window; returns 0 if the run may start now, else seconds to wait."""
+    script = redis.register_script(_SCRIPT)
+    wait_ms = script(
+        keys=[keys.rate_limit(function, bucket)], args=[limit.seconds * 1000, limit.count, member]
+    )
+    return int(wait_ms) / 1000
+
+
+def wait_before(rq_job: Any, redis: Redis) -> float:
+    """Seconds a dequeued RQ job must wait for its function's rate limit; 0 when it may run now.
+
+    Free for a job whose function has no rate limit: no Redis command, no database query.
+    """
+    from .dispatch import RUNNER
+    from .registry import resolve
+
+    if rq_job.func_name != RUNNER:
+        return 0
+    job_id, function, args, kwargs = rq_job.args[:4]
+    try:
+        options = resolve(function).options
+    except JobsError:
+        return 0  # the run fails with the reason
+    if options.rate_limit is None:
+        return 0
+    bucket = "*"
+    if options.rate_key is not None:
+        call_args, call_kwargs = decode_arguments(args, kwargs)
+        bucket = options.rate_bucket_for(call_args, call_kwargs)
+    return acquire(redis, function, bucket, RateLimit.parse(options.rate_limit), job_id)

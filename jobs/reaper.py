@@ -1,0 +1,221 @@
+"""Finding jobs whose worker died, and retrying or failing them with the reason.
+
+A record is abandoned when it says ``started`` and RQ's ``StartedJobRegistry`` of its queue holds no
+live execution of it (see ``jobs.liveness``):
+
+- an entry whose score has passed belongs to a worker that stopped refreshing it: dead, at once;
+- no entry at all (Redis lost its data, or RQ's own cleanup took the entry): suspect; a live worker
+  writes its entry back within one heartbeat, so the job is reaped only if it is still missing on a
+  later pass, at least two heartbeats after it was first seen so.
+
+The record is then moved, by an UPDATE conditional on it still being started with the same attempt, to
+``retrying`` (and pushed again) when attempts remain, else to ``failed``, with a ``FailedAttempt`` that
+gives the reason. A job that finished meanwhile is left alone.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import os
+import time
+from collections import defaultdict
+from datetime import timedelta
+
+from django.db import router, transaction
+from django.utils import timezone
+from redis import Redis
+from redis.exceptions import RedisError
+from rq.exceptions import NoSuchJobError
+from rq.job import Job as RQJob
+from rq.job import JobStatus
+from rq.serializers import JSONSerializer
+
+from . import connection, dispatch, keys, liveness, retention
+from .conf import jobs_settings
+from .exceptions import JobNotRegistered
+from .models import FailedAttempt, Job, Status
+from .registry import resolve
+
+logger = logging.getLogger("jobs")
+
+ERROR_CLASS = "jobs.exceptions.JobAbandoned"
+
+
+def reap(using: str | None = None, limit: int = 500) -> int:
+    """One pass over started records; returns how many were found abandoned and handled."""
+    alias = using or router.db_for_write(Job)
+    now = timezone.now()
+    started = list(
+        Job.objects.using(alias)
+        .started()
+        .filter(started_at__lt=now - timedelta(seconds=liveness.entry_ttl()))
+        .order_by("started_at")[:limit]
+    )
+    redis = connection.get_connection(jobs_settings.DEFAULT_QUEUE)
+    lock = redis.lock(keys.reaper_lock(), timeout=60, blocking=False)
+    if not lock.acquire():
+        return 0
+    try:
+        return _reap(started, redis)
+    finally:
+        with contextlib.suppress(RedisError):
+            lock.release()
+
+
+def _reap(started: list[Job], lock_redis: Redis) -> int:
+    by_queue: dict[str, list[Job]] = defaultdict(list)
+    for record in started:
+        by_queue[record.queue].append(record)
+    now = time.time()
+    dead: list[tuple[Job, dict[str, float]]] = []
+    missing: list[Job] = []
+    for queue_name, records in by_queue.items():
+        registry = connection.get_queue(queue_name).started_job_registry
+        entries: dict[str, dict[str, float]] = defaultdict(dict)
+        for entry, score in registry.connection.zrange(registry.key, 0, -1, withscores=True):
+            entry = entry.decode()
+            entries[entry.partition(":")[0]][entry] = score
+        for record in records:
+            found = entries.get(str(record.pk))
+            if not found:
+                missing.append(record)
+            elif max(found.values()) < now:
+                dead.append((record, found))
+    handled = 0
+    for record, found in dead:
+        silent_for = now - max(found.values()) + liveness.entry_ttl()
+        reason = (
+            f"The worker {record.worker_name or '(unknown)'} stopped sending heartbeats while running this "
+            f"job (killed, or its host lost): no sign of life for {silent_for:.0f}s."
+        )
+        handled += abandon(record, reason, stale_entries=list(found))
+    handled += _reap_missing(missing, lock_redis, now)
+    return handled
+
+
+def _reap_missing(missing: list[Job], redis: Redis, now: float) -> int:
+    """Two passes: note when a started job was first found unknown to Redis; reap it on a later pass."""
+    suspects_key = keys.reaper_suspects()
+    if not missing:
+        redis.delete(suspects_key)
+        return 0
+    ids = [str(record.pk) for record in missing]
+    seen = dict(zip(ids, redis.hmget(suspects_key, ids), strict=True))
+    grace = 2 * liveness.beat_interval()
+    handled = 0
+    fresh = {}
+    for record in missing:
+        first = seen.get(str(record.pk))
+        if first is None:
+            fresh[str(record.pk)] = now
+        elif now - float(first) >= grace:
+            reason = (
+                f"Redis holds no execution of this job (its data was lost, or the worker "
+                f"{record.worker_name or '(unknown)'} died and RQ's cleanup removed it)."
+            )
+            handled += abandon(record, reason)
+        else:
+            fresh[str(record.pk)] = float(first)
+    with redis.pipeline() as pipe:
+        pipe.delete(suspects_key)
+        if fresh:
+            pipe.hset(suspects_key, mapping=fresh)
+            pipe.expire(suspects_key, int(jobs_settings.ABANDONED_AFTER * 4) + 60)
+        pipe.execute()
+    return handled
+
+
+def abandon(record: Job, reason: str, stale_entries: list[str] = (), retrying: bool | None = None) -> bool:
+    """Record that ``record``'s current attempt died; retry it (push it again) or fail it.
+
+    ``retrying`` is decided by the caller when RQ already decided (a killed work horse); otherwise from
+    the attempts the record has left, and the record is pushed again here.
+    """
+    alias = record._state.db or router.db_for_write(Job)
+    decided_by_rq = retrying is not None
+    if retrying is None:
+        retrying = record.attempts < record.max_attempts
+    now = timezone.now()
+    delay = _retry_delay(record) if retrying and not decided_by_rq else 0
+    with transaction.atomic(using=alias):
+        claimed = (
+            Job.objects.using(alias)
+            .filter(pk=record.pk, status=Status.STARTED, attempts=record.attempts)
+            .update(
+                status=Status.RETRYING if retrying else Status.FAILED,
+                finished_at=None if retrying else now,
+                scheduled_for=now + timedelta(seconds=delay) if delay else None,
+                error_class=ERROR_CLASS,
+                error_message=reason,
+                traceback="",
+            )
+        )
+        if not claimed:
+            return False
+        FailedAttempt.objects.using(alias).create(
+            job_id=record.pk,
+            number=record.attempts,
+            worker_name=record.worker_name,
+            started_at=record.started_at,
+            failed_at=now,
+            error_class=ERROR_CLASS,
+            error_message=reason,
+        )
+    logger.warning(
+        "Job %s abandoned during attempt %d (%s): %s",
+        record.pk,
+        record.attempts,
+        "will retry" if retrying else "failed",
+        reason,
+    )
+    if not decided_by_rq:
+        _settle_in_redis(record.pk, alias, stale_entries, retrying, reason)
+    return True
+
+
+def _retry_delay(record: Job) -> int:
+    try:
+        options = resolve(record.function).options
+    except JobNotRegistered:
+        return 0
+    intervals = options.replace(max_attempts=record.max_attempts).retry_intervals()
+    index = record.attempts - 1
+    return intervals[index] if 0 <= index < len(intervals) else 0
+
+
+def _settle_in_redis(pk: object, alias: str, stale_entries: list[str], retrying: bool, reason: str) -> None:
+    """Take the dead execution out of RQ's registry, then push the job again or file it as failed."""
+    record = Job.objects.using(alias).get(pk=pk)
+    queue = connection.get_queue(record.queue)
+    registry = queue.started_job_registry
+    try:
+        if stale_entries:
+            registry.connection.zrem(registry.key, *stale_entries)
+        if retrying:
+            dispatch.dispatch([record])
+            return
+        try:
+            rq_job = RQJob.fetch(str(pk), connection=queue.connection, serializer=JSONSerializer)
+        except NoSuchJobError:  # gone with Redis's data: nothing to file
+            return
+        with queue.connection.pipeline() as pipe:
+            rq_job.set_status(JobStatus.FAILED, pipeline=pipe)
+            registry = queue.failed_job_registry
+            registry.add(rq_job, ttl=retention.failure_ttl(), exc_string=reason, pipeline=pipe)
+            pipe.execute()
+    except RedisError as exc:
+        logger.warning("Job %s: could not update Redis after abandoning it: %s", pk, exc)
+
+
+def horse_killed(rq_job: RQJob, ret_val: int | None) -> None:
+    """A forking worker saw its work horse die mid-job: record it now; RQ retries or fails the job."""
+    if rq_job.func_name != dispatch.RUNNER:
+        return
+    job_id, alias = rq_job.args[0], rq_job.args[4]
+    record = Job.objects.using(alias).started().filter(pk=job_id).first()
+    if record is None:
+        return
+    how = f"by signal {os.WTERMSIG(ret_val)}" if ret_val and os.WIFSIGNALED(ret_val) else f"with {ret_val}"
+    reason = f"The work horse running this job on {record.worker_name} ended {how} (killed, out of memory?)."
+    abandon(record, reason, retrying=bool(rq_job.should_retry))

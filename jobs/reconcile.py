@@ -1,0 +1,99 @@
+"""Finding waiting records that Redis no longer holds (FLUSHALL, a failover to an empty replica) and
+pushing them again.
+
+A record waits (queued, scheduled, retrying) while RQ holds a job of the same id that is queued,
+scheduled, deferred or started. When that job is gone, or RQ has ended it while the record still waits
+(a worker lost its database before it could claim the record, say), nobody will ever run the record: it
+is pushed again and the reason logged. Records still waiting for the relay, and records younger than
+``RELAY_GRACE``, are left alone. Started records that Redis lost are the reaper's (``jobs.reaper``).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+from collections import defaultdict
+from datetime import timedelta
+
+from django.db import router
+from django.utils import timezone
+from redis.exceptions import RedisError
+from rq.job import JobStatus
+
+from . import connection, dispatch, keys
+from .conf import jobs_settings
+from .models import Job
+
+logger = logging.getLogger("jobs")
+
+#: RQ states in which a job will still run.
+ALIVE = {
+    JobStatus.QUEUED.value,
+    JobStatus.SCHEDULED.value,
+    JobStatus.DEFERRED.value,
+    JobStatus.STARTED.value,
+}
+BATCH = 500
+
+
+def reconcile(using: str | None = None) -> int:
+    """One pass over the waiting records; returns how many were pushed again."""
+    alias = using or router.db_for_write(Job)
+    redis = connection.get_connection(jobs_settings.DEFAULT_QUEUE)
+    lock = redis.lock(keys.reconcile_lock(), timeout=300, blocking=False)
+    if not lock.acquire():
+        return 0
+    try:
+        return _reconcile(alias)
+    finally:
+        with contextlib.suppress(RedisError):
+            lock.release()
+
+
+def _reconcile(alias: str) -> int:
+    cutoff = timezone.now() - timedelta(seconds=jobs_settings.RELAY_GRACE)
+    waiting = (
+        Job.objects.using(alias)
+        .waiting()
+        .filter(undispatched_since__isnull=True, enqueued_at__lt=cutoff)
+        .order_by("pk")
+    )
+    pushed = 0
+    last = None
+    while True:
+        page = waiting if last is None else waiting.filter(pk__gt=last)
+        batch = list(page.values_list("pk", "queue")[:BATCH])
+        if not batch:
+            return pushed
+        last = batch[-1][0]
+        lost = _lost_in_redis(batch)
+        if lost:
+            # Read again: a record that ran meanwhile is no longer waiting and must not be pushed.
+            records = list(Job.objects.using(alias).waiting().filter(pk__in=lost, undispatched_since=None))
+            if records:
+                logger.warning(
+                    "%d waiting job(s) unknown to Redis (its data was lost, or their run ended before the "
+                    "record was claimed): pushing them again: %s",
+                    len(records),
+                    ", ".join(str(r.pk) for r in records[:20]),
+                )
+                dispatch.dispatch(records)
+                pushed += len(records)
+
+
+def _lost_in_redis(batch: list[tuple[object, str]]) -> list[object]:
+    """The ids, among ``batch``, whose RQ job is missing or will not run: one pipeline per queue."""
+    by_queue: dict[str, list[object]] = defaultdict(list)
+    for pk, queue in batch:
+        by_queue[queue].append(pk)
+    lost = []
+    for queue_name, pks in by_queue.items():
+        queue = connection.get_queue(queue_name)
+        with queue.connection.pipeline(transaction=False) as pipe:
+            for pk in pks:
+                pipe.hget(queue.job_class.key_for(str(pk)), "status")
+            statuses = pipe.execute()
+        lost += [
+            pk for pk, status in zip(pks, statuses, strict=True) if (status or b"").decode() not in ALIVE
+        ]
+    return lost

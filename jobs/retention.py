@@ -1,0 +1,87 @@
+"""Retention: deleting old records, failed ones kept longer, and RQ's own TTLs set to match.
+
+Finished and cancelled records go after ``RETAIN_FINISHED`` seconds and beyond the newest
+``RETAIN_FINISHED_PER_QUEUE`` of each queue; failed records after ``RETAIN_FAILED`` seconds. Waiting
+and running records are never pruned. RQ keeps no finished job (``RQ_RESULT_TTL`` is 0 by default, the
+record holds the result) and keeps a failed one in its ``FailedJobRegistry`` for ``RETAIN_FAILED``.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from datetime import timedelta
+
+from django.db import router
+from django.utils import timezone
+
+from .conf import jobs_settings
+from .models import Job, Status
+
+logger = logging.getLogger("jobs")
+
+#: RQ needs a number: "never" is ten years.
+NEVER = 10 * 365 * 24 * 3600
+BATCH = 1000
+DONE = (Status.FINISHED, Status.CANCELLED)
+
+
+def failure_ttl() -> int:
+    """Seconds RQ keeps a failed job, the same as the ledger keeps its record."""
+    retain = jobs_settings.RETAIN_FAILED
+    return int(retain) if retain else NEVER
+
+
+@dataclass
+class Pruned:
+    finished: int = 0
+    over_count: int = 0
+    failed: int = 0
+
+    @property
+    def total(self) -> int:
+        return self.finished + self.over_count + self.failed
+
+
+def prune(using: str | None = None, limit: int | None = None) -> Pruned:
+    """Delete what retention says is due, at most ``limit`` records per rule (None: all of them)."""
+    alias = using or router.db_for_write(Job)
+    jobs = Job.objects.using(alias)
+    now = timezone.now()
+    pruned = Pruned()
+    if jobs_settings.RETAIN_FINISHED:
+        cutoff = now - timedelta(seconds=jobs_settings.RETAIN_FINISHED)
+        pruned.finished = _delete(jobs.filter(status__in=DONE, finished_at__lt=cutoff), limit)
+    if jobs_settings.RETAIN_FINISHED_PER_QUEUE:
+        keep = int(jobs_settings.RETAIN_FINISHED_PER_QUEUE)
+        for queue in jobs.filter(status__in=DONE).values_list("queue", flat=True).distinct().order_by():
+            done = jobs.filter(queue=queue, status__in=DONE)
+            first_beyond = done.order_by("-finished_at").values_list("finished_at", flat=True)[
+                keep : keep + 1
+            ]
+            if first_beyond:
+                pruned.over_count += _delete(done.filter(finished_at__lte=first_beyond[0]), limit)
+    if jobs_settings.RETAIN_FAILED:
+        cutoff = now - timedelta(seconds=jobs_settings.RETAIN_FAILED)
+        pruned.failed = _delete(jobs.filter(status=Status.FAILED, finished_at__lt=cutoff), limit)
+    if pruned.total:
+        logger.info(
+            "Pruned %d finished (age), %d finished (count) and %d failed record(s)",
+            pruned.finished,
+            pruned.over_count,
+            pruned.failed,
+        )
+    return pruned
+
+
+def _delete(queryset, limit: int | None) -> int:
+    """Delete in batches, so that no statement holds the table for long."""
+    deleted = 0
+    while limit is None or deleted < limit:
+        size = BATCH if limit is None else min(BATCH, limit - deleted)
+        batch = list(queryset.order_by("finished_at").values_list("pk", flat=True)[:size])
+        if not batch:
+            break
+        queryset.model.objects.using(queryset.db).filter(pk__in=batch).delete()
+        deleted += len(batch)
+    return deleted

@@ -1,0 +1,69 @@
+"""Job functions for the fault tests, importable by worker processes.
+
+Each reports the pid of the process running it (the work horse, or the worker itself) in its progress
+message, so that a test can kill exactly that process.
+"""
+
+import os
+import time
+
+from django.db import connection
+
+from jobs import current_job, job, set_progress
+
+
+def _announce():
+    set_progress(1, str(os.getpid()))
+
+
+@job(max_attempts=2, backoff=[0])
+def hang_first_attempt(seconds):
+    """Hangs on its first attempt (the one the test kills); later attempts return at once."""
+    _announce()
+    if current_job().attempts == 1:
+        time.sleep(seconds)
+    return current_job().attempts
+
+
+@job(max_attempts=1)
+def hang_once(seconds):
+    _announce()
+    time.sleep(seconds)
+    return "done"
+
+
+@job(max_attempts=1)
+def work_for(seconds):
+    """A job that runs longer than a heartbeat's TTL, and finishes."""
+    _announce()
+    time.sleep(seconds)
+    return seconds
+
+
+@job(max_attempts=1)
+def count_run(name):
+    """Counts its runs in a table of its own, so that a test sees double runs."""
+    with connection.cursor() as cursor:
+        cursor.execute("CREATE TABLE IF NOT EXISTS fault_runs (name VARCHAR(100))")
+        cursor.execute("INSERT INTO fault_runs (name) VALUES (%s)", [name])
+    return name
+
+
+def runs_of(name=None):
+    with connection.cursor() as cursor:
+        cursor.execute("CREATE TABLE IF NOT EXISTS fault_runs (name VARCHAR(100))")
+        if name is None:
+            cursor.execute("SELECT name, COUNT(*) FROM fault_runs GROUP BY name")
+            return dict(cursor.fetchall())
+        cursor.execute("SELECT COUNT(*) FROM fault_runs WHERE name = %s", [name])
+        return cursor.fetchone()[0]
+
+
+@job(rate_limit="2/s")
+def limited(n):
+    return n
+
+
+@job(rate_limit="1/m", rate_key=lambda customer, n: customer)
+def per_customer(customer, n):
+    return f"{customer}:{n}"

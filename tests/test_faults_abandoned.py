@@ -1,0 +1,148 @@
+"""Case 1: a worker killed mid-job (SIGKILL of the worker, of its work horse, of both).
+
+Real `manage.py rqworker` processes and real signals. The victim listens on "default"; a second
+worker, the rescuer, listens on "low" only, so it never takes the job itself: it only runs the
+reaper in its maintenance, as any other live worker would.
+"""
+
+import json
+import os
+import signal
+import time
+
+import pytest
+from django.test import override_settings
+
+from jobs import connection as jobs_connection
+from jobs.exceptions import JobAbandoned
+from jobs.models import Status
+from tests import fault_jobs
+from tests.helpers import WorkerProcess, run_worker, wait_for
+
+pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.slow]
+
+WORKER_CLASSES = ["jobs.worker.Worker", "jobs.worker.SimpleWorker", "jobs.lean.LeanWorker"]
+FAST = {"ABANDONED_AFTER": 6}
+ABANDONED = f"{JobAbandoned.__module__}.{JobAbandoned.__qualname__}"
+
+
+@pytest.fixture(params=WORKER_CLASSES, ids=["forking", "simple", "lean"])
+def worker_class(request):
+    return request.param
+
+
+@pytest.fixture(autouse=True)
+def fast_detection():
+    with override_settings(JOBS={"DEFAULT_QUEUE": "default", **FAST}):
+        yield
+
+
+def start_worker(worker_class, *queues, **jobs_settings):
+    return WorkerProcess(
+        "--worker-class",
+        worker_class,
+        queues=queues,
+        JOBS_TEST_JOBS=json.dumps({**FAST, **jobs_settings}),
+    )
+
+
+def status_of(record):
+    record.refresh_from_db()
+    return record.status
+
+
+def running_pid(record):
+    """The pid of the process running the job (the job announces it), once it runs."""
+    record.refresh_from_db()
+    return (
+        record.status == Status.STARTED and record.progress_message.isdigit() and int(record.progress_message)
+    )
+
+
+def kill_mid_job(worker_class, record, *, horse_only=False):
+    """Start a victim worker, wait until it runs ``record``, SIGKILL it; returns when it was killed."""
+    victim = start_worker(worker_class, "default")
+    job_pid = wait_for(lambda: running_pid(record), timeout=60, message="the job to start")
+    if not horse_only:
+        os.kill(victim.pid, signal.SIGKILL)
+    if job_pid != victim.pid:
+        os.kill(job_pid, signal.SIGKILL)
+    killed_at = time.monotonic()
+    if not horse_only:
+        victim.process.wait(timeout=10)
+    return victim, killed_at
+
+
+def test_killed_worker_job_is_retried_by_another_worker(worker_class):
+    record = fault_jobs.hang_first_attempt.enqueue(120)
+    with start_worker(worker_class, "low"):
+        victim, killed_at = kill_mid_job(worker_class, record)
+        wait_for(lambda: status_of(record) != Status.STARTED, timeout=60, message="the reaper")
+        detected_after = time.monotonic() - killed_at
+        victim.stop()
+    print(f"{worker_class}: abandoned job detected {detected_after:.1f}s after SIGKILL")
+    assert record.status == Status.RETRYING
+    [attempt] = record.failed_attempts.all()
+    assert attempt.number == 1
+    assert attempt.error_class == ABANDONED
+    assert "stopped sending heartbeats" in attempt.error_message
+    assert record.worker_name in attempt.error_message
+    # The retry is in Redis again, and runs to the end on a healthy worker.
+    run_worker("--worker-class", worker_class, queues=("default",))
+    record.refresh_from_db()
+    assert (record.status, record.attempts, record.result) == (Status.FINISHED, 2, 2)
+
+
+def test_killed_worker_job_without_attempts_left_fails_with_the_reason(worker_class):
+    record = fault_jobs.hang_once.enqueue(120)
+    with start_worker(worker_class, "low"):
+        victim, _ = kill_mid_job(worker_class, record)
+        wait_for(lambda: status_of(record) == Status.FAILED, timeout=60, message="the reaper")
+        victim.stop()
+    assert record.error_class == ABANDONED
+    assert record.finished_at is not None
+    assert record.failed_attempts.get().error_class == ABANDONED
+    # RQ's side agrees: the job is in its FailedJobRegistry, no longer in the StartedJobRegistry.
+    queue = jobs_connection.get_queue("default")
+    assert str(record.pk) in queue.failed_job_registry.get_job_ids()
+    assert str(record.pk) not in queue.started_job_registry.get_job_ids(cleanup=False)
+    run_worker("--worker-class", worker_class, queues=("default",))
+    record.refresh_from_db()
+    assert (record.status, record.attempts) == (Status.FAILED, 1)
+
+
+def test_killed_work_horse_is_recorded_at_once_and_retried():
+    record = fault_jobs.hang_first_attempt.enqueue(120)
+    victim, _ = kill_mid_job("jobs.worker.Worker", record, horse_only=True)
+    with victim:
+        # The forking worker outlives its horse: it records the attempt and RQ retries the job on it.
+        wait_for(lambda: status_of(record) == Status.FINISHED, timeout=60, message="the retry")
+    assert record.attempts == 2
+    attempt = record.failed_attempts.get()
+    assert attempt.error_class == ABANDONED
+    assert "signal 9" in attempt.error_message
+
+
+def test_job_longer_than_the_heartbeat_ttl_is_never_marked_abandoned(worker_class):
+    # ABANDONED_AFTER=2: an entry lives 1s without a refresh, the reaper runs every 0.5s in the rescuer.
+    record = fault_jobs.work_for.enqueue(4)
+    with start_worker(worker_class, "low", ABANDONED_AFTER=2):
+        output = run_worker(
+            "--worker-class", worker_class, queues=("default",), JOBS_TEST_JOBS='{"ABANDONED_AFTER": 2}'
+        )
+    record.refresh_from_db()
+    assert (record.status, record.attempts, record.result) == (Status.FINISHED, 1, 4), output
+    assert not record.failed_attempts.exists()
+
+
+def test_reaper_command_handles_a_dead_worker_when_no_worker_is_left():
+    from django.core.management import call_command
+
+    record = fault_jobs.hang_first_attempt.enqueue(120)
+    victim, _ = kill_mid_job("jobs.worker.SimpleWorker", record)
+    victim.stop()
+    # Nothing reaped while the execution's entry is live; then the command finds it.
+    call_command("jobs_reap")
+    assert status_of(record) == Status.STARTED
+    wait_for(lambda: call_command("jobs_reap") or status_of(record) == Status.RETRYING, timeout=30)
+    assert record.failed_attempts.get().error_class == ABANDONED
