@@ -6,6 +6,7 @@ from pathlib import Path
 
 import pytest
 from django.contrib.auth.models import Permission, User
+from django.db import connections
 
 from jobs.models import Job, Status
 from tests import jobs
@@ -52,6 +53,9 @@ def browser(monkeypatch):
         )
         yield browser
         browser.close()
+        # ORM calls made while Playwright's loop runs get connections of their own context: close them
+        # here, in that context, or PostgreSQL refuses to drop the test database.
+        connections.close_all()
 
 
 def log_in(browser, live_server, username):
