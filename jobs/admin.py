@@ -16,10 +16,9 @@ from django.contrib.admin.utils import unquote
 from django.contrib.contenttypes.models import ContentType
 from django.core.exceptions import PermissionDenied
 from django.db.models import QuerySet
-from django.http import Http404, HttpRequest, HttpResponse, HttpResponseRedirect
+from django.http import Http404, HttpRequest, HttpResponse, HttpResponseRedirect, QueryDict
 from django.template.response import TemplateResponse
 from django.urls import path, reverse
-from django.utils.http import urlencode
 from django.utils.translation import gettext, ngettext
 from django.utils.translation import gettext_lazy as _
 from django.views.decorators.http import require_POST
@@ -312,9 +311,7 @@ class JobAdmin(admin.ModelAdmin):
     def changelist_view(self, request: HttpRequest, extra_context: dict | None = None) -> HttpResponse:
         extra = {
             "can_retry": self.has_retry_permission(request),
-            "retry_matching_query": urlencode(
-                [(k, v) for k, v in request.GET.lists() for v in v if k not in {"p", "o", "e"}]
-            ),
+            "retry_matching_query": _without(request.GET, "p", "o", "e").urlencode(),
             "dashboard_url": reverse("admin:jobs_dashboard_changelist"),
         }
         return super().changelist_view(request, {**extra, **(extra_context or {})})
@@ -333,6 +330,14 @@ class JobAdmin(admin.ModelAdmin):
             .order_by("-action_time")[:50],
         }
         return super().change_view(request, object_id, form_url, {**extra, **(extra_context or {})})
+
+
+def _without(query: QueryDict, *names: str) -> QueryDict:
+    """The query string minus paging and ordering, which do not change which jobs match."""
+    query = query.copy()
+    for name in names:
+        query.pop(name, None)
+    return query
 
 
 @admin.register(Dashboard)
