@@ -28,6 +28,8 @@ CACHES = {
         "BACKEND": "django_redis.cache.RedisCache",
         "LOCATION": os.environ["REDIS_URL"],
         "KEY_PREFIX": "bench",
+        # As in production (and the demo): a hung Redis must not hang requests (system check jobs.W041).
+        "OPTIONS": {"SOCKET_CONNECT_TIMEOUT": 0.5, "SOCKET_TIMEOUT": 0.5},
     }
 }
 LOGGING = {"version": 1, "disable_existing_loggers": False}

@@ -137,7 +137,7 @@ def test_stampede_32_concurrent_callers_compute_once(redis):
 
 
 def test_a_crashed_lock_holder_does_not_block_others_past_the_lock_timeout(redis):
-    key = store().key(fns.square.key_name(7))
+    key = fns.square.key(store(), 7)
     with override_settings(JOBS={"CACHE_LOCK_TIMEOUT": 1, "CACHE_LOCK_WAIT": 10}):
         assert store().lock(key).acquire(blocking=False)  # held by a "crashed" holder, never released
         assert fns.square(7) == 49
@@ -146,7 +146,7 @@ def test_a_crashed_lock_holder_does_not_block_others_past_the_lock_timeout(redis
 
 def test_a_caller_that_waits_too_long_computes_uncached(redis):
     cache = store()
-    key = cache.key(fns.square.key_name(8))
+    key = fns.square.key(cache, 8)
     with override_settings(JOBS={"CACHE_LOCK_TIMEOUT": 30, "CACHE_LOCK_WAIT": 0.2}):
         assert store().lock(key).acquire(blocking=False)
         assert fns.square(8) == 64

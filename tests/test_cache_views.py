@@ -33,6 +33,14 @@ def test_query_string_is_normalised_but_values_are_not_merged(client):
     assert runs("page") == 5
 
 
+def test_query_strings_that_django_reads_differently_never_share_an_entry(client):
+    # The last value wins in GET[name]; "a" and "%61" are one name; ";" is no separator.
+    pairs = [("a=2&%61=1", "1"), ("%61=1&a=2", "2"), ("a=1;b=2", "1;b=2"), ("b=2&a=1", "1")]
+    for query, expected in pairs:
+        body = client.get(f"/page?{query}").json()
+        assert dict(body["query"])["a"][-1] == expected, query
+
+
 def test_hostile_query_strings_give_safe_keys(client, redis):
     hostile = "/page?" + "x=" + "ü" * 3000 + "&y=%00%0D%0A%20*&z=" + "{{ }} ' \" ;" * 50
     assert client.get(hostile).status_code == 200

@@ -112,23 +112,27 @@ class CachedFunction(Generic[P, R]):
     def stale(self) -> float:
         return self._stale if self._stale is not None else jobs_settings.CACHE_STALE
 
-    def key_name(self, *args: P.args, **kwargs: P.kwargs) -> str:
-        """The cache key of a call, before Django's ``KEY_PREFIX`` and version are added."""
+    def key_hash(self, *args: P.args, **kwargs: P.kwargs) -> str:
+        """The hash of a call's arguments, normalised (defaults filled in, keywords in order)."""
         if not kwargs and len(args) == self._all_positional:
             hashed = keys.digest(args, self._names)
         else:
             bound = self._signature.bind(*args, **kwargs)
             bound.apply_defaults()
             hashed = keys.digest(bound.arguments.values(), tuple(bound.arguments))
-        return keys.entry(self.namespace, self.version, hashed)
+        return hashed
+
+    def key(self, cache: CacheStore, *args: P.args, **kwargs: P.kwargs) -> str:
+        """The Redis key of a call's entry."""
+        return cache.entry_key(self.namespace, self.version, self.key_hash(*args, **kwargs))
 
     def __call__(self, *args: P.args, **kwargs: P.kwargs) -> R:
-        name = self.key_name(*args, **kwargs)
+        hashed = self.key_hash(*args, **kwargs)
         cache = store(self.alias)
         if not cache.available():
             stats.count(self.namespace, "errors")
             return self.func(*args, **kwargs)
-        key = cache.key(name)
+        key = cache.entry_key(self.namespace, self.version, hashed)
         try:
             state, value, _ = cache.get(key)
         except ERRORS as exc:
@@ -205,7 +209,7 @@ class CachedFunction(Generic[P, R]):
     def refresh(self, *args: P.args, **kwargs: P.kwargs) -> R:
         """Compute a call again and store it (what the refresh job runs)."""
         cache = store(self.alias)
-        key = cache.key(self.key_name(*args, **kwargs))
+        key = self.key(cache, *args, **kwargs)
         try:
             value = self.func(*args, **kwargs)
             self._store(cache, key, value, args, kwargs)
@@ -221,7 +225,7 @@ class CachedFunction(Generic[P, R]):
         """Drop the entry of one call; False if there was none or Redis could not be reached."""
         cache = store(self.alias)
         try:
-            return bool(cache.delete(cache.key(self.key_name(*args, **kwargs))))
+            return bool(cache.delete(self.key(cache, *args, **kwargs)))
         except ERRORS as exc:
             cache.failed(exc)
             return False

@@ -6,10 +6,14 @@ pipeline of ``HINCRBY``) at most every ``JOBS['CACHE_STATS_INTERVAL']`` seconds,
 
 from __future__ import annotations
 
+import functools
 import threading
 import time
 from collections import Counter
+from typing import Any
 
+from django.core.signals import setting_changed
+from django.dispatch import receiver
 from redis.exceptions import RedisError
 
 from .. import keys
@@ -26,8 +30,13 @@ def count(namespace: str, kind: str) -> None:
     """Count one event; now and then, send the counts of this process to Redis."""
     with _lock:
         _pending[namespace, kind] += 1
-    if time.monotonic() - _flushed_at >= jobs_settings.CACHE_STATS_INTERVAL:
+    if time.monotonic() >= _flushed_at + _interval():
         flush()
+
+
+@functools.cache
+def _interval() -> float:
+    return jobs_settings.CACHE_STATS_INTERVAL
 
 
 def flush() -> bool:
@@ -81,3 +90,9 @@ def reset() -> None:
     client = store().client()
     namespaces = [n.decode() for n in client.smembers(keys.cache_namespaces())]
     client.delete(keys.cache_namespaces(), *[keys.cache_stats(n) for n in namespaces])
+
+
+@receiver(setting_changed)
+def _reset_on_change(*, setting: str, **kwargs: Any) -> None:
+    if setting == "JOBS":
+        _interval.cache_clear()

@@ -11,7 +11,6 @@ logs one warning per ``JOBS['CACHE_WARN_INTERVAL']``.
 
 from __future__ import annotations
 
-import functools
 import logging
 import random
 import threading
@@ -20,6 +19,7 @@ from collections.abc import Iterable
 from typing import Any
 
 from django.core.cache import caches
+from django.core.cache.backends.base import default_key_func
 from django.core.signals import setting_changed
 from django.dispatch import receiver
 from django_redis.exceptions import ConnectionInterrupted
@@ -55,6 +55,7 @@ class CacheStore:
         self._down_until = 0.0
         self._warned_at = -float("inf")
         self._guard = threading.Lock()
+        self._entry_prefixes: dict[tuple[str, int], str] = {}
 
     def client(self) -> Redis:
         if self._redis is None:
@@ -63,6 +64,17 @@ class CacheStore:
 
     def key(self, name: str) -> str:
         return self.backend.make_key(name)
+
+    def entry_key(self, namespace: str, version: int, hashed: str) -> str:
+        """The made key of an entry; with Django's default key function, without calling it per entry."""
+        try:
+            return self._entry_prefixes[namespace, version] + hashed
+        except KeyError:
+            pass
+        if self.backend.key_func is not default_key_func:
+            return self.key(keys.entry(namespace, version, hashed))
+        self._entry_prefixes[namespace, version] = self.key(keys.entry(namespace, version, ""))
+        return self._entry_prefixes[namespace, version] + hashed
 
     # Faults
 
@@ -161,17 +173,22 @@ def release(lock: Lock) -> None:
         pass  # it expired, or Redis went away: either way it is no longer ours
 
 
+_stores: dict[str | None, CacheStore] = {}
+
+
 def store(alias: str | None = None) -> CacheStore:
     """The store of a ``CACHES`` alias (``JOBS['CACHE_ALIAS']`` by default), one per process."""
-    return _store(alias or jobs_settings.CACHE_ALIAS)
-
-
-@functools.cache
-def _store(alias: str) -> CacheStore:
-    return CacheStore(alias)
+    try:
+        return _stores[alias]
+    except KeyError:
+        pass
+    named = alias or jobs_settings.CACHE_ALIAS
+    found = _stores.get(named) or CacheStore(named)
+    _stores[named] = _stores[alias] = found
+    return found
 
 
 @receiver(setting_changed)
 def _reset_on_change(*, setting: str, **kwargs: Any) -> None:
     if setting in {"CACHES", "JOBS"}:
-        _store.cache_clear()
+        _stores.clear()

@@ -15,6 +15,7 @@ import logging
 import time
 from collections.abc import Callable, Iterable
 from typing import Any
+from urllib.parse import unquote_plus
 
 from django.conf import settings
 from django.http import HttpRequest, HttpResponse, HttpResponseBase
@@ -79,19 +80,29 @@ class CachedView:
     def stale(self) -> float:
         return self._stale if self._stale is not None else jobs_settings.CACHE_STALE
 
-    def key_name(self, request: HttpRequest, vary: frozenset[str]) -> str:
+    def key(self, cache: CacheStore, request: HttpRequest, vary: frozenset[str]) -> str:
+        """The Redis key of a request's entry.
+
+        The host parts are read raw (hashed, never validated here): Django's ``get_host()`` has
+        rejected a host not in ``ALLOWED_HOSTS`` before a response is used, and every part that
+        ``get_host()`` or ``build_absolute_uri()`` may read is in the key.
+        """
+        meta = request.META
         user = getattr(request, "user", None)
         owner = str(user.pk) if self.per_user and user is not None and user.is_authenticated else ""
-        parts: list[Any] = [
+        parts: list[str] = [
             request.scheme,
-            request.get_host(),
+            meta.get("HTTP_X_FORWARDED_HOST", ""),
+            meta.get("HTTP_HOST", ""),
+            meta.get("SERVER_NAME", ""),
+            meta.get("SERVER_PORT", ""),
             request.path,
-            sorted(request.GET.lists()),
+            _normalised_query(meta.get("QUERY_STRING", "")),
             owner,
         ]
         for header in sorted(vary):
             parts += [header, request.headers.get(header, "")]
-        return keys.entry(self.namespace, self.version, keys.digest(parts))
+        return cache.entry_key(self.namespace, self.version, keys.digest(parts))
 
     def __call__(self, request: HttpRequest, *args: Any, **kwargs: Any) -> HttpResponseBase:
         if request.method not in ("GET", "HEAD"):
@@ -103,7 +114,7 @@ class CachedView:
         if not cache.available():
             stats.count(self.namespace, "errors")
             return _mark(self.view(request, *args, **kwargs), "ERROR")
-        key = cache.key(self.key_name(request, self.vary))
+        key = self.key(cache, request, self.vary)
         try:
             state, payload, fresh_until = cache.get(key)
         except ERRORS as exc:
@@ -175,7 +186,7 @@ class CachedView:
         vary = self.vary | _vary(response)
         if not vary <= self.vary:
             self.vary = vary  # learnt: later lookups in this process key on these headers too
-        key = cache.key(self.key_name(request, vary))
+        key = self.key(cache, request, vary)
         content = response.content
         etag = response.get("ETag") or f'"{hashlib.blake2b(content, digest_size=16).hexdigest()}"'
         headers = {k: v for k, v in response.items() if k.lower() not in NOT_STORED}
@@ -200,13 +211,33 @@ class CachedView:
         status, headers, content = payload
         response = HttpResponse(content, status=status, headers=headers)
         self._headers(response, fresh_until - time.time())
-        return get_conditional_response(request, etag=headers["ETag"], response=_mark(response, state))
+        _mark(response, state)
+        if "HTTP_IF_NONE_MATCH" in request.META or "HTTP_IF_MODIFIED_SINCE" in request.META:
+            return get_conditional_response(request, etag=headers["ETag"], response=response)
+        return response
 
     def _headers(self, response: HttpResponseBase, fresh: float) -> None:
-        if self.per_user:
-            patch_cache_control(response, private=True, max_age=max(0, int(fresh)))
+        max_age = max(0, int(fresh))
+        if not response.has_header("Cache-Control"):
+            response.headers["Cache-Control"] = (
+                f"private, max-age={max_age}" if self.per_user else f"max-age={max_age}"
+            )
+        elif self.per_user:
+            patch_cache_control(response, private=True, max_age=max_age)
         else:
-            patch_cache_control(response, max_age=max(0, int(fresh)))
+            patch_cache_control(response, max_age=max_age)
+
+
+def _normalised_query(query: str) -> str:
+    """Parameters sorted by their decoded name, as ``QueryDict`` splits them (on ``&`` only).
+
+    The sort is stable, so the values of one name keep their order (``getlist()`` and ``GET[name]``
+    see it), also when the name is spelled two ways (``a`` and ``%61``).
+    """
+    if "&" not in query:
+        return query
+    pairs = [pair for pair in query.split("&") if pair]
+    return "&".join(sorted(pairs, key=lambda pair: unquote_plus(pair.partition("=")[0])))
 
 
 def _vary(response: HttpResponseBase) -> frozenset[str]:

@@ -1,0 +1,151 @@
+"""The cache: a hit through ``@cached`` against a bare django-redis ``cache.get`` of the same value, and a
+view hit through ``@cache_view`` against the same view under Django's ``cache_page``, in the same run.
+
+``python -m bench`` runs it last (``python -m bench --only cache`` runs it alone). Each run times
+``--ops`` calls of each side, in alternating chunks of 250 so that both sides see the same load on a
+shared machine, ``--runs`` times; the medians, their ratio and the Redis commands of one call (from
+``INFO commandstats``) are printed. Requests for the view
+benchmark are built before the timing starts: building one is no part of either cache.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import statistics
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+
+VALUE = {"id": 42, "name": "widget", "tags": ["a", "b", "c"], "price": "19.99", "stock": 1234}
+PAGE = "<!doctype html><title>bench</title>" + "<p>lorem ipsum dolor sit amet</p>" * 60
+URL = "/products/?sort=name&page=2"
+
+
+@dataclass
+class Side:
+    label: str
+    call: Callable[[object], object]  # one call, given what prepare() made for it
+    prepare: Callable[[int], list] = lambda n: [None] * n
+
+
+@dataclass
+class Row:
+    bench: str
+    ours: Side
+    baseline: Side
+    target: str
+
+
+def timed(side: Side, ops: int) -> float:
+    """Seconds for ``ops`` calls."""
+    inputs = side.prepare(ops)
+    call = side.call
+    started = time.perf_counter()
+    for item in inputs:
+        call(item)
+    return time.perf_counter() - started
+
+
+def one_run(ours: Side, baseline: Side, ops: int, chunk: int = 250) -> tuple[float, float]:
+    """Microseconds per call of each side, timed in alternating chunks so that both see the same load."""
+    ours_s = baseline_s = 0.0
+    for _ in range(max(1, ops // chunk)):
+        baseline_s += timed(baseline, chunk)
+        ours_s += timed(ours, chunk)
+    calls = max(1, ops // chunk) * chunk
+    return ours_s / calls * 1e6, baseline_s / calls * 1e6
+
+
+def commands_per_call(client, side: Side, ops: int = 100) -> float:
+    from bench.measure import CommandCounter
+
+    inputs = side.prepare(ops)
+    counter = CommandCounter(client)
+    counter.reset()
+    for item in inputs:
+        side.call(item)
+    return counter.total() / ops
+
+
+def build_rows() -> list[Row]:
+    from django.core.cache import cache
+    from django.http import HttpResponse
+    from django.test import RequestFactory
+    from django.views.decorators.cache import cache_page
+
+    from jobs.cache import cache_view, cached
+
+    @cached(ttl=3600, namespace="bench.value")
+    def product(pk):
+        return VALUE
+
+    def page(request):
+        return HttpResponse(PAGE)
+
+    ours_view = cache_view(ttl=3600, namespace="bench.page")(page)
+    django_view = cache_page(3600, key_prefix="bench-page")(page)
+    factory = RequestFactory()
+
+    def requests(n: int) -> list:
+        return [factory.get(URL) for _ in range(n)]
+
+    cache.set("bench:value", VALUE, 3600)
+    assert cache.get("bench:value") == product(42) == product(42) == VALUE
+    for view in (ours_view, django_view):
+        view(factory.get(URL))
+        assert view(factory.get(URL)).content == PAGE.encode()
+    return [
+        Row(
+            "function hit: `@cached` vs django-redis `cache.get`",
+            Side("@cached", lambda _: product(42)),
+            Side("cache.get", lambda _: cache.get("bench:value")),
+            "<= 1.1x",
+        ),
+        Row(
+            "view hit: `@cache_view` vs Django's `cache_page`",
+            Side("@cache_view", ours_view, requests),
+            Side("cache_page", django_view, requests),
+            "<= 0.5x, 1 round trip",
+        ),
+    ]
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(prog="python -m bench.bench_cache")
+    parser.add_argument("--runs", type=int, default=7, help="repetitions of each side (default 7)")
+    parser.add_argument("--ops", type=int, default=3000, help="calls per run (default 3000)")
+    options = parser.parse_args(argv)
+
+    os.environ.setdefault("DJANGO_SETTINGS_MODULE", "bench.settings")
+    import django
+
+    django.setup()
+    import redis
+
+    from jobs.cache import stats
+
+    client = redis.Redis.from_url(os.environ["REDIS_URL"])
+    client.flushdb()
+    print(f"{options.runs} runs of {options.ops:,} calls each, medians (time per call; lower is better)\n")
+    print("| benchmark | ours | baseline | ours / baseline | Redis cmds/call (ours / baseline) | target |")
+    print("| --- | ---: | ---: | ---: | ---: | --- |")
+    for row in build_rows():
+        one_run(row.ours, row.baseline, 500)
+        ours, baseline = [], []
+        for _ in range(options.runs):
+            ours_us, baseline_us = one_run(row.ours, row.baseline, options.ops)
+            ours.append(ours_us)
+            baseline.append(baseline_us)
+        ours_us, baseline_us = statistics.median(ours), statistics.median(baseline)
+        cmds = f"{commands_per_call(client, row.ours):.2f} / {commands_per_call(client, row.baseline):.2f}"
+        print(
+            f"| {row.bench} | {ours_us:.1f} µs | {baseline_us:.1f} µs | **{ours_us / baseline_us:.2f}x** "
+            f"| {cmds} | {row.target} |",
+            flush=True,
+        )
+    stats.flush()
+
+
+if __name__ == "__main__":
+    main()
