@@ -23,6 +23,8 @@ logger = logging.getLogger("jobs")
 
 _current: contextvars.ContextVar[Job | None] = contextvars.ContextVar("jobs_current", default=None)
 
+ABANDONED = "jobs.exceptions.JobAbandoned"
+
 #: Errors that no retry can mend: the job fails at once whatever attempts it has left.
 PERMANENT_ERRORS = (JobNotRegistered, ArgumentNotSerializable, LookupError)
 
@@ -69,9 +71,13 @@ def _record_failure(record: Job, rq_job: Any, exc: BaseException) -> None:
         rq_job.retries_left = 0  # RQ then fails the job instead of scheduling a retry.
     retrying = bool(rq_job is not None and rq_job.retries_left and not permanent)
     record.refresh_from_db(fields=["attempts", "started_at", "worker_name"])
+    error_class, message = f"{type(exc).__module__}.{type(exc).__qualname__}", str(exc)
+    if isinstance(exc, SystemExit | KeyboardInterrupt):
+        # A second SIGTERM or SIGINT (RQ's cold shutdown) stopped a non-forking worker in the job.
+        error_class, message = ABANDONED, "The worker was stopped at once (cold shutdown) during this job."
     record.mark_attempt_failed(
-        error_class=f"{type(exc).__module__}.{type(exc).__qualname__}",
-        error_message=str(exc),
+        error_class=error_class,
+        error_message=message,
         traceback="".join(tb.format_exception(exc)),
         retrying=retrying,
     )

@@ -34,12 +34,13 @@ from rq.serializers import JSONSerializer
 from . import connection, dispatch, keys, liveness, retention
 from .conf import jobs_settings
 from .exceptions import JobNotRegistered
+from .execution import ABANDONED
 from .models import FailedAttempt, Job, Status
 from .registry import resolve
 
 logger = logging.getLogger("jobs")
 
-ERROR_CLASS = "jobs.exceptions.JobAbandoned"
+ERROR_CLASS = ABANDONED
 
 
 def reap(using: str | None = None, limit: int = 500) -> int:

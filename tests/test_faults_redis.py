@@ -1,0 +1,115 @@
+"""Cases 2, 3 and 4: Redis down at enqueue, Redis restarted (AOF on), Redis losing its data."""
+
+import json
+import time
+import uuid
+
+import pytest
+from django.core.management import call_command
+from django.db import transaction
+from django.test import override_settings
+
+from jobs import connection as jobs_connection
+from jobs.models import Job, Status
+from tests import fault_jobs
+from tests.conftest import _redis_settings
+from tests.helpers import WorkerProcess, run_worker, wait_for
+from tests.redis_server import RedisServer
+
+pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.slow]
+
+
+def test_redis_down_at_enqueue_requests_answer_and_the_relay_pushes_each_job_once(client, redis_server):
+    tag = uuid.uuid4().hex[:8]
+    redis_server.stop()
+    # A request, and code in a transaction, both get their record back while Redis is down.
+    response = client.get("/demo/echo?msg=offline")
+    assert response.status_code == 202
+    with transaction.atomic():
+        records = [fault_jobs.count_run.enqueue(f"{tag}-{n}") for n in range(20)]
+    records.append(Job.objects.get(pk=response.json()["id"]))
+    assert all(r.undispatched_since is not None for r in Job.objects.filter(pk__in=[r.pk for r in records]))
+    redis_server.start()
+    # Two relays at once (a worker's and the command) push every record once.
+    with WorkerProcess("--worker-class", "jobs.worker.SimpleWorker", queues=("high",)):
+        call_command("jobs_relay")
+        wait_for(lambda: not Job.objects.undispatched().exists(), message="the relay")
+    assert jobs_connection.get_queue("default").count == 21
+    run_worker("--worker-class", "jobs.worker.SimpleWorker")
+    assert set(Job.objects.filter(pk__in=[r.pk for r in records]).values_list("status", flat=True)) == {
+        Status.FINISHED
+    }
+    assert all(fault_jobs.runs_of(f"{tag}-{n}") == 1 for n in range(20))
+
+
+@pytest.fixture
+def aof_redis():
+    """A Redis of this test's own with AOF on, as the README recommends for production."""
+    server = RedisServer(appendonly=True)
+    server.start()
+    with override_settings(**_redis_settings(server.url)):
+        yield server
+    server.cleanup()
+
+
+def test_redis_restart_with_aof_keeps_queued_jobs_and_the_worker_reconnects(client, aof_redis):
+    tag = uuid.uuid4().hex[:8]
+    queued = [fault_jobs.count_run.enqueue(f"{tag}-{n}") for n in range(10)]
+    worker = WorkerProcess(
+        "--worker-class", "jobs.lean.LeanWorker", queues=("high",), REDIS_URL=aof_redis.url
+    )
+    with worker:
+        probe = fault_jobs.count_run.using(queue="high").enqueue(f"{tag}-before")
+        wait_for(lambda: Job.objects.get(pk=probe.pk).status == Status.FINISHED, message="the worker")
+        aof_redis.stop()
+        outage_started = time.monotonic()
+        # The demo keeps serving while Redis is down (the job waits for the relay).
+        assert client.get("/demo/echo?msg=during").status_code == 202
+        time.sleep(max(0.0, 3 - (time.monotonic() - outage_started)))  # the outage lasts 3 s
+        aof_redis.start()
+        assert jobs_connection.get_queue("default").count == 10  # AOF kept the queued jobs
+        after = fault_jobs.count_run.using(queue="high").enqueue(f"{tag}-after")
+        wait_for(
+            lambda: Job.objects.get(pk=after.pk).status == Status.FINISHED, timeout=90, message="reconnect"
+        )
+        assert worker.process.poll() is None, "the worker exited"
+    output = worker.stop()
+    assert "Traceback" not in output, output
+    assert len(output.splitlines()) < 60, output
+    run_worker("--worker-class", "jobs.worker.SimpleWorker", REDIS_URL=aof_redis.url)
+    assert all(fault_jobs.runs_of(f"{tag}-{n}") == 1 for n in range(10))
+    assert {Job.objects.get(pk=r.pk).status for r in queued} == {Status.FINISHED}
+
+
+FAST = {"ABANDONED_AFTER": 4, "RELAY_GRACE": 1, "RECONCILE_INTERVAL": 1}
+
+
+@pytest.mark.parametrize("worker_class", ["jobs.worker.Worker", "jobs.worker.SimpleWorker"])
+def test_flushall_waiting_jobs_are_pushed_again_and_the_running_one_is_left_alone(redis, worker_class):
+    tag = uuid.uuid4().hex[:8]
+    running = fault_jobs.work_for.enqueue(5)
+    with WorkerProcess("--worker-class", worker_class, queues=("default",), JOBS_TEST_JOBS=json.dumps(FAST)):
+        wait_for(lambda: Job.objects.get(pk=running.pk).status == Status.STARTED, timeout=60)
+        waiting = [fault_jobs.count_run.enqueue(f"{tag}-{n}") for n in range(10)]
+        redis.flushall()
+        ids = [r.pk for r in [running, *waiting]]
+        wait_for(
+            lambda: Job.objects.filter(pk__in=ids, status=Status.FINISHED).count() == len(ids),
+            timeout=90,
+            message="the reconciler",
+        )
+    running.refresh_from_db()
+    assert (running.attempts, running.failed_attempts.count()) == (1, 0)
+    assert all(fault_jobs.runs_of(f"{tag}-{n}") == 1 for n in range(10))
+
+
+def test_reconcile_command_pushes_again_what_redis_lost(redis):
+    records = [fault_jobs.count_run.enqueue(uuid.uuid4().hex) for _ in range(3)]
+    Job.objects.filter(pk__in=[r.pk for r in records]).update(
+        enqueued_at=Job.objects.get(pk=records[0].pk).enqueued_at.replace(year=2020)
+    )
+    redis.flushall()
+    call_command("jobs_reconcile")
+    assert jobs_connection.get_queue("default").count == 3
+    call_command("jobs_reconcile")  # known to Redis now: not pushed twice
+    assert jobs_connection.get_queue("default").count == 3
