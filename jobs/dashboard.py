@@ -182,6 +182,19 @@ def summary() -> dict[str, Any]:
     return {"oldest_waiting": oldest_waiting(), "undispatched": undispatched_count()}
 
 
+def cache() -> dict[str, Any]:
+    """Hits, misses, stale serves, refreshes and errors of the cache decorators, per namespace (Redis)."""
+    from .cache import stats
+    from .cache.store import ERRORS
+    from .exceptions import JobsConfigurationError
+
+    try:
+        counts = stats.read()
+    except (*ERRORS, JobsConfigurationError) as exc:
+        return {"error": str(exc)}
+    return {"namespaces": [{"name": name, **figures} for name, figures in counts.items()]}
+
+
 @dataclass(frozen=True)
 class Section:
     """One block of the dashboard: its data and the template that shows it."""
@@ -197,6 +210,7 @@ SECTIONS: list[Section] = [
     Section("queues", _("Queues"), "jobs/admin/dashboard/queues.html", queues),
     Section("workers", _("Workers"), "jobs/admin/dashboard/workers.html", workers),
     Section("throughput", _("Last hour"), "jobs/admin/dashboard/throughput.html", throughput),
+    Section("cache", _("Cache"), "jobs/admin/dashboard/cache.html", cache),
 ]
 
 

@@ -1,0 +1,38 @@
+"""The dashboard's Cache section: counts per namespace from every process, and Redis down."""
+
+import pytest
+from django.contrib.auth.models import Permission, User
+
+from jobs import dashboard
+from jobs.cache import stats
+from tests import cache_functions as fns
+
+PAGE = "/admin/jobs/dashboard/"
+DATA = "/admin/jobs/dashboard/data/"
+
+
+@pytest.fixture
+def viewer(client, db):
+    user = User.objects.create_user("viewer", password="pw", is_staff=True)
+    user.user_permissions.set(Permission.objects.filter(content_type__app_label="jobs", codename="view_job"))
+    client.force_login(user)
+    return client
+
+
+def test_cache_section_shows_counts_per_namespace(viewer, redis):
+    stats.reset()
+    fns.square(2)
+    fns.square(2)
+    fns.square(2)
+    page = viewer.get(PAGE).content.decode()
+    assert 'id="jobs-section-cache"' in page
+    assert "tests.cache_functions.square" in page
+    figures = viewer.get(DATA).json()["cache"]["namespaces"]
+    expected = {"hits": 2, "misses": 1, "stale": 0, "refreshes": 0, "errors": 0}
+    assert figures == [{"name": "tests.cache_functions.square", **expected}]
+
+
+def test_cache_section_says_when_redis_does_not_answer(viewer, redis_server):
+    redis_server.stop()
+    assert "error" in dashboard.cache()
+    assert viewer.get(PAGE).status_code == 200
