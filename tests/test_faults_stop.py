@@ -1,0 +1,107 @@
+"""Case 5 (graceful and cold stop) and case 6 (the database briefly unreachable from a worker)."""
+
+import json
+import os
+import signal
+import time
+import uuid
+
+import pytest
+from django.core.management import call_command
+from django.db import connection
+
+from jobs import connection as jobs_connection
+from jobs import pause
+from jobs.models import Status
+from tests import fault_jobs, jobs
+from tests.helpers import WorkerProcess, run_worker, wait_for
+
+pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.slow]
+
+WORKER_CLASSES = ["jobs.worker.Worker", "jobs.worker.SimpleWorker", "jobs.lean.LeanWorker"]
+FAST = {"ABANDONED_AFTER": 4, "RELAY_GRACE": 1, "RECONCILE_INTERVAL": 1}
+
+
+@pytest.fixture(params=WORKER_CLASSES, ids=["forking", "simple", "lean"])
+def worker_class(request):
+    return request.param
+
+
+def status_of(record):
+    record.refresh_from_db()
+    return record.status
+
+
+def test_sigterm_finishes_the_current_job_and_takes_no_new_one(worker_class):
+    current = fault_jobs.work_for.enqueue(3)
+    worker = WorkerProcess("--worker-class", worker_class, queues=("default",))
+    wait_for(lambda: status_of(current) == Status.STARTED, timeout=60, message="the job to start")
+    later = jobs.add.enqueue(1, 2)
+    worker.signal(signal.SIGTERM)
+    assert worker.process.wait(timeout=60) == 0
+    output = worker.stop()
+    assert (status_of(current), current.attempts, current.result) == (Status.FINISHED, 1, 3), output
+    assert status_of(later) == Status.QUEUED
+    assert jobs_connection.get_queue("default").get_job_ids() == [str(later.pk)]
+
+
+def test_a_second_signal_stops_at_once_and_the_job_is_handled_as_abandoned(worker_class, settings):
+    settings.JOBS = {**settings.JOBS, **FAST}
+    record = fault_jobs.hang_first_attempt.enqueue(120)
+    worker = WorkerProcess(
+        "--worker-class", worker_class, queues=("default",), JOBS_TEST_JOBS=json.dumps(FAST)
+    )
+    wait_for(lambda: status_of(record) == Status.STARTED, timeout=60, message="the job to start")
+    worker.signal(signal.SIGTERM)
+    time.sleep(1.2)  # RQ takes a second signal within one second for a duplicate of the first
+    worker.signal(signal.SIGTERM)
+    worker.process.wait(timeout=60)
+    worker.stop()
+    # A non-forking worker records it on its way out; a forking one leaves it to the reaper.
+    wait_for(
+        lambda: call_command("jobs_reap") or status_of(record) in (Status.RETRYING, Status.QUEUED),
+        timeout=60,
+        message="the job to be reaped",
+    )
+    attempt = record.failed_attempts.get()
+    assert attempt.error_class == "jobs.exceptions.JobAbandoned"
+    run_worker("--worker-class", worker_class, queues=("default",))
+    record.refresh_from_db()
+    assert (record.status, record.attempts) == (Status.FINISHED, 2)
+
+
+@pytest.mark.skipif(connection.vendor != "postgresql", reason="terminates a PostgreSQL backend")
+def test_worker_whose_database_connection_is_killed_reconnects_and_loses_no_job():
+    tag = uuid.uuid4().hex
+    env = {"CONN_MAX_AGE": "600", "JOBS_TEST_JOBS": json.dumps(FAST)}
+    with WorkerProcess("--worker-class", "jobs.worker.SimpleWorker", queues=("default",), **env) as worker:
+        probe = jobs.database_backend_pid.enqueue()
+        wait_for(lambda: status_of(probe) == Status.FINISHED, timeout=60)
+        with connection.cursor() as cursor:
+            cursor.execute("SELECT pg_terminate_backend(%s)", [probe.result])
+        record = fault_jobs.count_run.enqueue(tag)
+        wait_for(lambda: status_of(record) == Status.FINISHED, timeout=90, message="the job to run")
+        assert worker.process.poll() is None
+    assert fault_jobs.runs_of(tag) == 1
+
+
+@pytest.mark.skipif(connection.vendor != "sqlite", reason="moves the SQLite file away")
+def test_worker_whose_sqlite_file_is_gone_for_a_while_loses_no_job():
+    tag = uuid.uuid4().hex
+    path = connection.settings_dict["NAME"]
+    with WorkerProcess(
+        "--worker-class", "jobs.worker.SimpleWorker", queues=("default",), JOBS_TEST_JOBS=json.dumps(FAST)
+    ) as worker:
+        pause.pause("default")
+        record = fault_jobs.count_run.enqueue(tag)
+        connection.close()
+        os.replace(path, path + ".away")
+        try:
+            pause.resume("default")
+            failed = jobs_connection.get_queue("default").failed_job_registry
+            wait_for(lambda: str(record.pk) in failed.get_job_ids(), timeout=60, message="the run to fail")
+        finally:
+            os.replace(path + ".away", path)
+        wait_for(lambda: status_of(record) == Status.FINISHED, timeout=90, message="the job to run again")
+        assert worker.process.poll() is None
+    assert fault_jobs.runs_of(tag) == 1
