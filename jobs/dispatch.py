@@ -40,9 +40,50 @@ def push(records: Sequence[Job], options: JobOptions | None = None) -> None:
     for queue_name, queued in by_queue.items():
         queue = connection.get_queue(queue_name)
         with queue.connection.pipeline() as pipe:
-            for record in queued:
-                _add_to_pipeline(queue, record, pipe, options or _registered_options(record))
+            if options is not None and len(queued) > 1 and not any(_later(r) for r in queued):
+                _add_batch_to_pipeline(queue, queued, pipe, options)
+            else:
+                for record in queued:
+                    _add_to_pipeline(queue, record, pipe, options or _registered_options(record))
             pipe.execute()
+
+
+def _later(record: Job) -> bool:
+    return record.scheduled_for is not None and record.scheduled_for > timezone.now()
+
+
+def _add_batch_to_pipeline(queue: Queue, records: Sequence[Job], pipe: Pipeline, options: JobOptions) -> None:
+    """Push many records of one job function at once: the first takes RQ's whole enqueue path, and its
+    RQ job, with only its id, arguments, description and retries changed, is saved for each of the
+    others (one HSET each), whose ids are then pushed to the queue with one command.
+
+    This is what RQ's ``enqueue_job`` writes for each of them, without its per-job Job construction,
+    status write and queue-set update, which are the same for the whole batch.
+    """
+    first, *rest = records
+    rq_job = _add_to_pipeline(queue, first, pipe, options)
+    for record in rest:
+        intervals = _retry_intervals(record, options)
+        rq_job.id = str(record.pk)
+        rq_job.args = runner_args(record)
+        rq_job.description = f"{record.function} [{record.pk}]"
+        rq_job.retries_left = len(intervals) if intervals else None
+        rq_job.retry_intervals = intervals or None
+        rq_job.save(pipeline=pipe)
+    ids = [str(record.pk) for record in rest]
+    if ids:
+        (pipe.lpush if options.at_front else pipe.rpush)(queue.key, *ids)
+
+
+def runner_args(record: Job) -> list:
+    """The arguments of ``RUNNER`` for a record: what the worker needs to run it without a query."""
+    return [str(record.pk), record.function, record.args, record.kwargs, record._state.db or "default"]
+
+
+def _retry_intervals(record: Job, options: JobOptions) -> list[int]:
+    if record.max_attempts != options.attempts:
+        options = options.replace(max_attempts=record.max_attempts)
+    return options.retry_intervals()[record.attempts :]
 
 
 def _add_to_pipeline(queue: Queue, record: Job, pipe: Pipeline, options: JobOptions) -> RQJob:

@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 import functools
+import uuid
 from collections.abc import Mapping, Sequence
 from typing import Any
 
 from django.conf import settings
 from django.db import IntegrityError, router, transaction
+from django.utils import timezone
 
+from . import statements
 from .codec import encode_arguments
 from .dispatch import dispatch
 from .exceptions import InvalidJobDefinition, JobsError
@@ -20,12 +23,14 @@ def enqueue(job_function: JobFunction, args: Sequence[Any], kwargs: Mapping[str,
     """Write the job's record (one INSERT) and push it to Redis on commit; returns the record."""
     options = job_function.options
     alias = options.using or router.db_for_write(Job)
-    record = _build(job_function, args, kwargs, alias)
+    shared = _shared_fields(job_function)
+    encoded_args, encoded_kwargs = encode_arguments(list(args), dict(kwargs))
     unique_key = options.unique_key_for(args, dict(kwargs))
     if unique_key is None:
-        record.save(force_insert=True, using=alias)
+        row = {"id": uuid.uuid4(), "args": encoded_args, "kwargs": encoded_kwargs}
+        [record] = statements.insert_batch(alias, shared, [row])
     else:
-        record.unique_key = unique_key
+        record = Job(**shared, args=encoded_args, kwargs=encoded_kwargs, unique_key=unique_key)
         existing = _insert_unique(record, alias)
         if existing is not None:
             return existing
@@ -36,26 +41,30 @@ def enqueue(job_function: JobFunction, args: Sequence[Any], kwargs: Mapping[str,
 def enqueue_many(
     job_function: JobFunction, calls: Sequence[tuple[Sequence[Any], Mapping[str, Any]]]
 ) -> list[Job]:
-    """Write all records in one bulk INSERT and push them in one pipeline on commit."""
+    """Write all records with one statement and push them in one pipeline on commit.
+
+    The values the jobs share are prepared once; each call only encodes its arguments.
+    """
     options = job_function.options
     if options.unique_key is not None:
         raise InvalidJobDefinition(
             "enqueue_many() does not take jobs with a unique key; enqueue them one by one"
         )
     alias = options.using or router.db_for_write(Job)
-    records = [_build(job_function, args, kwargs, alias) for args, kwargs in calls]
-    if not records:
+    shared = _shared_fields(job_function)
+    rows = []
+    for args, kwargs in calls:
+        encoded_args, encoded_kwargs = encode_arguments(list(args), dict(kwargs))
+        rows.append({"id": uuid.uuid4(), "args": encoded_args, "kwargs": encoded_kwargs})
+    if not rows:
         return []
-    # One INSERT on PostgreSQL whatever the size; SQLite is split by Django at its 999-variable limit.
-    Job.objects.using(alias).bulk_create(records)
-    for record in records:
-        record._state.adding = False
-        record._state.db = alias
+    records = statements.insert_batch(alias, shared, rows)
     transaction.on_commit(functools.partial(dispatch, records, options), using=alias)
     return records
 
 
-def _build(job_function: JobFunction, args: Sequence[Any], kwargs: Mapping[str, Any], alias: str) -> Job:
+def _shared_fields(job_function: JobFunction) -> dict[str, Any]:
+    """The fields of a job's record that do not depend on its arguments."""
     options = job_function.options
     queue = options.queue_name
     if queue not in settings.RQ_QUEUES:
@@ -63,19 +72,16 @@ def _build(job_function: JobFunction, args: Sequence[Any], kwargs: Mapping[str, 
             f"job {job_function.name!r} names queue {queue!r}, which is not in RQ_QUEUES "
             f"(known: {', '.join(sorted(settings.RQ_QUEUES))})"
         )
-    encoded_args, encoded_kwargs = encode_arguments(list(args), dict(kwargs))
     run_at = options.run_at()
-    record = Job(
-        function=job_function.name,
-        queue=queue,
-        status=Status.SCHEDULED if run_at is not None else Status.QUEUED,
-        args=encoded_args,
-        kwargs=encoded_kwargs,
-        max_attempts=options.attempts,
-        timeout=options.job_timeout,
-        scheduled_for=run_at,
-    )
-    return record
+    return {
+        "function": job_function.name,
+        "queue": queue,
+        "status": Status.SCHEDULED if run_at is not None else Status.QUEUED,
+        "max_attempts": options.attempts,
+        "timeout": options.job_timeout,
+        "scheduled_for": run_at,
+        "enqueued_at": timezone.now(),
+    }
 
 
 def _insert_unique(record: Job, alias: str) -> Job | None:

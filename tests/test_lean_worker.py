@@ -70,7 +70,8 @@ def test_a_running_job_shows_in_rq_and_in_django_rq(redis, client, tmp_path):
     with WorkerProcess(*LEAN, "--name", "lean-busy", queues=("default",)):
         registry = StartedJobRegistry("default", connection=redis)
         wait_for(lambda: str(record.pk) in registry.get_job_ids(), message="the job in the started registry")
-        assert Job.objects.get(pk=record.pk).status == Status.STARTED
+        # RQ's start is written just before the job's function claims its record.
+        wait_for(lambda: Job.objects.filter(pk=record.pk, status=Status.STARTED).exists())
         rq_job = RQJob.fetch(str(record.pk), connection=redis, serializer=JSONSerializer)
         assert (rq_job.get_status(), rq_job.worker_name) == ("started", "lean-busy")
         [worker] = RQWorker.all(connection=redis)

@@ -1,0 +1,93 @@
+"""A batch pushed to RQ in one go (``jobs.dispatch``) holds, job for job, what RQ's own enqueue writes."""
+
+import pytest
+from rq.job import Job as RQJob
+from rq.serializers import JSONSerializer
+
+from jobs import connection as jobs_connection
+from jobs import job
+from jobs.dispatch import push
+from jobs.models import Job, Status
+from tests import jobs
+from tests.helpers import run_worker
+
+pytestmark = pytest.mark.django_db(transaction=True)
+
+#: What differs from one job to the next, or from one moment to the next.
+PER_JOB = {b"data", b"description", b"created_at", b"enqueued_at", b"retry_intervals"}
+
+
+@job(max_attempts=4)
+def flaky(n):
+    return n
+
+
+def _hash(redis, record):
+    return redis.hgetall(f"rq:job:{record.pk}")
+
+
+def test_each_job_of_a_batch_is_stored_as_rqs_enqueue_stores_a_single_one(redis):
+    batch = jobs.add.enqueue_many([(n, n) for n in range(5)])
+    single = jobs.add.enqueue(7, 7)  # pushed alone: RQ's enqueue_job path
+    expected = {k: v for k, v in _hash(redis, single).items() if k not in PER_JOB}
+    for record in batch:
+        stored = _hash(redis, record)
+        assert {k: v for k, v in stored.items() if k not in PER_JOB} == expected
+        rq_job = RQJob.fetch(str(record.pk), connection=redis, serializer=JSONSerializer)
+        assert rq_job.args[:4] == [str(record.pk), "tests.jobs.add", record.args, {}]
+        assert rq_job.description == f"tests.jobs.add [{record.pk}]"
+        assert rq_job.get_status() == "queued"
+    queue = jobs_connection.get_queue("default")
+    assert queue.get_job_ids() == [*(str(r.pk) for r in batch), str(single.pk)]
+    assert redis.smembers("rq:queues") == {b"rq:queue:default"}
+
+
+def test_every_job_of_a_batch_gets_its_own_retries():
+    records = flaky.enqueue_many([(n,) for n in range(20)])
+    intervals = []
+    for record in records:
+        rq_job = RQJob.fetch(
+            str(record.pk), connection=jobs_connection.get_connection("default"), serializer=JSONSerializer
+        )
+        assert rq_job.retries_left == 3
+        assert len(rq_job.retry_intervals) == 3
+        intervals.append(tuple(rq_job.retry_intervals))
+    assert len(set(intervals)) > 1, "every job got the same jittered backoff"
+
+
+def test_a_batch_at_the_front_keeps_its_order():
+    jobs.add.enqueue(0, 0)
+    records = jobs.add.using(at_front=True).enqueue_many([(n, n) for n in range(1, 4)])
+    ids = jobs_connection.get_queue("default").get_job_ids()
+    # As with one enqueue_job(at_front=True) after another: the last one pushed runs first.
+    assert ids[:3] == [str(r.pk) for r in reversed(records)]
+
+
+def test_a_scheduled_batch_waits_in_rqs_scheduled_registry():
+    records = jobs.add.using(delay=600).enqueue_many([(1, 1), (2, 2)])
+    queue = jobs_connection.get_queue("default")
+    assert set(queue.scheduled_job_registry.get_job_ids()) == {str(r.pk) for r in records}
+    assert queue.get_job_ids() == []
+    assert {r.status for r in records} == {Status.SCHEDULED}
+
+
+def test_the_relay_pushes_many_records_one_by_one_with_their_own_options(redis):
+    records = [Job.objects.create(function="tests.jobs.add", queue="default", args=[n, n]) for n in range(3)]
+    push(records)
+    assert jobs_connection.get_queue("default").get_job_ids() == [str(r.pk) for r in records]
+
+
+def test_a_batch_runs_to_the_end_on_a_real_worker():
+    records = jobs.add.enqueue_many([(n, 1) for n in range(30)])
+    run_worker("--worker-class", "jobs.lean.LeanWorker", queues=("default",))
+    results = dict(Job.objects.filter(status=Status.FINISHED).values_list("pk", "result"))
+    assert results == {r.pk: r.args[0] + 1 for r in records}
+
+
+def test_a_batch_for_an_unknown_queue_is_refused_and_writes_nothing():
+    from jobs.exceptions import InvalidJobDefinition
+
+    with pytest.raises(InvalidJobDefinition, match="not in RQ_QUEUES"):
+        jobs.add.using(queue="nowhere").enqueue_many([(1, 1), (2, 2)])
+    assert Job.objects.count() == 0
+    assert jobs_connection.get_queue("default").get_job_ids() == []
