@@ -1,7 +1,7 @@
 from django.contrib import admin
 from django.urls import include, path
 
-from . import views
+from . import cache_demo, views
 
 urlpatterns = [
     path("", views.home, name="demo-home"),
@@ -9,6 +9,7 @@ urlpatterns = [
     path("demo/delay", views.delay, name="demo-delay"),
     path("demo/retry", views.retry, name="demo-retry"),
     path("demo/jobs/<uuid:job_id>", views.status, name="demo-status"),
+    path("demo/slow", cache_demo.slow, name="demo-slow"),
     path("jobs/", include("jobs.urls")),
     path("django-rq/", include("django_rq.urls")),
     path("admin/", admin.site.urls),
