@@ -1,0 +1,173 @@
+"""Rate limits held across workers, paused queues, and retention of old records."""
+
+from datetime import timedelta
+
+import pytest
+from django.core.checks import run_checks
+from django.core.management import CommandError, call_command
+from django.test import override_settings
+from django.utils import timezone
+from rq.registry import ScheduledJobRegistry
+
+from jobs import connection as jobs_connection
+from jobs import job, pause, ratelimit
+from jobs.dispatch import push
+from jobs.exceptions import InvalidJobDefinition
+from jobs.models import FailedAttempt, Job, Status
+from jobs.retention import prune
+from tests import fault_jobs, jobs
+from tests.helpers import WorkerProcess, run_worker, wait_for
+
+pytestmark = pytest.mark.django_db(transaction=True)
+
+
+# Rate limits.
+
+
+@pytest.mark.parametrize("text", ["10", "0/s", "10/d", "ten/s", "1/0s", "", 5])
+def test_bad_rate_limits_are_refused_where_the_job_is_defined(text):
+    with pytest.raises(InvalidJobDefinition, match="rate_limit must look like"):
+        job(rate_limit=text)
+
+
+def test_rate_key_needs_a_rate_limit_and_a_callable():
+    with pytest.raises(InvalidJobDefinition, match="rate_key needs a rate_limit"):
+        job(rate_key=lambda x: x)
+    with pytest.raises(InvalidJobDefinition, match="callable"):
+        job(rate_limit="1/s", rate_key="customer")
+
+
+def test_a_rate_key_that_cannot_key_the_call_is_refused_at_enqueue():
+    with pytest.raises(InvalidJobDefinition, match="rate_key must return"):
+        fault_jobs.per_customer.enqueue(None, 1)
+    assert not Job.objects.exists()
+
+
+def test_the_window_is_shared_and_slides(redis):
+    limit = ratelimit.RateLimit.parse("2/s")
+    assert limit == ratelimit.RateLimit(count=2, seconds=1)
+    assert ratelimit.RateLimit.parse("5/10s") == ratelimit.RateLimit(count=5, seconds=10)
+    waits = [ratelimit.acquire(redis, "f", "*", limit, str(n)) for n in range(3)]
+    assert waits[:2] == [0, 0]
+    assert 0 < waits[2] <= 1
+    assert ratelimit.acquire(redis, "f", "other-key", limit, "x") == 0  # another key, another window
+
+
+@pytest.mark.slow
+def test_jobs_over_the_limit_wait_and_none_is_dropped_or_charged_an_attempt():
+    records = [fault_jobs.limited.enqueue(n) for n in range(6)]
+    with WorkerProcess("--worker-class", "jobs.worker.SimpleWorker", "--with-scheduler", queues=("default",)):
+        wait_for(
+            lambda: Job.objects.filter(pk__in=[r.pk for r in records], status=Status.FINISHED).count() == 6,
+            timeout=90,
+            message="the rate-limited jobs",
+        )
+    started = sorted(Job.objects.filter(pk__in=[r.pk for r in records]).values_list("started_at", flat=True))
+    # 2/s: six runs cannot all start within two seconds, however fast the worker.
+    assert started[-1] - started[0] >= timedelta(seconds=2)
+    assert set(Job.objects.filter(pk__in=[r.pk for r in records]).values_list("attempts", flat=True)) == {1}
+    assert not FailedAttempt.objects.exists()
+
+
+@pytest.mark.slow
+def test_per_key_limit_holds_one_customer_back_not_the_other():
+    first_a = fault_jobs.per_customer.enqueue("a", 1)
+    second_a = fault_jobs.per_customer.enqueue("a", 2)
+    first_b = fault_jobs.per_customer.enqueue("b", 1)
+    run_worker("--worker-class", "jobs.lean.LeanWorker", queues=("default",))
+    statuses = {r.pk: Job.objects.get(pk=r.pk) for r in (first_a, second_a, first_b)}
+    assert statuses[first_a.pk].status == Status.FINISHED
+    assert statuses[first_b.pk].status == Status.FINISHED
+    held = statuses[second_a.pk]
+    assert (held.status, held.attempts) == (Status.QUEUED, 0)
+    scheduled = ScheduledJobRegistry(queue=jobs_connection.get_queue("default"))
+    assert scheduled.get_job_ids() == [str(second_a.pk)]
+
+
+# Paused queues.
+
+
+def test_paused_queue_keeps_its_jobs_while_others_run():
+    call_command("jobs_queue", "pause", "default")
+    held = jobs.add.enqueue(1, 2)
+    other = jobs.add.using(queue="high").enqueue(3, 4)
+    run_worker("--worker-class", "jobs.worker.SimpleWorker")
+    assert Job.objects.get(pk=other.pk).status == Status.FINISHED
+    assert Job.objects.get(pk=held.pk).status == Status.QUEUED
+    assert jobs_connection.get_queue("default").get_job_ids() == [str(held.pk)]
+    call_command("jobs_queue", "resume", "default")
+    run_worker("--worker-class", "jobs.worker.SimpleWorker")
+    assert Job.objects.get(pk=held.pk).status == Status.FINISHED
+
+
+def test_pause_command_refuses_unknown_queues_and_reports_status(capsys):
+    with pytest.raises(CommandError, match="not a queue of RQ_QUEUES"):
+        call_command("jobs_queue", "pause", "nope")
+    with pytest.raises(CommandError, match="Name the queue"):
+        call_command("jobs_queue", "resume")
+    call_command("jobs_queue", "pause", "low")
+    call_command("jobs_queue", "pause", "low")
+    call_command("jobs_queue", "status")
+    out = capsys.readouterr().out
+    assert "already paused" in out
+    assert "low: paused" in out and "default: active" in out
+    assert pause.paused(["low", "high"]) == {"low"}
+    with pytest.raises(InvalidJobDefinition):
+        pause.pause("nope")
+
+
+# Retention.
+
+
+def _done(queue="default", status=Status.FINISHED, age=timedelta(0)):
+    return Job.objects.create(
+        function="tests.jobs.add", queue=queue, status=status, finished_at=timezone.now() - age
+    )
+
+
+RETAIN = {
+    "RETAIN_FINISHED": 3600,
+    "RETAIN_FINISHED_PER_QUEUE": 3,
+    "RETAIN_FAILED": 7200,
+}
+
+
+def test_prune_by_age_by_count_and_failed_kept_longer():
+    with override_settings(JOBS={"DEFAULT_QUEUE": "default", **RETAIN}):
+        old_finished = _done(age=timedelta(hours=2))
+        old_failed = _done(status=Status.FAILED, age=timedelta(minutes=90))
+        older_failed = _done(status=Status.FAILED, age=timedelta(hours=3))
+        recent = [_done(queue="high", age=timedelta(minutes=n)) for n in range(5)]
+        waiting = Job.objects.create(
+            function="tests.jobs.add", queue="default", enqueued_at=timezone.now() - timedelta(days=90)
+        )
+        call_command("jobs_prune")
+        left = set(Job.objects.values_list("pk", flat=True))
+    assert old_finished.pk not in left
+    assert old_failed.pk in left and older_failed.pk not in left
+    assert {r.pk for r in recent[:3]} <= left and not {r.pk for r in recent[3:]} & left
+    assert waiting.pk in left
+
+
+def test_prune_with_none_keeps_everything():
+    with override_settings(
+        JOBS={"RETAIN_FINISHED": None, "RETAIN_FINISHED_PER_QUEUE": None, "RETAIN_FAILED": None}
+    ):
+        _done(age=timedelta(days=400))
+        _done(status=Status.FAILED, age=timedelta(days=400))
+        assert prune().total == 0
+    assert Job.objects.count() == 2
+
+
+def test_rq_keeps_a_failed_job_as_long_as_the_ledger_keeps_its_record():
+    with override_settings(JOBS={"RETAIN_FAILED": 1234}):
+        record = Job.objects.create(function="tests.jobs.add", queue="default")
+        push([record])
+    rq_job = jobs_connection.get_queue("default").fetch_job(str(record.pk))
+    assert (rq_job.failure_ttl, rq_job.result_ttl) == (1234, 0)
+
+
+@pytest.mark.parametrize("value", [0, -1, "1d", True])
+def test_bad_retention_settings_fail_the_checks(value):
+    with override_settings(JOBS={"RETAIN_FAILED": value}):
+        assert "jobs.E020" in [e.id for e in run_checks()]
