@@ -12,7 +12,7 @@ job, the worker's hash with its state, current job and counters, ``FailedJobRegi
 the scheduler. What it changes, for jobs pushed by `jobs` only:
 
 - a job starts in one pipeline (its execution, the started registry, the job's and worker's fields);
-- a job that succeeds ends in one transaction that deletes what RQ keeps of it: the ledger holds its
+- a job that succeeds ends in one pipeline that deletes what RQ keeps of it: the ledger holds its
   result, and such a job has no result TTL, callbacks, dependents or repeats in RQ;
 - the worker's heartbeat and the ``rq suspend`` check run at most once per ``heartbeat_interval`` while
   the worker is busy, and its state is written only when it changes.
@@ -95,19 +95,20 @@ class LeanExecutionMixin:
     def handle_execution_ended(self, job: RQJob, queue: rq.Queue, heartbeat_ttl: int) -> None:
         if not self._lean_job:
             return super().handle_execution_ended(job, queue, heartbeat_ttl)
-        # RQ also writes the job's heartbeat here; the job's end follows in one transaction anyway.
+        # RQ also writes the job's heartbeat here; the job's end follows in one pipeline anyway.
         job.ended_at = now()
 
     def handle_job_success(self, job: RQJob, queue: rq.Queue, started_job_registry: Any) -> None:
         if not self._lean_job:
             return super().handle_job_success(job, queue, started_job_registry)
         execution, self.execution = self.execution, None
-        with self.connection.pipeline() as pipeline:
+        # No MULTI: only this worker writes these keys now, and the pipeline reaches Redis in one write.
+        with self.connection.pipeline(transaction=False) as pipeline:
             self.increment_successful_job_count(pipeline=pipeline)
             self.increment_total_working_time(job.ended_at - job.started_at, pipeline)
             self._write_worker(pipeline, WorkerStatus.IDLE, self.worker_ttl + 60, None)
             if execution is not None:
-                job.started_job_registry.remove_execution(execution, pipeline=pipeline)
+                started_job_registry.remove_execution(execution, pipeline=pipeline)
                 pipeline.delete(execution.key)
             pipeline.delete(job.key, job.dependents_key, job.dependencies_key, job.execution_registry.key)
             pipeline.execute()
