@@ -6,6 +6,10 @@ scheduled, deferred or started. When that job is gone, or RQ has ended it while 
 (a worker lost its database before it could claim the record, say), nobody will ever run the record: it
 is pushed again and the reason logged. Records still waiting for the relay, and records younger than
 ``RELAY_GRACE``, are left alone. Started records that Redis lost are the reaper's (``jobs.reaper``).
+
+A worker that dies between taking a job from its queue and starting it leaves the job in RQ's
+intermediate list, where RQ's own cleanup finds it only every ten minutes: the reconciler applies RQ's
+rule (there for over a minute, not started) on each pass.
 """
 
 from __future__ import annotations
@@ -15,6 +19,7 @@ import logging
 from collections import defaultdict
 from datetime import timedelta
 
+from django.conf import settings
 from django.db import router
 from django.utils import timezone
 from redis.exceptions import RedisError
@@ -51,6 +56,44 @@ def reconcile(using: str | None = None) -> int:
 
 
 def _reconcile(alias: str) -> int:
+    return _rescue_intermediate(alias) + _rescue_lost(alias)
+
+
+def _rescue_intermediate(alias: str) -> int:
+    """Jobs a worker moved to RQ's intermediate list and died before starting: RQ's own rule (seen
+    there, not started, for over a minute) without waiting for RQ's ten-minute registry cleanup."""
+    stuck = []
+    for name in settings.RQ_QUEUES:
+        queue = connection.get_queue(name)
+        intermediate = queue.intermediate_queue
+        job_ids = intermediate.get_job_ids()
+        if not job_ids:
+            continue
+        started = set(queue.started_job_registry.get_job_ids(cleanup=False))
+        for job_id in job_ids:
+            if job_id in started or intermediate.set_first_seen(job_id):
+                continue
+            if intermediate.should_be_cleaned_up(job_id):
+                intermediate.remove(job_id)
+                stuck.append(job_id)
+    return _push_again(alias, stuck, "taken from Redis by a worker that died before starting them")
+
+
+def _push_again(alias: str, pks: list, why: str) -> int:
+    # Read again: a record that ran meanwhile is no longer waiting and must not be pushed.
+    records = list(Job.objects.using(alias).waiting().filter(pk__in=pks, undispatched_since=None))
+    if records:
+        logger.warning(
+            "%d waiting job(s) %s: pushing them again: %s",
+            len(records),
+            why,
+            ", ".join(str(r.pk) for r in records[:20]),
+        )
+        dispatch.dispatch(records)
+    return len(records)
+
+
+def _rescue_lost(alias: str) -> int:
     cutoff = timezone.now() - timedelta(seconds=jobs_settings.RELAY_GRACE)
     waiting = (
         Job.objects.using(alias)
@@ -68,17 +111,8 @@ def _reconcile(alias: str) -> int:
         last = batch[-1][0]
         lost = _lost_in_redis(batch)
         if lost:
-            # Read again: a record that ran meanwhile is no longer waiting and must not be pushed.
-            records = list(Job.objects.using(alias).waiting().filter(pk__in=lost, undispatched_since=None))
-            if records:
-                logger.warning(
-                    "%d waiting job(s) unknown to Redis (its data was lost, or their run ended before the "
-                    "record was claimed): pushing them again: %s",
-                    len(records),
-                    ", ".join(str(r.pk) for r in records[:20]),
-                )
-                dispatch.dispatch(records)
-                pushed += len(records)
+            why = "unknown to Redis (its data was lost, or their run ended before the record was claimed)"
+            pushed += _push_again(alias, lost, why)
 
 
 def _lost_in_redis(batch: list[tuple[object, str]]) -> list[object]:

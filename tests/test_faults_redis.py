@@ -113,3 +113,18 @@ def test_reconcile_command_pushes_again_what_redis_lost(redis):
     assert jobs_connection.get_queue("default").count == 3
     call_command("jobs_reconcile")  # known to Redis now: not pushed twice
     assert jobs_connection.get_queue("default").count == 3
+
+
+def test_job_a_dead_worker_left_in_rqs_intermediate_list_is_pushed_again(redis):
+    record = fault_jobs.count_run.enqueue(uuid.uuid4().hex)
+    queue = jobs_connection.get_queue("default")
+    redis.lmove(queue.key, queue.intermediate_queue_key)  # what a worker's dequeue did before it died
+    call_command("jobs_reconcile")  # first seen there: a live worker may be about to start it
+    assert queue.count == 0
+    first_seen = queue.intermediate_queue.get_first_seen_key(str(record.pk))
+    redis.set(first_seen, time.time() - 120)  # ...and still there a minute later
+    call_command("jobs_reconcile")
+    assert queue.get_job_ids() == [str(record.pk)]
+    assert queue.intermediate_queue.get_job_ids() == []
+    run_worker("--worker-class", "jobs.worker.SimpleWorker", queues=("default",))
+    assert Job.objects.get(pk=record.pk).status == Status.FINISHED
