@@ -5,6 +5,7 @@ On the happy path the ledger costs two statements: the claiming UPDATE and the f
 
 from __future__ import annotations
 
+import contextlib
 import contextvars
 import logging
 import traceback as tb
@@ -15,7 +16,8 @@ from rq import get_current_job
 
 from . import signals
 from .codec import decode_arguments, encode
-from .exceptions import ArgumentNotSerializable, JobNotRegistered
+from .dispatch import RUNNER
+from .exceptions import ArgumentNotSerializable, JobNotRegistered, JobsError
 from .models import Job
 from .registry import resolve
 
@@ -32,6 +34,15 @@ PERMANENT_ERRORS = (JobNotRegistered, ArgumentNotSerializable, LookupError)
 def current_job() -> Job | None:
     """The record of the job running in this context, or None outside a job."""
     return _current.get()
+
+
+def preload(rq_job: Any) -> None:
+    """Import a job's function now, in a forking worker's parent, so that the work horses it forks
+    inherit the module instead of each importing it again."""
+    if rq_job.func_name != RUNNER:
+        return
+    with contextlib.suppress(JobsError):
+        resolve(rq_job.args[1])
 
 
 def run_job(job_id: str, function: str, args: list, kwargs: dict, alias: str = "default") -> None:

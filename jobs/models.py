@@ -158,8 +158,6 @@ class Job(models.Model):
 
         One UPDATE, written once (see ``jobs.statements``): it runs for every job a worker takes.
         """
-        from . import statements
-
         started_at = timezone.now()
         if not statements.claim(self._state.db or "default", self.pk, worker_name, started_at):
             return False
@@ -170,8 +168,6 @@ class Job(models.Model):
 
     def mark_finished(self, result: Any) -> bool:
         """Record the job's success and its result (one UPDATE, see ``jobs.statements``)."""
-        from . import statements
-
         finished_at = timezone.now()
         if not statements.finish(self._state.db or "default", self.pk, result, finished_at):
             return False
@@ -232,3 +228,8 @@ class Dashboard(Job):
         verbose_name = _("dashboard")
         verbose_name_plural = _("dashboard")
         default_permissions = ()
+
+
+# Built from the model above; imported once here (a forking worker's work horses inherit it) rather
+# than at the first claim of every horse.
+from . import statements  # noqa: E402

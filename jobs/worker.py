@@ -19,7 +19,7 @@ from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 from rq.serializers import JSONSerializer
 
-from . import liveness, pause, ratelimit, reaper
+from . import execution, liveness, pause, ratelimit, reaper
 from .conf import jobs_settings
 from .liveness import Heartbeat
 from .maintenance import Maintenance
@@ -171,6 +171,7 @@ class Worker(LedgerWorkerMixin, rq.Worker):
     """The forking worker: each job runs in a fresh work horse."""
 
     def execute_job(self, job: rq.job.Job, queue: rq.Queue) -> None:
+        execution.preload(job)
         # A database socket opened by the parent must never be shared with the horse.
         connections.close_all()
         super().execute_job(job, queue)
