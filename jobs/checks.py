@@ -180,3 +180,11 @@ def _number(value: Any) -> bool:
 
 def _positive(value: Any) -> bool:
     return _number(value) and value > 0
+
+
+@register(Tags.compatibility)
+def check_ledger_commit(app_configs: Any = None, **kwargs: Any) -> list:
+    value = jobs_settings.LEDGER_ASYNC_COMMIT
+    if not isinstance(value, bool):
+        return [Error(f"JOBS['LEDGER_ASYNC_COMMIT'] must be True or False, not {value!r}.", id="jobs.E060")]
+    return []

@@ -45,6 +45,9 @@ DEFAULTS: dict[str, Any] = {
     "REDIS_PREFIX": "jobs:",
     # How long RQ keeps finished results in Redis; the record keeps them anyway.
     "RQ_RESULT_TTL": 0,
+    # PostgreSQL only: commit the worker's own record updates (claim, finish) without waiting for the
+    # WAL flush. A PostgreSQL crash may then lose the last fraction of a second of them (see README).
+    "LEDGER_ASYNC_COMMIT": False,
     # Cache-aside decorators (jobs.cache): the CACHES alias (django-redis) and the app's key prefix.
     "CACHE_ALIAS": "default",
     "CACHE_PREFIX": "jobs-cache",

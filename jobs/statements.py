@@ -17,6 +17,7 @@ from typing import Any
 from django.db import connections
 from django.db.backends.base.base import BaseDatabaseWrapper
 
+from .conf import jobs_settings
 from .models import WAITING, Job, Status
 
 _meta = Job._meta
@@ -55,9 +56,21 @@ def _prepare(name: str, value: Any, connection: BaseDatabaseWrapper) -> Any:
     return _meta.get_field(name).get_db_prep_save(value, connection)
 
 
+#: Appended to a PostgreSQL UPDATE that runs as its own transaction, it makes that one transaction's
+#: commit asynchronous: PostgreSQL decides at commit by the value then in effect, and a local value
+#: ends with the transaction (``JOBS["LEDGER_ASYNC_COMMIT"]``).
+ASYNC_COMMIT = " RETURNING set_config('synchronous_commit', 'off', true)"
+
+
 def _execute(alias: str, statement: str, params: Sequence[Any]) -> int:
     connection = connections[alias]
     sql = _sql(connection.vendor, connection.ops.quote_name, statement)
+    if (
+        jobs_settings.LEDGER_ASYNC_COMMIT
+        and connection.vendor == "postgresql"
+        and connection.get_autocommit()
+    ):
+        sql += ASYNC_COMMIT
     with connection.cursor() as cursor:
         cursor.execute(sql, params)
         return cursor.rowcount

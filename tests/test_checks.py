@@ -25,6 +25,7 @@ def test_demo_settings_pass():
         ({"RQ": {}}, "jobs.W003"),
         ({"RQ": {"WORKER_CLASS": "rq.SimpleWorker"}}, "jobs.W003"),
         ({"RQ": {"WORKER_CLASS": "nowhere.Worker"}}, "jobs.E006"),
+        ({"JOBS": {"LEDGER_ASYNC_COMMIT": "yes"}}, "jobs.E060"),
     ],
 )
 def test_misconfiguration_is_reported(settings, expected):

@@ -6,7 +6,7 @@ import decimal
 import signal
 
 import pytest
-from django.db import connections
+from django.db import connections, transaction
 from django.test.utils import CaptureQueriesContext
 from django.utils import timezone
 
@@ -115,3 +115,26 @@ def test_enqueue_costs_one_statement_and_a_batch_one_in_all(django_assert_num_qu
         jobs.add.enqueue(1, 2)
     with django_assert_num_queries(1):
         jobs.add.enqueue_many([(n, n) for n in range(1500)])
+
+
+def test_async_ledger_commits_cost_no_statement_and_leave_the_session_alone(settings):
+    settings.JOBS = {"LEDGER_ASYNC_COMMIT": True}
+    connection = connections["default"]
+    on_postgresql = connection.vendor == "postgresql"
+    record = jobs.add.enqueue(2, 3)
+    with CaptureQueriesContext(connection) as captured:
+        assert record.mark_started("w1")
+        assert record.mark_finished(5)
+    assert len(captured) == 2
+    assert [("synchronous_commit" in query["sql"]) for query in captured] == [on_postgresql] * 2
+    stored = Job.objects.get(pk=record.pk)
+    assert (stored.status, stored.result, stored.attempts) == (Status.FINISHED, 5, 1)
+    if on_postgresql:
+        with connection.cursor() as cursor:
+            cursor.execute("SHOW synchronous_commit")
+            assert cursor.fetchone()[0] == "on"
+    # Inside the caller's own transaction the setting would reach the caller's writes: not used there.
+    other = jobs.add.enqueue(1, 1)
+    with transaction.atomic(), CaptureQueriesContext(connection) as inside:
+        assert other.mark_started("w1")
+    assert "synchronous_commit" not in inside[0]["sql"]
