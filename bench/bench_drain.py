@@ -17,7 +17,7 @@ from pathlib import Path
 
 import django_rq
 import redis
-from django.db import transaction
+from django.db import connection, transaction
 from rq import Queue
 from rq.serializers import JSONSerializer
 
@@ -34,6 +34,8 @@ class Worker:
     worker_class: str
     ledger: bool
     forking: bool = False
+    #: JOBS settings of the worker's process, as JSON (see bench/settings.py).
+    jobs_settings: str = ""
 
     @property
     def options(self) -> tuple[str, ...]:
@@ -45,6 +47,13 @@ JOBS_SIMPLE = Worker("jobs SimpleWorker", "jobs.worker.SimpleWorker", ledger=Tru
 LEAN = Worker("jobs LeanWorker", "jobs.lean.LeanWorker", ledger=True)
 RQ_FORKING = Worker("RQ Worker (fork)", "rq.Worker", ledger=False, forking=True)
 JOBS_FORKING = Worker("jobs Worker (fork)", "jobs.worker.Worker", ledger=True, forking=True)
+#: PostgreSQL only: the recommended worker with the ledger's commits not waiting for the WAL flush.
+LEAN_ASYNC = Worker(
+    "jobs LeanWorker, LEDGER_ASYNC_COMMIT",
+    "jobs.lean.LeanWorker",
+    ledger=True,
+    jobs_settings='{"LEDGER_ASYNC_COMMIT": true}',
+)
 
 
 def fill(client: redis.Redis, worker: Worker, jobs: int) -> None:
@@ -64,7 +73,9 @@ def drain(client: redis.Redis, worker: Worker, jobs: int, case: Case, profile: s
     counter.reset()
     with tempfile.TemporaryDirectory() as tmp:
         result_file, log_file = Path(tmp) / "result.json", Path(tmp) / "worker.log"
-        env = {**os.environ, "BENCH_PROFILE": profile} if profile else None
+        env = {**os.environ, "BENCH_JOBS": worker.jobs_settings or "{}"}
+        if profile:
+            env["BENCH_PROFILE"] = profile
         command = [sys.executable, "-m", "bench.worker", str(result_file), "--burst", *worker.options]
         with log_file.open("w") as log:
             completed = subprocess.run(
@@ -88,10 +99,12 @@ def drain(client: redis.Redis, worker: Worker, jobs: int, case: Case, profile: s
 
 
 def run(client: redis.Redis, runs: int, jobs: int, forking_jobs: int) -> list[Comparison]:
-    workers = (RQ_SIMPLE, JOBS_SIMPLE, LEAN, RQ_FORKING, JOBS_FORKING)
+    postgresql = connection.vendor == "postgresql"
+    simple = (RQ_SIMPLE, JOBS_SIMPLE, LEAN, *((LEAN_ASYNC,) if postgresql else ()))
+    workers = (*simple, RQ_FORKING, JOBS_FORKING)
     cases = {worker: Case(worker.label) for worker in workers}
     for _ in range(runs):
-        for worker in (RQ_SIMPLE, JOBS_SIMPLE, LEAN):
+        for worker in simple:
             drain(client, worker, jobs, cases[worker])
         for worker in (RQ_FORKING, JOBS_FORKING):
             drain(client, worker, forking_jobs, cases[worker])
@@ -120,6 +133,20 @@ def run(client: redis.Redis, runs: int, jobs: int, forking_jobs: int) -> list[Co
             cases[LEAN],
             cases[RQ_SIMPLE],
             target=">= 500 jobs/s and >= 3x",
+        ),
+        *(
+            [
+                Comparison(
+                    "drain, recommended worker, LEDGER_ASYNC_COMMIT",
+                    "jobs/s",
+                    jobs,
+                    cases[LEAN_ASYNC],
+                    cases[RQ_SIMPLE],
+                    target=">= 500 jobs/s and >= 3x",
+                )
+            ]
+            if postgresql
+            else []
         ),
     ]
 

@@ -2,8 +2,10 @@
 
 BENCH_DATABASE_URL  the database the bench created (a SQLite file or a PostgreSQL database)
 REDIS_URL           the redis-server the bench started
+BENCH_JOBS          JOBS settings of one case, as JSON, over the demo's
 """
 
+import json
 import os
 
 import dj_database_url
@@ -22,6 +24,8 @@ if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
     }
 
 DEBUG = False
+# Extra JOBS settings of one benchmark case (e.g. a worker with LEDGER_ASYNC_COMMIT), as JSON.
+JOBS = {**JOBS, **json.loads(os.environ.get("BENCH_JOBS", "{}"))}  # noqa: F405
 RQ_QUEUES = {name: {**config, "URL": os.environ["REDIS_URL"]} for name, config in RQ_QUEUES.items()}
 CACHES = {
     "default": {
