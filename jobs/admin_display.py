@@ -38,9 +38,10 @@ def status_badge(status: str, label: str) -> SafeString:
 def progress_bar(percent: float) -> SafeString:
     percent = max(0.0, min(100.0, float(percent or 0)))
     return format_html(
-        '<span class="jobs-progress" title="{}%" style="display:inline-block;width:80px;height:10px;'
-        'background:#e0e0e0;border-radius:3px;overflow:hidden;vertical-align:middle">'
-        '<span style="display:block;height:100%;width:{}%;background:#417690"></span></span> {}%',
+        '<span style="white-space:nowrap"><span class="jobs-progress" title="{}%" '
+        'style="display:inline-block;width:50px;height:10px;background:#e0e0e0;border-radius:3px;'
+        'overflow:hidden;vertical-align:middle">'
+        '<span style="display:block;height:100%;width:{}%;background:#417690"></span></span> {}%</span>',
         f"{percent:.0f}",
         f"{percent:.1f}",
         f"{percent:.0f}",

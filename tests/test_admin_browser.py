@@ -59,7 +59,7 @@ def browser(monkeypatch):
 
 
 def log_in(browser, live_server, username):
-    page = browser.new_page(viewport={"width": 1400, "height": 1000})
+    page = browser.new_page(viewport={"width": 1800, "height": 1000})
     page.set_default_timeout(30_000)
     page.goto(f"{live_server.url}/admin/login/")
     page.fill("#id_username", username)
