@@ -132,3 +132,18 @@ def plain(request):
 
 
 urlpatterns.append(path("plain", plain))
+
+
+@cache_view(ttl=60)
+def cart(request):
+    """An anonymous visitor's page that reads the session: it must never reach another visitor."""
+    items = request.session.get("cart", [])
+    return HttpResponse(f"cart {items} #{_ran('cart')}")
+
+
+def fill_cart(request):
+    request.session["cart"] = ["tea"]
+    return HttpResponse("filled")
+
+
+urlpatterns += [path("cart", cart), path("fill-cart", fill_cart)]

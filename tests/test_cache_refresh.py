@@ -52,4 +52,4 @@ def test_arguments_a_job_cannot_carry_are_served_stale_and_not_refreshed(redis, 
         time.sleep(0.25)
         assert fn(("a", b"bytes")) == 1
     assert not Job.objects.exists()
-    assert "Cannot refresh unjsonable" in caplog.text
+    assert "Cannot refresh unjsonable on a worker" in caplog.text

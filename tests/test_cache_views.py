@@ -105,6 +105,20 @@ def test_per_user_pages_are_keyed_by_user_and_private(client):
     assert runs("dashboard") == 3
 
 
+def test_pages_that_read_the_session_are_keyed_by_the_cookie(client):
+    from django.test import Client
+
+    stranger = Client()
+    assert stranger.get("/cart").content == b"cart [] #1"
+    client.get("/fill-cart")
+    mine = client.get("/cart")
+    assert mine.content == b"cart ['tea'] #2", "a visitor with a session never gets another's page"
+    assert "Cookie" in mine["Vary"]
+    assert client.get("/cart").content == b"cart ['tea'] #2"
+    assert stranger.get("/cart").content == b"cart [] #1"
+    assert Client().get("/cart").content == b"cart [] #1"
+
+
 def test_responses_that_set_a_cookie_are_not_stored(client):
     client.get("/cookie")
     response = client.get("/cookie")

@@ -10,6 +10,7 @@ import pickle
 from collections.abc import Callable, Iterable, Sequence
 from typing import Any, Generic, ParamSpec, TypeVar, overload
 
+from django.db import DatabaseError
 from django.db import models as db_models
 
 from ..conf import jobs_settings
@@ -203,8 +204,9 @@ class CachedFunction(Generic[P, R]):
             return
         try:
             refresh_entry.enqueue(self.target, list(args), dict(kwargs))
-        except ArgumentNotSerializable as exc:
-            logger.warning("Cannot refresh %s on a worker, it expires instead: %s", self.namespace, exc)
+        except (ArgumentNotSerializable, DatabaseError) as exc:
+            # The stale value is still served; the entry expires at the end of its stale window.
+            logger.warning("Cannot refresh %s on a worker: %s", self.namespace, exc)
 
     def refresh(self, *args: P.args, **kwargs: P.kwargs) -> R:
         """Compute a call again and store it (what the refresh job runs)."""

@@ -161,9 +161,9 @@ class CachedView:
                     return self._uncached(cache, exc, request, args, kwargs)
                 if state is FRESH:
                     return self._respond(request, payload, fresh_until, "HIT")
-            response = self.view(request, *args, **kwargs)
+            response, used_session = _run_watching_session(self.view, request, args, kwargs)
             if acquired and self._storable(request, response):
-                return self._store(cache, request, response, args, kwargs)
+                return self._store(cache, request, response, args, kwargs, used_session)
             return _mark(response, "MISS")
         finally:
             if acquired:
@@ -182,8 +182,18 @@ class CachedView:
             return False
         return "*" not in _vary(response)
 
-    def _store(self, cache: CacheStore, request: HttpRequest, response: HttpResponse, args: Any, kwargs: Any):
-        vary = self.vary | _vary(response)
+    def _store(
+        self,
+        cache: CacheStore,
+        request: HttpRequest,
+        response: HttpResponse,
+        args: Any,
+        kwargs: Any,
+        used_session: bool,
+    ) -> HttpResponseBase:
+        # A page that read the session may differ per visitor: SessionMiddleware will say
+        # "Vary: Cookie" once the page is on its way out, so the key varies on the cookie now.
+        vary = self.vary | _vary(response) | ({"cookie"} if used_session else set())
         if not vary <= self.vary:
             self.vary = vary  # learnt: later lookups in this process key on these headers too
         key = self.key(cache, request, vary)
@@ -226,6 +236,23 @@ class CachedView:
             patch_cache_control(response, private=True, max_age=max_age)
         else:
             patch_cache_control(response, max_age=max_age)
+
+
+def _run_watching_session(
+    view: View, request: HttpRequest, args: Any, kwargs: Any
+) -> tuple[HttpResponseBase, bool]:
+    """Run the view; also say whether it read the session (our own check of the user does not count)."""
+    session = getattr(request, "session", None)
+    if session is None or not hasattr(session, "accessed"):
+        return view(request, *args, **kwargs), False
+    accessed_before = session.accessed
+    session.accessed = False
+    try:
+        response = view(request, *args, **kwargs)
+        used = session.accessed
+    finally:
+        session.accessed = session.accessed or accessed_before
+    return response, used
 
 
 def _normalised_query(query: str) -> str:
