@@ -95,16 +95,16 @@ def test_killed_worker_job_is_retried_by_another_worker(worker_class):
 
 def test_killed_worker_job_without_attempts_left_fails_with_the_reason(worker_class):
     record = fault_jobs.hang_once.enqueue(120)
+    queue = jobs_connection.get_queue("default")
     with start_worker(worker_class, "low"):
         victim, _ = kill_mid_job(worker_class, record)
         wait_for(lambda: status_of(record) == Status.FAILED, timeout=60, message="the reaper")
+        # RQ's side agrees: the reaper files the job in RQ's FailedJobRegistry right after the record.
+        wait_for(lambda: str(record.pk) in queue.failed_job_registry.get_job_ids(), message="RQ's registry")
         victim.stop()
     assert record.error_class == ABANDONED
     assert record.finished_at is not None
     assert record.failed_attempts.get().error_class == ABANDONED
-    # RQ's side agrees: the job is in its FailedJobRegistry, no longer in the StartedJobRegistry.
-    queue = jobs_connection.get_queue("default")
-    assert str(record.pk) in queue.failed_job_registry.get_job_ids()
     assert str(record.pk) not in queue.started_job_registry.get_job_ids(cleanup=False)
     run_worker("--worker-class", worker_class, queues=("default",))
     record.refresh_from_db()
