@@ -79,6 +79,8 @@ def test_killed_worker_job_is_retried_by_another_worker(worker_class):
         victim, killed_at = kill_mid_job(worker_class, record)
         wait_for(lambda: status_of(record) != Status.STARTED, timeout=60, message="the reaper")
         detected_after = time.monotonic() - killed_at
+        queue = jobs_connection.get_queue("default")
+        wait_for(lambda: str(record.pk) in queue.get_job_ids(), message="the retry to be pushed")
         victim.stop()
     print(f"{worker_class}: abandoned job detected {detected_after:.1f}s after SIGKILL")
     assert record.status == Status.RETRYING
