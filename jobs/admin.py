@@ -9,6 +9,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
+from django.conf import settings
 from django.contrib import admin, messages
 from django.contrib.admin.models import CHANGE, LogEntry
 from django.contrib.admin.options import IncorrectLookupParameters
@@ -22,8 +23,9 @@ from django.urls import path, reverse
 from django.utils.translation import gettext, ngettext
 from django.utils.translation import gettext_lazy as _
 from django.views.decorators.http import require_POST
+from redis.exceptions import RedisError
 
-from . import admin_dashboard, operations
+from . import admin_dashboard, operations, pause
 from .admin_display import duration_text, pretty_json, progress_bar, status_badge, traceback_block
 from .models import WAITING, Dashboard, FailedAttempt, Job, Status
 
@@ -361,6 +363,16 @@ class DashboardAdmin(admin.ModelAdmin):
         return [
             path("", wrap(self.changelist_view), name="jobs_dashboard_changelist"),
             path("data/", wrap(self.data_view), name="jobs_dashboard_data"),
+            path(
+                "queues/<str:queue>/pause/",
+                wrap(require_POST(self.pause_view)),
+                name="jobs_dashboard_pause",
+            ),
+            path(
+                "queues/<str:queue>/resume/",
+                wrap(require_POST(self.resume_view)),
+                name="jobs_dashboard_resume",
+            ),
         ]
 
     def changelist_view(self, request: HttpRequest, extra_context: dict | None = None) -> HttpResponse:
@@ -372,3 +384,50 @@ class DashboardAdmin(admin.ModelAdmin):
         if not self.has_view_permission(request):
             raise PermissionDenied
         return admin_dashboard.data(request)
+
+    def pause_view(self, request: HttpRequest, queue: str) -> HttpResponse:
+        return self._set_paused(request, queue, paused=True)
+
+    def resume_view(self, request: HttpRequest, queue: str) -> HttpResponse:
+        return self._set_paused(request, queue, paused=False)
+
+    def _set_paused(self, request: HttpRequest, queue: str, *, paused: bool) -> HttpResponse:
+        """Pause or resume one queue: its jobs stay queued, and workers skip it while it is paused."""
+        if not request.user.has_perm("jobs.pause_queue"):
+            raise PermissionDenied
+        if queue not in settings.RQ_QUEUES:
+            raise Http404(gettext("No queue named %(queue)s.") % {"queue": queue})
+        try:
+            changed = pause.pause(queue) if paused else pause.resume(queue)
+        except RedisError as exc:
+            self.message_user(
+                request,
+                gettext("Redis did not answer; queue %(queue)s is unchanged: %(error)s")
+                % {"queue": queue, "error": exc},
+                messages.ERROR,
+            )
+            return HttpResponseRedirect(reverse("admin:jobs_dashboard_changelist"))
+        if changed:
+            message = gettext("Paused.") if paused else gettext("Resumed.")
+            LogEntry.objects.create(
+                user_id=request.user.pk,
+                content_type=ContentType.objects.get_for_model(Dashboard, for_concrete_model=False),
+                object_id=queue,
+                object_repr=gettext("queue %(queue)s") % {"queue": queue},
+                action_flag=CHANGE,
+                change_message=message,
+            )
+            text = (
+                gettext("Queue %(queue)s is paused: its jobs stay queued until it is resumed.")
+                if paused
+                else gettext("Queue %(queue)s is resumed.")
+            )
+            self.message_user(request, text % {"queue": queue}, messages.SUCCESS)
+        else:
+            text = (
+                gettext("Queue %(queue)s was already paused.")
+                if paused
+                else gettext("Queue %(queue)s was not paused.")
+            )
+            self.message_user(request, text % {"queue": queue}, messages.WARNING)
+        return HttpResponseRedirect(reverse("admin:jobs_dashboard_changelist"))

@@ -27,7 +27,7 @@ from redis.exceptions import RedisError
 from rq.registry import FailedJobRegistry, FinishedJobRegistry, ScheduledJobRegistry, StartedJobRegistry
 from rq.serializers import JSONSerializer
 
-from . import connection
+from . import connection, pause
 from .models import FailedAttempt, Job, Status
 
 #: Minutes of history in the throughput chart.
@@ -74,11 +74,28 @@ def ledger_queue_counts() -> dict[str, dict[str, int]]:
     return {name: counts[name] for name in sorted({*queue_names(), *counts})}
 
 
+def paused_queues() -> set[str] | None:
+    """The paused queues (one round trip per Redis server), or None when Redis does not answer."""
+    try:
+        return pause.paused(queue_names())
+    except RedisError:
+        return None
+
+
 def queues() -> list[dict[str, Any]]:
     """Both views of every queue side by side: RQ's (live) and the ledger's (the truth)."""
     in_redis = redis_queue_counts()
+    paused = paused_queues()
+    known = set(queue_names())
     return [
-        {"name": name, "redis": in_redis["counts"].get(name), "ledger": ledger, "error": in_redis["error"]}
+        {
+            "name": name,
+            "redis": in_redis["counts"].get(name),
+            "ledger": ledger,
+            "error": in_redis["error"],
+            "known": name in known,
+            "paused": None if paused is None else name in paused,
+        }
         for name, ledger in ledger_queue_counts().items()
     ]
 

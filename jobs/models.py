@@ -118,6 +118,7 @@ class Job(models.Model):
         permissions = [
             ("retry_job", _("Can retry a failed job")),
             ("cancel_job", _("Can cancel a waiting job")),
+            ("pause_queue", _("Can pause and resume a queue")),
         ]
 
     def __str__(self) -> str:
