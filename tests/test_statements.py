@@ -78,8 +78,8 @@ def test_finish_of_a_deleted_record_reports_it():
 
 
 def test_a_batch_without_ids_is_refused_and_writes_nothing():
-    with pytest.raises(KeyError):
-        statements.insert_batch("default", {"function": "tests.jobs.noop", "queue": "default"}, [{}])
+    with pytest.raises(ValueError, match="each row of a batch gives its id"):
+        statements.insert_batch("default", {"function": "tests.jobs.noop", "queue": "default"}, [{}, {}])
     assert Job.objects.count() == 0
 
 
