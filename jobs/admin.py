@@ -7,7 +7,7 @@ its own permission, runs on POST with CSRF, and is written to the admin's histor
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Any
+from typing import Any, cast
 
 from django.conf import settings
 from django.contrib import admin, messages
@@ -28,6 +28,13 @@ from redis.exceptions import RedisError
 from . import admin_dashboard, operations, pause
 from .admin_display import duration_text, pretty_json, progress_bar, status_badge, traceback_block
 from .models import WAITING, Dashboard, FailedAttempt, Job, Status
+
+
+def _user_id(request: HttpRequest) -> Any:
+    """The acting user's primary key (of whatever type): admin views only run for a logged-in user."""
+    user_id = request.user.pk
+    assert user_id is not None
+    return user_id
 
 
 class FunctionFilter(admin.SimpleListFilter):
@@ -119,7 +126,9 @@ class JobAdmin(admin.ModelAdmin):
             },
         ),
     )
-    readonly_fields = tuple(name for _title, options in fieldsets for name in options["fields"])
+    readonly_fields = tuple(
+        name for _title, options in fieldsets for name in cast("tuple[str, ...]", options["fields"])
+    )
 
     # Columns and fields -------------------------------------------------------------------------
 
@@ -235,7 +244,7 @@ class JobAdmin(admin.ModelAdmin):
     def _log(self, request: HttpRequest, records: list[Job], message: str) -> None:
         if records:
             LogEntry.objects.log_actions(
-                user_id=request.user.pk, queryset=records, action_flag=CHANGE, change_message=message
+                user_id=_user_id(request), queryset=records, action_flag=CHANGE, change_message=message
             )
 
     def delete_queryset(self, request: HttpRequest, queryset: QuerySet[Job]) -> None:
@@ -410,7 +419,7 @@ class DashboardAdmin(admin.ModelAdmin):
         if changed:
             message = gettext("Paused.") if paused else gettext("Resumed.")
             LogEntry.objects.create(
-                user_id=request.user.pk,
+                user_id=_user_id(request),
                 content_type=ContentType.objects.get_for_model(Dashboard, for_concrete_model=False),
                 object_id=queue,
                 object_repr=gettext("queue %(queue)s") % {"queue": queue},

@@ -14,7 +14,7 @@ from django.utils.safestring import SafeString
 
 from .models import Status
 
-STATUS_COLOURS = {
+STATUS_COLOURS: dict[str, str] = {
     Status.QUEUED: "#417690",
     Status.SCHEDULED: "#6f42c1",
     Status.STARTED: "#b8860b",

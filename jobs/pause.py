@@ -11,6 +11,7 @@ from collections.abc import Iterable
 
 from django.conf import settings
 from django.utils import timezone
+from redis import Redis
 
 from . import connection, keys
 from .exceptions import InvalidJobDefinition
@@ -47,7 +48,7 @@ def is_paused(queue: str) -> bool:
 
 def paused(queues: Iterable[str]) -> set[str]:
     """Which of ``queues`` are paused: one round trip per Redis server."""
-    by_connection: dict[int, tuple[object, list[str]]] = {}
+    by_connection: dict[int, tuple[Redis, list[str]]] = {}
     for name in queues:
         redis = connection.get_connection(name)
         by_connection.setdefault(id(redis), (redis, []))[1].append(name)

@@ -20,12 +20,15 @@ import logging
 import os
 import time
 from collections import defaultdict
+from collections.abc import Sequence
 from datetime import timedelta
+from typing import Any
 
 from django.db import router, transaction
 from django.utils import timezone
 from redis import Redis
 from redis.exceptions import RedisError
+from redis.typing import EncodableT
 from rq.exceptions import NoSuchJobError
 from rq.job import Job as RQJob
 from rq.job import JobStatus
@@ -105,7 +108,7 @@ def _reap_missing(missing: list[Job], redis: Redis, now: float) -> int:
     seen = dict(zip(ids, redis.hmget(suspects_key, ids), strict=True))
     grace = 2 * liveness.beat_interval()
     handled = 0
-    fresh = {}
+    fresh: dict[EncodableT, EncodableT] = {}
     for record in missing:
         first = seen.get(str(record.pk))
         if first is None:
@@ -127,7 +130,9 @@ def _reap_missing(missing: list[Job], redis: Redis, now: float) -> int:
     return handled
 
 
-def abandon(record: Job, reason: str, stale_entries: list[str] = (), retrying: bool | None = None) -> bool:
+def abandon(
+    record: Job, reason: str, stale_entries: Sequence[str] = (), retrying: bool | None = None
+) -> bool:
     """Record that ``record``'s current attempt died; retry it (push it again) or fail it.
 
     ``retrying`` is decided by the caller when RQ already decided (a killed work horse); otherwise from
@@ -185,7 +190,7 @@ def _retry_delay(record: Job) -> int:
     return intervals[index] if 0 <= index < len(intervals) else 0
 
 
-def _settle_in_redis(pk: object, alias: str, stale_entries: list[str], retrying: bool, reason: str) -> None:
+def _settle_in_redis(pk: Any, alias: str, stale_entries: Sequence[str], retrying: bool, reason: str) -> None:
     """Take the dead execution out of RQ's registry, then push the job again or file it as failed."""
     record = Job.objects.using(alias).get(pk=pk)
     queue = connection.get_queue(record.queue)

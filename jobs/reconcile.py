@@ -118,8 +118,8 @@ def _rescue_lost(alias: str) -> int:
 def _lost_in_redis(batch: list[tuple[object, str]]) -> list[object]:
     """The ids, among ``batch``, whose RQ job is missing or will not run: one pipeline per queue."""
     by_queue: dict[str, list[object]] = defaultdict(list)
-    for pk, queue in batch:
-        by_queue[queue].append(pk)
+    for pk, queue_name in batch:
+        by_queue[queue_name].append(pk)
     lost = []
     for queue_name, pks in by_queue.items():
         queue = connection.get_queue(queue_name)

@@ -87,7 +87,7 @@ CACHES = {
 
 JOBS = {"DEFAULT_QUEUE": "default"}
 
-AUTH_PASSWORD_VALIDATORS = []
+AUTH_PASSWORD_VALIDATORS: list[dict[str, str]] = []
 LANGUAGE_CODE = "en-us"
 TIME_ZONE = "UTC"
 USE_I18N = True

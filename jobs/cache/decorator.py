@@ -46,6 +46,13 @@ def static_tags(tags: Tags) -> tuple[str, ...] | None:
     return tuple(keys.check_tag(tag) for tag in tags)
 
 
+def tag_function(tags: Tags) -> Callable[..., Iterable[str]]:
+    """What gives a call's tags: the callable given, or (for a list, checked once) nothing more."""
+    if callable(tags):
+        return tags
+    return lambda *args, **kwargs: ()
+
+
 def model_tags(watched: Sequence[type[db_models.Model]], alias: str | None) -> tuple[str, ...]:
     from .invalidation import watch_model
 
@@ -85,7 +92,7 @@ class CachedFunction(Generic[P, R]):
         self._ttl = ttl
         self._stale = stale
         self._static_tags = static_tags(tags)
-        self._tags = tags
+        self._tags = tag_function(tags)
         self._model_tags = model_tags(models, alias)
         self.cache_none = cache_none
         self.alias = alias

@@ -70,7 +70,7 @@ def read() -> dict[str, dict[str, int]]:
 
     flush()
     client = store().client()
-    namespaces = sorted(n.decode() for n in client.smembers(keys.cache_namespaces()))
+    namespaces = sorted(_text(n) for n in client.smembers(keys.cache_namespaces()))
     with client.pipeline(transaction=False) as pipe:
         for namespace in namespaces:
             pipe.hgetall(keys.cache_stats(namespace))
@@ -88,7 +88,7 @@ def reset() -> None:
     with _lock:
         _pending.clear()
     client = store().client()
-    namespaces = [n.decode() for n in client.smembers(keys.cache_namespaces())]
+    namespaces = [_text(n) for n in client.smembers(keys.cache_namespaces())]
     client.delete(keys.cache_namespaces(), *[keys.cache_stats(n) for n in namespaces])
 
 
@@ -96,3 +96,7 @@ def reset() -> None:
 def _reset_on_change(*, setting: str, **kwargs: Any) -> None:
     if setting == "JOBS":
         _interval.cache_clear()
+
+
+def _text(value: bytes | str) -> str:
+    return value.decode() if isinstance(value, bytes) else value

@@ -49,7 +49,7 @@ class CacheStore:
             raise JobsConfigurationError(
                 f"CACHES[{alias!r}] must use django_redis.cache.RedisCache for the jobs cache decorators"
             )
-        self.backend = backend
+        self.backend: Any = backend  # django_redis.cache.RedisCache, which ships no type hints
         self.codec = backend.client
         self._redis: Redis | None = None
         self._down_until = 0.0

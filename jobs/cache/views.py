@@ -12,6 +12,7 @@ from __future__ import annotations
 import functools
 import hashlib
 import logging
+import re
 import time
 from collections.abc import Callable, Iterable
 from typing import Any
@@ -19,15 +20,17 @@ from urllib.parse import unquote_plus
 
 from django.conf import settings
 from django.http import HttpRequest, HttpResponse, HttpResponseBase
-from django.utils.cache import cc_delim_re, get_conditional_response, patch_cache_control
+from django.utils.cache import get_conditional_response, patch_cache_control
 
 from ..conf import jobs_settings
 from ..exceptions import InvalidCacheDefinition
 from . import keys, stats
-from .decorator import UNSTORABLE, Tags, check_seconds, static_tags
+from .decorator import UNSTORABLE, Tags, check_seconds, static_tags, tag_function
 from .store import ERRORS, FRESH, MISSING, CacheStore, release, store
 
 logger = logging.getLogger("jobs")
+#: How Cache-Control and Vary separate their items (as django.utils.cache splits them).
+_COMMA = re.compile(r"\s*,\s*")
 
 View = Callable[..., HttpResponseBase]
 UNSAFE_DIRECTIVES = {"private", "no-store", "no-cache"}
@@ -65,7 +68,7 @@ class CachedView:
         self._ttl = ttl
         self._stale = stale
         self._static_tags = static_tags(tags)
-        self._tags = tags
+        self._tags = tag_function(tags)
         self.per_user = per_user
         self.statuses = frozenset(statuses)
         self.alias = alias
@@ -91,7 +94,7 @@ class CachedView:
         user = getattr(request, "user", None)
         owner = str(user.pk) if self.per_user and user is not None and user.is_authenticated else ""
         parts: list[str] = [
-            request.scheme,
+            request.scheme or "",
             meta.get("HTTP_X_FORWARDED_HOST", ""),
             meta.get("HTTP_HOST", ""),
             meta.get("SERVER_NAME", ""),
@@ -162,7 +165,7 @@ class CachedView:
                 if state is FRESH:
                     return self._respond(request, payload, fresh_until, "HIT")
             response, used_session = _run_watching_session(self.view, request, args, kwargs)
-            if acquired and self._storable(request, response):
+            if acquired and isinstance(response, HttpResponse) and self._storable(request, response):
                 return self._store(cache, request, response, args, kwargs, used_session)
             return _mark(response, "MISS")
         finally:
@@ -177,7 +180,7 @@ class CachedView:
         session = getattr(request, "session", None)
         if session is not None and not self.per_user and session.modified:
             return False
-        control = cc_delim_re.split(response.get("Cache-Control", ""))
+        control = _COMMA.split(response.get("Cache-Control", ""))
         if {d.split("=", 1)[0].strip().lower() for d in control} & UNSAFE_DIRECTIVES:
             return False
         return "*" not in _vary(response)
@@ -215,7 +218,8 @@ class CachedView:
             logger.error("A response of %s cannot be cached: %s", self.namespace, exc)
         response["ETag"] = etag
         self._headers(response, fresh)
-        return get_conditional_response(request, etag=etag, response=_mark(response, "MISS"))
+        _mark(response, "MISS")
+        return get_conditional_response(request, etag=etag, response=response) or response
 
     def _respond(self, request: HttpRequest, payload: Any, fresh_until: float, state: str):
         status, headers, content = payload
@@ -223,7 +227,7 @@ class CachedView:
         self._headers(response, fresh_until - time.time())
         _mark(response, state)
         if "HTTP_IF_NONE_MATCH" in request.META or "HTTP_IF_MODIFIED_SINCE" in request.META:
-            return get_conditional_response(request, etag=headers["ETag"], response=response)
+            return get_conditional_response(request, etag=headers["ETag"], response=response) or response
         return response
 
     def _headers(self, response: HttpResponseBase, fresh: float) -> None:
@@ -270,7 +274,7 @@ def _normalised_query(query: str) -> str:
 def _vary(response: HttpResponseBase) -> frozenset[str]:
     if not response.has_header("Vary"):
         return frozenset()
-    return frozenset(h.strip().lower() for h in cc_delim_re.split(response["Vary"]) if h.strip())
+    return frozenset(h.strip().lower() for h in _COMMA.split(response["Vary"]) if h.strip())
 
 
 def _mark(response: HttpResponseBase, state: str) -> HttpResponseBase:

@@ -23,23 +23,25 @@ class Command(BaseCommand):
             raise CommandError(
                 f"{queue!r} is not a queue of RQ_QUEUES (known: {', '.join(sorted(settings.RQ_QUEUES))})."
             )
-        if action != "status" and queue is None:
-            raise CommandError(f"Name the queue to {action}.")
         try:
-            if action == "pause":
+            if action == "status":
+                self._status([queue] if queue else sorted(settings.RQ_QUEUES))
+            elif queue is None:
+                raise CommandError(f"Name the queue to {action}.")
+            elif action == "pause":
                 changed = pause.pause(queue)
                 self.stdout.write(
                     f"Queue {queue!r} paused." if changed else f"Queue {queue!r} was already paused."
                 )
-            elif action == "resume":
+            else:
                 changed = pause.resume(queue)
                 self.stdout.write(
                     f"Queue {queue!r} resumed." if changed else f"Queue {queue!r} was not paused."
                 )
-            else:
-                names = [queue] if queue else sorted(settings.RQ_QUEUES)
-                paused = pause.paused(names)
-                for name in names:
-                    self.stdout.write(f"{name}: {'paused' if name in paused else 'active'}")
         except RedisError as exc:
             raise CommandError(f"Redis is unreachable ({exc}).") from exc
+
+    def _status(self, names: list[str]) -> None:
+        paused = pause.paused(names)
+        for name in names:
+            self.stdout.write(f"{name}: {'paused' if name in paused else 'active'}")
