@@ -9,7 +9,7 @@ NEXT_PYTHON ?= $(shell for p in python3.13 python3.12 $(HOME)/.pyenv/versions/3.
 	$$p -c 'import sys; assert sys.version_info >= (3, 12)' 2>/dev/null && { echo $$p; break; }; done)
 NEXT_VENV := .venv-django6
 
-.PHONY: demo test lint check test-sqlite test-postgres test-django6 bench browser
+.PHONY: demo test lint typecheck check test-sqlite test-postgres test-django6 bench browser
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -21,7 +21,7 @@ demo: $(STAMP)
 	$(BIN)/python -m jobsite.demo
 
 ## Lint, Django checks, and the whole suite on SQLite and on PostgreSQL.
-test: $(STAMP) browser lint check test-sqlite test-postgres test-django6
+test: $(STAMP) browser lint typecheck check test-sqlite test-postgres test-django6
 
 browser:
 	@command -v chromium >/dev/null || { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null; }
@@ -29,6 +29,9 @@ browser:
 lint: $(STAMP)
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check jobs
+
+typecheck: $(STAMP)
+	$(BIN)/mypy
 
 check: $(STAMP)
 	$(BIN)/python manage.py check --fail-level WARNING

@@ -27,6 +27,7 @@ from typing import Any
 
 import rq
 from redis.client import Pipeline
+from redis.typing import EncodableT
 from rq.executions import Execution
 from rq.intermediate_queue import IntermediateQueue
 from rq.job import Job as RQJob
@@ -34,10 +35,10 @@ from rq.utils import now, utcformat
 from rq.worker import WorkerStatus
 
 from .dispatch import RUNNER
-from .worker import LedgerWorkerMixin
+from .worker import LedgerWorkerMixin, _WorkerBase
 
 
-class LeanExecutionMixin:
+class LeanExecutionMixin(_WorkerBase):
     """The fast path for `jobs` jobs, over RQ's public worker hooks (see the module's docstring)."""
 
     #: Seconds during which a repeated heartbeat or suspension check is skipped.
@@ -105,7 +106,8 @@ class LeanExecutionMixin:
         # No MULTI: only this worker writes these keys now, and the pipeline reaches Redis in one write.
         with self.connection.pipeline(transaction=False) as pipeline:
             self.increment_successful_job_count(pipeline=pipeline)
-            self.increment_total_working_time(job.ended_at - job.started_at, pipeline)
+            if job.ended_at and job.started_at:
+                self.increment_total_working_time(job.ended_at - job.started_at, pipeline)
             self._write_worker(pipeline, WorkerStatus.IDLE, self.worker_ttl + 60, None)
             if execution is not None:
                 started_job_registry.remove_execution(execution, pipeline=pipeline)
@@ -137,7 +139,10 @@ class LeanExecutionMixin:
         self.last_heartbeat = now()
         self.current_job_working_time = 0
         self._heartbeat_at = time.monotonic()
-        fields = {"last_heartbeat": utcformat(self.last_heartbeat), "current_job_working_time": 0}
+        fields: dict[EncodableT, EncodableT] = {
+            "last_heartbeat": utcformat(self.last_heartbeat),
+            "current_job_working_time": 0,
+        }
         if current_job is None:
             pipeline.hdel(self.key, "current_job")
         else:

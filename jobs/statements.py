@@ -16,11 +16,27 @@ from typing import Any
 
 from django.db import connections
 from django.db.backends.base.base import BaseDatabaseWrapper
+from django.db.models import Field
 
 from .conf import jobs_settings
 from .models import WAITING, Job, Status
 
 _meta = Job._meta
+#: The model's concrete fields by name (and by attribute name, for the foreign key).
+_FIELDS: dict[str, Field] = {
+    **{field.name: field for field in _meta.concrete_fields},
+    **{field.attname: field for field in _meta.concrete_fields},
+}
+
+
+_ATTNAMES = [field.attname for field in _meta.concrete_fields]
+
+
+def _column(field: Field) -> str:
+    column = field.column
+    if column is None:
+        raise ValueError(f"{field.name} has no column")
+    return column
 
 
 @functools.cache
@@ -28,7 +44,7 @@ def _sql(vendor: str, quote_name: Callable[[str], str], statement: str) -> str:
     """The SQL of ``statement`` for a database vendor, built once."""
 
     def col(name: str) -> str:
-        return quote_name(_meta.get_field(name).column)
+        return quote_name(_column(_FIELDS[name]))
 
     # Only the model's own table and column names, quoted, go into the text; every value is a parameter.
     table = quote_name(_meta.db_table)
@@ -46,14 +62,14 @@ def _sql(vendor: str, quote_name: Callable[[str], str], statement: str) -> str:
             f"{col('result')} = %s, {col('progress')} = %s WHERE {col('id')} = %s"
         )
     if statement == "insert":
-        columns = ", ".join(quote_name(field.column) for field in _meta.concrete_fields)
+        columns = ", ".join(quote_name(_column(field)) for field in _meta.concrete_fields)
         values = ", ".join(["%s"] * len(_meta.concrete_fields))
         return f"INSERT INTO {table} ({columns}) VALUES ({values})"  # noqa: S608
     raise ValueError(statement)
 
 
 def _prepare(name: str, value: Any, connection: BaseDatabaseWrapper) -> Any:
-    return _meta.get_field(name).get_db_prep_save(value, connection)
+    return _FIELDS[name].get_db_prep_save(value, connection)
 
 
 #: Appended to a PostgreSQL UPDATE that runs as its own transaction, it makes that one transaction's
@@ -131,7 +147,9 @@ def insert_batch(alias: str, common: dict[str, Any], rows: Iterable[dict[str, An
     records = []
     columns: dict[str, list] = {field.attname: [] for field in varying}
     for row in rows:
-        records.append(Job.from_db(alias, None, [row.get(f.attname, shared.get(f.attname)) for f in fields]))
+        records.append(
+            Job.from_db(alias, _ATTNAMES, [row.get(f.attname, shared.get(f.attname)) for f in fields])
+        )
         for field in varying:
             columns[field.attname].append(field.get_db_prep_save(row[field.attname], connection))
     with connection.cursor() as cursor:
@@ -169,13 +187,13 @@ def _unnest_sql(connection: BaseDatabaseWrapper, varying: tuple[str, ...]) -> st
             return field.db_type(connection).split("(")[0]
 
         fields = _meta.concrete_fields
-        columns = ", ".join(quote_name(field.column) for field in fields)
+        columns = ", ".join(quote_name(_column(field)) for field in fields)
         select = ", ".join(
-            f"u.{quote_name(field.column)}" if field.attname in varying else f"(%s)::{cast(field)}"
+            f"u.{quote_name(_column(field))}" if field.attname in varying else f"(%s)::{cast(field)}"
             for field in fields
         )
-        arrays = ", ".join(f"(%s)::{cast(_meta.get_field(name))}[]" for name in varying)
-        names = ", ".join(quote_name(_meta.get_field(name).column) for name in varying)
+        arrays = ", ".join(f"(%s)::{cast(_FIELDS[name])}[]" for name in varying)
+        names = ", ".join(quote_name(_column(_FIELDS[name])) for name in varying)
         _unnest_cache[key] = (
             f"INSERT INTO {quote_name(_meta.db_table)} ({columns}) "  # noqa: S608
             f"SELECT {select} FROM UNNEST({arrays}) AS u({names})"

