@@ -5,15 +5,17 @@ from __future__ import annotations
 import contextlib
 import logging
 from collections import defaultdict
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from datetime import datetime, timedelta
 
 from django.db import router
 from django.utils import timezone
+from redis import Redis
 from redis.client import Pipeline
 from redis.exceptions import RedisError
 from rq import Queue, Retry
 from rq.job import Job as RQJob
+from rq.serializers import JSONSerializer
 
 from . import connection, keys, retention
 from .conf import jobs_settings
@@ -138,6 +140,26 @@ def dispatch(records: Sequence[Job], options: JobOptions | None = None) -> bool:
     return True
 
 
+def rq_jobs_of(records: Sequence[Job]) -> Iterator[tuple[Redis, list[RQJob]]]:
+    """RQ's jobs of these records that Redis still holds, one batch per queue's connection."""
+    by_queue: dict[str, list[str]] = defaultdict(list)
+    for record in records:
+        by_queue[record.queue].append(str(record.pk))
+    for queue_name, ids in by_queue.items():
+        redis = connection.get_connection(queue_name)
+        found = RQJob.fetch_many(ids, connection=redis, serializer=JSONSerializer)
+        yield redis, [rq_job for rq_job in found if rq_job is not None]
+
+
+def delete_rq_jobs(records: Sequence[Job]) -> None:
+    """Delete RQ's jobs of these records, with their entries in RQ's registries."""
+    for redis, rq_jobs in rq_jobs_of(records):
+        with redis.pipeline() as pipe:
+            for rq_job in rq_jobs:
+                rq_job.delete(pipeline=pipe)
+            pipe.execute()
+
+
 def relay(limit: int = 500, using: str | None = None) -> int:
     """Push records whose dispatch failed at commit time; returns how many were pushed.
 
@@ -154,6 +176,11 @@ def relay(limit: int = 500, using: str | None = None) -> int:
     try:
         # Rows may have been pushed by another relay between the read and the lock.
         pending = list(Job.objects.using(alias).undispatched().filter(pk__in=[r.pk for r in pending]))
+        # A record that ran before (retried from the admin, rescued by the reaper) may still have its old
+        # RQ job in RQ's failed or started registry: it goes, so that RQ's tools show the new run only.
+        ran_before = [record for record in pending if record.attempts]
+        if ran_before:
+            delete_rq_jobs(ran_before)
         push(pending)
         Job.objects.using(alias).filter(pk__in=[r.pk for r in pending]).update(undispatched_since=None)
     finally:

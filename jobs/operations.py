@@ -8,7 +8,6 @@ double submit, change a row once; only the rows it changed are then touched in R
 from __future__ import annotations
 
 import logging
-from collections import defaultdict
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -18,11 +17,8 @@ from django.db.models import QuerySet
 from django.utils import timezone
 from redis.exceptions import RedisError
 from rq.exceptions import InvalidJobOperation
-from rq.job import Job as RQJob
-from rq.serializers import JSONSerializer
 
-from . import connection
-from .dispatch import dispatch
+from .dispatch import delete_rq_jobs, dispatch, rq_jobs_of
 from .models import WAITING, Job, Status
 
 logger = logging.getLogger("jobs")
@@ -66,7 +62,7 @@ def retry(queryset: QuerySet[Job], user: Any = None) -> Outcome:
     if not outcome.changed:
         return outcome
     try:
-        _delete_rq_jobs(outcome.changed)
+        delete_rq_jobs(outcome.changed)
     except RedisError as exc:
         logger.warning("Could not remove RQ's failed jobs before a retry: %s", exc)
     dispatch(outcome.changed)
@@ -93,7 +89,7 @@ def forget(records: Sequence[Job]) -> None:
     """Delete what RQ keeps of deleted records that no worker is running. Never raises."""
     idle = [record for record in records if record.status != Status.STARTED]
     try:
-        _delete_rq_jobs(idle)
+        delete_rq_jobs(idle)
     except RedisError as exc:
         logger.warning("Could not delete RQ's jobs of deleted records: %s", exc)
 
@@ -119,27 +115,8 @@ def _chunks(items: list) -> Iterator[list]:
         yield items[start : start + CHUNK]
 
 
-def _rq_jobs(records: Sequence[Job]) -> Iterator[tuple[Any, list[RQJob]]]:
-    """RQ's jobs of these records that Redis still holds, one batch per queue's connection."""
-    by_queue: dict[str, list[str]] = defaultdict(list)
-    for record in records:
-        by_queue[record.queue].append(str(record.pk))
-    for queue_name, ids in by_queue.items():
-        redis = connection.get_connection(queue_name)
-        found = RQJob.fetch_many(ids, connection=redis, serializer=JSONSerializer)
-        yield redis, [rq_job for rq_job in found if rq_job is not None]
-
-
-def _delete_rq_jobs(records: Sequence[Job]) -> None:
-    for redis, rq_jobs in _rq_jobs(records):
-        with redis.pipeline() as pipe:
-            for rq_job in rq_jobs:
-                rq_job.delete(pipeline=pipe)
-            pipe.execute()
-
-
 def _cancel_rq_jobs(records: Sequence[Job]) -> None:
-    for redis, rq_jobs in _rq_jobs(records):
+    for redis, rq_jobs in rq_jobs_of(records):
         with redis.pipeline() as pipe:
             for rq_job in rq_jobs:
                 try:

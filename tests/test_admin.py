@@ -18,7 +18,7 @@ from rq.registry import CanceledJobRegistry
 from rq.serializers import JSONSerializer
 
 from jobs import connection as jobs_connection
-from jobs.dispatch import push
+from jobs.dispatch import push, relay
 from jobs.models import FailedAttempt, Job, Status
 from tests import jobs
 from tests.helpers import run_worker
@@ -385,6 +385,26 @@ def test_retry_while_redis_is_down_leaves_the_job_for_the_relay(operator, redis_
     job.refresh_from_db()
     assert job.status == Status.QUEUED
     assert job.undispatched_since is not None
+
+
+@pytest.mark.django_db(transaction=True)
+@pytest.mark.slow
+def test_a_retry_that_redis_missed_is_relayed_without_leaving_rqs_old_failed_job():
+    job = jobs.fails_on_first_attempt.enqueue("late")
+    run_worker()
+    failed_registry = jobs_connection.get_queue("default").failed_job_registry
+    assert str(job.pk) in failed_registry.get_job_ids()
+    # What a retry leaves when Redis does not answer (a network blip, its data kept): the record queued
+    # for the relay, and RQ's old failed job still in place.
+    Job.objects.filter(pk=job.pk).update(status=Status.QUEUED, undispatched_since=timezone.now())
+
+    assert relay() == 1
+    assert queued_ids() == [str(job.pk)]
+    assert str(job.pk) not in failed_registry.get_job_ids()
+    run_worker()
+    job.refresh_from_db()
+    assert (job.status, job.result, job.attempts) == (Status.FINISHED, "late", 2)
+    assert str(job.pk) not in failed_registry.get_job_ids()
 
 
 # Cancel ------------------------------------------------------------------------------------------
