@@ -65,7 +65,43 @@ def model_tags(watched: Sequence[type[db_models.Model]], alias: str | None) -> t
     return tuple(tags)
 
 
-class CachedFunction(Generic[P, R]):
+class CachePolicy:
+    """What a cached function and a cached view share: freshness, namespace, version and tags."""
+
+    def __init__(
+        self,
+        target: str,
+        *,
+        ttl: float | None,
+        stale: float | None,
+        namespace: str | None,
+        version: int,
+        tags: Tags,
+        alias: str | None,
+    ) -> None:
+        check_seconds("ttl", ttl)
+        check_seconds("stale", stale, allow_zero=True)
+        if isinstance(version, bool) or not isinstance(version, int) or version < 0:
+            raise InvalidCacheDefinition(f"version must be a whole number >= 0, not {version!r}")
+        self.target = target
+        self.namespace = keys.namespace_for(namespace, target)
+        self.version = version
+        self._ttl = ttl
+        self._stale = stale
+        self._static_tags = static_tags(tags)
+        self._tags = tag_function(tags)
+        self.alias = alias
+
+    @property
+    def ttl(self) -> float:
+        return self._ttl if self._ttl is not None else jobs_settings.CACHE_TTL
+
+    @property
+    def stale(self) -> float:
+        return self._stale if self._stale is not None else jobs_settings.CACHE_STALE
+
+
+class CachedFunction(CachePolicy, Generic[P, R]):
     """A function whose results are cached. ``fn.invalidate(*args)`` drops one call's entry."""
 
     def __init__(
@@ -81,21 +117,18 @@ class CachedFunction(Generic[P, R]):
         cache_none: bool,
         alias: str | None,
     ) -> None:
-        check_seconds("ttl", ttl)
-        check_seconds("stale", stale, allow_zero=True)
-        if isinstance(version, bool) or not isinstance(version, int) or version < 0:
-            raise InvalidCacheDefinition(f"version must be a whole number >= 0, not {version!r}")
+        super().__init__(
+            f"{func.__module__}.{func.__qualname__}",
+            ttl=ttl,
+            stale=stale,
+            namespace=namespace,
+            version=version,
+            tags=tags,
+            alias=alias,
+        )
         self.func = func
-        self.target = f"{func.__module__}.{func.__qualname__}"
-        self.namespace = keys.namespace_for(namespace, self.target)
-        self.version = version
-        self._ttl = ttl
-        self._stale = stale
-        self._static_tags = static_tags(tags)
-        self._tags = tag_function(tags)
         self._model_tags = model_tags(models, alias)
         self.cache_none = cache_none
-        self.alias = alias
         if (stale or 0) > 0 and "<locals>" in func.__qualname__:
             raise InvalidCacheDefinition(
                 f"{func.__qualname__}: stale-while-revalidate refreshes on a worker, which imports the "
@@ -111,14 +144,6 @@ class CachedFunction(Generic[P, R]):
 
     def __repr__(self) -> str:
         return f"<CachedFunction {self.namespace}>"
-
-    @property
-    def ttl(self) -> float:
-        return self._ttl if self._ttl is not None else jobs_settings.CACHE_TTL
-
-    @property
-    def stale(self) -> float:
-        return self._stale if self._stale is not None else jobs_settings.CACHE_STALE
 
     def key_hash(self, *args: P.args, **kwargs: P.kwargs) -> str:
         """The hash of a call's arguments, normalised (defaults filled in, keywords in order)."""

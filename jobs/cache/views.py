@@ -22,10 +22,9 @@ from django.conf import settings
 from django.http import HttpRequest, HttpResponse, HttpResponseBase
 from django.utils.cache import get_conditional_response, patch_cache_control
 
-from ..conf import jobs_settings
 from ..exceptions import InvalidCacheDefinition
 from . import keys, stats
-from .decorator import UNSTORABLE, Tags, check_seconds, static_tags, tag_function
+from .decorator import UNSTORABLE, CachePolicy, Tags
 from .store import ERRORS, FRESH, MISSING, CacheStore, release, store
 
 logger = logging.getLogger("jobs")
@@ -38,7 +37,7 @@ UNSAFE_DIRECTIVES = {"private", "no-store", "no-cache"}
 NOT_STORED = {"set-cookie", "x-cache"}
 
 
-class CachedView:
+class CachedView(CachePolicy):
     """The cache of one view; see ``cache_view()``."""
 
     def __init__(
@@ -55,33 +54,22 @@ class CachedView:
         statuses: Iterable[int],
         alias: str | None,
     ) -> None:
-        check_seconds("ttl", ttl)
-        check_seconds("stale", stale, allow_zero=True)
-        if isinstance(version, bool) or not isinstance(version, int) or version < 0:
-            raise InvalidCacheDefinition(f"version must be a whole number >= 0, not {version!r}")
+        super().__init__(
+            f"{view.__module__}.{getattr(view, '__qualname__', type(view).__qualname__)}",
+            ttl=ttl,
+            stale=stale,
+            namespace=namespace,
+            version=version,
+            tags=tags,
+            alias=alias,
+        )
         if isinstance(vary_on, str) or not all(isinstance(h, str) and h for h in vary_on):
             raise InvalidCacheDefinition("vary_on must be a list of header names")
         self.view = view
-        target = f"{view.__module__}.{getattr(view, '__qualname__', type(view).__qualname__)}"
-        self.namespace = keys.namespace_for(namespace, target)
-        self.version = version
-        self._ttl = ttl
-        self._stale = stale
-        self._static_tags = static_tags(tags)
-        self._tags = tag_function(tags)
         self.per_user = per_user
         self.statuses = frozenset(statuses)
-        self.alias = alias
         # Headers the key varies on: those declared, and those responses were seen to vary on.
         self.vary = frozenset(h.lower() for h in vary_on)
-
-    @property
-    def ttl(self) -> float:
-        return self._ttl if self._ttl is not None else jobs_settings.CACHE_TTL
-
-    @property
-    def stale(self) -> float:
-        return self._stale if self._stale is not None else jobs_settings.CACHE_STALE
 
     def key(self, cache: CacheStore, request: HttpRequest, vary: frozenset[str]) -> str:
         """The Redis key of a request's entry.
