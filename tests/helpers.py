@@ -17,6 +17,17 @@ ROOT = Path(__file__).resolve().parent.parent
 QUEUES = ("default", "high", "low")
 
 
+def staff_user(*codenames: str, username: str = "staff") -> Any:
+    """A staff user holding the given permissions of the ``jobs`` app (password ``pw``)."""
+    from django.contrib.auth.models import Permission, User
+
+    user = User.objects.create_user(username, password="pw", is_staff=True)
+    user.user_permissions.set(
+        Permission.objects.filter(content_type__app_label="jobs", codename__in=codenames)
+    )
+    return user
+
+
 def wait_for(
     condition: Callable[[], Any], timeout: float = 20, interval: float = 0.05, message: str = ""
 ) -> Any:

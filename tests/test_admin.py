@@ -7,7 +7,7 @@ from urllib.parse import urlencode
 
 import pytest
 from django.contrib.admin.models import CHANGE, DELETION, LogEntry
-from django.contrib.auth.models import Permission, User
+from django.contrib.auth.models import User
 from django.db import connection
 from django.db import connections as db_connections
 from django.test import Client
@@ -21,17 +21,9 @@ from jobs import connection as jobs_connection
 from jobs.dispatch import push, relay
 from jobs.models import FailedAttempt, Job, Status
 from tests import jobs
-from tests.helpers import run_worker
+from tests.helpers import run_worker, staff_user
 
 LIST = "/admin/jobs/job/"
-
-
-def staff(*codenames, username="staff"):
-    user = User.objects.create_user(username, password="pw", is_staff=True)
-    user.user_permissions.set(
-        Permission.objects.filter(content_type__app_label="jobs", codename__in=codenames)
-    )
-    return user
 
 
 def make(status=Status.FAILED, queue="default", function="tests.jobs.add", **fields):
@@ -60,14 +52,14 @@ def queued_ids(queue="default"):
 @pytest.fixture
 def operator(client, db):
     """A staff user who may see, retry, cancel and delete jobs."""
-    client.force_login(staff("view_job", "retry_job", "cancel_job", "delete_job"))
+    client.force_login(staff_user("view_job", "retry_job", "cancel_job", "delete_job"))
     return client
 
 
 @pytest.fixture
 def viewer(client, db):
     """A staff user who may only see jobs."""
-    client.force_login(staff("view_job", username="viewer"))
+    client.force_login(staff_user("view_job", username="viewer"))
     return client
 
 
@@ -169,10 +161,10 @@ def test_nobody_adds_or_edits_jobs_even_a_superuser(admin_client):
 
 def test_retry_button_only_for_a_failed_job_and_with_the_permission(client, db):
     failed, finished = make(Status.FAILED), make(Status.FINISHED)
-    client.force_login(staff("view_job", "retry_job"))
+    client.force_login(staff_user("view_job", "retry_job"))
     assert "jobs-retry-button" in client.get(change_url(failed)).content.decode()
     assert "jobs-retry-button" not in client.get(change_url(finished)).content.decode()
-    client.force_login(staff("view_job", username="viewer"))
+    client.force_login(staff_user("view_job", username="viewer"))
     page = client.get(change_url(failed)).content.decode()
     assert "jobs-retry-button" not in page
     assert "retry_selected" not in client.get(LIST).content.decode()
@@ -206,7 +198,7 @@ def test_retry_button_requeues_the_job_logs_it_and_returns_to_the_filtered_list(
 def test_retry_is_post_only_and_checks_csrf(db):
     job = make(Status.FAILED)
     client = Client(enforce_csrf_checks=True)
-    client.force_login(staff("view_job", "retry_job"))
+    client.force_login(staff_user("view_job", "retry_job"))
     assert client.get(f"{LIST}{job.pk}/retry/").status_code == 405
     assert client.post(f"{LIST}{job.pk}/retry/").status_code == 403  # no CSRF token
     job.refresh_from_db()
@@ -334,7 +326,7 @@ def test_retry_all_matching_needs_the_permission_and_valid_filters(viewer, opera
 @pytest.mark.django_db(transaction=True)
 @pytest.mark.slow
 def test_a_retried_job_runs_again_through_a_real_worker_and_keeps_its_history(client):
-    client.force_login(staff("view_job", "retry_job"))
+    client.force_login(staff_user("view_job", "retry_job"))
     job = jobs.fails_on_first_attempt.enqueue("report")
     run_worker()
     job.refresh_from_db()
@@ -434,12 +426,12 @@ def test_cancel_waiting_jobs_and_refuse_the_others(operator):
 
 def test_cancel_button_and_its_permission(client, db):
     job = make(Status.QUEUED)
-    client.force_login(staff("view_job", "retry_job"))
+    client.force_login(staff_user("view_job", "retry_job"))
     assert "jobs-cancel-button" not in client.get(change_url(job)).content.decode()
     assert client.post(f"{LIST}{job.pk}/cancel/").status_code == 403
     job.refresh_from_db()
     assert job.status == Status.QUEUED
-    client.force_login(staff("view_job", "cancel_job", username="canceller"))
+    client.force_login(staff_user("view_job", "cancel_job", username="canceller"))
     assert "jobs-cancel-button" in client.get(change_url(job)).content.decode()
     response = client.post(f"{LIST}{job.pk}/cancel/")
     assert messages_of(response) == ["Cancelled 1 job."]
@@ -467,12 +459,12 @@ def test_a_cancelled_job_never_runs(tmp_path):
 def test_delete_needs_the_permission_is_logged_and_removes_the_rq_job(client, db):
     job = make(Status.QUEUED)
     push([job])
-    client.force_login(staff("view_job", "retry_job", username="viewer"))
+    client.force_login(staff_user("view_job", "retry_job", username="viewer"))
     assert "delete_selected" not in client.get(LIST).content.decode()
     client.post(LIST, {"action": "delete_selected", "_selected_action": [job.pk], "post": "yes"})
     assert Job.objects.filter(pk=job.pk).exists()
 
-    client.force_login(staff("view_job", "delete_job"))
+    client.force_login(staff_user("view_job", "delete_job"))
     response = client.post(
         f"{LIST}?status__exact=queued",
         {"action": "delete_selected", "_selected_action": [job.pk], "post": "yes"},

@@ -5,12 +5,11 @@ import re
 from pathlib import Path
 
 import pytest
-from django.contrib.auth.models import Permission, User
 from django.db import connections
 
 from jobs.models import Job, Status
 from tests import jobs
-from tests.helpers import ROOT, run_worker
+from tests.helpers import ROOT, run_worker, staff_user
 
 CHROMIUM = Path("/usr/bin/chromium")
 ARTIFACTS = ROOT / "test-artifacts"
@@ -21,14 +20,6 @@ pytestmark = [
     pytest.mark.django_db(transaction=True),
     pytest.mark.skipif(not CHROMIUM.exists(), reason=f"{CHROMIUM} is not installed (`make browser`)"),
 ]
-
-
-def staff(username, *codenames):
-    user = User.objects.create_user(username, password="pw", is_staff=True)
-    user.user_permissions.set(
-        Permission.objects.filter(content_type__app_label="jobs", codename__in=codenames)
-    )
-    return user
 
 
 @pytest.fixture
@@ -72,7 +63,7 @@ def log_in(browser, live_server, username):
 def test_a_person_retries_failed_jobs_one_then_many_and_sees_them_finish(browser, live_server):
     from playwright.sync_api import expect
 
-    staff("operator", "view_job", "retry_job", "cancel_job", "delete_job")
+    staff_user("view_job", "retry_job", "cancel_job", "delete_job", username="operator")
     records = [jobs.fails_on_first_attempt.enqueue(f"report-{n}") for n in range(4)]
     run_worker()
     assert Job.objects.filter(status=Status.FAILED).count() == 4
@@ -125,7 +116,7 @@ def test_a_person_retries_failed_jobs_one_then_many_and_sees_them_finish(browser
 def test_staff_without_the_permission_gets_no_retry_button(browser, live_server):
     from playwright.sync_api import expect
 
-    staff("watcher", "view_job")
+    staff_user("view_job", username="watcher")
     job = Job.objects.create(function="tests.jobs.boom", queue="default", status=Status.FAILED, attempts=1)
     page = log_in(browser, live_server, "watcher")
     page.goto(f"{live_server.url}/admin/jobs/job/{job.pk}/change/")

@@ -2,14 +2,13 @@
 
 import pytest
 from django.contrib.admin.models import LogEntry
-from django.contrib.auth.models import Permission, User
 from django.test import Client
 
 from jobs import connection as jobs_connection
 from jobs import pause
 from jobs.models import Job, Status
 from tests import jobs
-from tests.helpers import run_worker
+from tests.helpers import run_worker, staff_user
 
 PAGE = "/admin/jobs/dashboard/"
 
@@ -23,10 +22,7 @@ def resume_url(queue):
 
 
 def staff_client(*codenames, username="staff", **client_options):
-    user = User.objects.create_user(username, password="pw", is_staff=True)
-    user.user_permissions.set(
-        Permission.objects.filter(content_type__app_label="jobs", codename__in=codenames)
-    )
+    user = staff_user(*codenames, username=username)
     client = Client(**client_options)
     client.force_login(user)
     return client, user

@@ -3,7 +3,6 @@
 from datetime import timedelta
 
 import pytest
-from django.contrib.auth.models import Permission, User
 from django.db import connection
 from django.test.utils import CaptureQueriesContext
 from django.urls import reverse
@@ -13,18 +12,10 @@ from jobs import dashboard
 from jobs.dispatch import push
 from jobs.models import FailedAttempt, Job, Status
 from tests import jobs
-from tests.helpers import WorkerProcess, wait_for
+from tests.helpers import WorkerProcess, staff_user, wait_for
 
 PAGE = "/admin/jobs/dashboard/"
 DATA = "/admin/jobs/dashboard/data/"
-
-
-def staff(*codenames, username="staff"):
-    user = User.objects.create_user(username, password="pw", is_staff=True)
-    user.user_permissions.set(
-        Permission.objects.filter(content_type__app_label="jobs", codename__in=codenames)
-    )
-    return user
 
 
 def make(status, queue="default", function="tests.jobs.add", **fields):
@@ -33,15 +24,15 @@ def make(status, queue="default", function="tests.jobs.add", **fields):
 
 @pytest.fixture
 def viewer(client, db):
-    client.force_login(staff("view_job"))
+    client.force_login(staff_user("view_job"))
     return client
 
 
 def test_admin_index_links_to_the_dashboard_for_those_who_may_see_jobs(client, db):
-    client.force_login(staff("view_job"))
+    client.force_login(staff_user("view_job"))
     assert reverse("admin:jobs_dashboard_changelist") == PAGE
     assert PAGE in client.get("/admin/").content.decode()
-    client.force_login(staff(username="nobody"))
+    client.force_login(staff_user(username="nobody"))
     assert PAGE not in client.get("/admin/").content.decode()
     assert client.get(PAGE).status_code == 403
     assert client.get(DATA).status_code == 403
@@ -79,7 +70,7 @@ def test_queue_counts_come_from_redis_and_from_the_ledger(viewer):
 @pytest.mark.django_db(transaction=True)
 @pytest.mark.slow
 def test_a_real_worker_and_a_real_failure_show_up(client):
-    client.force_login(staff("view_job"))
+    client.force_login(staff_user("view_job"))
     failed = jobs.boom.enqueue("dashboard")
     with WorkerProcess("--worker-class", "jobs.worker.SimpleWorker", queues=("default", "high")):
         wait_for(lambda: Job.objects.get(pk=failed.pk).status == Status.FAILED, message="the failure")
