@@ -1,11 +1,11 @@
 from __future__ import annotations
 
 import uuid
-from datetime import timedelta
+from datetime import datetime, timedelta
 from typing import Any
 
 from django.conf import settings
-from django.db import models
+from django.db import models, router
 from django.db.models import Q
 from django.utils import timezone
 from django.utils.translation import gettext_lazy as _
@@ -175,20 +175,28 @@ class Job(models.Model):
         self.status, self.finished_at, self.result, self.progress = Status.FINISHED, finished_at, result, 100
         return True
 
+    def add_failed_attempt(
+        self, *, failed_at: datetime, error_class: str, error_message: str, traceback: str = ""
+    ) -> FailedAttempt:
+        """Keep the current attempt's failure in the history; the record's own fields hold the last one."""
+        return FailedAttempt.objects.using(self._state.db or router.db_for_write(FailedAttempt)).create(
+            job=self,
+            number=self.attempts,
+            worker_name=self.worker_name,
+            started_at=self.started_at,
+            failed_at=failed_at,
+            error_class=error_class,
+            error_message=error_message,
+            traceback=traceback,
+        )
+
     def mark_attempt_failed(
         self, *, error_class: str, error_message: str, traceback: str, retrying: bool
     ) -> bool:
         """Record a failed attempt: the job waits for its next try, or it has failed for good."""
         now = timezone.now()
-        FailedAttempt.objects.using(self._state.db or "default").create(
-            job=self,
-            number=self.attempts,
-            worker_name=self.worker_name,
-            started_at=self.started_at,
-            failed_at=now,
-            error_class=error_class,
-            error_message=error_message,
-            traceback=traceback,
+        self.add_failed_attempt(
+            failed_at=now, error_class=error_class, error_message=error_message, traceback=traceback
         )
         return self._update(
             status=Status.RETRYING if retrying else Status.FAILED,

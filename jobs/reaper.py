@@ -38,7 +38,7 @@ from . import connection, dispatch, keys, liveness, retention
 from .conf import jobs_settings
 from .exceptions import JobNotRegistered
 from .execution import ABANDONED
-from .models import FailedAttempt, Job, Status
+from .models import Job, Status
 from .registry import resolve
 
 logger = logging.getLogger("jobs")
@@ -159,15 +159,7 @@ def abandon(
         )
         if not claimed:
             return False
-        FailedAttempt.objects.using(alias).create(
-            job_id=record.pk,
-            number=record.attempts,
-            worker_name=record.worker_name,
-            started_at=record.started_at,
-            failed_at=now,
-            error_class=ERROR_CLASS,
-            error_message=reason,
-        )
+        record.add_failed_attempt(failed_at=now, error_class=ERROR_CLASS, error_message=reason)
     logger.warning(
         "Job %s abandoned during attempt %d (%s): %s",
         record.pk,
