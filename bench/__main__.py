@@ -88,14 +88,9 @@ def main(argv: list[str] | None = None) -> None:
         )
         job_benches = [part for part in options.only if part != "cache"]
         for name in options.databases if job_benches else []:
-            if name == "postgres":
-                reason = environment.postgres_reachable(options.postgres)
-                if reason is not None:
-                    print(f"### PostgreSQL\n\nskipped: {options.postgres} does not answer ({reason})\n")
-                    continue
-                database = environment.postgres_database(options.postgres)
-            else:
-                database = environment.sqlite_database()
+            database = environment.database_for(name, options.postgres)
+            if database is None:
+                continue
             with database as database_url:
                 results = run_suite(name, database_url, server.url, options)
             title = "SQLite (WAL)" if name == "sqlite" else "PostgreSQL"

@@ -128,14 +128,9 @@ def main(argv: list[str] | None = None) -> None:
     server.start()
     try:
         for name in options.databases:
-            if name == "postgres":
-                reason = environment.postgres_reachable(options.postgres)
-                if reason is not None:
-                    print(f"### PostgreSQL\n\nskipped: {options.postgres} does not answer ({reason})\n")
-                    continue
-                database = environment.postgres_database(options.postgres)
-            else:
-                database = environment.sqlite_database()
+            database = environment.database_for(name, options.postgres)
+            if database is None:
+                continue
             print(f"\n### {'SQLite (WAL)' if name == 'sqlite' else 'PostgreSQL'}: {options.rows:,} records\n")
             with database as database_url:
                 env = environment.child_env(database_url, server.url)

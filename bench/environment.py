@@ -65,3 +65,15 @@ def postgres_reachable(server_url: str) -> str | None:
             return None
     except Exception as exc:  # any reason at all is reported and the PostgreSQL runs are skipped
         return str(exc).strip() or type(exc).__name__
+
+
+def database_for(name: str, postgres_url: str) -> contextlib.AbstractContextManager[str] | None:
+    """A fresh database of kind ``name`` ("sqlite" or "postgres"), or None, said why, when PostgreSQL
+    does not answer."""
+    if name != "postgres":
+        return sqlite_database()
+    reason = postgres_reachable(postgres_url)
+    if reason is not None:
+        print(f"### PostgreSQL\n\nskipped: {postgres_url} does not answer ({reason})\n")
+        return None
+    return postgres_database(postgres_url)
