@@ -2,7 +2,7 @@
 
 Each pair runs the same kind of worker: RQ's own class on jobs enqueued straight to RQ (JSON, and no
 result kept, which is RQ's cheapest path), and the `jobs` class on jobs enqueued with their records.
-The recommended worker, ``jobs.lean.LeanWorker``, is held against RQ's ``SimpleWorker``.
+The recommended worker, ``jobs.worker.LeanWorker``, is held against RQ's ``SimpleWorker``.
 """
 
 from __future__ import annotations
@@ -44,13 +44,13 @@ class Worker:
 
 RQ_SIMPLE = Worker("RQ SimpleWorker", "rq.SimpleWorker", ledger=False)
 JOBS_SIMPLE = Worker("jobs SimpleWorker", "jobs.worker.SimpleWorker", ledger=True)
-LEAN = Worker("jobs LeanWorker", "jobs.lean.LeanWorker", ledger=True)
+LEAN = Worker("jobs LeanWorker", "jobs.worker.LeanWorker", ledger=True)
 RQ_FORKING = Worker("RQ Worker (fork)", "rq.Worker", ledger=False, forking=True)
 JOBS_FORKING = Worker("jobs Worker (fork)", "jobs.worker.Worker", ledger=True, forking=True)
 #: PostgreSQL only: the recommended worker with the ledger's commits not waiting for the WAL flush.
 LEAN_ASYNC = Worker(
     "jobs LeanWorker, LEDGER_ASYNC_COMMIT",
-    "jobs.lean.LeanWorker",
+    "jobs.worker.LeanWorker",
     ledger=True,
     jobs_settings='{"LEDGER_ASYNC_COMMIT": true}',
 )

@@ -82,7 +82,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--jobs", type=int, default=20_000)
     parser.add_argument("--enqueuers", type=int, default=4)
     parser.add_argument("--kill-every", type=float, default=4.0)
-    parser.add_argument("--worker-class", default="jobs.lean.LeanWorker")
+    parser.add_argument("--worker-class", default="jobs.worker.LeanWorker")
     parser.add_argument("--abandoned-after", type=int, default=10)
     parser.add_argument("--postgres", default=None)
     parser.add_argument("--timeout", type=float, default=3600)
@@ -184,7 +184,7 @@ def detect(env: dict[str, str]) -> None:
     from tests.fault_jobs import hang_first_attempt
 
     create_table()
-    for worker_class in ("jobs.worker.Worker", "jobs.worker.SimpleWorker", "jobs.lean.LeanWorker"):
+    for worker_class in ("jobs.worker.Worker", "jobs.worker.SimpleWorker", "jobs.worker.LeanWorker"):
         record = hang_first_attempt.enqueue(600)
         victim = start_worker(env, worker_class)
         while Job.objects.get(pk=record.pk).status != Status.STARTED:

@@ -5,22 +5,18 @@ from typing import TYPE_CHECKING
 __all__ = ["current_job", "job", "set_progress"]
 
 if TYPE_CHECKING:
-    from .execution import current_job
-    from .progress import set_progress
-    from .registry import job
+    from .context import current_job, set_progress
+    from .decorator import job
 
 
 def __getattr__(name: str):
+    # Lazy, so that ``import jobs`` (INSTALLED_APPS) loads no model before Django's app registry is ready.
     if name == "job":
-        from .registry import job
+        from .decorator import job
 
         return job
-    if name == "set_progress":
-        from .progress import set_progress
+    if name in ("current_job", "set_progress"):
+        from . import context
 
-        return set_progress
-    if name == "current_job":
-        from .execution import current_job
-
-        return current_job
+        return getattr(context, name)
     raise AttributeError(f"module 'jobs' has no attribute {name!r}")

@@ -95,18 +95,17 @@ def check_queues(app_configs: Any = None, **kwargs: Any) -> list:
 
 @register(Tags.compatibility)
 def check_worker_class(app_configs: Any = None, **kwargs: Any) -> list:
-    from .worker import LedgerWorkerMixin
-
     configured = (getattr(settings, "RQ", None) or {}).get("WORKER_CLASS")
     try:
         worker_class = import_string(configured) if isinstance(configured, str) else configured
     except ImportError as exc:
         return [Error(f"RQ['WORKER_CLASS'] cannot be imported: {exc}.", id="jobs.E006")]
-    if not (isinstance(worker_class, type) and issubclass(worker_class, LedgerWorkerMixin)):
+    # A mark read from the class: the top of the app never imports the worker side.
+    if not (isinstance(worker_class, type) and getattr(worker_class, "records_in_ledger", False)):
         return [
             Warning(
                 "manage.py rqworker does not use a `jobs` worker class.",
-                hint="Set RQ = {'WORKER_CLASS': 'jobs.worker.Worker'} (or 'jobs.worker.SimpleWorker'), "
+                hint="Set RQ = {'WORKER_CLASS': 'jobs.worker.LeanWorker'} (or 'jobs.worker.Worker'), "
                 "or pass --worker-class; other workers unpickle payloads and do not run the relay.",
                 id="jobs.W003",
             )

@@ -82,12 +82,6 @@ class _JobsSettings:
         except KeyError:
             raise AttributeError(f"JOBS has no setting {name!r}") from None
 
-    def as_dict(self) -> dict[str, Any]:
-        return dict(_merged())
-
-    def user_keys(self) -> set[str]:
-        return set((getattr(settings, "JOBS", None) or {}).keys())
-
 
 jobs_settings = _JobsSettings()
 

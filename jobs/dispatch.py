@@ -1,8 +1,7 @@
-"""Pushing job records to their RQ queues, and the relay for records that could not be pushed."""
+"""Pushing job records to their RQ queues, or leaving them to the relay when Redis cannot take them."""
 
 from __future__ import annotations
 
-import contextlib
 import logging
 from collections import defaultdict
 from collections.abc import Iterator, Sequence
@@ -17,9 +16,10 @@ from rq import Queue, Retry
 from rq.job import Job as RQJob
 from rq.serializers import JSONSerializer
 
-from . import connection, keys, retention
+from . import connection
 from .conf import jobs_settings
 from .exceptions import JobNotRegistered
+from .intervals import failure_ttl
 from .models import Job
 from .options import JobOptions
 from .registry import resolve
@@ -27,7 +27,7 @@ from .registry import resolve
 logger = logging.getLogger("jobs")
 
 #: The function every RQ job of this app calls; it runs the registered job named in its arguments.
-RUNNER = "jobs.execution.run_job"
+RUNNER = "jobs.worker.execution.run_job"
 
 
 def push(records: Sequence[Job], options: JobOptions | None = None) -> None:
@@ -97,7 +97,7 @@ def _add_to_pipeline(queue: Queue, record: Job, pipe: Pipeline, options: JobOpti
         args=[str(record.pk), record.function, record.args, record.kwargs, record._state.db or "default"],
         timeout=record.timeout,
         result_ttl=jobs_settings.RQ_RESULT_TTL,
-        failure_ttl=retention.failure_ttl(),
+        failure_ttl=failure_ttl(),
         description=f"{record.function} [{record.pk}]",
         job_id=str(record.pk),
         retry=Retry(max=len(intervals), interval=intervals) if intervals else None,
@@ -158,33 +158,3 @@ def delete_rq_jobs(records: Sequence[Job]) -> None:
             for rq_job in rq_jobs:
                 rq_job.delete(pipeline=pipe)
             pipe.execute()
-
-
-def relay(limit: int = 500, using: str | None = None) -> int:
-    """Push records whose dispatch failed at commit time; returns how many were pushed.
-
-    A Redis lock keeps two workers from pushing the same records at once.
-    """
-    alias = using or router.db_for_write(Job)
-    pending = list(Job.objects.using(alias).undispatched().order_by("undispatched_since")[:limit])
-    if not pending:
-        return 0
-    redis = connection.get_connection(pending[0].queue)
-    lock = redis.lock(keys.relay_lock(), timeout=60, blocking=False)
-    if not lock.acquire():
-        return 0
-    try:
-        # Rows may have been pushed by another relay between the read and the lock.
-        pending = list(Job.objects.using(alias).undispatched().filter(pk__in=[r.pk for r in pending]))
-        # A record that ran before (retried from the admin, rescued by the reaper) may still have its old
-        # RQ job in RQ's failed or started registry: it goes, so that RQ's tools show the new run only.
-        ran_before = [record for record in pending if record.attempts]
-        if ran_before:
-            delete_rq_jobs(ran_before)
-        push(pending)
-        Job.objects.using(alias).filter(pk__in=[r.pk for r in pending]).update(undispatched_since=None)
-    finally:
-        with contextlib.suppress(RedisError):
-            lock.release()
-    logger.info("Relayed %d job(s) to Redis", len(pending))
-    return len(pending)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import functools
 import uuid
 from collections.abc import Mapping, Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from django.conf import settings
 from django.db import IntegrityError, router, transaction
@@ -16,7 +16,9 @@ from .codec import encode_arguments
 from .dispatch import dispatch
 from .exceptions import InvalidJobDefinition, JobsError
 from .models import Job, Status
-from .registry import JobFunction
+
+if TYPE_CHECKING:
+    from .decorator import JobFunction
 
 
 def enqueue(job_function: JobFunction, args: Sequence[Any], kwargs: Mapping[str, Any]) -> Job:

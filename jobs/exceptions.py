@@ -31,6 +31,15 @@ class JobAbandoned(JobsError):
     """The worker running a job died or was stopped before the job ended (recorded, never raised)."""
 
 
+def qualified_name(cls: type) -> str:
+    """The dotted path of an exception class, as a job's record names the error it failed with."""
+    return f"{cls.__module__}.{cls.__qualname__}"
+
+
+#: The error class recorded for an attempt whose worker died or was stopped mid-job.
+ABANDONED = qualified_name(JobAbandoned)
+
+
 class InvalidCacheDefinition(JobsError, ValueError):
     """A ``@cached`` or ``@cache_view`` decorator is given options that cannot work."""
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import random
+import re
 from collections.abc import Callable, Sequence
 from datetime import datetime, timedelta
 from typing import Any, Literal
@@ -15,6 +16,27 @@ from .exceptions import InvalidJobDefinition
 
 Backoff = Literal["exponential", "fixed"] | Sequence[int]
 UniqueKey = str | Callable[..., str] | None
+
+UNITS = {"s": 1, "m": 60, "h": 3600}
+_FORMAT = re.compile(r"^\s*(\d+)\s*/\s*(\d*)\s*([smh])\s*$")
+
+
+@dataclasses.dataclass(frozen=True)
+class RateLimit:
+    """At most ``count`` runs per ``seconds``."""
+
+    count: int
+    seconds: int
+
+    @classmethod
+    def parse(cls, text: str) -> RateLimit:
+        """``"10/s"``, ``"100/m"``, ``"1000/h"``, or with a number of units: ``"5/10s"``."""
+        match = _FORMAT.match(text) if isinstance(text, str) else None
+        if match is None or int(match[1]) < 1 or match[2] == "0":
+            raise InvalidJobDefinition(
+                f"rate_limit must look like '10/s', '100/m', '1000/h' or '5/10s' (a count >= 1), not {text!r}"
+            )
+        return cls(count=int(match[1]), seconds=int(match[2] or 1) * UNITS[match[3]])
 
 
 @dataclasses.dataclass(frozen=True)
@@ -142,8 +164,6 @@ class JobOptions:
 
 
 def _check_rate_limit(rate_limit: str | None, rate_key: Any) -> None:
-    from .ratelimit import RateLimit
-
     if rate_limit is not None:
         RateLimit.parse(rate_limit)
     if rate_key is not None:

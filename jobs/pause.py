@@ -1,12 +1,11 @@
 """Pausing a queue: its jobs stay queued and `jobs` workers stop taking from it until it is resumed.
 
 A paused queue is one Redis key (``keys.paused_queue``) on the queue's own Redis. Workers read the
-paused set at most once a second (``PausedQueues``), never once per job.
+paused set at most once a second (``jobs.worker.pause``), never once per job.
 """
 
 from __future__ import annotations
 
-import time
 from collections.abc import Iterable
 
 from django.conf import settings
@@ -15,9 +14,6 @@ from redis import Redis
 
 from . import connection, keys
 from .exceptions import InvalidJobDefinition
-
-#: Seconds a worker trusts what it last read of the paused queues.
-CHECK_INTERVAL = 1.0
 
 
 def _check(queue: str) -> None:
@@ -41,11 +37,6 @@ def resume(queue: str) -> bool:
     return bool(connection.get_connection(queue).delete(keys.paused_queue(queue)))
 
 
-def is_paused(queue: str) -> bool:
-    _check(queue)
-    return bool(connection.get_connection(queue).exists(keys.paused_queue(queue)))
-
-
 def paused(queues: Iterable[str]) -> set[str]:
     """Which of ``queues`` are paused: one round trip per Redis server."""
     by_connection: dict[int, tuple[Redis, list[str]]] = {}
@@ -57,18 +48,3 @@ def paused(queues: Iterable[str]) -> set[str]:
         values = redis.mget([keys.paused_queue(name) for name in names])
         found.update(name for name, value in zip(names, values, strict=True) if value is not None)
     return found
-
-
-class PausedQueues:
-    """What a worker knows of the paused queues, read again when older than ``CHECK_INTERVAL``."""
-
-    def __init__(self, queue_names: list[str]) -> None:
-        self.queue_names = queue_names
-        self._paused: set[str] = set()
-        self._read_at = float("-inf")
-
-    def current(self) -> set[str]:
-        if time.monotonic() - self._read_at >= CHECK_INTERVAL:
-            self._paused = paused(self.queue_names)
-            self._read_at = time.monotonic()
-        return self._paused

@@ -10,7 +10,7 @@ urlpatterns = [
     path("demo/retry", views.retry, name="demo-retry"),
     path("demo/jobs/<uuid:job_id>", views.status, name="demo-status"),
     path("demo/slow", cache_demo.slow, name="demo-slow"),
-    path("jobs/", include("jobs.urls")),
+    path("jobs/", include("jobs.api.urls")),
     path("django-rq/", include("django_rq.urls")),
     path("admin/", admin.site.urls),
 ]

@@ -10,8 +10,8 @@ from django.shortcuts import get_object_or_404, render
 from django.urls import reverse
 from django.views.decorators.http import require_GET
 
+from jobs.api.serializers import job_as_dict
 from jobs.models import Job
-from jobs.serialize import job_as_dict
 
 from . import jobs
 

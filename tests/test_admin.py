@@ -18,8 +18,9 @@ from rq.registry import CanceledJobRegistry
 from rq.serializers import JSONSerializer
 
 from jobs import connection as jobs_connection
-from jobs.dispatch import push, relay
+from jobs.dispatch import push
 from jobs.models import FailedAttempt, Job, Status
+from jobs.upkeep.relay import relay
 from tests import jobs
 from tests.helpers import run_worker, staff_user
 
@@ -245,7 +246,7 @@ def test_a_double_submit_retries_once(operator):
 
 @pytest.mark.django_db(transaction=True)
 def test_concurrent_retries_of_the_same_jobs_change_each_row_once():
-    from jobs import operations
+    from jobs.admin import operations
 
     records = [make(Status.FAILED) for _ in range(20)]
     barrier = threading.Barrier(4)
@@ -355,7 +356,7 @@ def test_a_retried_job_runs_again_through_a_real_worker_and_keeps_its_history(cl
 def test_a_job_that_fails_again_after_a_retry_is_failed_with_both_attempts():
     job = jobs.boom.enqueue("again")
     run_worker()
-    from jobs import operations
+    from jobs.admin import operations
 
     operations.retry(Job.objects.filter(pk=job.pk))
     run_worker()
@@ -444,7 +445,7 @@ def test_cancel_button_and_its_permission(client, db):
 def test_a_cancelled_job_never_runs(tmp_path):
     marker = tmp_path / "ran"
     job = jobs.touch.enqueue(str(marker))
-    from jobs import operations
+    from jobs.admin import operations
 
     operations.cancel(Job.objects.filter(pk=job.pk))
     run_worker()

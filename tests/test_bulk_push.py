@@ -79,7 +79,7 @@ def test_the_relay_pushes_many_records_one_by_one_with_their_own_options(redis):
 
 def test_a_batch_runs_to_the_end_on_a_real_worker():
     records = jobs.add.enqueue_many([(n, 1) for n in range(30)])
-    run_worker("--worker-class", "jobs.lean.LeanWorker", queues=("default",))
+    run_worker("--worker-class", "jobs.worker.LeanWorker", queues=("default",))
     results = dict(Job.objects.filter(status=Status.FINISHED).values_list("pk", "result"))
     assert results == {r.pk: r.args[0] + 1 for r in records}
 

@@ -3,7 +3,7 @@
 import pytest
 from django.contrib.auth.models import Permission, User
 
-from jobs import dashboard
+from jobs.admin import figures as dashboard
 from jobs.cache import stats
 from tests import cache_functions as fns
 

@@ -8,7 +8,7 @@ from django.test.utils import CaptureQueriesContext
 from django.urls import reverse
 from django.utils import timezone
 
-from jobs import dashboard
+from jobs.admin import figures as dashboard
 from jobs.dispatch import push
 from jobs.models import FailedAttempt, Job, Status
 from tests import jobs

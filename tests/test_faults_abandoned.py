@@ -21,7 +21,7 @@ from tests.helpers import WorkerProcess, run_worker, wait_for
 
 pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.slow]
 
-WORKER_CLASSES = ["jobs.worker.Worker", "jobs.worker.SimpleWorker", "jobs.lean.LeanWorker"]
+WORKER_CLASSES = ["jobs.worker.Worker", "jobs.worker.SimpleWorker", "jobs.worker.LeanWorker"]
 FAST = {"ABANDONED_AFTER": 6}
 ABANDONED = f"{JobAbandoned.__module__}.{JobAbandoned.__qualname__}"
 

@@ -56,7 +56,7 @@ def test_redis_restart_with_aof_keeps_queued_jobs_and_the_worker_reconnects(clie
     tag = uuid.uuid4().hex[:8]
     queued = [fault_jobs.count_run.enqueue(f"{tag}-{n}") for n in range(10)]
     worker = WorkerProcess(
-        "--worker-class", "jobs.lean.LeanWorker", queues=("high",), REDIS_URL=aof_redis.url
+        "--worker-class", "jobs.worker.LeanWorker", queues=("high",), REDIS_URL=aof_redis.url
     )
     with worker:
         probe = fault_jobs.count_run.using(queue="high").enqueue(f"{tag}-before")

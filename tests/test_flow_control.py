@@ -10,11 +10,13 @@ from django.utils import timezone
 from rq.registry import ScheduledJobRegistry
 
 from jobs import connection as jobs_connection
-from jobs import job, pause, ratelimit
+from jobs import job, pause
 from jobs.dispatch import push
 from jobs.exceptions import InvalidJobDefinition
 from jobs.models import FailedAttempt, Job, Status
-from jobs.retention import prune
+from jobs.options import RateLimit
+from jobs.upkeep.retention import prune
+from jobs.worker import ratelimit
 from tests import fault_jobs, jobs
 from tests.helpers import WorkerProcess, run_worker, wait_for
 
@@ -44,9 +46,9 @@ def test_a_rate_key_that_cannot_key_the_call_is_refused_at_enqueue():
 
 
 def test_the_window_is_shared_and_slides(redis):
-    limit = ratelimit.RateLimit.parse("2/s")
-    assert limit == ratelimit.RateLimit(count=2, seconds=1)
-    assert ratelimit.RateLimit.parse("5/10s") == ratelimit.RateLimit(count=5, seconds=10)
+    limit = RateLimit.parse("2/s")
+    assert limit == RateLimit(count=2, seconds=1)
+    assert RateLimit.parse("5/10s") == RateLimit(count=5, seconds=10)
     waits = [ratelimit.acquire(redis, "f", "*", limit, str(n)) for n in range(3)]
     assert waits[:2] == [0, 0]
     assert 0 < waits[2] <= 1
@@ -74,7 +76,7 @@ def test_per_key_limit_holds_one_customer_back_not_the_other():
     first_a = fault_jobs.per_customer.enqueue("a", 1)
     second_a = fault_jobs.per_customer.enqueue("a", 2)
     first_b = fault_jobs.per_customer.enqueue("b", 1)
-    run_worker("--worker-class", "jobs.lean.LeanWorker", queues=("default",))
+    run_worker("--worker-class", "jobs.worker.LeanWorker", queues=("default",))
     statuses = {r.pk: Job.objects.get(pk=r.pk) for r in (first_a, second_a, first_b)}
     assert statuses[first_a.pk].status == Status.FINISHED
     assert statuses[first_b.pk].status == Status.FINISHED

@@ -1,4 +1,4 @@
-"""The lean worker, run as ``manage.py rqworker --worker-class jobs.lean.LeanWorker``: the ledger's
+"""The lean worker, run as ``manage.py rqworker --worker-class jobs.worker.LeanWorker``: the ledger's
 story is the same as with RQ's workers, and RQ and django-rq still read its queues right."""
 
 import datetime
@@ -16,14 +16,14 @@ from rq.suspension import resume, suspend
 from jobs import connection as jobs_connection
 from jobs import job
 from jobs.dispatch import push
-from jobs.lean import LeanWorker
 from jobs.models import Job, Status
+from jobs.worker import LeanWorker
 from tests import jobs
 from tests.helpers import WorkerProcess, run_worker, wait_for
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
-LEAN = ("--worker-class", "jobs.lean.LeanWorker")
+LEAN = ("--worker-class", "jobs.worker.LeanWorker")
 
 
 @job
@@ -214,6 +214,6 @@ def test_sends_far_fewer_redis_commands_than_the_ledgers_rq_based_worker(redis):
         return sum(v["calls"] for k, v in stats.items() if k not in {"cmdstat_config|resetstat"})
 
     simple = commands_for("jobs.worker.SimpleWorker")
-    lean = commands_for("jobs.lean.LeanWorker")
+    lean = commands_for("jobs.worker.LeanWorker")
     assert lean < 0.6 * simple, (lean, simple)
     assert Job.objects.finished().count() == 40

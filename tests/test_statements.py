@@ -11,9 +11,8 @@ from django.test.utils import CaptureQueriesContext
 from django.utils import timezone
 
 from jobs import statements
-from jobs.lean import LeanWorker
 from jobs.models import Job, Status
-from jobs.worker import SimpleWorker
+from jobs.worker import LeanWorker, SimpleWorker
 from tests import jobs
 
 pytestmark = pytest.mark.django_db(transaction=True)

@@ -7,7 +7,7 @@ from typing import Any
 from django.core.management.base import BaseCommand, CommandParser
 from django.db import DEFAULT_DB_ALIAS
 
-from jobs.retention import prune
+from jobs.upkeep.retention import prune
 
 
 class Command(BaseCommand):

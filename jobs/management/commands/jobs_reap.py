@@ -12,7 +12,7 @@ from django.core.management.base import BaseCommand, CommandError, CommandParser
 from django.db import DEFAULT_DB_ALIAS
 from redis.exceptions import RedisError
 
-from jobs.reaper import reap
+from jobs.upkeep.reaper import reap
 
 
 class Command(BaseCommand):

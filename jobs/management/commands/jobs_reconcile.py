@@ -13,8 +13,8 @@ from django.core.management.base import BaseCommand, CommandError, CommandParser
 from django.db import DEFAULT_DB_ALIAS
 from redis.exceptions import RedisError
 
-from jobs.reaper import reap
-from jobs.reconcile import reconcile
+from jobs.upkeep.reaper import reap
+from jobs.upkeep.reconcile import reconcile
 
 
 class Command(BaseCommand):

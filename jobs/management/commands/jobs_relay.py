@@ -13,8 +13,8 @@ from django.core.management.base import BaseCommand, CommandError, CommandParser
 from django.db import DEFAULT_DB_ALIAS
 from redis.exceptions import RedisError
 
-from jobs.dispatch import relay
 from jobs.models import Job
+from jobs.upkeep.relay import relay
 
 
 def positive_int(value: str) -> int:

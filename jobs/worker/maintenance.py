@@ -15,8 +15,9 @@ from dataclasses import dataclass
 from django.db import DatabaseError, connections
 from redis.exceptions import RedisError
 
-from . import connection, dispatch, keys, liveness, reaper, reconcile, retention
-from .conf import jobs_settings
+from .. import connection, intervals, keys
+from ..conf import jobs_settings
+from ..upkeep import reaper, reconcile, relay, retention
 
 logger = logging.getLogger("jobs")
 
@@ -43,8 +44,8 @@ def _prune() -> None:
 
 TASKS = (
     # The reaper first: it must see a dead worker's expired entries before RQ's own registry cleanup.
-    Task("reaper", liveness.reap_interval, reaper.reap),
-    Task("relay", lambda: jobs_settings.RELAY_INTERVAL, dispatch.relay),
+    Task("reaper", intervals.reap_interval, reaper.reap),
+    Task("relay", lambda: jobs_settings.RELAY_INTERVAL, relay.relay),
     Task("reconciler", lambda: jobs_settings.RECONCILE_INTERVAL, reconcile.reconcile),
     Task("retention", lambda: jobs_settings.PRUNE_INTERVAL, _prune),
 )

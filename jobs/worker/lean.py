@@ -34,8 +34,8 @@ from rq.job import Job as RQJob
 from rq.utils import now, utcformat
 from rq.worker import WorkerStatus
 
-from .dispatch import RUNNER
-from .worker import LedgerWorkerMixin, _WorkerBase
+from ..dispatch import RUNNER
+from .base import LedgerWorkerMixin, _WorkerBase
 
 
 class LeanExecutionMixin(_WorkerBase):

@@ -11,10 +11,10 @@ from django.http import HttpRequest, JsonResponse
 from django.shortcuts import get_object_or_404
 from django.views.decorators.http import require_GET, require_http_methods
 
-from .exceptions import JobNotRegistered, JobsError
-from .models import Job, Status
-from .registry import resolve
-from .serialize import job_as_dict
+from ..exceptions import JobNotRegistered, JobsError
+from ..models import Job, Status
+from ..registry import resolve
+from .serializers import job_as_dict
 
 MAX_LIMIT = 500
 

@@ -6,7 +6,6 @@ On the happy path the ledger costs two statements: the claiming UPDATE and the f
 from __future__ import annotations
 
 import contextlib
-import contextvars
 import logging
 import traceback as tb
 from typing import Any
@@ -14,26 +13,17 @@ from typing import Any
 from django.db import close_old_connections
 from rq import get_current_job
 
-from . import signals
-from .codec import decode_arguments, encode
-from .dispatch import RUNNER
-from .exceptions import ArgumentNotSerializable, JobNotRegistered, JobsError
-from .models import Job
-from .registry import resolve
+from .. import context, signals
+from ..codec import decode_arguments, encode
+from ..dispatch import RUNNER
+from ..exceptions import ABANDONED, ArgumentNotSerializable, JobNotRegistered, JobsError, qualified_name
+from ..models import Job
+from ..registry import resolve
 
 logger = logging.getLogger("jobs")
 
-_current: contextvars.ContextVar[Job | None] = contextvars.ContextVar("jobs_current", default=None)
-
-ABANDONED = "jobs.exceptions.JobAbandoned"
-
 #: Errors that no retry can mend: the job fails at once whatever attempts it has left.
 PERMANENT_ERRORS = (JobNotRegistered, ArgumentNotSerializable, LookupError)
-
-
-def current_job() -> Job | None:
-    """The record of the job running in this context, or None outside a job."""
-    return _current.get()
 
 
 def preload(rq_job: Any) -> None:
@@ -61,7 +51,7 @@ def _run(job_id: str, function: str, args: list, kwargs: dict, alias: str) -> No
     if not record.mark_started(worker_name=(rq_job.worker_name or "") if rq_job else ""):
         logger.info("Job %s is no longer waiting (cancelled or already run); skipped", job_id)
         return
-    token = _current.set(record)
+    token = context.running(record)
     try:
         signals.job_started.send(sender=Job, job=record)
         target = resolve(function)
@@ -71,7 +61,7 @@ def _run(job_id: str, function: str, args: list, kwargs: dict, alias: str) -> No
         _record_failure(record, rq_job, exc)
         raise
     finally:
-        _current.reset(token)
+        context.done(token)
     record.mark_finished(_encode_result(function, value))
     signals.job_finished.send(sender=Job, job=record)
 
@@ -82,7 +72,7 @@ def _record_failure(record: Job, rq_job: Any, exc: BaseException) -> None:
         rq_job.retries_left = 0  # RQ then fails the job instead of scheduling a retry.
     retrying = bool(rq_job is not None and rq_job.retries_left and not permanent)
     record.refresh_from_db(fields=["attempts", "started_at", "worker_name"])
-    error_class, message = f"{type(exc).__module__}.{type(exc).__qualname__}", str(exc)
+    error_class, message = qualified_name(type(exc)), str(exc)
     if isinstance(exc, SystemExit | KeyboardInterrupt):
         # A second SIGTERM or SIGINT (RQ's cold shutdown) stopped a non-forking worker in the job.
         error_class, message = ABANDONED, "The worker was stopped at once (cold shutdown) during this job."

@@ -1,7 +1,7 @@
 """Finding jobs whose worker died, and retrying or failing them with the reason.
 
 A record is abandoned when it says ``started`` and RQ's ``StartedJobRegistry`` of its queue holds no
-live execution of it (see ``jobs.liveness``):
+live execution of it (see ``jobs.worker.liveness``):
 
 - an entry whose score has passed belongs to a worker that stopped refreshing it: dead, at once;
 - no entry at all (Redis lost its data, or RQ's own cleanup took the entry): suspect; a live worker
@@ -34,12 +34,11 @@ from rq.job import Job as RQJob
 from rq.job import JobStatus
 from rq.serializers import JSONSerializer
 
-from . import connection, dispatch, keys, liveness, retention
-from .conf import jobs_settings
-from .exceptions import JobNotRegistered
-from .execution import ABANDONED
-from .models import Job, Status
-from .registry import resolve
+from .. import connection, dispatch, intervals, keys
+from ..conf import jobs_settings
+from ..exceptions import ABANDONED, JobNotRegistered
+from ..models import Job, Status
+from ..registry import resolve
 
 logger = logging.getLogger("jobs")
 
@@ -53,7 +52,7 @@ def reap(using: str | None = None, limit: int = 500) -> int:
     started = list(
         Job.objects.using(alias)
         .started()
-        .filter(started_at__lt=now - timedelta(seconds=liveness.entry_ttl()))
+        .filter(started_at__lt=now - timedelta(seconds=intervals.entry_ttl()))
         .order_by("started_at")[:limit]
     )
     redis = connection.get_connection(jobs_settings.DEFAULT_QUEUE)
@@ -88,7 +87,7 @@ def _reap(started: list[Job], lock_redis: Redis) -> int:
                 dead.append((record, found))
     handled = 0
     for record, found in dead:
-        silent_for = now - max(found.values()) + liveness.entry_ttl()
+        silent_for = now - max(found.values()) + intervals.entry_ttl()
         reason = (
             f"The worker {record.worker_name or '(unknown)'} stopped sending heartbeats while running this "
             f"job (killed, or its host lost): no sign of life for {silent_for:.0f}s."
@@ -106,7 +105,7 @@ def _reap_missing(missing: list[Job], redis: Redis, now: float) -> int:
         return 0
     ids = [str(record.pk) for record in missing]
     seen = dict(zip(ids, redis.hmget(suspects_key, ids), strict=True))
-    grace = 2 * liveness.beat_interval()
+    grace = 2 * intervals.beat_interval()
     handled = 0
     fresh: dict[EncodableT, EncodableT] = {}
     for record in missing:
@@ -200,7 +199,7 @@ def _settle_in_redis(pk: Any, alias: str, stale_entries: Sequence[str], retrying
         with queue.connection.pipeline() as pipe:
             rq_job.set_status(JobStatus.FAILED, pipeline=pipe)
             registry = queue.failed_job_registry
-            registry.add(rq_job, ttl=retention.failure_ttl(), exc_string=reason, pipeline=pipe)
+            registry.add(rq_job, ttl=intervals.failure_ttl(), exc_string=reason, pipeline=pipe)
             pipe.execute()
     except RedisError as exc:
         logger.warning("Job %s: could not update Redis after abandoning it: %s", pk, exc)

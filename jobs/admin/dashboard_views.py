@@ -10,7 +10,7 @@ from django.http import HttpRequest, HttpResponse, JsonResponse
 from django.template.response import TemplateResponse
 from django.utils.translation import gettext
 
-from . import dashboard
+from . import figures
 
 #: Seconds between two refreshes of the page's sections.
 REFRESH_SECONDS = 5
@@ -18,8 +18,8 @@ REFRESH_SECONDS = 5
 
 def page(request: HttpRequest, site: AdminSite, opts: Any) -> HttpResponse:
     """The whole page, or with ``?partial=1`` only its sections (what the page's script fetches)."""
-    data = dashboard.snapshot()
-    sections = [{"section": section, "data": data[section.name]} for section in dashboard.SECTIONS]
+    data = figures.snapshot()
+    sections = [{"section": section, "data": data[section.name]} for section in figures.SECTIONS]
     context = {
         **site.each_context(request),
         "opts": opts,
@@ -33,4 +33,4 @@ def page(request: HttpRequest, site: AdminSite, opts: Any) -> HttpResponse:
 
 def data(request: HttpRequest) -> HttpResponse:
     """Every section's figures as JSON, for scripts and monitoring."""
-    return JsonResponse(dashboard.snapshot(), encoder=DjangoJSONEncoder)
+    return JsonResponse(figures.snapshot(), encoder=DjangoJSONEncoder)

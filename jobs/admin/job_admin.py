@@ -25,9 +25,10 @@ from django.utils.translation import gettext_lazy as _
 from django.views.decorators.http import require_POST
 from redis.exceptions import RedisError
 
-from . import admin_dashboard, operations, pause
-from .admin_display import duration_text, pretty_json, progress_bar, status_badge, traceback_block
-from .models import WAITING, Dashboard, FailedAttempt, Job, Status
+from .. import pause
+from ..models import WAITING, Dashboard, FailedAttempt, Job, Status
+from . import dashboard_views, operations
+from .display import duration_text, pretty_json, progress_bar, status_badge, traceback_block
 
 
 def _user_id(request: HttpRequest) -> Any:
@@ -387,12 +388,12 @@ class DashboardAdmin(admin.ModelAdmin):
     def changelist_view(self, request: HttpRequest, extra_context: dict | None = None) -> HttpResponse:
         if not self.has_view_permission(request):
             raise PermissionDenied
-        return admin_dashboard.page(request, self.admin_site, self.opts)
+        return dashboard_views.page(request, self.admin_site, self.opts)
 
     def data_view(self, request: HttpRequest) -> HttpResponse:
         if not self.has_view_permission(request):
             raise PermissionDenied
-        return admin_dashboard.data(request)
+        return dashboard_views.data(request)
 
     def pause_view(self, request: HttpRequest, queue: str) -> HttpResponse:
         return self._set_paused(request, queue, paused=True)

@@ -12,7 +12,7 @@ from typing import Any
 from django.utils.html import format_html
 from django.utils.safestring import SafeString
 
-from .models import Status
+from ..models import Status
 
 STATUS_COLOURS: dict[str, str] = {
     Status.QUEUED: "#417690",

@@ -5,7 +5,7 @@ counts as abandoned. RQ refreshes that score only from a forking worker's monito
 90 s of slack; a non-forking worker does not refresh it at all while a job runs. The ``jobs`` workers
 keep it within ``ABANDONED_AFTER`` instead: the entry is written with a TTL of half that bound and a
 thread of the worker process refreshes it (and the worker's own key) a few times per TTL. A worker that
-is killed stops refreshing, its entry's score passes, and the reaper (``jobs.reaper``) acts on the job.
+is killed stops refreshing, its entry's score passes, and the reaper (``jobs.upkeep.reaper``) acts on the job.
 
 The thread only runs a pipeline every few seconds while a job is running; it adds nothing per job.
 """
@@ -13,7 +13,6 @@ The thread only runs a pipeline every few seconds while a job is running; it add
 from __future__ import annotations
 
 import logging
-import math
 import threading
 import time
 from dataclasses import dataclass
@@ -21,24 +20,9 @@ from dataclasses import dataclass
 from redis import ConnectionPool, Redis
 from redis.exceptions import RedisError
 
-from .conf import jobs_settings
+from ..intervals import beat_interval, entry_ttl
 
 logger = logging.getLogger("jobs")
-
-
-def entry_ttl() -> int:
-    """Seconds a running job's registry entry stays live without a refresh."""
-    return max(1, math.ceil(jobs_settings.ABANDONED_AFTER / 2))
-
-
-def beat_interval() -> float:
-    """Seconds between two refreshes: four per TTL, so a slow moment does not look like a death."""
-    return entry_ttl() / 4
-
-
-def reap_interval() -> float:
-    """Seconds between two passes of the reaper, so that detection stays within ABANDONED_AFTER."""
-    return max(0.5, jobs_settings.ABANDONED_AFTER / 6)
 
 
 @dataclass(frozen=True)

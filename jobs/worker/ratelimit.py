@@ -8,18 +8,16 @@ for the moment the window has room (so workers need ``--with-scheduler``).
 
 from __future__ import annotations
 
-import re
-from dataclasses import dataclass
 from typing import Any
 
 from redis import Redis
 
-from . import keys
-from .codec import decode_arguments
-from .exceptions import InvalidJobDefinition, JobsError
-
-UNITS = {"s": 1, "m": 60, "h": 3600}
-_FORMAT = re.compile(r"^\s*(\d+)\s*/\s*(\d*)\s*([smh])\s*$")
+from ..codec import decode_arguments
+from ..dispatch import RUNNER
+from ..exceptions import JobsError
+from ..keys import rate_limit as rate_limit_key
+from ..options import RateLimit
+from ..registry import resolve
 
 # A sliding window log: the start times (ms, Redis's clock) of the runs in the last window.
 # Returns 0 when a run may start now (and records it), else the milliseconds until one may.
@@ -39,29 +37,11 @@ return math.max(1, tonumber(oldest[2]) + window - now_ms)
 """
 
 
-@dataclass(frozen=True)
-class RateLimit:
-    """At most ``count`` runs per ``seconds``."""
-
-    count: int
-    seconds: int
-
-    @classmethod
-    def parse(cls, text: str) -> RateLimit:
-        """``"10/s"``, ``"100/m"``, ``"1000/h"``, or with a number of units: ``"5/10s"``."""
-        match = _FORMAT.match(text) if isinstance(text, str) else None
-        if match is None or int(match[1]) < 1 or match[2] == "0":
-            raise InvalidJobDefinition(
-                f"rate_limit must look like '10/s', '100/m', '1000/h' or '5/10s' (a count >= 1), not {text!r}"
-            )
-        return cls(count=int(match[1]), seconds=int(match[2] or 1) * UNITS[match[3]])
-
-
 def acquire(redis: Redis, function: str, bucket: str, limit: RateLimit, member: str) -> float:
     """Take one run from the window; returns 0 if the run may start now, else seconds to wait."""
     script = redis.register_script(_SCRIPT)
     wait_ms = script(
-        keys=[keys.rate_limit(function, bucket)], args=[limit.seconds * 1000, limit.count, member]
+        keys=[rate_limit_key(function, bucket)], args=[limit.seconds * 1000, limit.count, member]
     )
     return int(wait_ms) / 1000
 
@@ -71,9 +51,6 @@ def wait_before(rq_job: Any, redis: Redis) -> float:
 
     Free for a job whose function has no rate limit: no Redis command, no database query.
     """
-    from .dispatch import RUNNER
-    from .registry import resolve
-
     if rq_job.func_name != RUNNER:
         return 0
     job_id, function, args, kwargs = rq_job.args[:4]

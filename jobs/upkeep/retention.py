@@ -15,21 +15,13 @@ from datetime import timedelta
 from django.db import router
 from django.utils import timezone
 
-from .conf import jobs_settings
-from .models import Job, Status
+from ..conf import jobs_settings
+from ..models import Job, Status
 
 logger = logging.getLogger("jobs")
 
-#: RQ needs a number: "never" is ten years.
-NEVER = 10 * 365 * 24 * 3600
 BATCH = 1000
 DONE = (Status.FINISHED, Status.CANCELLED)
-
-
-def failure_ttl() -> int:
-    """Seconds RQ keeps a failed job, the same as the ledger keeps its record."""
-    retain = jobs_settings.RETAIN_FAILED
-    return int(retain) if retain else NEVER
 
 
 @dataclass

@@ -19,11 +19,13 @@ from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 from rq.serializers import JSONSerializer
 
-from . import execution, liveness, pause, ratelimit, reaper
-from .conf import jobs_settings
+from .. import intervals
+from ..conf import jobs_settings
+from ..upkeep import reaper
+from . import execution, liveness, ratelimit
 from .liveness import Heartbeat
 from .maintenance import Maintenance
-from .pause import PausedQueues
+from .pause import CHECK_INTERVAL, PausedQueues
 
 logger = logging.getLogger("jobs")
 
@@ -38,9 +40,12 @@ else:
 
 class LedgerWorkerMixin(_WorkerBase):
     """What every `jobs` worker adds to RQ's: a JSON serializer it cannot be talked out of, no database
-    connection carried across a fork, its running job kept live for the reaper (``jobs.liveness``),
-    periodic maintenance (``jobs.maintenance``), paused queues and rate limits respected, and a Redis
+    connection carried across a fork, its running job kept live for the reaper (``jobs.worker.liveness``),
+    periodic maintenance (``jobs.worker.maintenance``), paused queues and rate limits respected, and a Redis
     outage waited out rather than ending the worker."""
+
+    #: What the ``jobs.W003`` system check looks for on ``RQ["WORKER_CLASS"]``.
+    records_in_ledger = True
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         kwargs["serializer"] = JSONSerializer
@@ -55,7 +60,7 @@ class LedgerWorkerMixin(_WorkerBase):
     @property
     def dequeue_timeout(self) -> int:
         # Wake up while idle often enough for the relay and the reaper.
-        wake = min(jobs_settings.RELAY_INTERVAL, liveness.reap_interval())
+        wake = min(jobs_settings.RELAY_INTERVAL, intervals.reap_interval())
         return max(1, min(super().dequeue_timeout, int(wake)))
 
     @property
@@ -70,7 +75,7 @@ class LedgerWorkerMixin(_WorkerBase):
     # A running job's liveness.
 
     def get_heartbeat_ttl(self, job: rq.job.Job) -> int:
-        return min(super().get_heartbeat_ttl(job), liveness.entry_ttl())
+        return min(super().get_heartbeat_ttl(job), intervals.entry_ttl())
 
     def prepare_execution(self, job: rq.job.Job) -> Any:
         execution = super().prepare_execution(job)
@@ -121,7 +126,7 @@ class LedgerWorkerMixin(_WorkerBase):
             if timeout is None:
                 return None  # burst: every queue is paused, nothing to take
             self.procline("All queues paused")
-            time.sleep(pause.CHECK_INTERVAL)
+            time.sleep(CHECK_INTERVAL)
             self.heartbeat()
             if self.should_run_maintenance_tasks:
                 self.run_maintenance_tasks()

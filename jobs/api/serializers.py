@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from .models import Job
+from ..models import Job
 
 
 def _iso(value: Any) -> str | None:

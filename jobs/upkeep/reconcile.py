@@ -5,7 +5,7 @@ A record waits (queued, scheduled, retrying) while RQ holds a job of the same id
 scheduled, deferred or started. When that job is gone, or RQ has ended it while the record still waits
 (a worker lost its database before it could claim the record, say), nobody will ever run the record: it
 is pushed again and the reason logged. Records still waiting for the relay, and records younger than
-``RELAY_GRACE``, are left alone. Started records that Redis lost are the reaper's (``jobs.reaper``).
+``RELAY_GRACE``, are left alone. Started records that Redis lost are the reaper's (``jobs.upkeep.reaper``).
 
 A worker that dies between taking a job from its queue and starting it leaves the job in RQ's
 intermediate list, where RQ's own cleanup finds it only every ten minutes: the reconciler applies RQ's
@@ -25,9 +25,9 @@ from django.utils import timezone
 from redis.exceptions import RedisError
 from rq.job import JobStatus
 
-from . import connection, dispatch, keys
-from .conf import jobs_settings
-from .models import Job
+from .. import connection, dispatch, keys
+from ..conf import jobs_settings
+from ..models import Job
 
 logger = logging.getLogger("jobs")
 

@@ -1,10 +1,27 @@
-"""Progress reported from inside a running job."""
+"""The job running in this context, and the progress it reports: the API that job code calls."""
 
 from __future__ import annotations
 
+import contextvars
+
 from .exceptions import JobsError
-from .execution import current_job
 from .models import Job
+
+_current: contextvars.ContextVar[Job | None] = contextvars.ContextVar("jobs_current", default=None)
+
+
+def current_job() -> Job | None:
+    """The record of the job running in this context, or None outside a job."""
+    return _current.get()
+
+
+def running(record: Job) -> contextvars.Token[Job | None]:
+    """Make ``record`` the current job (the worker calls this around a run); returns the reset token."""
+    return _current.set(record)
+
+
+def done(token: contextvars.Token[Job | None]) -> None:
+    _current.reset(token)
 
 
 def set_progress(percent: float, message: str = "") -> bool:

@@ -18,8 +18,8 @@ from django.utils import timezone
 from redis.exceptions import RedisError
 from rq.exceptions import InvalidJobOperation
 
-from .dispatch import delete_rq_jobs, dispatch, rq_jobs_of
-from .models import WAITING, Job, Status
+from ..dispatch import delete_rq_jobs, dispatch, rq_jobs_of
+from ..models import WAITING, Job, Status
 
 logger = logging.getLogger("jobs")
 

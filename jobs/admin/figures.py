@@ -27,8 +27,11 @@ from redis.exceptions import RedisError
 from rq.registry import FailedJobRegistry, FinishedJobRegistry, ScheduledJobRegistry, StartedJobRegistry
 from rq.serializers import JSONSerializer
 
-from . import connection, pause
-from .models import FailedAttempt, Job, Status
+from .. import connection, pause
+from ..cache import stats
+from ..cache.store import ERRORS
+from ..exceptions import JobsConfigurationError
+from ..models import FailedAttempt, Job, Status
 
 #: Minutes of history in the throughput chart.
 HISTORY_MINUTES = 60
@@ -201,10 +204,6 @@ def summary() -> dict[str, Any]:
 
 def cache() -> dict[str, Any]:
     """Hits, misses, stale serves, refreshes and errors of the cache decorators, per namespace (Redis)."""
-    from .cache import stats
-    from .cache.store import ERRORS
-    from .exceptions import JobsConfigurationError
-
     try:
         counts = stats.read()
     except (*ERRORS, JobsConfigurationError) as exc:

@@ -1,0 +1,94 @@
+"""The ``@job`` decorator: a function registered as a job, with its options and its ``enqueue()``."""
+
+from __future__ import annotations
+
+import functools
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from typing import TYPE_CHECKING, Any, Generic, ParamSpec, TypeVar, overload
+
+from . import enqueue as _enqueue
+from . import registry
+from .exceptions import InvalidJobDefinition
+from .options import JobOptions
+
+if TYPE_CHECKING:
+    from .models import Job
+
+P = ParamSpec("P")
+R = TypeVar("R")
+
+
+class JobFunction(Generic[P, R]):
+    """A function registered as a job. Calling it runs it here; ``enqueue()`` runs it on a worker."""
+
+    def __init__(self, func: Callable[P, R], name: str, options: JobOptions) -> None:
+        self.func = func
+        self.name = name
+        self.options = options
+        functools.update_wrapper(self, func)
+
+    def __call__(self, *args: P.args, **kwargs: P.kwargs) -> R:
+        return self.func(*args, **kwargs)
+
+    def __repr__(self) -> str:
+        return f"<JobFunction {self.name}>"
+
+    def using(self, **options: Any) -> JobFunction[P, R]:
+        """The same job with some options changed, for one enqueue: ``send.using(delay=60).enqueue(...)``."""
+        return JobFunction(self.func, self.name, self.options.replace(**options))
+
+    def enqueue(self, *args: P.args, **kwargs: P.kwargs) -> Job:
+        """Record the job and push it to its queue when the current transaction commits."""
+        self.options.rate_bucket_for(args, kwargs)  # a rate_key that cannot key this call fails here
+        return _enqueue.enqueue(self, args, kwargs)
+
+    def enqueue_many(
+        self, calls: Iterable[Sequence[Any] | tuple[Sequence[Any], Mapping[str, Any]]]
+    ) -> list[Job]:
+        """Record many jobs in one statement and push them in one pipeline.
+
+        Each call is a sequence of positional arguments, or an ``(args, kwargs)`` pair.
+        """
+        split = [_split_call(call) for call in calls]
+        for args, kwargs in split:
+            self.options.rate_bucket_for(args, dict(kwargs))
+        return _enqueue.enqueue_many(self, split)
+
+
+def _split_call(call: Any) -> tuple[Sequence[Any], Mapping[str, Any]]:
+    if (
+        isinstance(call, tuple)
+        and len(call) == 2
+        and isinstance(call[0], list | tuple)
+        and isinstance(call[1], Mapping)
+    ):
+        return call[0], call[1]
+    if isinstance(call, list | tuple):
+        return call, {}
+    raise InvalidJobDefinition(
+        "each call given to enqueue_many() must be a list of arguments or an (args, kwargs) pair, "
+        f"not {call!r}"
+    )
+
+
+@overload
+def job(func: Callable[P, R], /) -> JobFunction[P, R]: ...
+@overload
+def job(*, name: str | None = None, **options: Any) -> Callable[[Callable[P, R]], JobFunction[P, R]]: ...
+
+
+def job(func: Callable[..., Any] | None = None, /, *, name: str | None = None, **options: Any) -> Any:
+    """Register a function as a job: ``@job`` or ``@job(queue="mail", max_attempts=5)``."""
+    job_options = JobOptions().replace(**options)
+
+    def register(f: Callable[P, R]) -> JobFunction[P, R]:
+        if not callable(f) or isinstance(f, JobFunction):
+            raise InvalidJobDefinition(f"@job decorates a plain function, not {f!r}")
+        if "<locals>" in f.__qualname__ or f.__name__ == "<lambda>":
+            raise InvalidJobDefinition(
+                f"{f.__qualname__} is not importable by a worker: define job functions at module level"
+            )
+        job_name = name or f"{f.__module__}.{f.__qualname__}"
+        return registry.register(JobFunction(f, job_name, job_options))
+
+    return register(func) if func is not None else register

@@ -1,0 +1,11 @@
+"""What runs inside ``manage.py rqworker``: the worker classes, running and recording a job, liveness,
+rate limits, paused queues and the maintenance tick.
+
+Set ``RQ = {"WORKER_CLASS": "jobs.worker.LeanWorker"}`` (recommended), ``"jobs.worker.Worker"``
+(forking) or ``"jobs.worker.SimpleWorker"``.
+"""
+
+from .base import LedgerWorkerMixin, SimpleWorker, Worker
+from .lean import LeanWorker
+
+__all__ = ["LeanWorker", "LedgerWorkerMixin", "SimpleWorker", "Worker"]
