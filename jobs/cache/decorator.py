@@ -14,8 +14,10 @@ from django.db import DatabaseError
 from django.db import models as db_models
 
 from ..conf import jobs_settings
-from ..exceptions import InvalidCacheDefinition
+from ..exceptions import ArgumentNotSerializable, InvalidCacheDefinition
 from . import keys, stats
+from .invalidation import watch_model
+from .refresh import refresh_entry, refreshable
 from .store import ERRORS, FRESH, MISSING, CacheStore, release, store
 
 logger = logging.getLogger("jobs")
@@ -54,8 +56,6 @@ def tag_function(tags: Tags) -> Callable[..., Iterable[str]]:
 
 
 def model_tags(watched: Sequence[type[db_models.Model]], alias: str | None) -> tuple[str, ...]:
-    from .invalidation import watch_model
-
     tags = []
     for model in watched:
         if not (isinstance(model, type) and issubclass(model, db_models.Model)):
@@ -134,6 +134,8 @@ class CachedFunction(CachePolicy, Generic[P, R]):
                 f"{func.__qualname__}: stale-while-revalidate refreshes on a worker, which imports the "
                 "function: define it at module level"
             )
+        if "<locals>" not in func.__qualname__:
+            refreshable[self.target] = self
         signature = inspect.signature(func)
         self._signature = signature
         params = signature.parameters.values()
@@ -225,9 +227,6 @@ class CachedFunction(CachePolicy, Generic[P, R]):
 
     def _refresh_later(self, cache: CacheStore, key: str, args: Any, kwargs: Any) -> None:
         """Enqueue one refresh job for a stale entry, however many callers see it stale."""
-        from ..exceptions import ArgumentNotSerializable
-        from .refresh import refresh_entry
-
         try:
             if not cache.claim_refresh(key):
                 return

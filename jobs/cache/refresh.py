@@ -6,9 +6,12 @@ from typing import Any
 
 from django.utils.module_loading import import_string
 
-from ..registry import job
+from ..decorator import job
 from . import keys
 from .stats import flush
+
+#: The ``@cached`` functions that serve stale entries, by dotted path: what a refresh job may run.
+refreshable: dict[str, Any] = {}
 
 
 def _one_per_call(target: str, args: list, kwargs: dict) -> str:
@@ -18,13 +21,12 @@ def _one_per_call(target: str, args: list, kwargs: dict) -> str:
 @job(unique_key=_one_per_call)
 def refresh_entry(target: str, args: list, kwargs: dict) -> None:
     """Compute ``target(*args, **kwargs)`` again and store it; ``target`` is a ``@cached`` function."""
-    from .decorator import CachedFunction
-
     try:
-        function: Any = import_string(target)
+        import_string(target)  # registers the function, if its module was not imported in this process
     except ImportError as exc:
         raise LookupError(f"{target!r} cannot be imported: {exc}") from exc
-    if not isinstance(function, CachedFunction):
+    function = refreshable.get(target)
+    if function is None:
         raise LookupError(f"{target!r} is not a @cached function")
     try:
         function.refresh(*args, **kwargs)

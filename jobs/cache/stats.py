@@ -18,6 +18,7 @@ from redis.exceptions import RedisError
 
 from .. import keys
 from ..conf import jobs_settings
+from .store import store
 
 KINDS = ("hits", "misses", "stale", "refreshes", "errors")
 
@@ -48,8 +49,6 @@ def flush() -> bool:
         _pending.clear()
     if not taken:
         return True
-    from .store import store
-
     try:
         client = store().client()
         with client.pipeline(transaction=False) as pipe:
@@ -66,8 +65,6 @@ def flush() -> bool:
 
 def read() -> dict[str, dict[str, int]]:
     """Counts per namespace since the last ``reset()``, from every process that flushed (this one first)."""
-    from .store import store
-
     flush()
     client = store().client()
     namespaces = sorted(_text(n) for n in client.smembers(keys.cache_namespaces()))
@@ -83,8 +80,6 @@ def read() -> dict[str, dict[str, int]]:
 
 def reset() -> None:
     """Forget every count, here and in Redis."""
-    from .store import store
-
     with _lock:
         _pending.clear()
     client = store().client()
