@@ -9,8 +9,9 @@ from django.core.checks import Error, Tags, Warning, register
 from django.utils.module_loading import import_string
 
 from .conf import DEFAULTS, jobs_settings
+from .transport import DJANGO_APP, JSON_SERIALIZER
 
-JSON_SERIALIZERS = {"rq.serializers.JSONSerializer"}
+JSON_SERIALIZERS = {JSON_SERIALIZER}
 NUMERIC_SETTINGS = (
     "REDIS_CONNECT_TIMEOUT",
     "REDIS_SOCKET_TIMEOUT",
@@ -64,9 +65,9 @@ def check_settings(app_configs: Any = None, **kwargs: Any) -> list:
 @register(Tags.compatibility)
 def check_queues(app_configs: Any = None, **kwargs: Any) -> list:
     errors: list = []
-    if "django_rq" not in settings.INSTALLED_APPS:
+    if DJANGO_APP not in settings.INSTALLED_APPS:
         errors.append(
-            Error("'django_rq' must be in INSTALLED_APPS.", hint="Add it before 'jobs'.", id="jobs.E003")
+            Error(f"{DJANGO_APP!r} must be in INSTALLED_APPS.", hint="Add it before 'jobs'.", id="jobs.E003")
         )
     queues = getattr(settings, "RQ_QUEUES", None)
     if not isinstance(queues, dict) or not queues:
@@ -85,7 +86,7 @@ def check_queues(app_configs: Any = None, **kwargs: Any) -> list:
             errors.append(
                 Warning(
                     f"RQ_QUEUES[{name!r}] does not use the JSON serializer.",
-                    hint="Set 'SERIALIZER': 'rq.serializers.JSONSerializer' so django-rq's pages can read "
+                    hint=f"Set 'SERIALIZER': {JSON_SERIALIZER!r} so django-rq's pages can read "
                     "the jobs; this app never unpickles what it reads from Redis.",
                     id="jobs.W002",
                 )

@@ -12,8 +12,9 @@ from django.conf import settings
 from django.utils import timezone
 from redis import Redis
 
-from . import connection, keys
+from . import keys
 from .exceptions import InvalidJobDefinition
+from .transport import connection
 
 
 def _check(queue: str) -> None:

@@ -17,9 +17,9 @@ from rq.job import Job as RQJob
 from rq.registry import CanceledJobRegistry
 from rq.serializers import JSONSerializer
 
-from jobs import connection as jobs_connection
-from jobs.dispatch import push
 from jobs.models import FailedAttempt, Job, Status
+from jobs.transport import connection as jobs_connection
+from jobs.transport.queues import push
 from jobs.upkeep.relay import relay
 from tests import jobs
 from tests.helpers import run_worker, staff_user

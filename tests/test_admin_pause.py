@@ -4,9 +4,9 @@ import pytest
 from django.contrib.admin.models import LogEntry
 from django.test import Client
 
-from jobs import connection as jobs_connection
 from jobs import pause
 from jobs.models import Job, Status
+from jobs.transport import connection as jobs_connection
 from tests import jobs
 from tests.helpers import run_worker, staff_user
 

@@ -1,13 +1,13 @@
-"""A batch pushed to RQ in one go (``jobs.dispatch``) holds, job for job, what RQ's own enqueue writes."""
+"""A batch pushed to RQ in one go (``jobs.transport.queues``) holds, job for job, what RQ's enqueue writes."""
 
 import pytest
 from rq.job import Job as RQJob
 from rq.serializers import JSONSerializer
 
-from jobs import connection as jobs_connection
 from jobs import job
-from jobs.dispatch import push
 from jobs.models import Job, Status
+from jobs.transport import connection as jobs_connection
+from jobs.transport.queues import push
 from tests import jobs
 from tests.helpers import run_worker
 

@@ -6,8 +6,8 @@ import pytest
 from django.core.management import CommandError, call_command
 from django.db import transaction
 
-from jobs import connection as jobs_connection
 from jobs.models import Job
+from jobs.transport import connection as jobs_connection
 from tests import jobs
 
 

@@ -9,8 +9,8 @@ from django.urls import reverse
 from django.utils import timezone
 
 from jobs.admin import figures as dashboard
-from jobs.dispatch import push
 from jobs.models import FailedAttempt, Job, Status
+from jobs.transport.queues import push
 from tests import jobs
 from tests.helpers import WorkerProcess, staff_user, wait_for
 

@@ -10,10 +10,10 @@ import pytest
 from django.db import connections, transaction
 from django.test.utils import CaptureQueriesContext
 
-from jobs import connection as jobs_connection
-from jobs.dispatch import RUNNER
 from jobs.exceptions import ArgumentNotSerializable, InvalidJobDefinition
 from jobs.models import Job, Status
+from jobs.transport import connection as jobs_connection
+from jobs.transport.runner import RUNNER
 from jobs.upkeep.relay import relay
 from tests import jobs
 from tests.helpers import ROOT, worker_env

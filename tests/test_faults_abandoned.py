@@ -13,9 +13,9 @@ import time
 import pytest
 from django.test import override_settings
 
-from jobs import connection as jobs_connection
 from jobs.exceptions import JobAbandoned
 from jobs.models import Status
+from jobs.transport import connection as jobs_connection
 from tests import fault_jobs
 from tests.helpers import WorkerProcess, run_worker, wait_for
 

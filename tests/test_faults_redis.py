@@ -9,8 +9,8 @@ from django.core.management import call_command
 from django.db import transaction
 from django.test import override_settings
 
-from jobs import connection as jobs_connection
 from jobs.models import Job, Status
+from jobs.transport import connection as jobs_connection
 from tests import fault_jobs
 from tests.conftest import _redis_settings
 from tests.helpers import WorkerProcess, run_worker, wait_for

@@ -10,9 +10,9 @@ import pytest
 from django.core.management import call_command
 from django.db import connection
 
-from jobs import connection as jobs_connection
 from jobs import pause
 from jobs.models import Status
+from jobs.transport import connection as jobs_connection
 from tests import fault_jobs, jobs
 from tests.helpers import WorkerProcess, run_worker, wait_for
 

@@ -9,12 +9,12 @@ from django.test import override_settings
 from django.utils import timezone
 from rq.registry import ScheduledJobRegistry
 
-from jobs import connection as jobs_connection
 from jobs import job, pause
-from jobs.dispatch import push
 from jobs.exceptions import InvalidJobDefinition
 from jobs.models import FailedAttempt, Job, Status
 from jobs.options import RateLimit
+from jobs.transport import connection as jobs_connection
+from jobs.transport.queues import push
 from jobs.upkeep.retention import prune
 from jobs.worker import ratelimit
 from tests import fault_jobs, jobs

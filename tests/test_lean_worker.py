@@ -13,10 +13,10 @@ from rq.registry import StartedJobRegistry
 from rq.serializers import JSONSerializer
 from rq.suspension import resume, suspend
 
-from jobs import connection as jobs_connection
 from jobs import job
-from jobs.dispatch import push
 from jobs.models import Job, Status
+from jobs.transport import connection as jobs_connection
+from jobs.transport.queues import push
 from jobs.worker import LeanWorker
 from tests import jobs
 from tests.helpers import WorkerProcess, run_worker, wait_for

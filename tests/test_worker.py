@@ -9,9 +9,9 @@ from django.contrib.auth.models import User
 from django.db import connection
 from django.utils import timezone
 
-from jobs import connection as jobs_connection
-from jobs.dispatch import push
 from jobs.models import Job, Status
+from jobs.transport import connection as jobs_connection
+from jobs.transport.queues import push
 from tests import jobs
 from tests.helpers import WorkerProcess, run_worker, wait_for
 

@@ -16,7 +16,6 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-import rq
 from django.conf import settings
 from django.db.models import Count, Q
 from django.db.models.functions import Coalesce, TruncMinute
@@ -24,24 +23,16 @@ from django.utils import timezone
 from django.utils.functional import Promise
 from django.utils.translation import gettext_lazy as _
 from redis.exceptions import RedisError
-from rq.registry import FailedJobRegistry, FinishedJobRegistry, ScheduledJobRegistry, StartedJobRegistry
-from rq.serializers import JSONSerializer
 
-from .. import connection, pause
+from .. import pause
 from ..cache import stats
 from ..cache.store import ERRORS
 from ..exceptions import JobsConfigurationError
 from ..models import FailedAttempt, Job, Status
+from ..transport import queues as transport
 
 #: Minutes of history in the throughput chart.
 HISTORY_MINUTES = 60
-#: RQ's registries counted for each queue, besides the queue itself.
-RQ_REGISTRIES = {
-    "scheduled": ScheduledJobRegistry,
-    "started": StartedJobRegistry,
-    "failed": FailedJobRegistry,
-    "finished": FinishedJobRegistry,
-}
 
 
 def queue_names() -> list[str]:
@@ -56,13 +47,7 @@ def redis_queue_counts() -> dict[str, Any]:
     counts: dict[str, dict[str, int]] = {}
     try:
         for name in queue_names():
-            queue = connection.get_queue(name)
-            with queue.connection.pipeline(transaction=False) as pipe:
-                pipe.llen(queue.key)
-                for registry_class in RQ_REGISTRIES.values():
-                    pipe.zcard(registry_class(queue=queue).key)
-                values = pipe.execute()
-            counts[name] = dict(zip(["queued", *RQ_REGISTRIES], values, strict=True))
+            counts[name] = transport.counts(name)
     except RedisError as exc:
         return {"error": str(exc), "counts": {}}
     return {"error": None, "counts": counts}
@@ -105,28 +90,8 @@ def queues() -> list[dict[str, Any]]:
 
 def workers() -> dict[str, Any]:
     """The workers RQ knows of, on every Redis that holds a queue (one listing per Redis server)."""
-    found: list[dict[str, Any]] = []
-    seen: set[tuple] = set()
     try:
-        for name in queue_names():
-            redis = connection.get_connection(name)
-            kwargs = redis.connection_pool.connection_kwargs
-            server = (kwargs.get("host"), kwargs.get("port"), kwargs.get("path"), kwargs.get("db"))
-            if server in seen:
-                continue
-            seen.add(server)
-            for worker in rq.Worker.all(connection=redis, serializer=JSONSerializer):
-                found.append(
-                    {
-                        "name": worker.name,
-                        "queues": worker.queue_names(),
-                        "state": worker.get_state(),
-                        "current_job": worker.get_current_job_id(),
-                        "last_heartbeat": worker.last_heartbeat,
-                        "successful": worker.successful_job_count,
-                        "failed": worker.failed_job_count,
-                    }
-                )
+        found = transport.workers(queue_names())
     except RedisError as exc:
         return {"error": str(exc), "workers": []}
     return {"error": None, "workers": sorted(found, key=lambda w: w["name"])}

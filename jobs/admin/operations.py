@@ -16,10 +16,10 @@ from django.db import transaction
 from django.db.models import QuerySet
 from django.utils import timezone
 from redis.exceptions import RedisError
-from rq.exceptions import InvalidJobOperation
 
-from ..dispatch import delete_rq_jobs, dispatch, rq_jobs_of
+from ..dispatch import dispatch
 from ..models import WAITING, Job, Status
+from ..transport import queues
 
 logger = logging.getLogger("jobs")
 
@@ -62,7 +62,7 @@ def retry(queryset: QuerySet[Job], user: Any = None) -> Outcome:
     if not outcome.changed:
         return outcome
     try:
-        delete_rq_jobs(outcome.changed)
+        queues.delete(outcome.changed)
     except RedisError as exc:
         logger.warning("Could not remove RQ's failed jobs before a retry: %s", exc)
     dispatch(outcome.changed)
@@ -79,7 +79,7 @@ def cancel(queryset: QuerySet[Job]) -> Outcome:
     outcome = _transition(queryset, WAITING, {"status": Status.CANCELLED, "finished_at": timezone.now()})
     if outcome.changed:
         try:
-            _cancel_rq_jobs(outcome.changed)
+            queues.cancel(outcome.changed)
         except RedisError as exc:
             logger.warning("Could not cancel RQ's jobs (the records are cancelled): %s", exc)
     return outcome
@@ -89,7 +89,7 @@ def forget(records: Sequence[Job]) -> None:
     """Delete what RQ keeps of deleted records that no worker is running. Never raises."""
     idle = [record for record in records if record.status != Status.STARTED]
     try:
-        delete_rq_jobs(idle)
+        queues.delete(idle)
     except RedisError as exc:
         logger.warning("Could not delete RQ's jobs of deleted records: %s", exc)
 
@@ -113,14 +113,3 @@ def _transition(queryset: QuerySet[Job], allowed: Iterable[str], fields: dict[st
 def _chunks(items: list) -> Iterator[list]:
     for start in range(0, len(items), CHUNK):
         yield items[start : start + CHUNK]
-
-
-def _cancel_rq_jobs(records: Sequence[Job]) -> None:
-    for redis, rq_jobs in rq_jobs_of(records):
-        with redis.pipeline() as pipe:
-            for rq_job in rq_jobs:
-                try:
-                    rq_job.cancel(pipeline=pipe)
-                except InvalidJobOperation:
-                    continue  # already cancelled in RQ
-            pipe.execute()

@@ -29,16 +29,14 @@ from django.utils import timezone
 from redis import Redis
 from redis.exceptions import RedisError
 from redis.typing import EncodableT
-from rq.exceptions import NoSuchJobError
-from rq.job import Job as RQJob
-from rq.job import JobStatus
-from rq.serializers import JSONSerializer
 
-from .. import connection, dispatch, intervals, keys
+from .. import dispatch, intervals, keys
 from ..conf import jobs_settings
 from ..exceptions import ABANDONED, JobNotRegistered
 from ..models import Job, Status
 from ..registry import resolve
+from ..transport import connection, queues
+from ..transport.runner import Call
 
 logger = logging.getLogger("jobs")
 
@@ -74,11 +72,7 @@ def _reap(started: list[Job], lock_redis: Redis) -> int:
     dead: list[tuple[Job, dict[str, float]]] = []
     missing: list[Job] = []
     for queue_name, records in by_queue.items():
-        registry = connection.get_queue(queue_name).started_job_registry
-        entries: dict[str, dict[str, float]] = defaultdict(dict)
-        for entry, score in registry.connection.zrange(registry.key, 0, -1, withscores=True):
-            entry = entry.decode()
-            entries[entry.partition(":")[0]][entry] = score
+        entries = queues.started_entries(queue_name)
         for record in records:
             found = entries.get(str(record.pk))
             if not found:
@@ -184,35 +178,25 @@ def _retry_delay(record: Job) -> int:
 def _settle_in_redis(pk: Any, alias: str, stale_entries: Sequence[str], retrying: bool, reason: str) -> None:
     """Take the dead execution out of RQ's registry, then push the job again or file it as failed."""
     record = Job.objects.using(alias).get(pk=pk)
-    queue = connection.get_queue(record.queue)
-    registry = queue.started_job_registry
     try:
         if stale_entries:
-            registry.connection.zrem(registry.key, *stale_entries)
+            queues.remove_started_entries(record.queue, stale_entries)
         if retrying:
             dispatch.dispatch([record])
             return
-        try:
-            rq_job = RQJob.fetch(str(pk), connection=queue.connection, serializer=JSONSerializer)
-        except NoSuchJobError:  # gone with Redis's data: nothing to file
-            return
-        with queue.connection.pipeline() as pipe:
-            rq_job.set_status(JobStatus.FAILED, pipeline=pipe)
-            registry = queue.failed_job_registry
-            registry.add(rq_job, ttl=intervals.failure_ttl(), exc_string=reason, pipeline=pipe)
-            pipe.execute()
+        queues.file_as_failed(record.queue, str(pk), reason)
     except RedisError as exc:
         logger.warning("Job %s: could not update Redis after abandoning it: %s", pk, exc)
 
 
-def horse_killed(rq_job: RQJob, ret_val: int | None) -> None:
-    """A forking worker saw its work horse die mid-job: record it now; RQ retries or fails the job."""
-    if rq_job.func_name != dispatch.RUNNER:
+def horse_killed(call: Call | None, ret_val: int | None, retrying: bool) -> None:
+    """A forking worker saw its work horse die mid-job: record it now; RQ retries or fails the job
+    (``retrying`` says which)."""
+    if call is None:
         return
-    job_id, alias = rq_job.args[0], rq_job.args[4]
-    record = Job.objects.using(alias).started().filter(pk=job_id).first()
+    record = Job.objects.using(call.alias).started().filter(pk=call.job_id).first()
     if record is None:
         return
     how = f"by signal {os.WTERMSIG(ret_val)}" if ret_val and os.WIFSIGNALED(ret_val) else f"with {ret_val}"
     reason = f"The work horse running this job on {record.worker_name} ended {how} (killed, out of memory?)."
-    abandon(record, reason, retrying=bool(rq_job.should_retry))
+    abandon(record, reason, retrying=retrying)

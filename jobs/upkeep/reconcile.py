@@ -16,28 +16,20 @@ from __future__ import annotations
 
 import contextlib
 import logging
-from collections import defaultdict
 from datetime import timedelta
 
 from django.conf import settings
 from django.db import router
 from django.utils import timezone
 from redis.exceptions import RedisError
-from rq.job import JobStatus
 
-from .. import connection, dispatch, keys
+from .. import dispatch, keys
 from ..conf import jobs_settings
 from ..models import Job
+from ..transport import connection, queues
 
 logger = logging.getLogger("jobs")
 
-#: RQ states in which a job will still run.
-ALIVE = {
-    JobStatus.QUEUED.value,
-    JobStatus.SCHEDULED.value,
-    JobStatus.DEFERRED.value,
-    JobStatus.STARTED.value,
-}
 BATCH = 500
 
 
@@ -62,20 +54,7 @@ def _reconcile(alias: str) -> int:
 def _rescue_intermediate(alias: str) -> int:
     """Jobs a worker moved to RQ's intermediate list and died before starting: RQ's own rule (seen
     there, not started, for over a minute) without waiting for RQ's ten-minute registry cleanup."""
-    stuck = []
-    for name in settings.RQ_QUEUES:
-        queue = connection.get_queue(name)
-        intermediate = queue.intermediate_queue
-        job_ids = intermediate.get_job_ids()
-        if not job_ids:
-            continue
-        started = set(queue.started_job_registry.get_job_ids(cleanup=False))
-        for job_id in job_ids:
-            if job_id in started or intermediate.set_first_seen(job_id):
-                continue
-            if intermediate.should_be_cleaned_up(job_id):
-                intermediate.remove(job_id)
-                stuck.append(job_id)
+    stuck = queues.take_stuck(settings.RQ_QUEUES)
     return _push_again(alias, stuck, "taken from Redis by a worker that died before starting them")
 
 
@@ -109,25 +88,7 @@ def _rescue_lost(alias: str) -> int:
         if not batch:
             return pushed
         last = batch[-1][0]
-        lost = _lost_in_redis(batch)
+        lost = queues.will_not_run(batch)
         if lost:
             why = "unknown to Redis (its data was lost, or their run ended before the record was claimed)"
             pushed += _push_again(alias, lost, why)
-
-
-def _lost_in_redis(batch: list[tuple[object, str]]) -> list[object]:
-    """The ids, among ``batch``, whose RQ job is missing or will not run: one pipeline per queue."""
-    by_queue: dict[str, list[object]] = defaultdict(list)
-    for pk, queue_name in batch:
-        by_queue[queue_name].append(pk)
-    lost = []
-    for queue_name, pks in by_queue.items():
-        queue = connection.get_queue(queue_name)
-        with queue.connection.pipeline(transaction=False) as pipe:
-            for pk in pks:
-                pipe.hget(queue.job_class.key_for(str(pk)), "status")
-            statuses = pipe.execute()
-        lost += [
-            pk for pk, status in zip(pks, statuses, strict=True) if (status or b"").decode() not in ALIVE
-        ]
-    return lost

@@ -8,9 +8,9 @@ import logging
 from django.db import router
 from redis.exceptions import RedisError
 
-from .. import connection, keys
-from ..dispatch import delete_rq_jobs, push
+from .. import keys
 from ..models import Job
+from ..transport import connection, queues
 
 logger = logging.getLogger("jobs")
 
@@ -35,8 +35,8 @@ def relay(limit: int = 500, using: str | None = None) -> int:
         # RQ job in RQ's failed or started registry: it goes, so that RQ's tools show the new run only.
         ran_before = [record for record in pending if record.attempts]
         if ran_before:
-            delete_rq_jobs(ran_before)
-        push(pending)
+            queues.delete(ran_before)
+        queues.push(pending)
         Job.objects.using(alias).filter(pk__in=[r.pk for r in pending]).update(undispatched_since=None)
     finally:
         with contextlib.suppress(RedisError):

@@ -11,14 +11,14 @@ import traceback as tb
 from typing import Any
 
 from django.db import close_old_connections
-from rq import get_current_job
 
 from .. import context, signals
 from ..codec import decode_arguments, encode
-from ..dispatch import RUNNER
 from ..exceptions import ABANDONED, ArgumentNotSerializable, JobNotRegistered, JobsError, qualified_name
 from ..models import Job
 from ..registry import resolve
+from ..transport.runner import Call
+from ..transport.worker import current_rq_job
 
 logger = logging.getLogger("jobs")
 
@@ -26,17 +26,17 @@ logger = logging.getLogger("jobs")
 PERMANENT_ERRORS = (JobNotRegistered, ArgumentNotSerializable, LookupError)
 
 
-def preload(rq_job: Any) -> None:
+def preload(call: Call | None) -> None:
     """Import a job's function now, in a forking worker's parent, so that the work horses it forks
     inherit the module instead of each importing it again."""
-    if rq_job.func_name != RUNNER:
+    if call is None:
         return
     with contextlib.suppress(JobsError):
-        resolve(rq_job.args[1])
+        resolve(call.function)
 
 
 def run_job(job_id: str, function: str, args: list, kwargs: dict, alias: str = "default") -> None:
-    """The entry point of every RQ job pushed by `jobs` (see ``dispatch.RUNNER``)."""
+    """The entry point of every RQ job pushed by `jobs` (see ``transport.runner.RUNNER``)."""
     close_old_connections()
     try:
         _run(job_id, function, args, kwargs, alias)
@@ -45,7 +45,7 @@ def run_job(job_id: str, function: str, args: list, kwargs: dict, alias: str = "
 
 
 def _run(job_id: str, function: str, args: list, kwargs: dict, alias: str) -> None:
-    rq_job = get_current_job()
+    rq_job = current_rq_job()
     # Not read from the database: the other fields are deferred and load only if the job asks for them.
     record = Job.from_db(alias, ["id", "function"], [job_id, function])
     if not record.mark_started(worker_name=(rq_job.worker_name or "") if rq_job else ""):

@@ -15,24 +15,14 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from dataclasses import dataclass
 
 from redis import ConnectionPool, Redis
 from redis.exceptions import RedisError
 
 from ..intervals import beat_interval, entry_ttl
+from ..transport.worker import Running
 
 logger = logging.getLogger("jobs")
-
-
-@dataclass(frozen=True)
-class Running:
-    """The Redis keys that say a job is running: its registry entry and the worker's key."""
-
-    registry_key: str
-    entry: str  # "<job id>:<execution id>", RQ's composite key
-    execution_key: str
-    worker_key: str
 
 
 class Heartbeat:

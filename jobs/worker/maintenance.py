@@ -15,8 +15,9 @@ from dataclasses import dataclass
 from django.db import DatabaseError, connections
 from redis.exceptions import RedisError
 
-from .. import connection, intervals, keys
+from .. import intervals, keys
 from ..conf import jobs_settings
+from ..transport import connection
 from ..upkeep import reaper, reconcile, relay, retention
 
 logger = logging.getLogger("jobs")

@@ -8,16 +8,14 @@ for the moment the window has room (so workers need ``--with-scheduler``).
 
 from __future__ import annotations
 
-from typing import Any
-
 from redis import Redis
 
 from ..codec import decode_arguments
-from ..dispatch import RUNNER
 from ..exceptions import JobsError
 from ..keys import rate_limit as rate_limit_key
 from ..options import RateLimit
 from ..registry import resolve
+from ..transport.runner import Call
 
 # A sliding window log: the start times (ms, Redis's clock) of the runs in the last window.
 # Returns 0 when a run may start now (and records it), else the milliseconds until one may.
@@ -46,14 +44,14 @@ def acquire(redis: Redis, function: str, bucket: str, limit: RateLimit, member: 
     return int(wait_ms) / 1000
 
 
-def wait_before(rq_job: Any, redis: Redis) -> float:
-    """Seconds a dequeued RQ job must wait for its function's rate limit; 0 when it may run now.
+def wait_before(call: Call | None, redis: Redis) -> float:
+    """Seconds a dequeued job must wait for its function's rate limit; 0 when it may run now.
 
     Free for a job whose function has no rate limit: no Redis command, no database query.
     """
-    if rq_job.func_name != RUNNER:
+    if call is None:
         return 0
-    job_id, function, args, kwargs = rq_job.args[:4]
+    job_id, function, args, kwargs = call.job_id, call.function, call.args, call.kwargs
     try:
         options = resolve(function).options
     except JobsError:

@@ -12,7 +12,7 @@ from redis import Redis
 from rq import Queue
 from rq.serializers import JSONSerializer
 
-from .conf import jobs_settings
+from ..conf import jobs_settings
 
 
 @functools.cache

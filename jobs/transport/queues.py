@@ -1,0 +1,290 @@
+"""What `jobs` does to RQ's queues: push records, cancel or delete their RQ jobs, and read what Redis holds.
+
+Every function takes records, ids and queue names, and raises ``RedisError`` when Redis cannot be
+reached; the callers decide what an outage means for the ledger.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from collections.abc import Iterable, Iterator, Sequence
+from datetime import datetime, timedelta
+from typing import Any
+
+import rq
+from django.utils import timezone
+from redis import Redis
+from redis.client import Pipeline
+from rq import Queue, Retry
+from rq.exceptions import InvalidJobOperation, NoSuchJobError
+from rq.job import Job as RQJob
+from rq.job import JobStatus
+from rq.registry import FailedJobRegistry, FinishedJobRegistry, ScheduledJobRegistry, StartedJobRegistry
+from rq.serializers import JSONSerializer
+
+from ..conf import jobs_settings
+from ..exceptions import JobNotRegistered
+from ..intervals import failure_ttl
+from ..models import Job
+from ..options import JobOptions
+from ..registry import resolve
+from . import connection
+from .runner import RUNNER, runner_args
+
+#: RQ states in which a job will still run.
+ALIVE = {
+    JobStatus.QUEUED.value,
+    JobStatus.SCHEDULED.value,
+    JobStatus.DEFERRED.value,
+    JobStatus.STARTED.value,
+}
+#: RQ's registries counted for each queue, besides the queue itself.
+REGISTRIES = {
+    "scheduled": ScheduledJobRegistry,
+    "started": StartedJobRegistry,
+    "failed": FailedJobRegistry,
+    "finished": FinishedJobRegistry,
+}
+
+
+# Pushing records.
+
+
+def push(records: Sequence[Job], options: JobOptions | None = None) -> None:
+    """Push records to Redis, one pipeline per queue. Raises ``RedisError`` when Redis cannot be reached.
+
+    ``options`` are those the records were enqueued with; without them (the relay, a retry from the
+    admin) each record's job function is looked up in the registry for its backoff.
+    """
+    by_queue: dict[str, list[Job]] = defaultdict(list)
+    for record in records:
+        by_queue[record.queue].append(record)
+    for queue_name, queued in by_queue.items():
+        queue = connection.get_queue(queue_name)
+        with queue.connection.pipeline() as pipe:
+            if options is not None and len(queued) > 1 and not any(_later(r) for r in queued):
+                _add_batch_to_pipeline(queue, queued, pipe, options)
+            else:
+                for record in queued:
+                    _add_to_pipeline(queue, record, pipe, options or _registered_options(record))
+            pipe.execute()
+
+
+def _later(record: Job) -> bool:
+    return record.scheduled_for is not None and record.scheduled_for > timezone.now()
+
+
+def _add_batch_to_pipeline(queue: Queue, records: Sequence[Job], pipe: Pipeline, options: JobOptions) -> None:
+    """Push many records of one job function at once: the first takes RQ's whole enqueue path, and its
+    RQ job, with only its id, arguments, description and retries changed, is saved for each of the
+    others (one HSET each), whose ids are then pushed to the queue with one command.
+
+    This is what RQ's ``enqueue_job`` writes for each of them, without its per-job Job construction,
+    status write and queue-set update, which are the same for the whole batch (checked against rq 2.12).
+    """
+    first, *rest = records
+    rq_job = _add_to_pipeline(queue, first, pipe, options)
+    for record in rest:
+        intervals = _retry_intervals(record, options)
+        rq_job.id = str(record.pk)
+        rq_job.args = runner_args(record)
+        rq_job.description = f"{record.function} [{record.pk}]"
+        rq_job.retries_left = len(intervals) if intervals else None
+        rq_job.retry_intervals = intervals or None
+        rq_job.save(pipeline=pipe)
+    ids = [str(record.pk) for record in rest]
+    if ids:
+        (pipe.lpush if options.at_front else pipe.rpush)(queue.key, *ids)
+
+
+def _retry_intervals(record: Job, options: JobOptions) -> list[int]:
+    if record.max_attempts != options.attempts:
+        options = options.replace(max_attempts=record.max_attempts)
+    return options.retry_intervals()[record.attempts :]
+
+
+def _add_to_pipeline(queue: Queue, record: Job, pipe: Pipeline, options: JobOptions) -> RQJob:
+    # Computed per record, so that jobs that fail together do not retry together. A record pushed again
+    # (relay, reaper, reconciler) gets RQ retries only for the attempts it has left.
+    intervals = options.replace(max_attempts=record.max_attempts).retry_intervals()[record.attempts :]
+    rq_job = queue.create_job(
+        RUNNER,
+        args=runner_args(record),
+        timeout=record.timeout,
+        result_ttl=jobs_settings.RQ_RESULT_TTL,
+        failure_ttl=failure_ttl(),
+        description=f"{record.function} [{record.pk}]",
+        job_id=str(record.pk),
+        retry=Retry(max=len(intervals), interval=intervals) if intervals else None,
+    )
+    if record.scheduled_for is not None and record.scheduled_for > timezone.now():
+        return queue.schedule_job(rq_job, _whole_second_after(record.scheduled_for), pipeline=pipe)
+    return queue.enqueue_job(rq_job, pipeline=pipe, at_front=options.at_front)
+
+
+def _whole_second_after(moment: datetime) -> datetime:
+    """RQ's scheduled registry keeps whole seconds: round up, so that a job never starts early."""
+    if moment.microsecond:
+        return moment.replace(microsecond=0) + timedelta(seconds=1)
+    return moment
+
+
+def _registered_options(record: Job) -> JobOptions:
+    try:
+        return resolve(record.function).options
+    except JobNotRegistered:
+        return JobOptions()  # the worker will fail it with a clear error
+
+
+# The RQ jobs of records.
+
+
+def _rq_jobs_of(records: Sequence[Job]) -> Iterator[tuple[Redis, list[RQJob]]]:
+    """RQ's jobs of these records that Redis still holds, one batch per queue's connection."""
+    by_queue: dict[str, list[str]] = defaultdict(list)
+    for record in records:
+        by_queue[record.queue].append(str(record.pk))
+    for queue_name, ids in by_queue.items():
+        redis = connection.get_connection(queue_name)
+        found = RQJob.fetch_many(ids, connection=redis, serializer=JSONSerializer)
+        yield redis, [rq_job for rq_job in found if rq_job is not None]
+
+
+def delete(records: Sequence[Job]) -> None:
+    """Delete RQ's jobs of these records, with their entries in RQ's registries."""
+    for redis, rq_jobs in _rq_jobs_of(records):
+        with redis.pipeline() as pipe:
+            for rq_job in rq_jobs:
+                rq_job.delete(pipeline=pipe)
+            pipe.execute()
+
+
+def cancel(records: Sequence[Job]) -> None:
+    """Move RQ's jobs of these records to RQ's canceled registry, so that RQ's tools agree with the ledger."""
+    for redis, rq_jobs in _rq_jobs_of(records):
+        with redis.pipeline() as pipe:
+            for rq_job in rq_jobs:
+                try:
+                    rq_job.cancel(pipeline=pipe)
+                except InvalidJobOperation:
+                    continue  # already cancelled in RQ
+            pipe.execute()
+
+
+def will_not_run(batch: Iterable[tuple[Any, str]]) -> list[Any]:
+    """The ids, among ``(id, queue name)`` pairs, whose RQ job is missing or will not run: one pipeline
+    per queue."""
+    by_queue: dict[str, list[Any]] = defaultdict(list)
+    for pk, queue_name in batch:
+        by_queue[queue_name].append(pk)
+    lost = []
+    for queue_name, pks in by_queue.items():
+        queue = connection.get_queue(queue_name)
+        with queue.connection.pipeline(transaction=False) as pipe:
+            for pk in pks:
+                pipe.hget(queue.job_class.key_for(str(pk)), "status")
+            statuses = pipe.execute()
+        lost += [
+            pk for pk, status in zip(pks, statuses, strict=True) if (status or b"").decode() not in ALIVE
+        ]
+    return lost
+
+
+def take_stuck(queue_names: Iterable[str]) -> list[str]:
+    """Take out of RQ's intermediate lists the jobs a worker took and died before starting; their ids.
+
+    RQ's own rule (seen there, not started, for over a minute), without waiting for RQ's ten-minute
+    registry cleanup.
+    """
+    stuck = []
+    for name in queue_names:
+        queue = connection.get_queue(name)
+        intermediate = queue.intermediate_queue
+        job_ids = intermediate.get_job_ids()
+        if not job_ids:
+            continue
+        started = set(queue.started_job_registry.get_job_ids(cleanup=False))
+        for job_id in job_ids:
+            if job_id in started or intermediate.set_first_seen(job_id):
+                continue
+            if intermediate.should_be_cleaned_up(job_id):
+                intermediate.remove(job_id)
+                stuck.append(job_id)
+    return stuck
+
+
+# RQ's started and failed registries, for the reaper.
+
+
+def started_entries(queue_name: str) -> dict[str, dict[str, float]]:
+    """The entries of a queue's ``StartedJobRegistry``, by job id: each execution's entry and its score,
+    the time after which it counts as abandoned (see ``jobs.worker.liveness``)."""
+    registry = connection.get_queue(queue_name).started_job_registry
+    entries: dict[str, dict[str, float]] = defaultdict(dict)
+    for entry, score in registry.connection.zrange(registry.key, 0, -1, withscores=True):
+        entry = entry.decode()
+        entries[entry.partition(":")[0]][entry] = score
+    return entries
+
+
+def remove_started_entries(queue_name: str, entries: Sequence[str]) -> None:
+    """Remove dead executions' entries (as ``started_entries`` gives them) from the started registry."""
+    registry = connection.get_queue(queue_name).started_job_registry
+    registry.connection.zrem(registry.key, *entries)
+
+
+def file_as_failed(queue_name: str, job_id: str, reason: str) -> None:
+    """Put a job whose run died in RQ's failed registry with the reason, as RQ does for a failed job.
+
+    Nothing is filed when Redis no longer holds the job.
+    """
+    queue = connection.get_queue(queue_name)
+    try:
+        rq_job = RQJob.fetch(job_id, connection=queue.connection, serializer=JSONSerializer)
+    except NoSuchJobError:  # gone with Redis's data: nothing to file
+        return
+    with queue.connection.pipeline() as pipe:
+        rq_job.set_status(JobStatus.FAILED, pipeline=pipe)
+        registry = queue.failed_job_registry
+        registry.add(rq_job, ttl=failure_ttl(), exc_string=reason, pipeline=pipe)
+        pipe.execute()
+
+
+# Live figures, for the admin dashboard.
+
+
+def counts(queue_name: str) -> dict[str, int]:
+    """What RQ holds of a queue, in one pipeline: its length (``queued``) and the size of each registry."""
+    queue = connection.get_queue(queue_name)
+    with queue.connection.pipeline(transaction=False) as pipe:
+        pipe.llen(queue.key)
+        for registry_class in REGISTRIES.values():
+            pipe.zcard(registry_class(queue=queue).key)
+        values = pipe.execute()
+    return dict(zip(["queued", *REGISTRIES], values, strict=True))
+
+
+def workers(queue_names: Iterable[str]) -> list[dict[str, Any]]:
+    """The workers RQ knows of, on every Redis that holds one of these queues (one listing per server)."""
+    found: list[dict[str, Any]] = []
+    seen: set[tuple] = set()
+    for name in queue_names:
+        redis = connection.get_connection(name)
+        kwargs = redis.connection_pool.connection_kwargs
+        server = (kwargs.get("host"), kwargs.get("port"), kwargs.get("path"), kwargs.get("db"))
+        if server in seen:
+            continue
+        seen.add(server)
+        for worker in rq.Worker.all(connection=redis, serializer=JSONSerializer):
+            found.append(
+                {
+                    "name": worker.name,
+                    "queues": worker.queue_names(),
+                    "state": worker.get_state(),
+                    "current_job": worker.get_current_job_id(),
+                    "last_heartbeat": worker.last_heartbeat,
+                    "successful": worker.successful_job_count,
+                    "failed": worker.failed_job_count,
+                }
+            )
+    return found
