@@ -31,7 +31,7 @@ def test_retry_all_matching_retries_every_match_a_bounded_batch_at_a_time(operat
         batches.append(queryset.count())
         return real_retry(queryset, user=user)
 
-    monkeypatch.setattr(job_admin, "RETRY_BATCH", 3)
+    monkeypatch.setattr(job_admin, "RETRY_BATCH", 3, raising=False)
     monkeypatch.setattr(operations, "retry", counting_retry)
     response = operator.post(f"{LIST}retry-failed/?queue__exact=high")
 
