@@ -1,4 +1,4 @@
-""" "Retry all matching" in the admin works in bounded batches, however many jobs match."""
+"""The admin's "retry all matching" works in bounded batches, however many jobs match."""
 
 import pytest
 
