@@ -59,6 +59,15 @@ def check_settings(app_configs: Any = None, **kwargs: Any) -> list:
                     id="jobs.E020",
                 )
             )
+    bound = jobs_settings.MAX_ARGUMENTS_BYTES
+    if bound is not None and not (isinstance(bound, int) and not isinstance(bound, bool) and bound > 0):
+        errors.append(
+            Error(
+                f"JOBS['MAX_ARGUMENTS_BYTES'] must be a whole number of bytes or None, not {bound!r}.",
+                hint="None accepts arguments of any size.",
+                id="jobs.E070",
+            )
+        )
     return errors
 
 

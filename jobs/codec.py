@@ -4,48 +4,106 @@ Plain JSON values pass through. Datetimes, dates, times, Decimals, UUIDs and sav
 instances are wrapped in a one-key marker object (``{"__jobs__": [type, value]}``); a model
 instance travels by reference and is fetched again in the worker. Anything else is refused
 with an error that names the argument.
+
+What one database stores and another refuses is refused on all of them, so that a job behaves
+the same everywhere: NUL characters and lone surrogates in strings and keys (PostgreSQL's
+``jsonb`` takes neither), values nested deeper than ``MAX_DEPTH``, and arguments whose JSON
+is longer than ``JOBS["MAX_ARGUMENTS_BYTES"]``.
 """
 
 from __future__ import annotations
 
 import datetime
 import decimal
+import json
 import math
+import re
 import uuid
 from typing import Any
 
 from django.apps import apps
 from django.db import models
 
+from .conf import jobs_settings
 from .exceptions import ArgumentNotSerializable
 
 MARKER = "__jobs__"
 
+#: Lists and objects nested deeper than this are refused (the JSON of every database can hold them,
+#: and decoding them cannot exhaust the stack).
+MAX_DEPTH = 64
+
+#: Characters PostgreSQL's jsonb cannot hold: NUL, and halves of a surrogate pair not written as a pair.
+_UNSTORABLE = re.compile("[\x00\ud800-\udfff]")
+
 
 def encode_arguments(args: tuple | list, kwargs: dict[str, Any]) -> tuple[list, dict[str, Any]]:
     """Encode positional and keyword arguments, naming the first one that cannot be stored."""
-    encoded_args = [encode(value, f"args[{index}]") for index, value in enumerate(args)]
+    try:
+        encoded_args = [encode(value, f"args[{index}]") for index, value in enumerate(args)]
+    except ArgumentNotSerializable as exc:
+        exc.field = "args"
+        raise
     encoded_kwargs = {}
-    for name, value in kwargs.items():
-        if not isinstance(name, str):
-            raise ArgumentNotSerializable(f"keyword argument names must be strings, got {name!r}")
-        encoded_kwargs[name] = encode(value, f"argument {name!r}")
+    try:
+        for name, value in kwargs.items():
+            if not isinstance(name, str):
+                raise ArgumentNotSerializable(f"keyword argument names must be strings, got {name!r}")
+            _check_text(name, "a keyword argument name")
+            encoded_kwargs[name] = encode(value, f"argument {name!r}")
+    except ArgumentNotSerializable as exc:
+        exc.field = "kwargs"
+        raise
+    _check_size(encoded_args, encoded_kwargs)
     return encoded_args, encoded_kwargs
+
+
+def _check_size(args: list, kwargs: dict[str, Any]) -> None:
+    """Refuse arguments whose JSON is longer than ``MAX_ARGUMENTS_BYTES`` (None: no bound)."""
+    bound = jobs_settings.MAX_ARGUMENTS_BYTES
+    if bound is None:
+        return
+    size = 0
+    for field, value in (("args", args), ("kwargs", kwargs)):
+        try:
+            size += len(json.dumps(value, ensure_ascii=False, separators=(",", ":")).encode())
+        except ValueError as exc:  # an int of more digits than Python converts to text
+            raise ArgumentNotSerializable(f"{field} cannot be written as JSON: {exc}", field) from exc
+        if size > bound:
+            raise ArgumentNotSerializable(
+                f"the arguments take more than {bound} bytes as JSON (JOBS['MAX_ARGUMENTS_BYTES']); "
+                "store large data elsewhere and pass its id",
+                field,
+            )
+
+
+def _check_text(text: str, where: str) -> None:
+    found = _UNSTORABLE.search(text)
+    if found is not None:
+        raise ArgumentNotSerializable(
+            f"{where} holds the character {found.group()!r} at position {found.start()}, "
+            "which not every database can store"
+        )
 
 
 def decode_arguments(args: list, kwargs: dict[str, Any]) -> tuple[list, dict[str, Any]]:
     return [decode(value) for value in args], {name: decode(value) for name, value in kwargs.items()}
 
 
-def encode(value: Any, where: str = "value") -> Any:  # noqa: C901 - one branch per supported type
-    if value is None or isinstance(value, bool | str):
+def encode(value: Any, where: str = "value", depth: int = 0) -> Any:  # noqa: C901 - one branch per type
+    if value is None or isinstance(value, bool):
+        return value
+    if isinstance(value, str):
+        _check_text(value, where)
         return value
     if isinstance(value, int | float):
         if isinstance(value, float) and not math.isfinite(value):
             raise ArgumentNotSerializable(f"{where} is {value!r}, which JSON cannot represent")
         return value
+    if isinstance(value, list | tuple | dict) and depth >= MAX_DEPTH:
+        raise ArgumentNotSerializable(f"{where} is nested more than {MAX_DEPTH} lists or objects deep")
     if isinstance(value, list | tuple):
-        return [encode(item, f"{where}[{index}]") for index, item in enumerate(value)]
+        return [encode(item, f"{where}[{index}]", depth + 1) for index, item in enumerate(value)]
     if isinstance(value, dict):
         if MARKER in value:
             raise ArgumentNotSerializable(f"{where} uses the reserved key {MARKER!r}")
@@ -53,7 +111,8 @@ def encode(value: Any, where: str = "value") -> Any:  # noqa: C901 - one branch 
         for key, item in value.items():
             if not isinstance(key, str):
                 raise ArgumentNotSerializable(f"{where} has a non-string key {key!r}; JSON keys are strings")
-            encoded[key] = encode(item, f"{where}[{key!r}]")
+            _check_text(key, f"a key of {where}")
+            encoded[key] = encode(item, f"{where}[{key!r}]", depth + 1)
         return encoded
     if isinstance(value, datetime.datetime):
         return {MARKER: ["datetime", value.isoformat()]}

@@ -16,6 +16,9 @@ from django.dispatch import receiver
 DEFAULTS: dict[str, Any] = {
     # Queue used when a job names none.
     "DEFAULT_QUEUE": "default",
+    # Largest arguments (bytes of their JSON, args and kwargs together) enqueue() accepts, so that no call
+    # fills the database or a worker's memory; big data belongs elsewhere, passed by id (None: no bound).
+    "MAX_ARGUMENTS_BYTES": 256 * 1024,
     # Seconds a job may run before RQ stops it (None: the queue's DEFAULT_TIMEOUT).
     "DEFAULT_TIMEOUT": None,
     # Attempts a job gets when its decorator names none (1 = no automatic retry).

@@ -3,16 +3,20 @@
 from __future__ import annotations
 
 import functools
+import inspect
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any, Generic, ParamSpec, TypeVar, overload
 
 from . import enqueue as _enqueue
 from . import registry
-from .exceptions import InvalidJobDefinition
+from .exceptions import InvalidArguments, InvalidJobDefinition, JobsError
 from .options import JobOptions
 
 if TYPE_CHECKING:
     from .models import Job
+
+#: The longest job name: the length of the record's ``function`` column.
+MAX_NAME_LENGTH = 255
 
 P = ParamSpec("P")
 R = TypeVar("R")
@@ -27,7 +31,7 @@ class JobFunction(Generic[P, R]):
         self.options = options
         functools.update_wrapper(self, func)
 
-    def __call__(self, *args: P.args, **kwargs: P.kwargs) -> R:
+    def __call__(self, /, *args: P.args, **kwargs: P.kwargs) -> R:
         return self.func(*args, **kwargs)
 
     def __repr__(self) -> str:
@@ -37,10 +41,30 @@ class JobFunction(Generic[P, R]):
         """The same job with some options changed, for one enqueue: ``send.using(delay=60).enqueue(...)``."""
         return JobFunction(self.func, self.name, self.options.replace(**options))
 
-    def enqueue(self, *args: P.args, **kwargs: P.kwargs) -> Job:
+    def enqueue(self, /, *args: P.args, **kwargs: P.kwargs) -> Job:
         """Record the job and push it to its queue when the current transaction commits."""
-        self.options.rate_bucket_for(args, kwargs)  # a rate_key that cannot key this call fails here
+        self.check_arguments(args, kwargs)
         return _enqueue.enqueue(self, args, kwargs)
+
+    def check_arguments(self, args: Sequence[Any], kwargs: Mapping[str, Any]) -> None:
+        """Refuse, naming the argument, a call the function cannot take or its ``rate_key`` cannot key.
+
+        The worker would fail such a call on every attempt; refused here, the mistake is reported where
+        it is made and nothing is recorded.
+        """
+        try:
+            _signature(self.func).bind(*args, **kwargs)
+        except TypeError as exc:
+            field = "args" if not kwargs or _too_many_positional(self.func, args) else "kwargs"
+            raise InvalidArguments(f"the arguments do not fit {self.name}: {exc}", field) from exc
+        try:
+            self.options.rate_bucket_for(args, dict(kwargs))
+        except JobsError:
+            raise
+        except Exception as exc:
+            raise InvalidArguments(
+                f"the rate_key of {self.name} cannot key these arguments: {exc!r}"
+            ) from exc
 
     def enqueue_many(
         self, calls: Iterable[Sequence[Any] | tuple[Sequence[Any], Mapping[str, Any]]]
@@ -51,8 +75,21 @@ class JobFunction(Generic[P, R]):
         """
         split = [_split_call(call) for call in calls]
         for args, kwargs in split:
-            self.options.rate_bucket_for(args, dict(kwargs))
+            self.check_arguments(args, kwargs)
         return _enqueue.enqueue_many(self, split)
+
+
+@functools.cache
+def _signature(func: Callable[..., Any]) -> inspect.Signature:
+    return inspect.signature(func)
+
+
+def _too_many_positional(func: Callable[..., Any], args: Sequence[Any]) -> bool:
+    try:
+        _signature(func).bind_partial(*args)
+    except TypeError:
+        return True
+    return False
 
 
 def _split_call(call: Any) -> tuple[Sequence[Any], Mapping[str, Any]]:
@@ -89,6 +126,10 @@ def job(func: Callable[..., Any] | None = None, /, *, name: str | None = None, *
                 f"{f.__qualname__} is not importable by a worker: define job functions at module level"
             )
         job_name = name or f"{f.__module__}.{f.__qualname__}"
+        if not isinstance(job_name, str) or not 0 < len(job_name) <= MAX_NAME_LENGTH:
+            raise InvalidJobDefinition(
+                f"a job's name must be a string of 1 to {MAX_NAME_LENGTH} characters, not {job_name!r}"
+            )
         return registry.register(JobFunction(f, job_name, job_options))
 
     return register(func) if func is not None else register

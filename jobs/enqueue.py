@@ -14,7 +14,7 @@ from django.utils import timezone
 from . import statements
 from .codec import encode_arguments
 from .dispatch import dispatch
-from .exceptions import InvalidJobDefinition, JobsError
+from .exceptions import InvalidArguments, InvalidJobDefinition, JobsError
 from .models import Job, Status
 
 if TYPE_CHECKING:
@@ -27,7 +27,13 @@ def enqueue(job_function: JobFunction, args: Sequence[Any], kwargs: Mapping[str,
     alias = options.using or router.db_for_write(Job)
     shared = _shared_fields(job_function)
     encoded_args, encoded_kwargs = encode_arguments(list(args), dict(kwargs))
-    unique_key = options.unique_key_for(args, dict(kwargs))
+    try:
+        unique_key = options.unique_key_for(args, dict(kwargs))
+    except JobsError:
+        raise
+    except Exception as exc:
+        message = f"the unique_key of {job_function.name} cannot key these arguments: {exc!r}"
+        raise InvalidArguments(message) from exc
     if unique_key is None:
         row = {"id": uuid.uuid4(), "args": encoded_args, "kwargs": encoded_kwargs}
         [record] = statements.insert_batch(alias, shared, [row])

@@ -15,8 +15,19 @@ class InvalidJobDefinition(JobsError, ValueError):
     """A job's decorator or ``using()`` options are invalid."""
 
 
-class ArgumentNotSerializable(JobsError, TypeError):
-    """An argument given to ``enqueue()`` cannot be stored as JSON."""
+class InvalidArguments(JobsError, ValueError):
+    """The arguments given to ``enqueue()`` do not fit the job's signature or the bounds on arguments.
+
+    ``field`` is ``"args"`` or ``"kwargs"``: the part of the call the refused argument is in.
+    """
+
+    def __init__(self, message: str, field: str | None = None) -> None:
+        super().__init__(message)
+        self.field = field
+
+
+class ArgumentNotSerializable(InvalidArguments, TypeError):
+    """An argument given to ``enqueue()`` cannot be stored as JSON on every database."""
 
 
 class JobNotRegistered(JobsError, LookupError):

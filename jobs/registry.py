@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import importlib
+import threading
 from typing import TYPE_CHECKING, Any
+
+from django.utils.module_loading import autodiscover_modules
 
 from .exceptions import InvalidJobDefinition, JobNotRegistered
 
@@ -11,6 +14,8 @@ if TYPE_CHECKING:
     from .decorator import JobFunction
 
 _registry: dict[str, JobFunction[Any, Any]] = {}
+_discovered = threading.Event()
+_discovering = threading.Lock()
 
 
 def register(job_function: JobFunction[Any, Any]) -> JobFunction[Any, Any]:
@@ -22,8 +27,29 @@ def register(job_function: JobFunction[Any, Any]) -> JobFunction[Any, Any]:
     return job_function
 
 
+def lookup(name: str) -> JobFunction[Any, Any]:
+    """The registered job called ``name``, for a name that comes from a request.
+
+    Only the registry is consulted, never a module the name points at. The first miss in a process
+    imports each installed app's ``jobs`` module once, as the admin does with ``admin`` modules.
+    """
+    found = _registry.get(name)
+    if found is None and not _discovered.is_set():
+        with _discovering:
+            if not _discovered.is_set():
+                autodiscover_modules("jobs")
+                _discovered.set()
+        found = _registry.get(name)
+    if found is None:
+        raise JobNotRegistered(f"{_shorten(name)} is not a registered job")
+    return found
+
+
 def resolve(name: str) -> JobFunction[Any, Any]:
-    """The registered job called ``name``, importing its module if this process has not yet."""
+    """The registered job called ``name``, importing its module if this process has not yet.
+
+    For names read from a job's record, which ``@job`` wrote; a name from a request goes to ``lookup``.
+    """
     found = _registry.get(name)
     if found is not None:
         return found
@@ -40,3 +66,8 @@ def resolve(name: str) -> JobFunction[Any, Any]:
             f"{name!r} is not a registered job: it does not exist, cannot be imported, or lacks @job"
         )
     return found
+
+
+def _shorten(name: str, length: int = 100) -> str:
+    """``name`` quoted, cut to ``length`` characters, for messages that echo a request."""
+    return repr(name if len(name) <= length else name[:length] + "…")

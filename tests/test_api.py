@@ -1,10 +1,14 @@
 import json
+import subprocess
+import sys
 
 import pytest
 from django.contrib.auth.models import Permission, User
 
+from jobs.exceptions import InvalidArguments
 from jobs.models import Job, Status
 from tests import jobs
+from tests.helpers import ROOT, worker_env
 
 LIST = "/jobs/api/jobs/"
 
@@ -99,3 +103,190 @@ def test_enqueue_refusals(enqueuer, body, status, message):
     assert response.status_code == status
     assert message in response.json()["error"]
     assert Job.objects.count() == 0
+
+
+# Hostile input: every refusal is a JSON 4xx naming the field, and nothing is recorded anywhere.
+
+
+def nothing_recorded(redis):
+    assert Job.objects.count() == 0
+    assert not redis.keys("rq:job:*")
+    assert not [key for key in redis.keys("rq:queue:*")]
+
+
+def refusal(response, status, field):
+    assert response.status_code == status, response.content
+    assert response["Content-Type"] == "application/json"
+    body = response.json()
+    assert set(body) == {"error", "field"}
+    assert body["field"] == field
+    return body["error"]
+
+
+def nested(depth):
+    value = 1
+    for _ in range(depth):
+        value = [value]
+    return value
+
+
+@pytest.mark.parametrize(
+    ("body", "status", "field", "message"),
+    [
+        (
+            {"function": "tests.jobs.add", "args": [1, 2], "kwargs": {"self": 1}},
+            400,
+            "kwargs",
+            "unexpected keyword argument 'self'",
+        ),
+        (
+            {"function": "tests.jobs.add", "args": [1], "kwargs": {"a": 1, "b": 2}},
+            400,
+            "kwargs",
+            "multiple values",
+        ),
+        ({"function": "tests.jobs.add", "args": [1, 2, 3]}, 400, "args", "too many positional"),
+        ({"function": "tests.jobs.add", "args": [1]}, 400, "args", "missing a required argument: 'b'"),
+        ({"function": "tests.jobs.echo_types", "args": [nested(200)]}, 400, "args", "nested more than 64"),
+        ({"function": "tests.jobs.echo_types", "args": ["a\x00b"]}, 400, "args", "'\\x00' at position 1"),
+        ({"function": "tests.jobs.echo_types", "kwargs": {"k": {"x\x00": 1}}}, 400, "kwargs", "'\\x00'"),
+        ({"function": "tests.jobs.echo_types", "kwargs": {"k\x00": 1}}, 400, "kwargs", "'\\x00'"),
+        ({"function": "tests.jobs.echo_types", "args": ["\ud800"]}, 400, "args", "'\\ud800'"),
+        ({"function": "tests.jobs.echo_types", "args": ["x" * 300_000]}, 400, "args", "MAX_ARGUMENTS_BYTES"),
+        (
+            {"function": "tests.jobs.echo_types", "args": [{"__jobs__": ["model", "auth.user", 1]}]},
+            400,
+            "args",
+            "reserved key",
+        ),
+        (
+            {"function": "tests.jobs.add", "args": [1, 2], "queue": "high"},
+            400,
+            "queue",
+            "unknown field 'queue'",
+        ),
+        ({"function": 1}, 400, "function", '"function" name, a string'),
+        ({"function": ""}, 400, "function", '"function" name, a string'),
+        ({"function": "x" * 100_000}, 400, "function", "longer than 255"),
+        ({"function": "tests.jobs.add", "kwargs": []}, 400, "kwargs", '"kwargs" must be an object'),
+        ({"function": "tests.jobs.add", "args": None}, 400, "args", '"args" must be a list'),
+        ({"function": "tests.jobs.not_a_job"}, 404, "function", "is not a registered job"),
+        ({"function": "a\x00b"}, 404, "function", "is not a registered job"),
+        ('{"function": "tests.jobs.echo_types", "args": [1e400]}', 400, "args", "args[0] is inf"),
+        ('{"function": "tests.jobs.echo_types", "args": [NaN]}', 400, None, "NaN is not a JSON value"),
+        (
+            '{"function": "tests.jobs.echo_types", "args": [-Infinity]}',
+            400,
+            None,
+            "-Infinity is not a JSON value",
+        ),
+        ('{"function": "tests.jobs.echo_types", "args": [' + "9" * 5000 + "]}", 400, None, "must be a JSON"),
+        ('{"function": "tests.jobs.echo_types", "args": ["\\ud800"]}', 400, "args", "'\\ud800'"),
+        ("[" * 100_000 + "]" * 100_000, 400, None, "nested less deeply"),
+        ("[]", 400, None, "must be a JSON object"),
+        ("null", 400, None, "must be a JSON object"),
+        ('"tests.jobs.add"', 400, None, "must be a JSON object"),
+        ("12", 400, None, "must be a JSON object"),
+        ("{", 400, None, "must be a JSON object"),
+    ],
+)
+def test_hostile_bodies_are_refused_in_json_naming_the_field(enqueuer, redis, body, status, field, message):
+    error_text = refusal(post(enqueuer, body), status, field)
+    assert message in error_text
+    assert len(error_text) < 1000
+    nothing_recorded(redis)
+
+
+def test_a_body_that_is_not_utf8_or_not_sent_as_json_is_refused(enqueuer, redis):
+    raw = b'{"function": "tests.jobs.echo_types", "args": ["\xff"]}'
+    assert "UTF-8" in refusal(enqueuer.post(LIST, raw, content_type="application/json"), 400, None)
+    surrogate = b'{"function": "tests.jobs.echo_types", "args": ["\xed\xa0\x80"]}'
+    assert "UTF-8" in refusal(enqueuer.post(LIST, surrogate, content_type="application/json"), 400, None)
+    text = json.dumps({"function": "tests.jobs.add", "args": [1, 2]})
+    assert "Content-Type" in refusal(enqueuer.post(LIST, text, content_type="text/plain"), 415, None)
+    form = enqueuer.post(LIST, {"function": "tests.jobs.add"})
+    refusal(form, 415, None)
+    nothing_recorded(redis)
+
+
+def test_a_body_over_djangos_upload_bound_is_413(enqueuer, redis, settings):
+    settings.DATA_UPLOAD_MAX_MEMORY_SIZE = 1000
+    refusal(post(enqueuer, {"function": "tests.jobs.echo_types", "args": ["x" * 2000]}), 413, None)
+    nothing_recorded(redis)
+
+
+def test_the_size_bound_is_a_setting(enqueuer, redis, settings):
+    settings.JOBS = {"MAX_ARGUMENTS_BYTES": 100}
+    assert "100 bytes" in refusal(
+        post(enqueuer, {"function": "tests.jobs.echo_types", "args": ["x" * 100]}), 400, "args"
+    )
+    nothing_recorded(redis)
+    assert post(enqueuer, {"function": "tests.jobs.echo_types", "args": ["x" * 80]}).status_code == 202
+    settings.JOBS = {"MAX_ARGUMENTS_BYTES": None}
+    assert post(enqueuer, {"function": "tests.jobs.echo_types", "args": ["x" * 300_000]}).status_code == 202
+
+
+@pytest.mark.parametrize(
+    ("function", "args", "kwargs"),
+    [
+        (jobs.add, [1, 2], {"self": 1}),
+        (jobs.add, [1, 2, 3], {}),
+        (jobs.echo_types, [nested(100)], {}),
+        (jobs.echo_types, ["a\x00"], {}),
+        (jobs.echo_types, [], {"k": {"\x00": 1}}),
+        (jobs.echo_types, ["x" * 300_000], {}),
+    ],
+)
+def test_python_enqueue_refuses_the_same_values_with_the_same_message(
+    enqueuer, redis, function, args, kwargs
+):
+    with pytest.raises(InvalidArguments) as raised:
+        function.enqueue(*args, **kwargs)
+    response = post(enqueuer, {"function": function.name, "args": args, "kwargs": kwargs})
+    assert refusal(response, 400, raised.value.field) == str(raised.value)
+    nothing_recorded(redis)
+
+
+def test_a_function_a_request_names_is_looked_up_never_imported(enqueuer, redis):
+    assert "tests.import_marker" not in sys.modules
+    refusal(post(enqueuer, {"function": "tests.import_marker.marked"}), 404, "function")
+    assert "tests.import_marker" not in sys.modules, "the request imported the module it named"
+    nothing_recorded(redis)
+
+
+def test_every_other_answer_of_the_api_is_json(client, viewer):
+    unknown = "00000000-0000-0000-0000-000000000000"
+    assert "No Job matches" in refusal(viewer.get(f"{LIST}{unknown}/"), 404, None)
+    refusal(viewer.get(f"{LIST}not-a-uuid/"), 404, None)
+    refusal(viewer.get("/jobs/api/nothing-here/"), 404, None)
+    for method in ("put", "patch", "delete", "options"):
+        response = getattr(viewer, method)(LIST)
+        assert "not allowed" in refusal(response, 405, None)
+        assert response["Allow"] == "GET, POST"
+    assert refusal(viewer.post(f"{LIST}{unknown}/"), 405, None)
+    assert "jobs.add_job" in refusal(post(viewer, {"function": "tests.jobs.add"}), 403, None)
+    client.logout()
+    assert "jobs.view_job" in refusal(client.get(LIST), 403, None)
+    assert refusal(viewer.get(LIST + "?queue=a%00b"), 403, None)
+
+
+def test_list_filters_refuse_nul_characters(viewer):
+    assert "NUL" in refusal(viewer.get(LIST + "?queue=a%00b"), 400, "queue")
+    assert "NUL" in refusal(viewer.get(LIST + "?function=a%00b"), 400, "function")
+    refusal(viewer.get(LIST + "?limit=" + "9" * 5000), 400, "limit")
+
+
+def test_the_web_process_finds_installed_apps_jobs_without_importing_what_requests_name():
+    code = (
+        "import sys, django; django.setup()\n"
+        "from jobs.registry import lookup\n"
+        "from jobs.exceptions import JobNotRegistered\n"
+        "assert 'jobsite.jobs' not in sys.modules\n"
+        "assert lookup('jobsite.jobs.echo').name == 'jobsite.jobs.echo'\n"
+        "try:\n"
+        "    lookup('tests.import_marker.marked')\n"
+        "except JobNotRegistered:\n"
+        "    pass\n"
+        "assert 'tests.import_marker' not in sys.modules\n"
+    )
+    subprocess.run([sys.executable, "-c", code], check=True, cwd=ROOT, env=worker_env())

@@ -4,9 +4,11 @@ import uuid
 
 import pytest
 from django.contrib.auth.models import User
+from django.core.checks import run_checks
+from django.test import override_settings
 
 from jobs.codec import decode_arguments, encode, encode_arguments
-from jobs.exceptions import ArgumentNotSerializable
+from jobs.exceptions import ArgumentNotSerializable, InvalidArguments
 
 
 def test_plain_json_passes_through_and_tuples_become_lists():
@@ -56,3 +58,57 @@ def test_unserialisable_arguments_are_refused_by_name(args, kwargs, named):
 def test_unsaved_model_is_refused():
     with pytest.raises(ArgumentNotSerializable, match="unsaved User"):
         encode(User(username="x"), "args[0]")
+
+
+def nested(depth, leaf=1):
+    value = leaf
+    for _ in range(depth):
+        value = [value]
+    return value
+
+
+@pytest.mark.parametrize(
+    ("args", "kwargs", "field", "named"),
+    [
+        (("a\x00b",), {}, "args", "args[0] holds the character '\\x00' at position 1"),
+        (([{"k": "\x00"}],), {}, "args", "args[0][0]['k'] holds the character '\\x00'"),
+        (({"k\x00": 1},), {}, "args", "a key of args[0] holds the character '\\x00'"),
+        ((), {"a\x00": 1}, "kwargs", "a keyword argument name holds the character '\\x00'"),
+        (("\udc80",), {}, "args", "args[0] holds the character '\\udc80'"),
+        ((nested(65),), {}, "args", "is nested more than 64 lists or objects deep"),
+        ((), {"deep": nested(30, {"a": nested(40)})}, "kwargs", "nested more than 64"),
+        ((10**5000,), {}, "args", "args cannot be written as JSON"),
+    ],
+)
+def test_what_not_every_database_stores_is_refused_on_all_by_name(args, kwargs, field, named):
+    with pytest.raises(ArgumentNotSerializable) as raised:
+        encode_arguments(args, kwargs)
+    assert named in str(raised.value)
+    assert raised.value.field == field
+    assert isinstance(raised.value, InvalidArguments)
+
+
+def test_nesting_up_to_the_bound_and_paired_surrogates_pass():
+    args, _ = encode_arguments([nested(64), "emoji \U0001f600", "tab\t"], {})
+    assert args[1] == "emoji \U0001f600"
+    assert decode_arguments(args, {})[0][0] == nested(64)
+
+
+def test_arguments_are_bounded_by_max_arguments_bytes():
+    with override_settings(JOBS={"MAX_ARGUMENTS_BYTES": 22}):
+        encode_arguments(["é" * 8], {})  # ["éééééééé"] is 20 bytes of UTF-8, {} two more
+        with pytest.raises(InvalidArguments, match=r"more than 22 bytes as JSON") as raised:
+            encode_arguments(["é" * 8], {"k": 1})
+        assert raised.value.field == "kwargs"
+    with override_settings(JOBS={"MAX_ARGUMENTS_BYTES": None}):
+        encode_arguments(["x" * 1_000_000], {})
+    with pytest.raises(InvalidArguments, match="MAX_ARGUMENTS_BYTES"):
+        encode_arguments(["x" * 256 * 1024], {})
+
+
+@pytest.mark.parametrize("value", [0, -1, "256k", True, 1.5])
+def test_a_bad_size_bound_fails_the_checks(value):
+    with override_settings(JOBS={"MAX_ARGUMENTS_BYTES": value}):
+        assert "jobs.E070" in [e.id for e in run_checks()]
+    with override_settings(JOBS={"MAX_ARGUMENTS_BYTES": None}):
+        assert "jobs.E070" not in [e.id for e in run_checks()]

@@ -7,16 +7,18 @@ import threading
 import zlib
 
 import pytest
+from django.contrib.auth.models import User
 from django.db import connections, transaction
 from django.test.utils import CaptureQueriesContext
 
-from jobs.exceptions import ArgumentNotSerializable, InvalidJobDefinition
+from jobs import job
+from jobs.exceptions import ArgumentNotSerializable, InvalidArguments, InvalidJobDefinition
 from jobs.models import Job, Status
 from jobs.transport import connection as jobs_connection
 from jobs.transport.runner import RUNNER
 from jobs.upkeep.relay import relay
 from tests import jobs
-from tests.helpers import ROOT, worker_env
+from tests.helpers import ROOT, run_worker, worker_env
 
 
 def queued_ids(queue="default"):
@@ -51,6 +53,81 @@ def test_push_follows_the_commit_of_the_records_own_database():
     assert queued_ids() == [str(record.pk)]
     assert Job.objects.using("other").filter(pk=record.pk).exists()
     assert not Job.objects.using("default").filter(pk=record.pk).exists()
+
+
+# Several databases: the record's own database's transaction decides, whatever happens to another one.
+
+
+@pytest.mark.django_db(transaction=True, databases=["default", "other"])
+def test_a_job_recorded_on_default_runs_when_another_database_rolls_back():
+    with pytest.raises(RuntimeError), transaction.atomic(using="other"):
+        User.objects.using("other").create(username="rolled-back")
+        record = jobs.add.enqueue(1, 2)
+        assert queued_ids() == [str(record.pk)], "default is in autocommit: the record is committed already"
+        raise RuntimeError("roll back other")
+    assert not User.objects.using("other").exists()
+    run_worker(queues=("default",))
+    record.refresh_from_db()
+    assert (record.status, record.result) == (Status.FINISHED, 3)
+
+
+@pytest.mark.django_db(transaction=True, databases=["default", "other"])
+def test_a_job_waits_for_its_own_databases_commit_not_anothers(redis):
+    with transaction.atomic(using="default"):
+        with transaction.atomic(using="other"):
+            record = jobs.add.enqueue(1, 2)
+        assert queued_ids() == [], "pushed when another database committed"
+    assert queued_ids() == [str(record.pk)]
+
+    Job.objects.all().delete()
+    redis.flushall()
+    with pytest.raises(RuntimeError), transaction.atomic(using="default"):
+        with transaction.atomic(using="other"):
+            User.objects.using("other").create(username="committed")
+            jobs.add.enqueue(1, 2)
+        raise RuntimeError("roll back default")
+    assert User.objects.using("other").filter(username="committed").exists()
+    assert Job.objects.count() == 0
+    assert queued_ids() == []
+    assert not redis.keys("rq:job:*")
+
+
+@pytest.mark.django_db(transaction=True, databases=["default", "other"])
+def test_an_explicit_alias_follows_that_databases_transaction_alone(redis):
+    with pytest.raises(RuntimeError), transaction.atomic(using="default"):
+        record = jobs.add.using(using="other").enqueue(1, 2)
+        raise RuntimeError("roll back default")
+    assert queued_ids() == [str(record.pk)]
+    assert Job.objects.using("other").filter(pk=record.pk).exists()
+
+    with pytest.raises(RuntimeError), transaction.atomic(using="other"):
+        gone = jobs.add.using(using="other").enqueue(3, 4)
+        raise RuntimeError("roll back other")
+    assert not Job.objects.using("other").filter(pk=gone.pk).exists()
+    assert queued_ids() == [str(record.pk)]
+    assert not redis.exists(f"rq:job:{gone.pk}")
+
+
+# Arguments the job cannot take are refused where they are given.
+
+
+@pytest.mark.django_db
+def test_arguments_are_checked_against_the_functions_signature():
+    with pytest.raises(InvalidArguments, match="unexpected keyword argument 'self'") as raised:
+        jobs.add.enqueue(1, 2, self=3)
+    assert raised.value.field == "kwargs"
+    with pytest.raises(InvalidArguments, match="missing a required argument: 'b'"):
+        jobs.add.enqueue(1)
+    with pytest.raises(InvalidArguments, match="too many positional arguments") as raised:
+        jobs.add.enqueue_many([(1, 2), (1, 2, 3)])
+    assert raised.value.field == "args"
+    assert jobs.echo_types.enqueue(1, self=2, x=[3]).kwargs == {"self": 2, "x": [3]}
+    assert Job.objects.count() == 1
+
+
+def test_a_job_name_longer_than_its_column_is_refused_at_definition():
+    with pytest.raises(InvalidJobDefinition, match="1 to 255 characters"):
+        job(name="x" * 256)(jobs.add.func)
 
 
 @pytest.mark.django_db(transaction=True)

@@ -1,15 +1,18 @@
 """Rate limits held across workers, paused queues, and retention of old records."""
 
+import threading
 from datetime import timedelta
 
 import pytest
 from django.core.checks import run_checks
 from django.core.management import CommandError, call_command
+from django.db import connection, connections
 from django.test import override_settings
 from django.utils import timezone
 from rq.registry import ScheduledJobRegistry
 
 from jobs import job, pause
+from jobs.admin import operations
 from jobs.exceptions import InvalidJobDefinition
 from jobs.models import FailedAttempt, Job, Status
 from jobs.options import RateLimit
@@ -173,3 +176,37 @@ def test_rq_keeps_a_failed_job_as_long_as_the_ledger_keeps_its_record():
 def test_bad_retention_settings_fail_the_checks(value):
     with override_settings(JOBS={"RETAIN_FAILED": value}):
         assert "jobs.E020" in [e.id for e in run_checks()]
+
+
+def test_a_record_retried_between_retentions_select_and_delete_survives():
+    """A person retries an old failed job while retention is deleting it: the retried job is kept."""
+    old = timedelta(hours=3)
+    retried = _done(status=Status.FAILED, age=old)
+    FailedAttempt.objects.create(job=retried, number=1, error_class="builtins.ValueError")
+    expired = _done(status=Status.FAILED, age=old)
+    statements_seen = []
+
+    def retry_from_another_connection():
+        try:
+            operations.retry(Job.objects.filter(pk=retried.pk))
+        finally:
+            connections.close_all()
+
+    def retry_after_the_batch_is_chosen(execute, sql, params, many, context):
+        statements_seen.append(sql)
+        if len(statements_seen) == 2:  # the batch's SELECT has run and been read; nothing deleted yet
+            other = threading.Thread(target=retry_from_another_connection)
+            other.start()
+            other.join()
+        return execute(sql, params, many, context)
+
+    jobs_config = {"RETAIN_FINISHED": None, "RETAIN_FINISHED_PER_QUEUE": None, "RETAIN_FAILED": 3600}
+    with override_settings(JOBS=jobs_config), connection.execute_wrapper(retry_after_the_batch_is_chosen):
+        pruned = prune()
+    assert "ORDER BY" in statements_seen[0] and "finished_at" in statements_seen[0]
+    assert pruned.failed == 1
+    assert not Job.objects.filter(pk=expired.pk).exists()
+    retried.refresh_from_db()
+    assert retried.status == Status.QUEUED
+    assert retried.failed_attempts.count() == 1
+    assert jobs_connection.get_queue("default").get_job_ids() == [str(retried.pk)]

@@ -30,6 +30,9 @@ from ..models import WAITING, Dashboard, FailedAttempt, Job, Status
 from . import dashboard_views, operations
 from .display import duration_text, pretty_json, progress_bar, status_badge, traceback_block
 
+#: Records "retry all matching" reads, locks and retries at a time.
+RETRY_BATCH = 500
+
 
 def _user_id(request: HttpRequest) -> Any:
     """The acting user's primary key (of whatever type): admin views only run for a logged-in user."""
@@ -211,36 +214,58 @@ class JobAdmin(admin.ModelAdmin):
     def _retry(self, request: HttpRequest, queryset: QuerySet[Job]) -> operations.Outcome:
         outcome = operations.retry(queryset, user=request.user)
         self._log(request, outcome.changed, gettext("Retried."))
-        if outcome.changed:
-            count = len(outcome.changed)
+        self._report_retry(request, len(outcome.changed), outcome.undispatched, outcome.refused)
+        return outcome
+
+    def _retry_in_batches(self, request: HttpRequest, queryset: QuerySet[Job]) -> None:
+        """Retry what ``queryset`` selects, ``RETRY_BATCH`` records at a time (keyset pagination by id).
+
+        However many jobs match, no more than one batch of them is held in memory or locked at once.
+        """
+        changed = undispatched = refused = 0
+        last = None
+        while True:
+            page = queryset.order_by("pk") if last is None else queryset.filter(pk__gt=last).order_by("pk")
+            pks = list(page.values_list("pk", flat=True)[:RETRY_BATCH])
+            if not pks:
+                break
+            last = pks[-1]
+            outcome = operations.retry(Job.objects.using(queryset.db).filter(pk__in=pks), user=request.user)
+            self._log(request, outcome.changed, gettext("Retried."))
+            changed += len(outcome.changed)
+            undispatched += outcome.undispatched
+            refused += outcome.refused
+        self._report_retry(request, changed, undispatched, refused)
+
+    def _report_retry(self, request: HttpRequest, count: int, undispatched: int, refused: int) -> None:
+        if count:
             self.message_user(
                 request,
                 ngettext("Retried %(count)d job.", "Retried %(count)d jobs.", count) % {"count": count},
                 messages.SUCCESS,
             )
-        if outcome.undispatched:
+        if undispatched:
             self.message_user(
                 request,
                 ngettext(
                     "Redis did not answer: %(count)d job will be pushed when it does.",
                     "Redis did not answer: %(count)d jobs will be pushed when it does.",
-                    outcome.undispatched,
+                    undispatched,
                 )
-                % {"count": outcome.undispatched},
+                % {"count": undispatched},
                 messages.WARNING,
             )
-        if outcome.refused:
+        if refused:
             self.message_user(
                 request,
                 ngettext(
                     "%(count)d job was not retried: only failed jobs can be.",
                     "%(count)d jobs were not retried: only failed jobs can be.",
-                    outcome.refused,
+                    refused,
                 )
-                % {"count": outcome.refused},
+                % {"count": refused},
                 messages.WARNING,
             )
-        return outcome
 
     def _log(self, request: HttpRequest, records: list[Job], message: str) -> None:
         if records:
@@ -307,7 +332,7 @@ class JobAdmin(admin.ModelAdmin):
             return HttpResponseRedirect(self._changelist_url())
         matching = changelist.get_queryset(request).filter(status=Status.FAILED)
         if request.method == "POST":
-            self._retry(request, matching)
+            self._retry_in_batches(request, matching)
             return HttpResponseRedirect(self._changelist_url(filters))
         context = {
             **self.admin_site.each_context(request),

@@ -12,7 +12,8 @@ import logging
 from dataclasses import dataclass
 from datetime import timedelta
 
-from django.db import router
+from django.db import router, transaction
+from django.db.models import QuerySet
 from django.utils import timezone
 
 from ..conf import jobs_settings
@@ -66,14 +67,22 @@ def prune(using: str | None = None, limit: int | None = None) -> Pruned:
     return pruned
 
 
-def _delete(queryset, limit: int | None) -> int:
-    """Delete in batches, so that no statement holds the table for long."""
+def _delete(queryset: QuerySet[Job], limit: int | None) -> int:
+    """Delete in batches, so that no statement holds the table for long.
+
+    Each batch is deleted only where its rows are still in the state they were chosen for: a record
+    retried between the SELECT and the DELETE is kept. The rows are locked first (where the database
+    can) so that nothing changes them between the conditional SELECT and Django's cascading DELETE.
+    """
     deleted = 0
     while limit is None or deleted < limit:
         size = BATCH if limit is None else min(BATCH, limit - deleted)
         batch = list(queryset.order_by("finished_at").values_list("pk", flat=True)[:size])
         if not batch:
             break
-        queryset.model.objects.using(queryset.db).filter(pk__in=batch).delete()
-        deleted += len(batch)
+        with transaction.atomic(using=queryset.db):
+            still_due = list(queryset.filter(pk__in=batch).select_for_update().values_list("pk", flat=True))
+            if still_due:
+                queryset.filter(pk__in=still_due).delete()
+        deleted += len(still_due)
     return deleted
