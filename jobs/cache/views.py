@@ -26,6 +26,8 @@ from django.conf import settings
 from django.contrib.messages.storage.cookie import CookieStorage
 from django.contrib.messages.storage.fallback import FallbackStorage
 from django.contrib.messages.storage.session import SessionStorage
+from django.core.signals import setting_changed
+from django.dispatch import receiver
 from django.http import HttpRequest, HttpResponse, HttpResponseBase
 from django.utils import timezone, translation
 from django.utils.cache import (  # type: ignore[attr-defined]  # cc_delim_re has no stub
@@ -534,11 +536,33 @@ def _locale(request: HttpRequest) -> list[Any]:
     """The language the request resolves to and the active one, and the active time zone."""
     parts: list[Any] = []
     if settings.USE_I18N:
-        requested = getattr(request, "LANGUAGE_CODE", None) or translation.get_language_from_request(request)
+        requested = getattr(request, "LANGUAGE_CODE", None)
+        if requested is None:
+            meta = request.META
+            name = settings.LANGUAGE_COOKIE_NAME
+            cookie = request.COOKIES.get(name) if name in meta.get("HTTP_COOKIE", "") else None
+            requested = _requested_language(cookie, meta.get("HTTP_ACCEPT_LANGUAGE", ""))
         parts += [requested, translation.get_language()]
     if settings.USE_TZ:
         parts.append(timezone.get_current_timezone_name())
     return parts
+
+
+@functools.lru_cache(maxsize=1024)
+def _requested_language(cookie: str | None, accept: str) -> str:
+    """``get_language_from_request()`` of a request with this language cookie and ``Accept-Language``
+    (all it reads without ``LocaleMiddleware``), worked out once per pair."""
+    stand_in = HttpRequest()
+    if cookie is not None:
+        stand_in.COOKIES[settings.LANGUAGE_COOKIE_NAME] = cookie
+    stand_in.META["HTTP_ACCEPT_LANGUAGE"] = accept
+    return translation.get_language_from_request(stand_in)
+
+
+@receiver(setting_changed)
+def _forget_languages(*, setting: str, **kwargs: Any) -> None:
+    if setting in {"LANGUAGES", "LANGUAGE_CODE", "LANGUAGE_COOKIE_NAME", "LOCALE_PATHS", "INSTALLED_APPS"}:
+        _requested_language.cache_clear()
 
 
 def _messages_used(request: HttpRequest) -> bool:
