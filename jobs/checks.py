@@ -183,6 +183,25 @@ def check_cache(app_configs: Any = None, **kwargs: Any) -> list:
     return errors
 
 
+CACHE_MIDDLEWARE = "jobs.cache.middleware.CacheViewMiddleware"
+
+
+@register(Tags.caches)
+def check_cache_middleware(app_configs: Any = None, **kwargs: Any) -> list:
+    """CacheViewMiddleware decides to store once the whole response is built: only the outermost can."""
+    middleware = list(getattr(settings, "MIDDLEWARE", None) or [])
+    if CACHE_MIDDLEWARE not in middleware or middleware.index(CACHE_MIDDLEWARE) == 0:
+        return []
+    return [
+        Warning(
+            f"{CACHE_MIDDLEWARE} is not the first entry of MIDDLEWARE.",
+            hint="Move it to the top: the middleware above it can still set cookies or add Vary headers "
+            "after it has stored a page.",
+            id="jobs.W042",
+        )
+    ]
+
+
 def _number(value: Any) -> bool:
     return isinstance(value, int | float) and not isinstance(value, bool)
 

@@ -1,8 +1,15 @@
 """Views cached with @cache_view, for tests/test_cache_views.py (``@pytest.mark.urls``)."""
 
-from django.http import HttpResponse, JsonResponse
+import datetime
+import zoneinfo
+
+from django.contrib import messages
+from django.http import HttpResponse, HttpResponseRedirect, JsonResponse
 from django.middleware.csrf import get_token
+from django.template import engines
+from django.template.response import TemplateResponse
 from django.urls import path
+from django.utils import timezone, translation
 from django.utils.cache import patch_cache_control, patch_vary_headers
 from django.views.decorators.http import require_GET
 from django_redis import get_redis_connection
@@ -147,3 +154,142 @@ def fill_cart(request):
 
 
 urlpatterns += [path("cart", cart), path("fill-cart", fill_cart)]
+
+
+# Pages that depend on more than their path and query: each must reach only the visitor it was made for.
+
+
+@cache_view(ttl=60)
+def whoami(request):
+    """Authentication done inside the view (a token, as DRF or a proxy would check it)."""
+    token = request.headers.get("Authorization", "nobody")
+    return HttpResponse(f"hello {token} #{_ran('whoami')}")
+
+
+@cache_view(ttl=60, vary_on=["Authorization"])
+def whoami_keyed(request):
+    token = request.headers.get("Authorization", "nobody")
+    return HttpResponse(f"hello {token} #{_ran('whoami_keyed')}")
+
+
+def thanks(request):
+    messages.success(request, "Thanks, Ada")
+    return HttpResponseRedirect("/board")
+
+
+BOARD = engines["django"].from_string(
+    "{% for message in messages %}<p>{{ message }}</p>{% endfor %}board #{{ run }}"
+)
+
+
+@cache_view(ttl=60)
+def board(request):
+    """A page whose template shows the visitor's flash messages."""
+    return HttpResponse(BOARD.render({"run": _ran("board")}, request))
+
+
+@cache_view(ttl=60)
+def board_later(request):
+    """The same page, rendered once the view has returned (a TemplateResponse)."""
+    return TemplateResponse(request, BOARD, {"run": _ran("board")})
+
+
+@cache_view(ttl=60, per_user=True)
+def basket(request):
+    """Gives every new visitor a basket of their own, kept in the session."""
+    if "basket" not in request.session:
+        request.session["basket"] = _ran("basket_made")
+    return HttpResponse(f"basket {request.session['basket']} #{_ran('basket')}")
+
+
+def _in_language(name: str) -> str:
+    return f"{translation.get_language()} {translation.gettext('yes,no,maybe')} #{_ran(name)}"
+
+
+@cache_view(ttl=60)
+def hello(request):
+    """Translated by the active language, which LocaleMiddleware chose."""
+    return HttpResponse(_in_language("hello"))
+
+
+@cache_view(ttl=60, vary_on=["Accept-Language"])
+def hello_vary(request):
+    """As the README shows it: varies on Accept-Language."""
+    return HttpResponse(_in_language("hello"))
+
+
+@cache_view(ttl=60)
+def hello_chosen(request):
+    """Without LocaleMiddleware: the view picks the language the request asks for."""
+    with translation.override(translation.get_language_from_request(request)):
+        return HttpResponse(f"{translation.get_language()} #{_ran('hello')}")
+
+
+NOON = datetime.datetime(2024, 6, 1, 12, 0, tzinfo=datetime.UTC)
+
+
+@cache_view(ttl=60)
+def clock(request):
+    return HttpResponse(f"{timezone.localtime(NOON):%H:%M %Z} #{_ran('clock')}")
+
+
+@cache_view(ttl=60)
+def themed(request):
+    return HttpResponse(f"theme {request.COOKIES.get('theme', 'plain')} #{_ran('themed')}")
+
+
+@cache_view(ttl=60)
+def scripted(request):
+    from django.middleware.csp import get_nonce
+
+    return HttpResponse(f'<script nonce="{get_nonce(request)}"></script> #{_ran("scripted")}')
+
+
+@cache_view(ttl=60)
+def device(request):
+    return HttpResponse(f"{request.device} page #{_ran('device')}")
+
+
+class TimezoneMiddleware:
+    """Activates the time zone a visitor chose (in a cookie), as Django's documentation shows."""
+
+    def __init__(self, get_response):
+        self.get_response = get_response
+
+    def __call__(self, request):
+        name = request.COOKIES.get("tz")
+        if name:
+            timezone.activate(zoneinfo.ZoneInfo(name))
+        else:
+            timezone.deactivate()
+        return self.get_response(request)
+
+
+class DeviceMiddleware:
+    """Tells the view the visitor's device, and says so in ``Vary`` only once the view has answered."""
+
+    def __init__(self, get_response):
+        self.get_response = get_response
+
+    def __call__(self, request):
+        request.device = "mobile" if "Mobile" in request.headers.get("User-Agent", "") else "desktop"
+        response = self.get_response(request)
+        patch_vary_headers(response, ["User-Agent"])
+        return response
+
+
+urlpatterns += [
+    path("whoami", whoami),
+    path("whoami-keyed", whoami_keyed),
+    path("thanks", thanks),
+    path("board", board),
+    path("board-later", board_later),
+    path("basket", basket),
+    path("hello", hello),
+    path("hello-vary", hello_vary),
+    path("hello-chosen", hello_chosen),
+    path("clock", clock),
+    path("themed", themed),
+    path("scripted", scripted),
+    path("device", device),
+]

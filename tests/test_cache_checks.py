@@ -1,4 +1,4 @@
-"""System checks of the cache settings (jobs.E040-E044, jobs.W040-W041)."""
+"""System checks of the cache settings (jobs.E040-E044, jobs.W040-W042)."""
 
 import pytest
 from django.conf import settings
@@ -37,3 +37,9 @@ def test_demo_settings_pass():
 )
 def test_cache_misconfiguration_is_reported(overrides, expected):
     assert ids(**overrides) == [expected]
+
+
+def test_cache_view_middleware_must_come_first():
+    ours, middleware = "jobs.cache.middleware.CacheViewMiddleware", list(settings.MIDDLEWARE)
+    assert ids(MIDDLEWARE=[ours, *middleware]) == []
+    assert ids(MIDDLEWARE=[*middleware[:1], ours, *middleware[1:]]) == ["jobs.W042"]

@@ -2,10 +2,13 @@
 
 import pytest
 from django.contrib.auth.models import Permission, User
+from django.test import RequestFactory
 
 from jobs.admin import figures as dashboard
 from jobs.cache import stats
+from jobs.cache.views import REASONS
 from tests import cache_functions as fns
+from tests import cache_urls
 
 PAGE = "/admin/jobs/dashboard/"
 DATA = "/admin/jobs/dashboard/data/"
@@ -28,8 +31,25 @@ def test_cache_section_shows_counts_per_namespace(viewer, redis):
     assert 'id="jobs-section-cache"' in page
     assert "tests.cache_functions.square" in page
     figures = viewer.get(DATA).json()["cache"]["namespaces"]
-    expected = {"hits": 2, "misses": 1, "stale": 0, "refreshes": 0, "errors": 0}
+    expected = {"hits": 2, "misses": 1, "stale": 0, "refreshes": 0, "errors": 0, "bypasses": 0, "reasons": []}
     assert figures == [{"name": "tests.cache_functions.square", **expected}]
+
+
+def test_cache_section_shows_bypasses_by_reason(viewer, redis):
+    stats.reset()
+    requests = RequestFactory()
+    for token in ("A", "B"):
+        cache_urls.whoami(requests.get("/whoami", headers={"authorization": f"Bearer {token}"}))
+    cache_urls.missing(requests.get("/missing"))
+    figures = {row["name"]: row for row in viewer.get(DATA).json()["cache"]["namespaces"]}
+    whoami = figures["tests.cache_urls.whoami"]
+    assert whoami["bypasses"] == 2
+    assert whoami["reasons"] == [
+        {"reason": "credentials", "count": 2, "why": str(REASONS["credentials"])},
+    ]
+    assert figures["tests.cache_urls.missing"]["reasons"][0]["reason"] == "status"
+    page = viewer.get(PAGE).content.decode()
+    assert "credentials: 2" in page
 
 
 def test_cache_section_says_when_redis_does_not_answer(viewer, redis_server):

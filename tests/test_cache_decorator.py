@@ -161,7 +161,8 @@ def test_counts_per_namespace(redis):
     fns.square(2)
     fns.square(2)
     counts = stats.read()["tests.cache_functions.square"]
-    assert counts == {"hits": 2, "misses": 1, "stale": 0, "refreshes": 0, "errors": 0}
+    expected = {"hits": 2, "misses": 1, "stale": 0, "refreshes": 0, "errors": 0}
+    assert counts == {**expected, "bypasses": 0, "reasons": {}}
 
 
 def test_counts_are_not_sent_on_every_hit(redis):

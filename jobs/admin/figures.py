@@ -27,6 +27,7 @@ from redis.exceptions import RedisError
 from .. import pause
 from ..cache import stats
 from ..cache.store import ERRORS
+from ..cache.views import REASONS
 from ..exceptions import JobsConfigurationError
 from ..models import FailedAttempt, Job, Status
 from ..transport import queues as transport
@@ -168,12 +169,21 @@ def summary() -> dict[str, Any]:
 
 
 def cache() -> dict[str, Any]:
-    """Hits, misses, stale serves, refreshes and errors of the cache decorators, per namespace (Redis)."""
+    """Hits, misses, stale serves, refreshes, errors and bypasses (by reason) of the cache decorators,
+    per namespace (Redis)."""
     try:
         counts = stats.read()
     except (*ERRORS, JobsConfigurationError) as exc:
         return {"error": str(exc)}
-    return {"namespaces": [{"name": name, **figures} for name, figures in counts.items()]}
+    return {"namespaces": [_cache_row(name, figures) for name, figures in counts.items()]}
+
+
+def _cache_row(name: str, figures: dict[str, Any]) -> dict[str, Any]:
+    reasons = [
+        {"reason": reason, "count": n, "why": str(REASONS.get(reason, reason))}
+        for reason, n in figures["reasons"].items()
+    ]
+    return {"name": name, **figures, "reasons": reasons}
 
 
 @dataclass(frozen=True)

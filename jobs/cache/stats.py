@@ -1,4 +1,4 @@
-"""Counters per namespace: hits, misses, stale serves, refreshes and errors.
+"""Counters per namespace: hits, misses, stale serves, refreshes, errors, and bypasses by reason.
 
 A hit must cost one Redis round trip, so counts are kept in the process and added to Redis (one
 pipeline of ``HINCRBY``) at most every ``JOBS['CACHE_STATS_INTERVAL']`` seconds, and by ``flush()``.
@@ -21,6 +21,8 @@ from ..conf import jobs_settings
 from .store import store
 
 KINDS = ("hits", "misses", "stale", "refreshes", "errors")
+#: A page passed through uncached is counted as ``bypass:<reason>`` (see ``jobs.cache.views.REASONS``).
+BYPASS = "bypass:"
 
 _lock = threading.Lock()
 _pending: Counter[tuple[str, str]] = Counter()
@@ -28,7 +30,7 @@ _flushed_at = time.monotonic()
 
 
 def count(namespace: str, kind: str) -> None:
-    """Count one event; now and then, send the counts of this process to Redis."""
+    """Count one event (one of ``KINDS``, or ``bypass:<reason>``); now and then, send the counts to Redis."""
     with _lock:
         _pending[namespace, kind] += 1
     if time.monotonic() >= _flushed_at + _interval():
@@ -63,8 +65,11 @@ def flush() -> bool:
     return True
 
 
-def read() -> dict[str, dict[str, int]]:
-    """Counts per namespace since the last ``reset()``, from every process that flushed (this one first)."""
+def read() -> dict[str, dict[str, Any]]:
+    """Counts per namespace since the last ``reset()``, from every process that flushed (this one first).
+
+    Each namespace has its ``KINDS``, ``bypasses`` (their sum) and ``reasons`` (bypasses by reason).
+    """
     flush()
     client = store().client()
     namespaces = sorted(_text(n) for n in client.smembers(keys.cache_namespaces()))
@@ -72,10 +77,19 @@ def read() -> dict[str, dict[str, int]]:
         for namespace in namespaces:
             pipe.hgetall(keys.cache_stats(namespace))
         rows = pipe.execute()
-    return {
-        namespace: {kind: int(row.get(kind.encode(), 0)) for kind in KINDS}
-        for namespace, row in zip(namespaces, rows, strict=True)
+    return {namespace: _figures(row) for namespace, row in zip(namespaces, rows, strict=True)}
+
+
+def _figures(row: dict[bytes, bytes]) -> dict[str, Any]:
+    figures: dict[str, Any] = {kind: int(row.get(kind.encode(), 0)) for kind in KINDS}
+    reasons = {
+        _text(field)[len(BYPASS) :]: int(value)
+        for field, value in row.items()
+        if _text(field).startswith(BYPASS)
     }
+    figures["bypasses"] = sum(reasons.values())
+    figures["reasons"] = dict(sorted(reasons.items()))
+    return figures
 
 
 def reset() -> None:

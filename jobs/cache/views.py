@@ -1,10 +1,14 @@
 """``@cache_view``: whole responses cached in one Redis entry, safe for users, with ETags and 304s.
 
-A response is stored only when it is safe to give to anyone who sends the same request: a ``GET``
-answered with a cacheable status, no cookie set, no ``private``/``no-store``/``no-cache``, no CSRF token
-used, no ``Vary: *``, and no authenticated user (unless ``per_user=True``, which keys by user and marks
-the response ``private``). The key is the scheme, host, path, the query string with its parameters
-sorted, and the values of the request headers the response varies on.
+A page is stored only when it provably depends on nothing its key does not hold. The key is the scheme,
+host, path, the query string with its parameters sorted, the user with ``per_user=True``, the language
+the request resolves to and the active language and time zone (as Django's page cache keys them), the
+request headers the response varies on, and the cookies the view read. A request or a page that may
+depend on anything else is passed through, counted as a bypass with its reason (``REASONS``).
+
+Middleware that runs after the view (it sets cookies, adds ``Vary``) is out of the decorator's sight;
+``jobs.cache.middleware.CacheViewMiddleware``, first in ``MIDDLEWARE``, makes the decision once the whole
+response is built.
 """
 
 from __future__ import annotations
@@ -12,15 +16,30 @@ from __future__ import annotations
 import functools
 import hashlib
 import logging
-import re
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
+from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import unquote_plus
 
 from django.conf import settings
+from django.contrib.messages.storage.cookie import CookieStorage
+from django.contrib.messages.storage.fallback import FallbackStorage
+from django.contrib.messages.storage.session import SessionStorage
+from django.core.signals import setting_changed
+from django.dispatch import receiver
 from django.http import HttpRequest, HttpResponse, HttpResponseBase
-from django.utils.cache import get_conditional_response, patch_cache_control
+from django.utils import timezone, translation
+from django.utils.cache import (  # type: ignore[attr-defined]  # cc_delim_re has no stub
+    cc_delim_re,
+    get_conditional_response,
+    get_max_age,
+    has_vary_header,
+    patch_cache_control,
+    patch_vary_headers,
+)
+from django.utils.translation import gettext_lazy as _
+from redis.lock import Lock
 
 from ..exceptions import InvalidCacheDefinition
 from . import keys, stats
@@ -28,13 +47,88 @@ from .decorator import UNSTORABLE, CachePolicy, Tags
 from .store import ERRORS, FRESH, MISSING, CacheStore, release, store
 
 logger = logging.getLogger("jobs")
-#: How Cache-Control and Vary separate their items (as django.utils.cache splits them).
-_COMMA = re.compile(r"\s*,\s*")
 
 View = Callable[..., HttpResponseBase]
 UNSAFE_DIRECTIVES = {"private", "no-store", "no-cache"}
 #: Headers never stored with a response.
 NOT_STORED = {"set-cookie", "x-cache"}
+#: Request headers that carry credentials: such a request is not cached, unless the header is in
+#: ``vary_on`` (then each credential has entries of its own).
+CREDENTIAL_HEADERS = ("Authorization", "Proxy-Authorization", "X-Api-Key", "X-Auth-Token")
+#: The cookie of Django's cookie message storage: a request that carries it has messages pending.
+MESSAGES_COOKIE = CookieStorage.cookie_name
+#: Message storages whose empty read depends only on the messages cookie (absent) and the session (keyed).
+KNOWN_MESSAGE_STORAGES = (CookieStorage, SessionStorage, FallbackStorage)
+#: The attribute by which CacheViewMiddleware asks the view's cache to leave the decision to it.
+DEFERRED = "_jobs_cache_deferred"
+#: Marks a header or cookie absent from the request, apart from present and empty (RFC 9111, 4.1).
+ABSENT = None
+
+#: Why a page was passed through, by the reason counted in the stats.
+REASONS = {
+    "signed-in": _("the user is signed in (per_user=True keeps one page per user)"),
+    "credentials": _(
+        "the request carries credentials (name the header in vary_on= to keep one page per credential)"
+    ),
+    "messages": _("the request carries flash messages, or the page read or added some"),
+    "session-modified": _("the page changed the session"),
+    "set-cookie": _("the response sets a cookie"),
+    "csrf": _("the page used a CSRF token"),
+    "csp-nonce": _("the page used the CSP nonce"),
+    "cache-control": _("the response says private, no-store, no-cache or max-age=0"),
+    "vary-star": _("the response says Vary: *"),
+    "language": _("the page changed the active language or time zone"),
+    "status": _("the status code is not one of statuses="),
+    "streaming": _("the response is streamed"),
+}
+
+
+@dataclass
+class Watch:
+    """What a view touched while it ran, beyond the request's path and query."""
+
+    session_read: bool = False
+    cookies_read: frozenset[str] = frozenset()
+    all_cookies_read: bool = False
+    locale_changed: bool = False
+
+
+@dataclass
+class Pending:
+    """A page the view's cache would store, waiting for CacheViewMiddleware to see the whole response."""
+
+    view: CachedView
+    cache: CacheStore
+    base: list[Any]
+    watch: Watch
+    payload: tuple[int, dict[str, str], bytes]
+    tags: tuple[str, ...]
+    lock: Lock
+    inner: HttpResponse = field(repr=False)
+
+    def finish(self, request: HttpRequest, response: HttpResponseBase) -> HttpResponseBase:
+        try:
+            return self.view.finish(self, request, response)
+        finally:
+            release(self.lock)
+
+    def drop(self) -> None:
+        release(self.lock)
+
+
+class Deferred:
+    """Set on a request by CacheViewMiddleware: the page to store, if any, once the response is built."""
+
+    __slots__ = ("pending",)
+
+    def __init__(self) -> None:
+        self.pending: Pending | None = None
+
+    def hand_over(self, pending: Pending) -> None:
+        # A cached view called by another one: the outer view's page is the response.
+        if self.pending is not None:
+            self.pending.drop()
+        self.pending = pending
 
 
 class CachedView(CachePolicy):
@@ -51,6 +145,7 @@ class CachedView(CachePolicy):
         tags: Tags,
         per_user: bool,
         vary_on: Iterable[str],
+        credentials: Iterable[str],
         statuses: Iterable[int],
         alias: str | None,
     ) -> None:
@@ -63,25 +158,40 @@ class CachedView(CachePolicy):
             tags=tags,
             alias=alias,
         )
-        if isinstance(vary_on, str) or not all(isinstance(h, str) and h for h in vary_on):
-            raise InvalidCacheDefinition("vary_on must be a list of header names")
+        for name, headers in (("vary_on", vary_on), ("credentials", credentials)):
+            if isinstance(headers, str) or not all(isinstance(h, str) and h for h in headers):
+                raise InvalidCacheDefinition(f"{name} must be a list of header names")
         self.view = view
         self.per_user = per_user
         self.statuses = frozenset(statuses)
+        self.declared = tuple(vary_on)
         # Headers the key varies on: those declared, and those responses were seen to vary on.
         self.vary = frozenset(h.lower() for h in vary_on)
+        # Cookies the key holds: those the view was seen to read.
+        self.cookies: frozenset[str] = frozenset()
+        # Credential headers not opted into the key, as request.META names them.
+        self.credential_meta = tuple(
+            "HTTP_" + h.upper().replace("-", "_") for h in credentials if h.lower() not in self.vary
+        )
+        self._logged: set[str] = set()
 
-    def key(self, cache: CacheStore, request: HttpRequest, vary: frozenset[str]) -> str:
-        """The Redis key of a request's entry.
+    # The key
+
+    def base(self, request: HttpRequest) -> list[Any]:
+        """What every key of a request holds, read before the view runs.
 
         The host parts are read raw (hashed, never validated here): Django's ``get_host()`` has
         rejected a host not in ``ALLOWED_HOSTS`` before a response is used, and every part that
-        ``get_host()`` or ``build_absolute_uri()`` may read is in the key.
+        ``get_host()`` or ``build_absolute_uri()`` may read is in the key. The language is the one the
+        request resolves to (``LocaleMiddleware``'s, else ``get_language_from_request()``) and the active
+        one, and the time zone the active one, as ``django.utils.cache`` suffixes its keys.
         """
         meta = request.META
-        user = getattr(request, "user", None)
-        owner = str(user.pk) if self.per_user and user is not None and user.is_authenticated else ""
-        parts: list[str] = [
+        owner = ""
+        if self.per_user:
+            user = getattr(request, "user", None)
+            owner = str(user.pk) if user is not None and user.is_authenticated else ""
+        parts: list[Any] = [
             request.scheme or "",
             meta.get("HTTP_X_FORWARDED_HOST", ""),
             meta.get("HTTP_HOST", ""),
@@ -91,21 +201,41 @@ class CachedView(CachePolicy):
             _normalised_query(meta.get("QUERY_STRING", "")),
             owner,
         ]
-        for header in sorted(vary):
-            parts += [header, request.headers.get(header, "")]
+        return parts + _locale(request)
+
+    def key(
+        self,
+        cache: CacheStore,
+        request: HttpRequest,
+        base: list[Any],
+        vary: frozenset[str],
+        cookies: frozenset[str] = frozenset(),
+    ) -> str:
+        """The Redis key of a request's entry: its base, and the headers and cookies it varies on."""
+        parts = base
+        if vary or cookies:
+            parts = list(base)
+            for header in sorted(vary):
+                parts += [header, request.headers.get(header, ABSENT)]
+            jar = request.COOKIES
+            for name in sorted(cookies):
+                parts += ["cookie:" + name, jar.get(name, ABSENT)]
         return cache.entry_key(self.namespace, self.version, keys.digest(parts))
+
+    # A request
 
     def __call__(self, request: HttpRequest, *args: Any, **kwargs: Any) -> HttpResponseBase:
         if request.method not in ("GET", "HEAD"):
             return self.view(request, *args, **kwargs)
-        user = getattr(request, "user", None)
-        if not self.per_user and user is not None and user.is_authenticated:
-            return _mark(self.view(request, *args, **kwargs), "BYPASS")
+        reason = self.refusal_before(request)
+        if reason is not None:
+            return self.bypass(request, reason, self.view(request, *args, **kwargs))
         cache = store(self.alias)
         if not cache.available():
             stats.count(self.namespace, "errors")
             return _mark(self.view(request, *args, **kwargs), "ERROR")
-        key = self.key(cache, request, self.vary)
+        base = self.base(request)
+        key = self.key(cache, request, base, self.vary, self.cookies)
         try:
             state, payload, fresh_until = cache.get(key)
         except ERRORS as exc:
@@ -120,11 +250,32 @@ class CachedView(CachePolicy):
             # This request refreshes the entry; the others are served the stale one meanwhile.
             try:
                 stats.count(self.namespace, "refreshes")
-                return self._compute(cache, key, request, args, kwargs)
+                return self._compute(cache, key, base, request, args, kwargs)
             finally:
                 _quietly(cache, cache.release_refresh, key)
         stats.count(self.namespace, "misses")
-        return self._compute(cache, key, request, args, kwargs)
+        return self._compute(cache, key, base, request, args, kwargs)
+
+    def refusal_before(self, request: HttpRequest) -> str | None:
+        """Why a request may not be served from the cache nor fill it, if it may not (cheap checks first)."""
+        meta = request.META
+        for name in self.credential_meta:
+            if name in meta:
+                return "credentials"
+        user = getattr(request, "user", None)
+        if not self.per_user and user is not None and user.is_authenticated:
+            return "signed-in"
+        if MESSAGES_COOKIE in meta.get("HTTP_COOKIE", "") and MESSAGES_COOKIE in request.COOKIES:
+            return "messages"
+        return None
+
+    def bypass(self, request: HttpRequest, reason: str, response: HttpResponseBase) -> HttpResponseBase:
+        """Pass a page through uncached: count it, and say why once per reason when ``DEBUG`` is on."""
+        stats.count(self.namespace, "bypass:" + reason)
+        if settings.DEBUG and reason not in self._logged:
+            self._logged.add(reason)
+            logger.info("%s is not cached for %s: %s", self.namespace, request.path, REASONS[reason])
+        return _mark(response, "BYPASS")
 
     def _claim(self, cache: CacheStore, key: str) -> bool:
         try:
@@ -138,12 +289,15 @@ class CachedView(CachePolicy):
         stats.count(self.namespace, "errors")
         return _mark(self.view(request, *args, **kwargs), "ERROR")
 
-    def _compute(self, cache: CacheStore, key: str, request: HttpRequest, args: Any, kwargs: Any):
+    def _compute(
+        self, cache: CacheStore, key: str, base: list[Any], request: HttpRequest, args: Any, kwargs: Any
+    ) -> HttpResponseBase:
         lock = cache.lock(key)
         try:
             acquired = lock.acquire()
         except ERRORS as exc:
             return self._uncached(cache, exc, request, args, kwargs)
+        handed_over = False
         try:
             if acquired:
                 try:
@@ -152,62 +306,103 @@ class CachedView(CachePolicy):
                     return self._uncached(cache, exc, request, args, kwargs)
                 if state is FRESH:
                     return self._respond(request, payload, fresh_until, "HIT")
-            response, used_session = _run_watching_session(self.view, request, args, kwargs)
-            if acquired and isinstance(response, HttpResponse) and self._storable(request, response):
-                return self._store(cache, request, response, args, kwargs, used_session)
+            storable = acquired and request.method == "GET"
+            response, watch = _run_watched(self, request, args, kwargs, render=storable)
+            if not storable:
+                return _mark(response, "MISS")
+            reason = self.refusal(request, response) or ("language" if watch.locale_changed else None)
+            if reason is not None or not isinstance(response, HttpResponse):
+                return self.bypass(request, reason or "streaming", response)
+            tags = self._tags_of(request, args, kwargs)
+            deferred = getattr(request, DEFERRED, None)
+            if deferred is None:
+                return self._store(cache, request, response, base, watch, tags)
+            payload = self._payload(response)
+            deferred.hand_over(Pending(self, cache, base, watch, payload, tags, lock, response))
+            handed_over = True
             return _mark(response, "MISS")
         finally:
-            if acquired:
+            if acquired and not handed_over:
                 release(lock)
 
-    def _storable(self, request: HttpRequest, response: HttpResponseBase) -> bool:
-        if request.method != "GET" or response.status_code not in self.statuses or response.streaming:
-            return False
-        if response.cookies or request.META.get("CSRF_COOKIE_NEEDS_UPDATE"):
-            return False
-        session = getattr(request, "session", None)
-        if session is not None and not self.per_user and session.modified:
-            return False
-        control = _COMMA.split(response.get("Cache-Control", ""))
-        if {d.split("=", 1)[0].strip().lower() for d in control} & UNSAFE_DIRECTIVES:
-            return False
-        return "*" not in _vary(response)
+    def refusal(self, request: HttpRequest, response: HttpResponseBase) -> str | None:
+        """Why a built page may not be stored, if it may not: what it used, set or says of itself."""
+        if response.streaming or not isinstance(response, HttpResponse):
+            return "streaming"
+        if response.status_code not in self.statuses:
+            return "status"
+        return _used_refusal(request, response) or _said_refusal(response)
+
+    def _varies(self, response: HttpResponseBase, watch: Watch) -> tuple[frozenset[str], frozenset[str]]:
+        """The headers and cookies a page's key holds; learnt, so that later lookups hold them too."""
+        vary = self.vary | _vary(response)
+        # A page that read the session may differ per visitor: SessionMiddleware will say
+        # "Vary: Cookie" once the page is on its way out, so the key varies on the cookie now.
+        if watch.session_read or watch.all_cookies_read:
+            vary |= {"cookie"}
+        cookies = self.cookies | watch.cookies_read
+        if not vary <= self.vary:
+            self.vary = vary
+        if not cookies <= self.cookies:
+            self.cookies = cookies
+        return vary, cookies
+
+    def _tags_of(self, request: HttpRequest, args: Any, kwargs: Any) -> tuple[str, ...]:
+        tags = self._static_tags
+        if tags is None:
+            tags = tuple(keys.check_tag(t) for t in self._tags(request, *args, **kwargs))
+        return tags
+
+    def _payload(self, response: HttpResponse) -> tuple[int, dict[str, str], bytes]:
+        if self.declared:
+            patch_vary_headers(response, self.declared)
+        content = response.content
+        etag = response.get("ETag") or f'"{hashlib.blake2b(content, digest_size=16).hexdigest()}"'
+        response["ETag"] = etag
+        headers = {k: v for k, v in response.items() if k.lower() not in NOT_STORED}
+        return response.status_code, headers, content
+
+    def _put(
+        self, cache: CacheStore, key: str, payload: tuple[int, dict[str, str], bytes], tags: tuple[str, ...]
+    ) -> float:
+        try:
+            return cache.put(key, payload, self.ttl, self.stale, tags)
+        except ERRORS as exc:
+            cache.failed(exc)
+            stats.count(self.namespace, "errors")
+        except UNSTORABLE as exc:
+            logger.error("A response of %s cannot be cached: %s", self.namespace, exc)
+        return self.ttl
 
     def _store(
         self,
         cache: CacheStore,
         request: HttpRequest,
         response: HttpResponse,
-        args: Any,
-        kwargs: Any,
-        used_session: bool,
+        base: list[Any],
+        watch: Watch,
+        tags: tuple[str, ...],
     ) -> HttpResponseBase:
-        # A page that read the session may differ per visitor: SessionMiddleware will say
-        # "Vary: Cookie" once the page is on its way out, so the key varies on the cookie now.
-        vary = self.vary | _vary(response) | ({"cookie"} if used_session else set())
-        if not vary <= self.vary:
-            self.vary = vary  # learnt: later lookups in this process key on these headers too
-        key = self.key(cache, request, vary)
-        content = response.content
-        etag = response.get("ETag") or f'"{hashlib.blake2b(content, digest_size=16).hexdigest()}"'
-        headers = {k: v for k, v in response.items() if k.lower() not in NOT_STORED}
-        headers["ETag"] = etag
-        payload = (response.status_code, headers, content)
-        tags = self._static_tags
-        if tags is None:
-            tags = tuple(keys.check_tag(t) for t in self._tags(request, *args, **kwargs))
-        fresh = self.ttl
-        try:
-            fresh = cache.put(key, payload, self.ttl, self.stale, tags)
-        except ERRORS as exc:
-            cache.failed(exc)
-            stats.count(self.namespace, "errors")
-        except UNSTORABLE as exc:
-            logger.error("A response of %s cannot be cached: %s", self.namespace, exc)
-        response["ETag"] = etag
+        vary, cookies = self._varies(response, watch)
+        payload = self._payload(response)
+        fresh = self._put(cache, self.key(cache, request, base, vary, cookies), payload, tags)
         self._headers(response, fresh)
         _mark(response, "MISS")
-        return get_conditional_response(request, etag=etag, response=response) or response
+        return get_conditional_response(request, etag=response["ETag"], response=response) or response
+
+    def finish(self, pending: Pending, request: HttpRequest, response: HttpResponseBase) -> HttpResponseBase:
+        """Store a page once every middleware has had its say (``CacheViewMiddleware``)."""
+        if response is not pending.inner:
+            # A middleware answered with a page of its own (an error, a redirect): nothing is stored.
+            return response
+        reason = self.refusal(request, response)
+        if reason is not None:
+            return self.bypass(request, reason, response)
+        vary, cookies = self._varies(response, pending.watch)
+        key = self.key(pending.cache, request, pending.base, vary, cookies)
+        fresh = self._put(pending.cache, key, pending.payload, pending.tags)
+        self._headers(response, fresh)
+        return get_conditional_response(request, etag=response.get("ETag"), response=response) or response
 
     def _respond(self, request: HttpRequest, payload: Any, fresh_until: float, state: str):
         status, headers, content = payload
@@ -230,21 +425,159 @@ class CachedView(CachePolicy):
             patch_cache_control(response, max_age=max_age)
 
 
-def _run_watching_session(
-    view: View, request: HttpRequest, args: Any, kwargs: Any
-) -> tuple[HttpResponseBase, bool]:
-    """Run the view; also say whether it read the session (our own check of the user does not count)."""
+def _used_refusal(request: HttpRequest, response: HttpResponse) -> str | None:
+    """Why a page may not be stored for what it used or changed of the visitor's state."""
     session = getattr(request, "session", None)
-    if session is None or not hasattr(session, "accessed"):
-        return view(request, *args, **kwargs), False
-    accessed_before = session.accessed
-    session.accessed = False
+    if session is not None and getattr(session, "modified", False):
+        return "session-modified"
+    if response.cookies:
+        return "set-cookie"
+    if request.META.get("CSRF_COOKIE_NEEDS_UPDATE"):
+        return "csrf"
+    if _messages_used(request):
+        return "messages"
+    if getattr(request, "_csp_nonce", None):  # Django 6's LazyNonce is true once generated
+        return "csp-nonce"
+    return None
+
+
+def _said_refusal(response: HttpResponse) -> str | None:
+    """Why a page may not be stored for what it says of itself (as UpdateCacheMiddleware reads it)."""
+    control = response.get("Cache-Control")
+    if control:
+        directives = {d.split("=", 1)[0].strip().lower() for d in cc_delim_re.split(control)}
+        if directives & UNSAFE_DIRECTIVES or get_max_age(response) == 0:
+            return "cache-control"
+    if has_vary_header(response, "*"):
+        return "vary-star"
+    return None
+
+
+class _WatchedCookies(dict):
+    """``request.COOKIES`` while a view runs: it remembers which cookies the view read."""
+
+    def __init__(self, cookies: dict[str, str]) -> None:
+        super().__init__(cookies)
+        self.read: set[str] = set()
+        self.all = False
+
+    def __getitem__(self, name: str) -> str:
+        self.read.add(name)
+        return super().__getitem__(name)
+
+    def get(self, name: str, default: Any = None) -> Any:
+        self.read.add(name)
+        return super().get(name, default)
+
+    def __contains__(self, name: object) -> bool:
+        self.read.add(str(name))
+        return super().__contains__(name)
+
+    def __iter__(self) -> Iterator[str]:
+        self.all = True
+        return super().__iter__()
+
+    def __len__(self) -> int:
+        self.all = True
+        return super().__len__()
+
+    def keys(self):
+        self.all = True
+        return super().keys()
+
+    def values(self):
+        self.all = True
+        return super().values()
+
+    def items(self):
+        self.all = True
+        return super().items()
+
+
+def _run_watched(
+    cached: CachedView, request: HttpRequest, args: Any, kwargs: Any, render: bool
+) -> tuple[HttpResponseBase, Watch]:
+    """Run the view (and render its template, which may read the session, messages or a token) and
+    say what it touched; our own look at the user before it does not count."""
+    watch = Watch()
+    session: Any = getattr(request, "session", None)
+    if session is not None and not hasattr(session, "accessed"):
+        session = None
+    accessed_before = session is not None and session.accessed
+    if session is not None:
+        session.accessed = False
+    cookies = request.COOKIES
+    watched = _WatchedCookies(cookies)
+    request.COOKIES = watched
+    locale = _active_locale()
     try:
-        response = view(request, *args, **kwargs)
-        used = session.accessed
+        response = cached.view(request, *args, **kwargs)
+        if render and not getattr(response, "is_rendered", True):
+            response.render()  # type: ignore[attr-defined]
+        watch.locale_changed = _active_locale() != locale
     finally:
-        session.accessed = session.accessed or accessed_before
-    return response, used
+        request.COOKIES = cookies
+        if session is not None:
+            watch.session_read = session.accessed
+            session.accessed = session.accessed or accessed_before
+    watch.cookies_read = frozenset(watched.read)
+    watch.all_cookies_read = watched.all
+    return response, watch
+
+
+def _active_locale() -> tuple[str | None, str | None]:
+    return (
+        translation.get_language() if settings.USE_I18N else None,
+        timezone.get_current_timezone_name() if settings.USE_TZ else None,
+    )
+
+
+def _locale(request: HttpRequest) -> list[Any]:
+    """The language the request resolves to and the active one, and the active time zone."""
+    parts: list[Any] = []
+    if settings.USE_I18N:
+        requested = getattr(request, "LANGUAGE_CODE", None)
+        if requested is None:
+            meta = request.META
+            name = settings.LANGUAGE_COOKIE_NAME
+            cookie = request.COOKIES.get(name) if name in meta.get("HTTP_COOKIE", "") else None
+            requested = _requested_language(cookie, meta.get("HTTP_ACCEPT_LANGUAGE", ""))
+        parts += [requested, translation.get_language()]
+    if settings.USE_TZ:
+        parts.append(timezone.get_current_timezone_name())
+    return parts
+
+
+@functools.lru_cache(maxsize=1024)
+def _requested_language(cookie: str | None, accept: str) -> str:
+    """``get_language_from_request()`` of a request with this language cookie and ``Accept-Language``
+    (all it reads without ``LocaleMiddleware``), worked out once per pair."""
+    stand_in = HttpRequest()
+    if cookie is not None:
+        stand_in.COOKIES[settings.LANGUAGE_COOKIE_NAME] = cookie
+    stand_in.META["HTTP_ACCEPT_LANGUAGE"] = accept
+    return translation.get_language_from_request(stand_in)
+
+
+@receiver(setting_changed)
+def _forget_languages(*, setting: str, **kwargs: Any) -> None:
+    if setting in {"LANGUAGES", "LANGUAGE_CODE", "LANGUAGE_COOKIE_NAME", "LOCALE_PATHS", "INSTALLED_APPS"}:
+        _requested_language.cache_clear()
+
+
+def _messages_used(request: HttpRequest) -> bool:
+    """Whether the page read, showed or added flash messages that may not be every visitor's."""
+    storage = getattr(request, "_messages", None)
+    if storage is None:
+        return False
+    if getattr(storage, "used", False) or getattr(storage, "added_new", False):
+        return True
+    loaded = getattr(storage, "_loaded_data", None)
+    if loaded is None:
+        return False
+    # Read and empty: with Django's storages, the state of every visitor without the messages cookie
+    # (refused before) and with this session (in the key once read).
+    return bool(loaded) or not isinstance(storage, KNOWN_MESSAGE_STORAGES)
 
 
 def _normalised_query(query: str) -> str:
@@ -262,7 +595,7 @@ def _normalised_query(query: str) -> str:
 def _vary(response: HttpResponseBase) -> frozenset[str]:
     if not response.has_header("Vary"):
         return frozenset()
-    return frozenset(h.strip().lower() for h in _COMMA.split(response["Vary"]) if h.strip())
+    return frozenset(h.strip().lower() for h in cc_delim_re.split(response.headers["Vary"]) if h.strip())
 
 
 def _mark(response: HttpResponseBase, state: str) -> HttpResponseBase:
@@ -289,6 +622,7 @@ def cache_view(
     tags: Tags = (),
     per_user: bool = False,
     vary_on: Iterable[str] = (),
+    credentials: Iterable[str] = CREDENTIAL_HEADERS,
     statuses: Iterable[int] = (200,),
     alias: str | None = None,
 ) -> Any:
@@ -298,7 +632,9 @@ def cache_view(
     page while the others get the stale one at once. ``tags``: strings, or a callable of
     ``(request, *args, **kwargs)``. ``per_user``: cache pages of signed-in users too, one per user,
     marked ``private``. ``vary_on``: request headers the page depends on (headers named in the
-    response's ``Vary`` are added by themselves). ``statuses``: which status codes are stored.
+    response's ``Vary`` are added by themselves); naming a credential header there keeps one page per
+    credential. ``credentials``: request headers that carry credentials; a request with one that is
+    not in ``vary_on`` is never cached. ``statuses``: which status codes are stored.
     """
 
     def decorate(v: View) -> View:
@@ -313,6 +649,7 @@ def cache_view(
             tags=tags,
             per_user=per_user,
             vary_on=vary_on,
+            credentials=credentials,
             statuses=statuses,
             alias=alias,
         )
