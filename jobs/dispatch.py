@@ -7,7 +7,6 @@ from collections import defaultdict
 from collections.abc import Iterator, Sequence
 from datetime import datetime, timedelta
 
-from django.db import router
 from django.utils import timezone
 from redis import Redis
 from redis.client import Pipeline
@@ -16,7 +15,7 @@ from rq import Queue, Retry
 from rq.job import Job as RQJob
 from rq.serializers import JSONSerializer
 
-from . import connection
+from . import connection, transitions
 from .conf import jobs_settings
 from .exceptions import JobNotRegistered
 from .intervals import failure_ttl
@@ -128,13 +127,7 @@ def dispatch(records: Sequence[Job], options: JobOptions | None = None) -> bool:
     try:
         push(records, options)
     except RedisError as exc:
-        alias = records[0]._state.db or router.db_for_write(Job)
-        now = timezone.now()
-        Job.objects.using(alias).filter(pk__in=[r.pk for r in records]).waiting().update(
-            undispatched_since=now
-        )
-        for record in records:
-            record.undispatched_since = now
+        transitions.mark_undispatched(records, timezone.now())
         logger.warning("Redis unreachable, %d job(s) left for the relay: %s", len(records), exc)
         return False
     return True

@@ -8,7 +8,7 @@ import logging
 from django.db import router
 from redis.exceptions import RedisError
 
-from .. import connection, keys
+from .. import connection, keys, transitions
 from ..dispatch import delete_rq_jobs, push
 from ..models import Job
 
@@ -37,7 +37,7 @@ def relay(limit: int = 500, using: str | None = None) -> int:
         if ran_before:
             delete_rq_jobs(ran_before)
         push(pending)
-        Job.objects.using(alias).filter(pk__in=[r.pk for r in pending]).update(undispatched_since=None)
+        transitions.mark_dispatched(pending)
     finally:
         with contextlib.suppress(RedisError):
             lock.release()

@@ -189,7 +189,7 @@ class Worker(LedgerWorkerMixin, rq.Worker):
 
     def handle_work_horse_killed(self, job: rq.job.Job, retpid: int, ret_val: int, rusage: Any) -> None:
         super().handle_work_horse_killed(job, retpid, ret_val, rusage)
-        reaper.horse_killed(job, ret_val)
+        reaper.horse_killed(job, ret_val, self.name)
 
 
 class SimpleWorker(LedgerWorkerMixin, rq.SimpleWorker):
