@@ -30,6 +30,7 @@ from redis import Redis
 from redis.exceptions import RedisError
 from redis.typing import EncodableT
 from rq.exceptions import NoSuchJobError
+from rq.executions import ExecutionRegistry
 from rq.job import Job as RQJob
 from rq.job import JobStatus
 from rq.serializers import JSONSerializer
@@ -174,6 +175,10 @@ def _settle_in_redis(pk: Any, alias: str, stale_entries: Sequence[str], retrying
     try:
         if stale_entries:
             registry.connection.zrem(registry.key, *stale_entries)
+            # The dead executions leave the job's list of executions too: RQ cannot end a run of the job
+            # (the retry's, say) while that list names an execution whose key has expired, and retries it.
+            executions = ExecutionRegistry(str(pk), connection=registry.connection)
+            registry.connection.zrem(executions.key, *(entry.partition(":")[2] for entry in stale_entries))
         if retrying:
             dispatch.dispatch([record])
             return

@@ -64,6 +64,10 @@ def _run(job_id: str, function: str, args: list, kwargs: dict, alias: str) -> No
     finally:
         context.done(token)
     if not transitions.finish(record, attempt, _encode_result(function, value)):
+        if rq_job is not None:
+            # RQ's job now belongs to the newer attempt: should RQ's own handling of this run fail
+            # (its execution was cleaned up meanwhile), it must not retry it.
+            rq_job.retries_left = 0
         logger.warning(
             "Job %s attempt %d succeeded after the record moved on (given up as abandoned, or taken by a "
             "newer attempt); the record keeps its own outcome and this result is dropped",
