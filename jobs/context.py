@@ -3,24 +3,35 @@
 from __future__ import annotations
 
 import contextvars
+from typing import NamedTuple
 
+from . import transitions
 from .exceptions import JobsError
 from .models import Job
 
-_current: contextvars.ContextVar[Job | None] = contextvars.ContextVar("jobs_current", default=None)
+
+class _Run(NamedTuple):
+    record: Job
+    #: The attempt this run is, as its claim returned it: what its progress reports are conditional on.
+    attempt: int
+
+
+_current: contextvars.ContextVar[_Run | None] = contextvars.ContextVar("jobs_current", default=None)
 
 
 def current_job() -> Job | None:
     """The record of the job running in this context, or None outside a job."""
-    return _current.get()
+    run = _current.get()
+    return None if run is None else run.record
 
 
-def running(record: Job) -> contextvars.Token[Job | None]:
-    """Make ``record`` the current job (the worker calls this around a run); returns the reset token."""
-    return _current.set(record)
+def running(record: Job, attempt: int) -> contextvars.Token[_Run | None]:
+    """Make ``record``, at ``attempt``, the current job (the worker calls this around a run); returns
+    the reset token."""
+    return _current.set(_Run(record, attempt))
 
 
-def done(token: contextvars.Token[Job | None]) -> None:
+def done(token: contextvars.Token[_Run | None]) -> None:
     _current.reset(token)
 
 
@@ -28,15 +39,12 @@ def set_progress(percent: float, message: str = "") -> bool:
     """Record how far the running job is (0-100) and what it is doing.
 
     Returns False, and does nothing, when called outside a job (say, when the job's function is
-    called directly in a test), so job code need not care where it runs.
+    called directly in a test), so job code need not care where it runs; and when this run is no longer
+    the job's current attempt (its worker was judged dead and a newer attempt took the job).
     """
     if not isinstance(percent, int | float) or isinstance(percent, bool) or not 0 <= percent <= 100:
         raise JobsError(f"progress must be a number from 0 to 100, not {percent!r}")
-    record = current_job()
-    if record is None:
+    run = _current.get()
+    if run is None:
         return False
-    Job.objects.using(record._state.db).filter(pk=record.pk).update(
-        progress=percent, progress_message=str(message)[:255]
-    )
-    record.progress, record.progress_message = percent, str(message)[:255]
-    return True
+    return transitions.report_progress(run.record, run.attempt, percent, str(message)[:255])

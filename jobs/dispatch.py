@@ -5,10 +5,10 @@ from __future__ import annotations
 import logging
 from collections.abc import Sequence
 
-from django.db import router
 from django.utils import timezone
 from redis.exceptions import RedisError
 
+from . import transitions
 from .models import Job
 from .options import JobOptions
 from .transport.queues import push
@@ -23,13 +23,7 @@ def dispatch(records: Sequence[Job], options: JobOptions | None = None) -> bool:
     try:
         push(records, options)
     except RedisError as exc:
-        alias = records[0]._state.db or router.db_for_write(Job)
-        now = timezone.now()
-        Job.objects.using(alias).filter(pk__in=[r.pk for r in records]).waiting().update(
-            undispatched_since=now
-        )
-        for record in records:
-            record.undispatched_since = now
+        transitions.mark_undispatched(records, timezone.now())
         logger.warning("Redis unreachable, %d job(s) left for the relay: %s", len(records), exc)
         return False
     return True

@@ -34,10 +34,6 @@ class JobNotRegistered(JobsError, LookupError):
     """A job names a function that is not registered with ``@job``."""
 
 
-class InvalidTransition(JobsError):
-    """A job cannot move to the asked state from the one it is in (retrying a finished job, say)."""
-
-
 class JobAbandoned(JobsError):
     """The worker running a job died or was stopped before the job ended (recorded, never raised)."""
 

@@ -2,7 +2,6 @@ from __future__ import annotations
 
 import uuid
 from datetime import datetime, timedelta
-from typing import Any
 
 from django.conf import settings
 from django.db import models, router
@@ -138,69 +137,25 @@ class Job(models.Model):
             return self.finished_at - self.started_at
         return None
 
-    def _update(self, queryset: JobQuerySet | None = None, **fields: Any) -> bool:
-        """Save ``fields`` only where ``queryset`` (this row, by default) still matches."""
-        queryset = (
-            Job.objects.using(self._state.db or "default").filter(pk=self.pk)
-            if queryset is None
-            else queryset
-        )
-        if not queryset.update(**fields):
-            return False
-        for name, value in fields.items():
-            if hasattr(value, "resolve_expression"):
-                self.__dict__.pop(name, None)  # deferred: read again from the database if asked for
-            else:
-                setattr(self, name, value)
-        return True
-
-    def mark_started(self, worker_name: str) -> bool:
-        """Claim the job for one run; False when it is no longer waiting (cancelled, or already taken).
-
-        One UPDATE, written once (see ``jobs.statements``): it runs for every job a worker takes.
-        """
-        started_at = timezone.now()
-        if not statements.claim(self._state.db or "default", self.pk, worker_name, started_at):
-            return False
-        self.status, self.started_at, self.finished_at = Status.STARTED, started_at, None
-        self.worker_name, self.undispatched_since = worker_name, None
-        self.__dict__.pop("attempts", None)  # incremented in the database: read again if asked for
-        return True
-
-    def mark_finished(self, result: Any) -> bool:
-        """Record the job's success and its result (one UPDATE, see ``jobs.statements``)."""
-        finished_at = timezone.now()
-        if not statements.finish(self._state.db or "default", self.pk, result, finished_at):
-            return False
-        self.status, self.finished_at, self.result, self.progress = Status.FINISHED, finished_at, result, 100
-        return True
-
     def add_failed_attempt(
-        self, *, failed_at: datetime, error_class: str, error_message: str, traceback: str = ""
+        self,
+        *,
+        number: int,
+        failed_at: datetime,
+        error_class: str,
+        error_message: str,
+        traceback: str = "",
     ) -> FailedAttempt:
-        """Keep the current attempt's failure in the history; the record's own fields hold the last one."""
+        """Keep attempt ``number``'s failure in the history; the record's own fields hold the last one.
+
+        Written by ``jobs.transitions`` once the attempt's failure has won its transition.
+        """
         return FailedAttempt.objects.using(self._state.db or router.db_for_write(FailedAttempt)).create(
             job=self,
-            number=self.attempts,
+            number=number,
             worker_name=self.worker_name,
             started_at=self.started_at,
             failed_at=failed_at,
-            error_class=error_class,
-            error_message=error_message,
-            traceback=traceback,
-        )
-
-    def mark_attempt_failed(
-        self, *, error_class: str, error_message: str, traceback: str, retrying: bool
-    ) -> bool:
-        """Record a failed attempt: the job waits for its next try, or it has failed for good."""
-        now = timezone.now()
-        self.add_failed_attempt(
-            failed_at=now, error_class=error_class, error_message=error_message, traceback=traceback
-        )
-        return self._update(
-            status=Status.RETRYING if retrying else Status.FAILED,
-            finished_at=None if retrying else now,
             error_class=error_class,
             error_message=error_message,
             traceback=traceback,
@@ -237,8 +192,3 @@ class Dashboard(Job):
         verbose_name = _("dashboard")
         verbose_name_plural = _("dashboard")
         default_permissions = ()
-
-
-# Built from the model above; imported once here (a forking worker's work horses inherit it) rather
-# than at the first claim of every horse.
-from . import statements  # noqa: E402

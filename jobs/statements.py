@@ -1,6 +1,7 @@
 """The ledger's hot statements, written once per database rather than built by the ORM for every job.
 
-A worker sends two statements per job (the claim and the finish) and a batch enqueue sends one. Building
+A worker sends two statements per job (the claim and the finish, the SQL of ``jobs.transitions.claim``
+and ``jobs.transitions.finish``, which alone call them) and a batch enqueue sends one. Building
 such small statements through the ORM (filters, expressions, the compiler) costs several times what the
 database spends running them. The SQL here is what the ORM would send; the values are prepared by the
 model's own fields (``get_db_prep_save``), so they are stored exactly as the ORM stores them. The
@@ -10,6 +11,7 @@ statements go through Django's cursor, so ``CaptureQueriesContext`` and execute 
 from __future__ import annotations
 
 import functools
+import sqlite3
 from collections.abc import Callable, Iterable, Sequence
 from datetime import datetime
 from typing import Any
@@ -55,17 +57,31 @@ def _sql(vendor: str, quote_name: Callable[[str], str], statement: str) -> str:
             f"{col('finished_at')} = NULL, {col('worker_name')} = %s, "
             f"{col('attempts')} = {col('attempts')} + 1, {col('undispatched_since')} = NULL "
             f"WHERE {col('id')} = %s AND {col('status')} IN ({waiting})"
+            + (f" RETURNING {col('attempts')}" if _returns_from_update(vendor) else "")
         )
+    if statement == "attempts":
+        return f"SELECT {col('attempts')} FROM {table} WHERE {col('id')} = %s"  # noqa: S608
     if statement == "finish":
         return (
             f"UPDATE {table} SET {col('status')} = %s, {col('finished_at')} = %s, "  # noqa: S608
-            f"{col('result')} = %s, {col('progress')} = %s WHERE {col('id')} = %s"
+            f"{col('result')} = %s, {col('progress')} = %s "
+            f"WHERE {col('id')} = %s AND {col('status')} = %s AND {col('attempts')} = %s"
         )
     if statement == "insert":
         columns = ", ".join(quote_name(_column(field)) for field in _meta.concrete_fields)
         values = ", ".join(["%s"] * len(_meta.concrete_fields))
         return f"INSERT INTO {table} ({columns}) VALUES ({values})"  # noqa: S608
     raise ValueError(statement)
+
+
+def _returns_from_update(vendor: str) -> bool:
+    """Whether the database answers an UPDATE with the rows it changed (``RETURNING``): PostgreSQL, and
+    SQLite from 3.35 (the version from which Django's SQLite backend returns columns from an INSERT)."""
+    if vendor == "postgresql":
+        return True
+    if vendor == "sqlite":
+        return sqlite3.sqlite_version_info >= (3, 35)
+    return False
 
 
 def _prepare(name: str, value: Any, connection: BaseDatabaseWrapper) -> Any:
@@ -78,35 +94,57 @@ def _prepare(name: str, value: Any, connection: BaseDatabaseWrapper) -> Any:
 ASYNC_COMMIT = " RETURNING set_config('synchronous_commit', 'off', true)"
 
 
-def _execute(alias: str, statement: str, params: Sequence[Any]) -> int:
-    connection = connections[alias]
-    sql = _sql(connection.vendor, connection.ops.quote_name, statement)
-    if (
+def _async_commit(connection: BaseDatabaseWrapper) -> bool:
+    return bool(
         jobs_settings.LEDGER_ASYNC_COMMIT
         and connection.vendor == "postgresql"
         and connection.get_autocommit()
-    ):
+    )
+
+
+def _execute(alias: str, statement: str, params: Sequence[Any]) -> int:
+    connection = connections[alias]
+    sql = _sql(connection.vendor, connection.ops.quote_name, statement)
+    if _async_commit(connection):
         sql += ASYNC_COMMIT
     with connection.cursor() as cursor:
         cursor.execute(sql, params)
         return cursor.rowcount
 
 
-def claim(alias: str, pk: Any, worker_name: str, started_at: datetime) -> bool:
-    """Mark a waiting job started (one UPDATE); False when it is no longer waiting."""
+def claim(alias: str, pk: Any, worker_name: str, started_at: datetime) -> int | None:
+    """Mark a waiting job started (one UPDATE); returns the attempt number it now runs, or None when
+    it is no longer waiting.
+
+    Where the database cannot answer an UPDATE with its row (see ``_returns_from_update``), a SELECT of
+    the attempt follows a claim that won.
+    """
     connection = connections[alias]
+    pk = _prepare("id", pk, connection)
     params = [
         Status.STARTED.value,
         _prepare("started_at", started_at, connection),
         worker_name,
-        _prepare("id", pk, connection),
+        pk,
         *(status.value for status in WAITING),
     ]
-    return _execute(alias, "claim", params) > 0
+    sql = _sql(connection.vendor, connection.ops.quote_name, "claim")
+    returning = _returns_from_update(connection.vendor)
+    if _async_commit(connection):
+        sql += ", " + ASYNC_COMMIT.removeprefix(" RETURNING ")
+    with connection.cursor() as cursor:
+        cursor.execute(sql, params)
+        if returning:
+            row = cursor.fetchone()
+            return None if row is None else int(row[0])
+        if not cursor.rowcount:
+            return None
+        cursor.execute(_sql(connection.vendor, connection.ops.quote_name, "attempts"), [pk])
+        return int(cursor.fetchone()[0])
 
 
-def finish(alias: str, pk: Any, result: Any, finished_at: datetime) -> bool:
-    """Mark a job finished with its result (one UPDATE)."""
+def finish(alias: str, pk: Any, attempt: int, result: Any, finished_at: datetime) -> bool:
+    """Mark a job finished with its result (one UPDATE), if it is still started by ``attempt``."""
     connection = connections[alias]
     params = [
         Status.FINISHED.value,
@@ -114,6 +152,8 @@ def finish(alias: str, pk: Any, result: Any, finished_at: datetime) -> bool:
         _prepare("result", result, connection),
         _prepare("progress", 100, connection),
         _prepare("id", pk, connection),
+        Status.STARTED.value,
+        attempt,
     ]
     return _execute(alias, "finish", params) > 0
 

@@ -67,3 +67,20 @@ def limited(n):
 @job(rate_limit="1/m", rate_key=lambda customer, n: customer)
 def per_customer(customer, n):
     return f"{customer}:{n}"
+
+
+@job(max_attempts=2, backoff=[0])
+def gated_first_attempt(gate, outcome):
+    """Its first attempt waits (two minutes at most) until the file ``gate`` exists, then reports its
+    progress and fails or returns as ``outcome`` ("fail" or "return") says; later attempts return their
+    number at once."""
+    _announce()
+    attempt = current_job().attempts
+    if attempt == 1:
+        deadline = time.monotonic() + 120
+        while not os.path.exists(gate) and time.monotonic() < deadline:
+            time.sleep(0.05)
+        set_progress(50, "attempt 1 went on past its gate")
+        if outcome == "fail":
+            raise RuntimeError("attempt 1 failed past its gate")
+    return attempt

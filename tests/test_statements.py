@@ -1,5 +1,5 @@
-"""The ledger's hot statements (``jobs.statements``): what they store is what the ORM stores, and a worker
-sends two of them per job, an enqueue one."""
+"""The ledger's hot statements (``jobs.statements``, the SQL of the claim and finish transitions and of
+enqueue): what they store is what the ORM stores, and a worker sends two of them per job, an enqueue one."""
 
 import datetime
 import decimal
@@ -10,7 +10,7 @@ from django.db import connections, transaction
 from django.test.utils import CaptureQueriesContext
 from django.utils import timezone
 
-from jobs import statements
+from jobs import statements, transitions
 from jobs.models import Job, Status
 from jobs.worker import LeanWorker, SimpleWorker
 from tests import jobs
@@ -44,26 +44,24 @@ def test_a_batch_reads_back_exactly_as_returned_and_as_the_orm_writes_it():
 
 def test_claim_takes_a_waiting_job_once_and_never_a_cancelled_one():
     record = jobs.noop.enqueue()
-    assert record.mark_started("w1")
+    assert transitions.claim(record, "w1") == 1
     assert (record.status, record.worker_name, record.attempts) == (Status.STARTED, "w1", 1)
-    assert not Job.objects.get(pk=record.pk).mark_started("w2")
+    assert transitions.claim(Job.objects.get(pk=record.pk), "w2") is None
     stored = Job.objects.get(pk=record.pk)
     assert (stored.worker_name, stored.attempts, stored.undispatched_since) == ("w1", 1, None)
 
     cancelled = jobs.noop.enqueue()
     Job.objects.filter(pk=cancelled.pk).update(status=Status.CANCELLED)
-    assert not cancelled.mark_started("w1")
+    assert transitions.claim(cancelled, "w1") is None
     assert Job.objects.get(pk=cancelled.pk).attempts == 0
 
 
 def test_finish_stores_the_result_and_none_as_sql_null():
     record = jobs.noop.enqueue()
-    record.mark_started("w1")
-    assert record.mark_finished(None)
+    assert transitions.finish(record, transitions.claim(record, "w1"), None)
     assert Job.objects.filter(pk=record.pk, result__isnull=True, status=Status.FINISHED).exists()
     other = jobs.add.enqueue(1, 2)
-    other.mark_started("w1")
-    assert other.mark_finished({"sum": [3]})
+    assert transitions.finish(other, transitions.claim(other, "w1"), {"sum": [3]})
     stored = Job.objects.get(pk=other.pk)
     assert (stored.result, stored.progress, stored.status) == ({"sum": [3]}, 100, Status.FINISHED)
     assert stored.started_at <= stored.finished_at
@@ -72,8 +70,8 @@ def test_finish_stores_the_result_and_none_as_sql_null():
 def test_finish_of_a_deleted_record_reports_it():
     record = jobs.noop.enqueue()
     Job.objects.filter(pk=record.pk).delete()
-    assert not record.mark_finished(1)
-    assert not statements.claim("default", record.pk, "w1", timezone.now())
+    assert not transitions.finish(record, 1, 1)
+    assert statements.claim("default", record.pk, "w1", timezone.now()) is None
 
 
 def test_a_batch_without_ids_is_refused_and_writes_nothing():
@@ -122,8 +120,7 @@ def test_async_ledger_commits_cost_no_statement_and_leave_the_session_alone(sett
     on_postgresql = connection.vendor == "postgresql"
     record = jobs.add.enqueue(2, 3)
     with CaptureQueriesContext(connection) as captured:
-        assert record.mark_started("w1")
-        assert record.mark_finished(5)
+        assert transitions.finish(record, transitions.claim(record, "w1"), 5)
     assert len(captured) == 2
     assert [("synchronous_commit" in query["sql"]) for query in captured] == [on_postgresql] * 2
     stored = Job.objects.get(pk=record.pk)
@@ -135,5 +132,5 @@ def test_async_ledger_commits_cost_no_statement_and_leave_the_session_alone(sett
     # Inside the caller's own transaction the setting would reach the caller's writes: not used there.
     other = jobs.add.enqueue(1, 1)
     with transaction.atomic(), CaptureQueriesContext(connection) as inside:
-        assert other.mark_started("w1")
+        assert transitions.claim(other, "w1") == 1
     assert "synchronous_commit" not in inside[0]["sql"]

@@ -1,30 +1,26 @@
 """What a person may do to jobs: retry failed ones, cancel waiting ones, and forget deleted ones in Redis.
 
-Each operation first changes the rows with a conditional UPDATE inside a transaction (the rows are locked
-where the database can, and the status is tested again in the UPDATE), so two people, or one person's
-double submit, change a row once; only the rows it changed are then touched in Redis.
+Each operation first changes the rows by its transition (``jobs.transitions.retry`` and ``cancel``: a
+conditional UPDATE on locked rows), so two people, or one person's double submit, change a row once;
+only the rows it changed are then touched in Redis.
 """
 
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from django.db import transaction
 from django.db.models import QuerySet
-from django.utils import timezone
 from redis.exceptions import RedisError
 
+from .. import transitions
 from ..dispatch import dispatch
-from ..models import WAITING, Job, Status
+from ..models import Job, Status
 from ..transport import queues
 
 logger = logging.getLogger("jobs")
-
-#: Rows locked and updated per statement (SQLite takes at most 999 parameters in older builds).
-CHUNK = 500
 
 
 @dataclass(frozen=True)
@@ -43,22 +39,7 @@ def retry(queryset: QuerySet[Job], user: Any = None) -> Outcome:
     The record keeps its id, its attempts count and its failed attempts, so the history shows every
     run. RQ's job of the same id (in its failed registry) is deleted first, so the new run starts clean.
     """
-    now = timezone.now()
-    fields = {
-        "status": Status.QUEUED,
-        "retried_at": now,
-        "retried_by": user if getattr(user, "pk", None) else None,
-        "finished_at": None,
-        "scheduled_for": None,
-        "undispatched_since": None,
-        "progress": 0,
-        "progress_message": "",
-        "result": None,
-        "error_class": "",
-        "error_message": "",
-        "traceback": "",
-    }
-    outcome = _transition(queryset, (Status.FAILED,), fields)
+    outcome = Outcome(*transitions.retry(queryset, user))
     if not outcome.changed:
         return outcome
     try:
@@ -76,7 +57,7 @@ def cancel(queryset: QuerySet[Job]) -> Outcome:
     A cancelled record is never started (the worker claims only waiting records); RQ's job is also
     moved to its canceled registry so that RQ's tools agree.
     """
-    outcome = _transition(queryset, WAITING, {"status": Status.CANCELLED, "finished_at": timezone.now()})
+    outcome = Outcome(*transitions.cancel(queryset))
     if outcome.changed:
         try:
             queues.cancel(outcome.changed)
@@ -92,24 +73,3 @@ def forget(records: Sequence[Job]) -> None:
         queues.delete(idle)
     except RedisError as exc:
         logger.warning("Could not delete RQ's jobs of deleted records: %s", exc)
-
-
-def _transition(queryset: QuerySet[Job], allowed: Iterable[str], fields: dict[str, Any]) -> Outcome:
-    alias = queryset.db
-    allowed = tuple(allowed)
-    changed: list[Job] = []
-    with transaction.atomic(using=alias):
-        pks = list(queryset.order_by().values_list("pk", flat=True).distinct())
-        for chunk in _chunks(pks):
-            rows = list(Job.objects.using(alias).select_for_update().filter(pk__in=chunk, status__in=allowed))
-            Job.objects.using(alias).filter(pk__in=[r.pk for r in rows], status__in=allowed).update(**fields)
-            for row in rows:
-                for name, value in fields.items():
-                    setattr(row, name, value)
-            changed.extend(rows)
-    return Outcome(changed, len(pks) - len(changed))
-
-
-def _chunks(items: list) -> Iterator[list]:
-    for start in range(0, len(items), CHUNK):
-        yield items[start : start + CHUNK]

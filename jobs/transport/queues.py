@@ -17,6 +17,7 @@ from redis import Redis
 from redis.client import Pipeline
 from rq import Queue, Retry
 from rq.exceptions import InvalidJobOperation, NoSuchJobError
+from rq.executions import ExecutionRegistry
 from rq.job import Job as RQJob
 from rq.job import JobStatus
 from rq.registry import FailedJobRegistry, FinishedJobRegistry, ScheduledJobRegistry, StartedJobRegistry
@@ -230,7 +231,16 @@ def started_entries(queue_name: str) -> dict[str, dict[str, float]]:
 def remove_started_entries(queue_name: str, entries: Sequence[str]) -> None:
     """Remove dead executions' entries (as ``started_entries`` gives them) from the started registry."""
     registry = connection.get_queue(queue_name).started_job_registry
-    registry.connection.zrem(registry.key, *entries)
+    with registry.connection.pipeline() as pipe:
+        pipe.zrem(registry.key, *entries)
+        # The dead executions leave each job's list of executions too: RQ cannot end another run of
+        # the job (the retry's, say) while that list names an execution whose key has expired, and
+        # retries it instead. Checked against rq 2.12: ExecutionRegistry(job_id).key, members are
+        # execution ids, entries are "<job id>:<execution id>".
+        for entry in entries:
+            job_id, _, execution_id = entry.partition(":")
+            pipe.zrem(ExecutionRegistry(job_id, connection=registry.connection).key, execution_id)
+        pipe.execute()
 
 
 def file_as_failed(queue_name: str, job_id: str, reason: str) -> None:

@@ -8,9 +8,9 @@ live execution of it (see ``jobs.worker.liveness``):
   writes its entry back within one heartbeat, so the job is reaped only if it is still missing on a
   later pass, at least two heartbeats after it was first seen so.
 
-The record is then moved, by an UPDATE conditional on it still being started with the same attempt, to
-``retrying`` (and pushed again) when attempts remain, else to ``failed``, with a ``FailedAttempt`` that
-gives the reason. A job that finished meanwhile is left alone.
+The record is then moved by ``jobs.transitions.abandon``, conditional on it still being started with the
+same attempt, to ``retrying`` (and pushed again) when attempts remain, else to ``failed``, with a
+``FailedAttempt`` that gives the reason. A job that finished meanwhile is left alone.
 """
 
 from __future__ import annotations
@@ -24,16 +24,16 @@ from collections.abc import Sequence
 from datetime import timedelta
 from typing import Any
 
-from django.db import router, transaction
+from django.db import router
 from django.utils import timezone
 from redis import Redis
 from redis.exceptions import RedisError
 from redis.typing import EncodableT
 
-from .. import dispatch, intervals, keys
+from .. import dispatch, intervals, keys, transitions
 from ..conf import jobs_settings
 from ..exceptions import ABANDONED, JobNotRegistered
-from ..models import Job, Status
+from ..models import Job
 from ..registry import resolve
 from ..transport import connection, queues
 from ..transport.runner import Call
@@ -135,24 +135,9 @@ def abandon(
     decided_by_rq = retrying is not None
     if retrying is None:
         retrying = record.attempts < record.max_attempts
-    now = timezone.now()
     delay = _retry_delay(record) if retrying and not decided_by_rq else 0
-    with transaction.atomic(using=alias):
-        claimed = (
-            Job.objects.using(alias)
-            .filter(pk=record.pk, status=Status.STARTED, attempts=record.attempts)
-            .update(
-                status=Status.RETRYING if retrying else Status.FAILED,
-                finished_at=None if retrying else now,
-                scheduled_for=now + timedelta(seconds=delay) if delay else None,
-                error_class=ERROR_CLASS,
-                error_message=reason,
-                traceback="",
-            )
-        )
-        if not claimed:
-            return False
-        record.add_failed_attempt(failed_at=now, error_class=ERROR_CLASS, error_message=reason)
+    if not transitions.abandon(record, reason, error_class=ERROR_CLASS, retrying=retrying, delay=delay):
+        return False
     logger.warning(
         "Job %s abandoned during attempt %d (%s): %s",
         record.pk,
@@ -189,12 +174,16 @@ def _settle_in_redis(pk: Any, alias: str, stale_entries: Sequence[str], retrying
         logger.warning("Job %s: could not update Redis after abandoning it: %s", pk, exc)
 
 
-def horse_killed(call: Call | None, ret_val: int | None, retrying: bool) -> None:
+def horse_killed(call: Call | None, ret_val: int | None, retrying: bool, worker_name: str) -> None:
     """A forking worker saw its work horse die mid-job: record it now; RQ retries or fails the job
-    (``retrying`` says which)."""
+    (``retrying`` says which).
+
+    Only an attempt this worker started is abandoned: the record may already be at a newer attempt
+    that another worker runs (this worker's horse having been given up as dead before it died).
+    """
     if call is None:
         return
-    record = Job.objects.using(call.alias).started().filter(pk=call.job_id).first()
+    record = Job.objects.using(call.alias).started().filter(pk=call.job_id, worker_name=worker_name).first()
     if record is None:
         return
     how = f"by signal {os.WTERMSIG(ret_val)}" if ret_val and os.WIFSIGNALED(ret_val) else f"with {ret_val}"

@@ -8,7 +8,7 @@ import logging
 from django.db import router
 from redis.exceptions import RedisError
 
-from .. import keys
+from .. import keys, transitions
 from ..models import Job
 from ..transport import connection, queues
 
@@ -37,7 +37,7 @@ def relay(limit: int = 500, using: str | None = None) -> int:
         if ran_before:
             queues.delete(ran_before)
         queues.push(pending)
-        Job.objects.using(alias).filter(pk__in=[r.pk for r in pending]).update(undispatched_since=None)
+        transitions.mark_dispatched(pending)
     finally:
         with contextlib.suppress(RedisError):
             lock.release()

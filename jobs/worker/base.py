@@ -177,7 +177,7 @@ class Worker(LedgerWorkerMixin, RQForkingWorker):
     def handle_work_horse_killed(self, job: RQJob, retpid: int, ret_val: int, rusage: Any) -> None:
         # Checked against rq 2.12: handle_work_horse_killed(job, retpid, ret_val, rusage).
         super().handle_work_horse_killed(job, retpid, ret_val, rusage)
-        reaper.horse_killed(call_of(job), ret_val, retrying=bool(job.should_retry))
+        reaper.horse_killed(call_of(job), ret_val, retrying=bool(job.should_retry), worker_name=self.name)
 
 
 class SimpleWorker(LedgerWorkerMixin, RQSimpleWorker):

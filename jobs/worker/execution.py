@@ -12,7 +12,7 @@ from typing import Any
 
 from django.db import close_old_connections
 
-from .. import context, signals
+from .. import context, signals, transitions
 from ..codec import decode_arguments, encode
 from ..exceptions import ABANDONED, ArgumentNotSerializable, JobNotRegistered, JobsError, qualified_name
 from ..models import Job
@@ -48,44 +48,67 @@ def _run(job_id: str, function: str, args: list, kwargs: dict, alias: str) -> No
     rq_job = current_rq_job()
     # Not read from the database: the other fields are deferred and load only if the job asks for them.
     record = Job.from_db(alias, ["id", "function"], [job_id, function])
-    if not record.mark_started(worker_name=(rq_job.worker_name or "") if rq_job else ""):
+    attempt = transitions.claim(record, worker_name=(rq_job.worker_name or "") if rq_job else "")
+    if attempt is None:
         logger.info("Job %s is no longer waiting (cancelled or already run); skipped", job_id)
         return
-    token = context.running(record)
+    token = context.running(record, attempt)
     try:
         signals.job_started.send(sender=Job, job=record)
         target = resolve(function)
         call_args, call_kwargs = decode_arguments(args, kwargs)
         value = target.func(*call_args, **call_kwargs)
     except BaseException as exc:
-        _record_failure(record, rq_job, exc)
+        _record_failure(record, attempt, rq_job, exc)
         raise
     finally:
         context.done(token)
-    record.mark_finished(_encode_result(function, value))
+    if not transitions.finish(record, attempt, _encode_result(function, value)):
+        if rq_job is not None:
+            # RQ's job now belongs to the newer attempt: should RQ's own handling of this run fail
+            # (its execution was cleaned up meanwhile), it must not retry it.
+            rq_job.retries_left = 0
+        logger.warning(
+            "Job %s attempt %d succeeded after the record moved on (given up as abandoned, or taken by a "
+            "newer attempt); the record keeps its own outcome and this result is dropped",
+            job_id,
+            attempt,
+        )
+        return
     signals.job_finished.send(sender=Job, job=record)
 
 
-def _record_failure(record: Job, rq_job: Any, exc: BaseException) -> None:
+def _record_failure(record: Job, attempt: int, rq_job: Any, exc: BaseException) -> None:
     permanent = isinstance(exc, PERMANENT_ERRORS)
-    if permanent and rq_job is not None:
-        rq_job.retries_left = 0  # RQ then fails the job instead of scheduling a retry.
     retrying = bool(rq_job is not None and rq_job.retries_left and not permanent)
-    record.refresh_from_db(fields=["attempts", "started_at", "worker_name"])
     error_class, message = qualified_name(type(exc)), str(exc)
     if isinstance(exc, SystemExit | KeyboardInterrupt):
         # A second SIGTERM or SIGINT (RQ's cold shutdown) stopped a non-forking worker in the job.
         error_class, message = ABANDONED, "The worker was stopped at once (cold shutdown) during this job."
-    record.mark_attempt_failed(
+    won = transitions.fail_attempt(
+        record,
+        attempt,
         error_class=error_class,
         error_message=message,
         traceback="".join(tb.format_exception(exc)),
         retrying=retrying,
     )
-    if retrying:
-        logger.warning("Job %s attempt %d failed, will retry: %r", record.pk, record.attempts, exc)
+    if (permanent or not won) and rq_job is not None:
+        # RQ then fails its job instead of scheduling a retry: a permanent error, or a stale run whose
+        # job a newer attempt owns.
+        rq_job.retries_left = 0
+    if not won:
+        logger.warning(
+            "Job %s attempt %d failed after the record moved on (given up as abandoned, or taken by a "
+            "newer attempt); the record keeps its own outcome and this error is dropped: %r",
+            record.pk,
+            attempt,
+            exc,
+        )
+    elif retrying:
+        logger.warning("Job %s attempt %d failed, will retry: %r", record.pk, attempt, exc)
     else:
-        logger.error("Job %s failed after %d attempt(s): %r", record.pk, record.attempts, exc)
+        logger.error("Job %s failed after %d attempt(s): %r", record.pk, attempt, exc)
         signals.job_failed.send(sender=Job, job=record, exception=exc)
 
 
