@@ -13,7 +13,7 @@ import signal
 
 import pytest
 
-from jobs import connection as jobs_connection
+from jobs.transport import connection as jobs_connection
 from jobs.exceptions import ABANDONED
 from jobs.models import Status
 from tests import fault_jobs
