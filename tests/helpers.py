@@ -124,7 +124,9 @@ class WorkerProcess:
     def signal(self, signum: int) -> None:
         self.process.send_signal(signum)
 
-    def stop(self, timeout: float = 30) -> str:
+    def stop(self, timeout: float = 10) -> str:
+        """SIGTERM, then SIGKILL to the whole process group if the worker is still there after ``timeout``;
+        returns the worker's output."""
         if self.process.poll() is None:
             self.process.send_signal(signal.SIGTERM)
             try:
