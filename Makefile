@@ -9,7 +9,7 @@ NEXT_PYTHON ?= $(shell for p in python3.13 python3.12 $(HOME)/.pyenv/versions/3.
 	$$p -c 'import sys; assert sys.version_info >= (3, 12)' 2>/dev/null && { echo $$p; break; }; done)
 NEXT_VENV := .venv-django6
 # Each suite run is spread over this many pytest-xdist processes, each with a Redis and a database of its own.
-TEST_PROCESSES ?= 3
+TEST_PROCESSES ?= 4
 PYTEST := pytest -n $(TEST_PROCESSES) --dist worksteal
 
 .PHONY: demo test lint typecheck check test-sqlite test-postgres test-django6 bench browser
