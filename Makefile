@@ -8,6 +8,9 @@ PG_URL ?= postgres://postgres@127.0.0.1:5432/jobs
 NEXT_PYTHON ?= $(shell for p in python3.13 python3.12 $(HOME)/.pyenv/versions/3.1[23]*/bin/python3; do \
 	$$p -c 'import sys; assert sys.version_info >= (3, 12)' 2>/dev/null && { echo $$p; break; }; done)
 NEXT_VENV := .venv-django6
+# Each suite run is spread over this many pytest-xdist processes, each with a Redis and a database of its own.
+TEST_PROCESSES ?= 4
+PYTEST := pytest -n $(TEST_PROCESSES) --dist worksteal
 
 .PHONY: demo test lint typecheck check test-sqlite test-postgres test-django6 bench browser
 
@@ -39,21 +42,25 @@ check: $(STAMP)
 	$(BIN)/python manage.py makemigrations --check --dry-run
 
 test-sqlite: $(STAMP)
-	$(BIN)/pytest --cov --cov-report=term:skip-covered
+	$(BIN)/$(PYTEST) --cov --cov-report=term:skip-covered
 
 test-postgres: $(STAMP)
-	DATABASE_URL=$(PG_URL) $(BIN)/pytest
+	DATABASE_URL=$(PG_URL) $(BIN)/$(PYTEST)
 
 ## The suite on SQLite under the newest Django 6.0 release.
-test-django6:
+test-django6: $(if $(NEXT_PYTHON),$(NEXT_VENV)/.installed)
 ifeq ($(NEXT_PYTHON),)
 	@echo "No Python >= 3.12 on this machine: the Django 6 run is skipped."
 else
-	test -f $(NEXT_VENV)/.installed || { $(NEXT_PYTHON) -m venv $(NEXT_VENV) && \
-		$(NEXT_VENV)/bin/pip install --quiet --disable-pip-version-check -e '.[test]' 'django>=6.0,<6.1' && \
-		touch $(NEXT_VENV)/.installed; }
 	$(NEXT_VENV)/bin/python -c "import django; print('Django', django.get_version())"
-	$(NEXT_VENV)/bin/pytest -p no:cacheprovider
+	$(NEXT_VENV)/bin/$(PYTEST) -p no:cacheprovider
+endif
+
+ifneq ($(NEXT_PYTHON),)
+$(NEXT_VENV)/.installed: pyproject.toml
+	test -d $(NEXT_VENV) || $(NEXT_PYTHON) -m venv $(NEXT_VENV)
+	$(NEXT_VENV)/bin/pip install --quiet --disable-pip-version-check -e '.[test]' 'django>=6.0,<6.1'
+	touch $@
 endif
 
 bench: $(STAMP)

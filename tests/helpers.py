@@ -1,7 +1,9 @@
-"""Helpers shared by the tests: waiting on a condition with a bound, and real worker processes."""
+"""Helpers shared by the tests: waiting on a condition with a bound, draining queues with a worker in the
+test's own process, and real worker processes for the tests that are about a process."""
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import subprocess
@@ -55,6 +57,36 @@ def worker_command(*options: str, queues: tuple[str, ...] = QUEUES) -> list[str]
     return [sys.executable, str(ROOT / "manage.py"), "rqworker", *options, *queues]
 
 
+FORKING_WORKER = "jobs.worker.Worker"
+
+
+def drain(
+    worker_class: str = "jobs.worker.SimpleWorker", queues: tuple[str, ...] = QUEUES, name: str | None = None
+) -> None:
+    """Drain the queues in burst mode with ``worker_class``, built as ``manage.py rqworker`` builds it.
+
+    A non-forking worker runs here, in the test's process, against the test's Redis, database and
+    settings: it skips a second Django start per run. The forking worker's horse is a fork of the worker,
+    so that one runs as a real ``manage.py rqworker --burst`` process, given the test's ``JOBS`` setting.
+    """
+    if worker_class == FORKING_WORKER:
+        from django.conf import settings
+
+        options = ("--worker-class", worker_class, *(("--name", name) if name else ()))
+        run_worker(*options, queues=queues, JOBS_TEST_JOBS=json.dumps(settings.JOBS))
+        return
+    from django_rq.workers import get_worker
+
+    worker = get_worker(*queues, worker_class=worker_class, name=name)
+    # RQ installs its own SIGINT and SIGTERM handlers for the run; the test process keeps its own.
+    handlers = {signum: signal.getsignal(signum) for signum in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        worker.work(burst=True)
+    finally:
+        for signum, handler in handlers.items():
+            signal.signal(signum, handler)
+
+
 def run_worker(*options: str, queues: tuple[str, ...] = QUEUES, timeout: float = 120, **env: str) -> str:
     """Drain the queues with ``manage.py rqworker --burst`` in a real process; return its output."""
     completed = subprocess.run(
@@ -92,7 +124,9 @@ class WorkerProcess:
     def signal(self, signum: int) -> None:
         self.process.send_signal(signum)
 
-    def stop(self, timeout: float = 30) -> str:
+    def stop(self, timeout: float = 10) -> str:
+        """SIGTERM, then SIGKILL to the whole process group if the worker is still there after ``timeout``;
+        returns the worker's output."""
         if self.process.poll() is None:
             self.process.send_signal(signal.SIGTERM)
             try:

@@ -6,7 +6,8 @@ import tempfile
 from jobsite.settings import *  # noqa: F403
 from jobsite.settings import DATABASES
 
-# A worker subprocess started by the tests is told which database the test run created.
+# Every test process (each pytest-xdist process too) creates databases named after its pid; a worker
+# subprocess started by a test is told which one its test created.
 if os.environ.get("JOBS_TEST_DB_NAME"):
     DATABASES["default"]["NAME"] = os.environ["JOBS_TEST_DB_NAME"]
 elif DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":

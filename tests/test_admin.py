@@ -22,7 +22,7 @@ from jobs.transport import connection as jobs_connection
 from jobs.transport.queues import push
 from jobs.upkeep.relay import relay
 from tests import jobs
-from tests.helpers import run_worker, staff_user
+from tests.helpers import drain, staff_user
 
 LIST = "/admin/jobs/job/"
 
@@ -329,7 +329,7 @@ def test_retry_all_matching_needs_the_permission_and_valid_filters(viewer, opera
 def test_a_retried_job_runs_again_through_a_real_worker_and_keeps_its_history(client):
     client.force_login(staff_user("view_job", "retry_job"))
     job = jobs.fails_on_first_attempt.enqueue("report")
-    run_worker()
+    drain()
     job.refresh_from_db()
     assert job.status == Status.FAILED
     failed_registry = jobs_connection.get_queue("default").failed_job_registry
@@ -339,7 +339,7 @@ def test_a_retried_job_runs_again_through_a_real_worker_and_keeps_its_history(cl
     client.post(f"{LIST}{job.pk}/retry/")  # a double submit
     assert queued_ids() == [str(job.pk)]
     assert str(job.pk) not in failed_registry.get_job_ids()  # RQ's old failed job does not linger
-    run_worker()
+    drain()
     job.refresh_from_db()
     assert job.status == Status.FINISHED
     assert job.result == "report"
@@ -355,11 +355,11 @@ def test_a_retried_job_runs_again_through_a_real_worker_and_keeps_its_history(cl
 @pytest.mark.slow
 def test_a_job_that_fails_again_after_a_retry_is_failed_with_both_attempts():
     job = jobs.boom.enqueue("again")
-    run_worker()
+    drain()
     from jobs.admin import operations
 
     operations.retry(Job.objects.filter(pk=job.pk))
-    run_worker()
+    drain()
     job.refresh_from_db()
     assert job.status == Status.FAILED
     assert [a.number for a in job.failed_attempts.all()] == [1, 2]
@@ -384,7 +384,7 @@ def test_retry_while_redis_is_down_leaves_the_job_for_the_relay(operator, redis_
 @pytest.mark.slow
 def test_a_retry_that_redis_missed_is_relayed_without_leaving_rqs_old_failed_job():
     job = jobs.fails_on_first_attempt.enqueue("late")
-    run_worker()
+    drain()
     failed_registry = jobs_connection.get_queue("default").failed_job_registry
     assert str(job.pk) in failed_registry.get_job_ids()
     # What a retry leaves when Redis does not answer (a network blip, its data kept): the record queued
@@ -394,7 +394,7 @@ def test_a_retry_that_redis_missed_is_relayed_without_leaving_rqs_old_failed_job
     assert relay() == 1
     assert queued_ids() == [str(job.pk)]
     assert str(job.pk) not in failed_registry.get_job_ids()
-    run_worker()
+    drain()
     job.refresh_from_db()
     assert (job.status, job.result, job.attempts) == (Status.FINISHED, "late", 2)
     assert str(job.pk) not in failed_registry.get_job_ids()
@@ -448,7 +448,7 @@ def test_a_cancelled_job_never_runs(tmp_path):
     from jobs.admin import operations
 
     operations.cancel(Job.objects.filter(pk=job.pk))
-    run_worker()
+    drain()
     job.refresh_from_db()
     assert job.status == Status.CANCELLED
     assert not marker.exists()

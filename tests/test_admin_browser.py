@@ -9,7 +9,7 @@ from django.db import connections
 
 from jobs.models import Job, Status
 from tests import jobs
-from tests.helpers import ROOT, run_worker, staff_user
+from tests.helpers import ROOT, drain, staff_user
 
 CHROMIUM = Path("/usr/bin/chromium")
 ARTIFACTS = ROOT / "test-artifacts"
@@ -65,7 +65,7 @@ def test_a_person_retries_failed_jobs_one_then_many_and_sees_them_finish(browser
 
     staff_user("view_job", "retry_job", "cancel_job", "delete_job", username="operator")
     records = [jobs.fails_on_first_attempt.enqueue(f"report-{n}") for n in range(4)]
-    run_worker()
+    drain()
     assert Job.objects.filter(status=Status.FAILED).count() == 4
 
     page = log_in(browser, live_server, "operator")
@@ -90,7 +90,7 @@ def test_a_person_retries_failed_jobs_one_then_many_and_sees_them_finish(browser
     expect(page.locator(".messagelist")).to_contain_text("Retried 3 jobs.")
     expect(page.locator("#result_list")).to_have_count(0)  # no failed job is left in this filter
 
-    run_worker()
+    drain()
     page.goto(f"{live_server.url}/admin/jobs/job/?status__exact=finished")
     expect(page.locator("#result_list tbody tr")).to_have_count(4)
     expect(page.locator(".jobs-status-finished")).to_have_count(4)

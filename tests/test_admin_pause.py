@@ -8,7 +8,7 @@ from jobs import pause
 from jobs.models import Job, Status
 from jobs.transport import connection as jobs_connection
 from tests import jobs
-from tests.helpers import run_worker, staff_user
+from tests.helpers import drain, staff_user
 
 PAGE = "/admin/jobs/dashboard/"
 
@@ -65,13 +65,13 @@ def test_a_paused_queue_keeps_its_jobs_from_a_real_worker_until_resumed(transact
     client, _ = staff_client("view_job", "pause_queue")
     client.post(pause_url("default"))
     record = jobs.add.enqueue(2, 3)
-    run_worker()
+    drain()
     record.refresh_from_db()
     assert record.status == Status.QUEUED, "a paused queue's job ran"
     assert jobs_connection.get_queue("default").get_job_ids() == [str(record.pk)]
 
     client.post(resume_url("default"))
-    run_worker()
+    drain()
     record.refresh_from_db()
     assert (record.status, record.result) == (Status.FINISHED, 5)
 

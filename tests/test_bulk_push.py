@@ -9,7 +9,7 @@ from jobs.models import Job, Status
 from jobs.transport import connection as jobs_connection
 from jobs.transport.queues import push
 from tests import jobs
-from tests.helpers import run_worker
+from tests.helpers import drain
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -79,7 +79,7 @@ def test_the_relay_pushes_many_records_one_by_one_with_their_own_options(redis):
 
 def test_a_batch_runs_to_the_end_on_a_real_worker():
     records = jobs.add.enqueue_many([(n, 1) for n in range(30)])
-    run_worker("--worker-class", "jobs.worker.LeanWorker", queues=("default",))
+    drain("jobs.worker.LeanWorker", queues=("default",))
     results = dict(Job.objects.filter(status=Status.FINISHED).values_list("pk", "result"))
     assert results == {r.pk: r.args[0] + 1 for r in records}
 

@@ -8,7 +8,7 @@ from django.test import override_settings
 from jobs.cache import stats
 from jobs.models import Job
 from tests import cache_functions as fns
-from tests.helpers import run_worker
+from tests.helpers import drain, run_worker
 
 pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.slow]
 
@@ -38,7 +38,7 @@ def test_a_refresh_of_something_that_is_not_a_cached_function_fails_clearly(redi
     from jobs.cache.refresh import refresh_entry
 
     record = refresh_entry.enqueue("tests.jobs.add", [1, 2], {})
-    run_worker()
+    drain()
     record.refresh_from_db()
     assert record.status == "failed"
     assert "is not a @cached function" in record.error_message

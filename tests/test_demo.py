@@ -14,7 +14,7 @@ import redis
 from django.urls import reverse
 
 from jobs.models import Job, Status
-from tests.helpers import ROOT, WorkerProcess, run_worker, wait_for
+from tests.helpers import ROOT, WorkerProcess, drain, wait_for
 from tests.redis_server import free_port
 
 
@@ -85,7 +85,7 @@ def test_delay_runs_later(client):
     _, body = get_json(client, "/demo/delay?msg=later&ms=1500")
     record = Job.objects.get(pk=body["id"])
     assert record.status == Status.SCHEDULED
-    run_worker(queues=("default",))  # burst: nothing is due yet
+    drain(queues=("default",))  # burst: nothing is due yet
     record.refresh_from_db()
     assert record.status == Status.SCHEDULED
     with WorkerProcess("--with-scheduler", queues=("default",)):

@@ -17,12 +17,12 @@ from jobs.exceptions import JobAbandoned
 from jobs.models import Status
 from jobs.transport import connection as jobs_connection
 from tests import fault_jobs
-from tests.helpers import WorkerProcess, run_worker, wait_for
+from tests.helpers import WorkerProcess, drain, wait_for
 
 pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.slow]
 
 WORKER_CLASSES = ["jobs.worker.Worker", "jobs.worker.SimpleWorker", "jobs.worker.LeanWorker"]
-FAST = {"ABANDONED_AFTER": 6}
+FAST = {"ABANDONED_AFTER": 4}
 ABANDONED = f"{JobAbandoned.__module__}.{JobAbandoned.__qualname__}"
 
 
@@ -90,7 +90,7 @@ def test_killed_worker_job_is_retried_by_another_worker(worker_class):
     assert "stopped sending heartbeats" in attempt.error_message
     assert record.worker_name in attempt.error_message
     # The retry is in Redis again, and runs to the end on a healthy worker.
-    run_worker("--worker-class", worker_class, queues=("default",))
+    drain(worker_class, queues=("default",))
     record.refresh_from_db()
     assert (record.status, record.attempts, record.result) == (Status.FINISHED, 2, 2)
 
@@ -108,7 +108,7 @@ def test_killed_worker_job_without_attempts_left_fails_with_the_reason(worker_cl
     assert record.finished_at is not None
     assert record.failed_attempts.get().error_class == ABANDONED
     assert str(record.pk) not in queue.started_job_registry.get_job_ids(cleanup=False)
-    run_worker("--worker-class", worker_class, queues=("default",))
+    drain(worker_class, queues=("default",))
     record.refresh_from_db()
     assert (record.status, record.attempts) == (Status.FAILED, 1)
 
@@ -128,12 +128,13 @@ def test_killed_work_horse_is_recorded_at_once_and_retried():
 def test_job_longer_than_the_heartbeat_ttl_is_never_marked_abandoned(worker_class):
     # ABANDONED_AFTER=2: an entry lives 1s without a refresh, the reaper runs every 0.5s in the rescuer.
     record = fault_jobs.work_for.enqueue(4)
-    with start_worker(worker_class, "low", ABANDONED_AFTER=2):
-        output = run_worker(
-            "--worker-class", worker_class, queues=("default",), JOBS_TEST_JOBS='{"ABANDONED_AFTER": 2}'
-        )
+    with (
+        start_worker(worker_class, "low", ABANDONED_AFTER=2),
+        override_settings(JOBS={"DEFAULT_QUEUE": "default", "ABANDONED_AFTER": 2}),
+    ):
+        drain(worker_class, queues=("default",))
     record.refresh_from_db()
-    assert (record.status, record.attempts, record.result) == (Status.FINISHED, 1, 4), output
+    assert (record.status, record.attempts, record.result) == (Status.FINISHED, 1, 4)
     assert not record.failed_attempts.exists()
 
 

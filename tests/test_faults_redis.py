@@ -13,7 +13,7 @@ from jobs.models import Job, Status
 from jobs.transport import connection as jobs_connection
 from tests import fault_jobs
 from tests.conftest import _redis_settings
-from tests.helpers import WorkerProcess, run_worker, wait_for
+from tests.helpers import WorkerProcess, drain, wait_for
 from tests.redis_server import RedisServer
 
 pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.slow]
@@ -35,7 +35,7 @@ def test_redis_down_at_enqueue_requests_answer_and_the_relay_pushes_each_job_onc
         call_command("jobs_relay")
         wait_for(lambda: not Job.objects.undispatched().exists(), message="the relay")
     assert jobs_connection.get_queue("default").count == 21
-    run_worker("--worker-class", "jobs.worker.SimpleWorker")
+    drain("jobs.worker.SimpleWorker")
     assert set(Job.objects.filter(pk__in=[r.pk for r in records]).values_list("status", flat=True)) == {
         Status.FINISHED
     }
@@ -76,7 +76,7 @@ def test_redis_restart_with_aof_keeps_queued_jobs_and_the_worker_reconnects(clie
     output = worker.stop()
     assert "Traceback" not in output, output
     assert len(output.splitlines()) < 60, output
-    run_worker("--worker-class", "jobs.worker.SimpleWorker", REDIS_URL=aof_redis.url)
+    drain("jobs.worker.SimpleWorker")  # the test's settings point at the AOF Redis
     assert all(fault_jobs.runs_of(f"{tag}-{n}") == 1 for n in range(10))
     assert {Job.objects.get(pk=r.pk).status for r in queued} == {Status.FINISHED}
 
@@ -126,5 +126,5 @@ def test_job_a_dead_worker_left_in_rqs_intermediate_list_is_pushed_again(redis):
     call_command("jobs_reconcile")
     assert queue.get_job_ids() == [str(record.pk)]
     assert queue.intermediate_queue.get_job_ids() == []
-    run_worker("--worker-class", "jobs.worker.SimpleWorker", queues=("default",))
+    drain("jobs.worker.SimpleWorker", queues=("default",))
     assert Job.objects.get(pk=record.pk).status == Status.FINISHED

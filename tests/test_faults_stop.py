@@ -14,7 +14,7 @@ from jobs import pause
 from jobs.models import Status
 from jobs.transport import connection as jobs_connection
 from tests import fault_jobs, jobs
-from tests.helpers import WorkerProcess, run_worker, wait_for
+from tests.helpers import WorkerProcess, drain, wait_for
 
 pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.slow]
 
@@ -65,7 +65,7 @@ def test_a_second_signal_stops_at_once_and_the_job_is_handled_as_abandoned(worke
     )
     attempt = record.failed_attempts.get()
     assert attempt.error_class == "jobs.exceptions.JobAbandoned"
-    run_worker("--worker-class", worker_class, queues=("default",))
+    drain(worker_class, queues=("default",))
     record.refresh_from_db()
     assert (record.status, record.attempts) == (Status.FINISHED, 2)
 

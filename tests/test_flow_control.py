@@ -21,7 +21,7 @@ from jobs.transport.queues import push
 from jobs.upkeep.retention import prune
 from jobs.worker import ratelimit
 from tests import fault_jobs, jobs
-from tests.helpers import WorkerProcess, run_worker, wait_for
+from tests.helpers import WorkerProcess, drain, wait_for
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -79,7 +79,7 @@ def test_per_key_limit_holds_one_customer_back_not_the_other():
     first_a = fault_jobs.per_customer.enqueue("a", 1)
     second_a = fault_jobs.per_customer.enqueue("a", 2)
     first_b = fault_jobs.per_customer.enqueue("b", 1)
-    run_worker("--worker-class", "jobs.worker.LeanWorker", queues=("default",))
+    drain("jobs.worker.LeanWorker", queues=("default",))
     statuses = {r.pk: Job.objects.get(pk=r.pk) for r in (first_a, second_a, first_b)}
     assert statuses[first_a.pk].status == Status.FINISHED
     assert statuses[first_b.pk].status == Status.FINISHED
@@ -96,12 +96,12 @@ def test_paused_queue_keeps_its_jobs_while_others_run():
     call_command("jobs_queue", "pause", "default")
     held = jobs.add.enqueue(1, 2)
     other = jobs.add.using(queue="high").enqueue(3, 4)
-    run_worker("--worker-class", "jobs.worker.SimpleWorker")
+    drain("jobs.worker.SimpleWorker")
     assert Job.objects.get(pk=other.pk).status == Status.FINISHED
     assert Job.objects.get(pk=held.pk).status == Status.QUEUED
     assert jobs_connection.get_queue("default").get_job_ids() == [str(held.pk)]
     call_command("jobs_queue", "resume", "default")
-    run_worker("--worker-class", "jobs.worker.SimpleWorker")
+    drain("jobs.worker.SimpleWorker")
     assert Job.objects.get(pk=held.pk).status == Status.FINISHED
 
 

@@ -1,5 +1,5 @@
-"""The lean worker, run as ``manage.py rqworker --worker-class jobs.worker.LeanWorker``: the ledger's
-story is the same as with RQ's workers, and RQ and django-rq still read its queues right."""
+"""The lean worker (``manage.py rqworker --worker-class jobs.worker.LeanWorker``): the ledger's story is
+the same as with RQ's workers, and RQ and django-rq still read its queues right."""
 
 import datetime
 import os
@@ -19,11 +19,12 @@ from jobs.transport import connection as jobs_connection
 from jobs.transport.queues import push
 from jobs.worker import LeanWorker
 from tests import jobs
-from tests.helpers import WorkerProcess, run_worker, wait_for
+from tests.helpers import WorkerProcess, drain, run_worker, wait_for
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
-LEAN = ("--worker-class", "jobs.worker.LeanWorker")
+LEAN_WORKER = "jobs.worker.LeanWorker"
+LEAN = ("--worker-class", LEAN_WORKER)
 
 
 @job
@@ -47,7 +48,7 @@ def _rq_keys_of(redis, record):
 
 def test_jobs_finish_and_rq_keeps_nothing_of_them(redis):
     records = [jobs.add.enqueue(n, n) for n in range(5)]
-    run_worker(*LEAN, "--name", "lean-1", queues=("default",))
+    drain(LEAN_WORKER, queues=("default",), name="lean-1")
     for n, record in enumerate(records):
         record.refresh_from_db()
         assert (record.status, record.result, record.attempts) == (Status.FINISHED, 2 * n, 1)
@@ -97,7 +98,7 @@ def test_a_running_job_shows_in_rq_and_in_django_rq(redis, client, tmp_path):
 
 def test_failure_is_recorded_in_the_ledger_and_in_rqs_failed_registry(redis, client):
     record = jobs.boom.enqueue("kaput")
-    run_worker(*LEAN, "--name", "lean-2", queues=("default",))
+    drain(LEAN_WORKER, queues=("default",), name="lean-2")
     record.refresh_from_db()
     assert (record.status, record.error_class, record.error_message) == (
         Status.FAILED,
@@ -119,7 +120,7 @@ def test_failure_is_recorded_in_the_ledger_and_in_rqs_failed_registry(redis, cli
 
 def test_retries_run_until_success():
     record = jobs.fails_then_succeeds.enqueue(2)
-    run_worker(*LEAN, queues=("default",))
+    drain(LEAN_WORKER, queues=("default",))
     record.refresh_from_db()
     assert (record.status, record.result, record.attempts) == (Status.FINISHED, 3, 3)
     assert [a.error_message for a in record.failed_attempts.all()] == ["failure 1", "failure 2"]
@@ -127,7 +128,7 @@ def test_retries_run_until_success():
 
 def test_retries_spent_leave_the_job_failed_in_both_places():
     record = jobs.fails_then_succeeds.enqueue(5)
-    run_worker(*LEAN, queues=("default",))
+    drain(LEAN_WORKER, queues=("default",))
     record.refresh_from_db()
     assert (record.status, record.attempts) == (Status.FAILED, 3)
     assert str(record.pk) in _queue().failed_job_registry.get_job_ids()
@@ -148,7 +149,7 @@ def test_scheduled_job_runs_at_its_time_with_the_scheduler():
 def test_unregistered_function_fails_for_good():
     record = Job.objects.create(function="tests.jobs.not_a_job", queue="default", max_attempts=3)
     push([record])
-    run_worker(*LEAN, queues=("default",))
+    drain(LEAN_WORKER, queues=("default",))
     record.refresh_from_db()
     assert (record.status, record.attempts, record.error_class) == (
         Status.FAILED,
@@ -161,7 +162,7 @@ def test_unregistered_function_fails_for_good():
 def test_cancelled_record_is_skipped_and_cleared_from_redis(redis):
     record = jobs.add.enqueue(1, 1)
     Job.objects.filter(pk=record.pk).update(status=Status.CANCELLED)
-    run_worker(*LEAN, queues=("default",))
+    drain(LEAN_WORKER, queues=("default",))
     record.refresh_from_db()
     assert (record.status, record.attempts, record.started_at) == (Status.CANCELLED, 0, None)
     assert _rq_keys_of(redis, record) == []
@@ -171,7 +172,7 @@ def test_other_rq_jobs_on_the_queue_keep_rqs_own_path(redis):
     # Not pushed by `jobs`: RQ keeps its result for its result_ttl, as RQ's own workers do.
     rq_job = _queue().enqueue("tests.jobs.not_a_job", result_ttl=600)
     record = jobs.add.enqueue(2, 2)
-    run_worker(*LEAN, queues=("default",))
+    drain(LEAN_WORKER, queues=("default",))
     rq_job = RQJob.fetch(rq_job.id, connection=redis, serializer=JSONSerializer)
     assert rq_job.get_status() == "finished"
     assert rq_job.return_value() == "should never run"
@@ -209,7 +210,7 @@ def test_sends_far_fewer_redis_commands_than_the_ledgers_rq_based_worker(redis):
         for n in range(20):
             jobs.add.enqueue(n, 1)
         redis.config_resetstat()
-        run_worker("--worker-class", worker_class, queues=("default",))
+        drain(worker_class, queues=("default",))
         stats = redis.info("commandstats")
         return sum(v["calls"] for k, v in stats.items() if k not in {"cmdstat_config|resetstat"})
 

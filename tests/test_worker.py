@@ -1,4 +1,5 @@
-"""Jobs run through real `manage.py rqworker` processes, forking and not, and their records tell the story."""
+"""Jobs run through the worker classes, forking and not, and their records tell the story; the forking
+worker, the scheduler and a job watched while it runs use real `manage.py rqworker` processes."""
 
 import datetime
 import decimal
@@ -13,7 +14,7 @@ from jobs.models import Job, Status
 from jobs.transport import connection as jobs_connection
 from jobs.transport.queues import push
 from tests import jobs
-from tests.helpers import WorkerProcess, run_worker, wait_for
+from tests.helpers import WorkerProcess, drain, run_worker, wait_for
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -28,7 +29,7 @@ def worker_class(request):
 def test_job_goes_queued_started_finished(worker_class):
     record = jobs.add.enqueue(2, 3)
     assert record.status == Status.QUEUED
-    run_worker("--worker-class", worker_class)
+    drain(worker_class)
     record.refresh_from_db()
     assert record.status == Status.FINISHED
     assert record.result == 5
@@ -41,7 +42,7 @@ def test_job_goes_queued_started_finished(worker_class):
 
 def test_failure_is_recorded_with_class_message_and_traceback(worker_class):
     record = jobs.boom.enqueue("kaput")
-    run_worker("--worker-class", worker_class)
+    drain(worker_class)
     record.refresh_from_db()
     assert record.status == Status.FAILED
     assert record.error_class == "builtins.ValueError"
@@ -56,7 +57,7 @@ def test_failure_is_recorded_with_class_message_and_traceback(worker_class):
 
 def test_automatic_retries_until_success(worker_class):
     record = jobs.fails_then_succeeds.enqueue(2)
-    run_worker("--worker-class", worker_class)
+    drain(worker_class)
     record.refresh_from_db()
     assert record.status == Status.FINISHED
     assert record.result == 3
@@ -66,7 +67,7 @@ def test_automatic_retries_until_success(worker_class):
 
 def test_retries_spent_leave_the_job_failed():
     record = jobs.fails_then_succeeds.enqueue(5)
-    run_worker()
+    drain()
     record.refresh_from_db()
     assert record.status == Status.FAILED
     assert record.attempts == 3
@@ -79,7 +80,7 @@ def test_rich_arguments_reach_the_function_intact():
         timezone.now(), datetime.date(2026, 1, 2), decimal.Decimal("1.5"), uuid.uuid4(), user=user
     )
     greeting = jobs.greet_user.enqueue(user)
-    run_worker()
+    drain()
     record.refresh_from_db()
     assert record.status == Status.FINISHED, record.traceback
     assert record.result == {"args": ["datetime", "date", "Decimal", "UUID"], "kwargs": {"user": "User"}}
@@ -98,7 +99,7 @@ def _push_record_for(function):
 )
 def test_only_registered_functions_run(function):
     record = _push_record_for(function)
-    run_worker()
+    drain()
     record.refresh_from_db()
     assert record.status == Status.FAILED
     assert record.error_class == "jobs.exceptions.JobNotRegistered"
@@ -108,7 +109,7 @@ def test_only_registered_functions_run(function):
 def test_unregistered_function_fails_without_retrying():
     record = Job.objects.create(function="tests.jobs.not_a_job", queue="default", max_attempts=3)
     push([record])
-    run_worker()
+    drain()
     record.refresh_from_db()
     assert (record.status, record.attempts) == (Status.FAILED, 1)
 
@@ -117,7 +118,7 @@ def test_deleted_model_argument_fails_clearly():
     user = User.objects.create(username="gone")
     record = jobs.greet_user.enqueue(user)
     user.delete()
-    run_worker()
+    drain()
     record.refresh_from_db()
     assert record.status == Status.FAILED
     assert "DoesNotExist" in record.error_class
@@ -125,7 +126,7 @@ def test_deleted_model_argument_fails_clearly():
 
 def test_timeout_is_recorded(worker_class):
     record = jobs.too_slow.enqueue()
-    run_worker("--worker-class", worker_class)
+    drain(worker_class)
     record.refresh_from_db()
     assert record.status == Status.FAILED
     assert "JobTimeoutException" in record.error_class
@@ -134,7 +135,7 @@ def test_timeout_is_recorded(worker_class):
 def test_record_pushed_twice_runs_once():
     record = jobs.add.enqueue(1, 1)
     push([record])  # a second copy of the same job in Redis
-    run_worker("--worker-class", "jobs.worker.SimpleWorker")
+    drain("jobs.worker.SimpleWorker")
     record.refresh_from_db()
     assert (record.status, record.attempts) == (Status.FINISHED, 1)
 
@@ -142,7 +143,7 @@ def test_record_pushed_twice_runs_once():
 def test_cancelled_record_is_skipped_by_the_worker():
     record = jobs.add.enqueue(1, 1)
     Job.objects.filter(pk=record.pk).update(status=Status.CANCELLED)
-    run_worker()
+    drain()
     record.refresh_from_db()
     assert (record.status, record.attempts, record.started_at) == (Status.CANCELLED, 0, None)
 
@@ -180,7 +181,7 @@ def test_worker_runs_the_relay_for_records_redis_missed(redis_server):
     record = jobs.add.enqueue(3, 4)
     assert Job.objects.get(pk=record.pk).undispatched_since is not None
     redis_server.start()
-    run_worker()
+    drain()
     record.refresh_from_db()
     assert (record.status, record.result, record.undispatched_since) == (Status.FINISHED, 7, None)
 
