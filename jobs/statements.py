@@ -10,7 +10,6 @@ statements go through Django's cursor, so ``CaptureQueriesContext`` and execute 
 
 from __future__ import annotations
 
-import functools
 import sqlite3
 from collections.abc import Callable, Iterable, Sequence
 from datetime import datetime
@@ -41,9 +40,20 @@ def _column(field: Field) -> str:
     return column
 
 
-@functools.cache
-def _sql(vendor: str, quote_name: Callable[[str], str], statement: str) -> str:
-    """The SQL of ``statement`` for a database vendor, built once."""
+#: The statements' SQL by database vendor: a few entries whatever the number of connections or threads.
+_sql_cache: dict[tuple[str, str], str] = {}
+
+
+def _sql(connection: BaseDatabaseWrapper, statement: str) -> str:
+    """The SQL of ``statement`` for the connection's database vendor, built once per vendor."""
+    key = (connection.vendor, statement)
+    sql = _sql_cache.get(key)
+    if sql is None:
+        sql = _sql_cache[key] = _build(connection.vendor, connection.ops.quote_name, statement)
+    return sql
+
+
+def _build(vendor: str, quote_name: Callable[[str], str], statement: str) -> str:
 
     def col(name: str) -> str:
         return quote_name(_column(_FIELDS[name]))
@@ -104,7 +114,7 @@ def _async_commit(connection: BaseDatabaseWrapper) -> bool:
 
 def _execute(alias: str, statement: str, params: Sequence[Any]) -> int:
     connection = connections[alias]
-    sql = _sql(connection.vendor, connection.ops.quote_name, statement)
+    sql = _sql(connection, statement)
     if _async_commit(connection):
         sql += ASYNC_COMMIT
     with connection.cursor() as cursor:
@@ -128,7 +138,7 @@ def claim(alias: str, pk: Any, worker_name: str, started_at: datetime) -> int | 
         pk,
         *(status.value for status in WAITING),
     ]
-    sql = _sql(connection.vendor, connection.ops.quote_name, "claim")
+    sql = _sql(connection, "claim")
     returning = _returns_from_update(connection.vendor)
     if _async_commit(connection):
         sql += ", " + ASYNC_COMMIT.removeprefix(" RETURNING ")
@@ -139,7 +149,7 @@ def claim(alias: str, pk: Any, worker_name: str, started_at: datetime) -> int | 
             return None if row is None else int(row[0])
         if not cursor.rowcount:
             return None
-        cursor.execute(_sql(connection.vendor, connection.ops.quote_name, "attempts"), [pk])
+        cursor.execute(_sql(connection, "attempts"), [pk])
         return int(cursor.fetchone()[0])
 
 
@@ -199,7 +209,7 @@ def insert_batch(alias: str, common: dict[str, Any], rows: Iterable[dict[str, An
                 [*prepared.values(), *columns.values()],
             )
         else:
-            sql = _sql(connection.vendor, connection.ops.quote_name, "insert")
+            sql = _sql(connection, "insert")
             params = [
                 [columns[f.attname][index] if f.attname in columns else prepared[f.attname] for f in fields]
                 for index in range(len(rows))

@@ -6,6 +6,7 @@ from django.contrib.auth.models import Group, User
 from jobs.cache import cached, invalidate_on_change, invalidate_tags
 from jobs.exceptions import InvalidCacheDefinition
 from tests import cache_functions as fns
+from tests.helpers import wait_for
 
 pytestmark = pytest.mark.django_db
 
@@ -25,6 +26,11 @@ def group_name(pk):
 
 
 invalidate_on_change(Group, lambda group: [f"group:{group.pk}"])
+
+
+@cached(ttl=0.3, namespace="short-lived", tags=["everything"])
+def short_lived(n):
+    return n
 
 
 @pytest.fixture(autouse=True)
@@ -52,8 +58,18 @@ def test_invalidate_many_tags_at_once(redis):
 
 def test_tag_sets_expire_with_their_entries(redis):
     fns.product_price(3)
-    (tag_key,) = redis.keys("*jobs-cache:tag:product:3")
+    (tag_key,) = redis.keys("*jobs-cache:tags:product:3")
     assert 0 < redis.ttl(tag_key) <= 61
+
+
+def test_a_tag_written_for_ever_holds_only_its_live_entries(redis):
+    for n in range(20):
+        short_lived(n)
+    (tag_key,) = redis.keys("*jobs-cache:tags:everything")
+    assert redis.zcard(tag_key) == 20
+    wait_for(lambda: not redis.keys("*short-lived*"), timeout=10, message="the entries to expire")
+    short_lived(100)
+    assert redis.zcard(tag_key) == 1
 
 
 def test_bad_tags_are_refused(redis):

@@ -13,9 +13,9 @@ import signal
 
 import pytest
 
-from jobs.transport import connection as jobs_connection
 from jobs.exceptions import ABANDONED
 from jobs.models import Status
+from jobs.transport import connection as jobs_connection
 from tests import fault_jobs
 from tests.helpers import WorkerProcess, wait_for
 

@@ -4,6 +4,7 @@ enqueue): what they store is what the ORM stores, and a worker sends two of them
 import datetime
 import decimal
 import signal
+import threading
 
 import pytest
 from django.db import connections, transaction
@@ -134,3 +135,22 @@ def test_async_ledger_commits_cost_no_statement_and_leave_the_session_alone(sett
     with transaction.atomic(), CaptureQueriesContext(connection) as inside:
         assert transitions.claim(other, "w1") == 1
     assert "synchronous_commit" not in inside[0]["sql"]
+
+
+def test_the_sql_is_built_once_per_database_vendor_whatever_the_threads():
+    """Each thread has a connection object of its own; the built statements must not grow with them."""
+
+    def claim_nothing():
+        try:
+            statements._sql(connections["default"], "finish")
+        finally:
+            connections["default"].close()
+
+    threads = [threading.Thread(target=claim_nothing) for _ in range(20)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=30)
+    assert [key for key in statements._sql_cache if key[1] == "finish"] == [
+        (connections["default"].vendor, "finish")
+    ]

@@ -120,7 +120,8 @@ def refresh_flag(entry_key: str) -> str:
 
 
 def tag(name: str) -> str:
-    return f"{jobs_settings.CACHE_PREFIX}:tag:{name}"
+    """A sorted set of the entries stored under a tag, scored by when each expires."""
+    return f"{jobs_settings.CACHE_PREFIX}:tags:{name}"
 
 
 def model_tag(model: type[models.Model]) -> str:

@@ -117,11 +117,15 @@ class CacheStore:
             self.client().set(key, data, px=expires_ms)
             return fresh
         seconds = int(fresh + stale) + 1
+        now_ms = int(time.time() * 1000)
         with self.client().pipeline(transaction=False) as pipe:
             pipe.set(key, data, px=expires_ms)
             for tag_key in tag_keys:
-                pipe.sadd(tag_key, key)
-                # A tag set lives as long as its longest-lived entry.
+                # A tag's index holds its entries scored by when they expire; the expired ones are
+                # dropped at every write, so a tag that is written for ever holds only live entries.
+                pipe.zadd(tag_key, {key: now_ms + expires_ms})
+                pipe.zremrangebyscore(tag_key, "-inf", now_ms)
+                # The index lives as long as its longest-lived entry.
                 pipe.expire(tag_key, seconds, nx=True)
                 pipe.expire(tag_key, seconds, gt=True)
             pipe.execute()
@@ -156,9 +160,9 @@ class CacheStore:
         client = self.client()
         for tag in tags:
             tag_key = self.key(keys.tag(keys.check_tag(tag)))
-            # Read and drop the set at once: an entry tagged after this lands in a new set.
+            # Read and drop the index at once: an entry tagged after this lands in a new one.
             with client.pipeline(transaction=True) as pipe:
-                pipe.smembers(tag_key)
+                pipe.zrange(tag_key, 0, -1)
                 pipe.delete(tag_key)
                 members, _ = pipe.execute()
             if members:
