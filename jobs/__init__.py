@@ -2,7 +2,9 @@
 
 from typing import TYPE_CHECKING
 
-__all__ = ["current_job", "job", "set_progress"]
+from .exceptions import PermanentFailure, RetryLater
+
+__all__ = ["PermanentFailure", "RetryLater", "current_job", "job", "set_progress"]
 
 if TYPE_CHECKING:
     from .context import current_job, set_progress

@@ -25,7 +25,7 @@ from django.apps import apps
 from django.db import models
 
 from .conf import jobs_settings
-from .exceptions import ArgumentNotSerializable
+from .exceptions import ArgumentNotSerializable, ArgumentUnavailable
 
 MARKER = "__jobs__"
 
@@ -143,6 +143,20 @@ _DECODERS = {
 }
 
 
+def _model_instance(label: str, pk: Any) -> models.Model:
+    """The row a model argument refers to, read again; one that is gone can never come back."""
+    try:
+        model = apps.get_model(label)
+    except LookupError as exc:
+        raise ArgumentUnavailable(f"the model {label} of an argument no longer exists") from exc
+    try:
+        return model._default_manager.get(pk=decode(pk))
+    except model.DoesNotExist as exc:
+        raise ArgumentUnavailable(
+            f"the {label} with primary key {pk!r} given as an argument no longer exists"
+        ) from exc
+
+
 def decode(value: Any) -> Any:
     if isinstance(value, list):
         return [decode(item) for item in value]
@@ -150,9 +164,7 @@ def decode(value: Any) -> Any:
         if MARKER in value and len(value) == 1:
             kind, *payload = value[MARKER]
             if kind == "model":
-                label, pk = payload
-                model = apps.get_model(label)
-                return model._default_manager.get(pk=decode(pk))
+                return _model_instance(*payload)
             return _DECODERS[kind](payload[0])
         return {key: decode(item) for key, item in value.items()}
     return value

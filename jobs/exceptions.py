@@ -53,3 +53,24 @@ class InvalidCacheDefinition(JobsError, ValueError):
 
 class UncacheableArgument(JobsError, TypeError):
     """An argument of a cached function cannot be part of a cache key."""
+
+
+class PermanentFailure(JobsError):
+    """Raise it in a job to fail the job for good now, whatever attempts it has left."""
+
+
+class ArgumentUnavailable(PermanentFailure):
+    """A job's argument cannot be rebuilt in the worker: the row or the model it names no longer exists."""
+
+
+class RetryLater(JobsError):
+    """Raise it in a job to end this attempt and run the next one in ``delay`` seconds.
+
+    It counts as an attempt: when none is left, the job fails with this error as its reason.
+    """
+
+    def __init__(self, delay: float, message: str = "") -> None:
+        if isinstance(delay, bool) or not isinstance(delay, int | float) or not 0 <= delay <= 366 * 24 * 3600:
+            raise ValueError(f"RetryLater needs a delay of 0 seconds to a year, not {delay!r}")
+        self.delay = delay
+        super().__init__(message or f"retry asked for in {delay:g}s")

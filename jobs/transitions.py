@@ -91,10 +91,18 @@ def report_progress(record: Job, attempt: int, percent: float, message: str) -> 
 
 
 def fail_attempt(
-    record: Job, attempt: int, *, error_class: str, error_message: str, traceback: str, retrying: bool
+    record: Job,
+    attempt: int,
+    *,
+    error_class: str,
+    error_message: str,
+    traceback: str,
+    retrying: bool,
+    delay: float | None = None,
 ) -> bool:
     """started -> retrying (attempts remain) or failed, if ``attempt`` still holds the record; the
-    attempt's error goes into the history (``FailedAttempt``) in the same transaction."""
+    attempt's error goes into the history (``FailedAttempt``) in the same transaction. ``delay``: seconds
+    before the retry is due, when the job asked for it."""
     return _end_attempt(
         record,
         attempt,
@@ -102,6 +110,7 @@ def fail_attempt(
         error_class=error_class,
         error_message=error_message,
         traceback=traceback,
+        delay=delay,
     )
 
 

@@ -3,7 +3,7 @@
 import os
 import time
 
-from jobs import current_job, job, set_progress
+from jobs import PermanentFailure, RetryLater, current_job, job, set_progress
 
 
 @job
@@ -92,3 +92,26 @@ def fails_on_first_attempt(value):
     if current_job().attempts == 1:
         raise RuntimeError(f"first attempt of {value} fails")
     return value
+
+
+@job(max_attempts=3, backoff=[0])
+def key_error_until_attempt(succeeding_attempt):
+    """Raises KeyError until its record's attempt reaches ``succeeding_attempt``."""
+    if current_job().attempts < succeeding_attempt:
+        raise KeyError("not yet")
+    return current_job().attempts
+
+
+@job(max_attempts=3, backoff=[0])
+def gives_up():
+    raise PermanentFailure("the customer closed their account")
+
+
+@job(max_attempts=2, backoff=[0])
+def asks_to_retry_later(seconds):
+    raise RetryLater(seconds, "the API said 429")
+
+
+@job(max_attempts=3, backoff=[0])
+def greet_user_retried(user):
+    return f"hello {user.username}"

@@ -121,7 +121,7 @@ def test_deleted_model_argument_fails_clearly():
     drain()
     record.refresh_from_db()
     assert record.status == Status.FAILED
-    assert "DoesNotExist" in record.error_class
+    assert record.error_class == "jobs.exceptions.ArgumentUnavailable"
 
 
 def test_timeout_is_recorded(worker_class):

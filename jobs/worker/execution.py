@@ -14,16 +14,26 @@ from django.db import close_old_connections
 
 from .. import context, signals, transitions
 from ..codec import decode_arguments, encode
-from ..exceptions import ABANDONED, ArgumentNotSerializable, JobNotRegistered, JobsError, qualified_name
+from ..exceptions import (
+    ABANDONED,
+    ArgumentNotSerializable,
+    InvalidArguments,
+    JobNotRegistered,
+    JobsError,
+    PermanentFailure,
+    RetryLater,
+    qualified_name,
+)
 from ..models import Job
 from ..registry import resolve
-from ..transport.runner import Call
+from ..transport.runner import Call, no_retry, retry_in
 from ..transport.worker import current_rq_job
 
 logger = logging.getLogger("jobs")
 
-#: Errors that no retry can mend: the job fails at once whatever attempts it has left.
-PERMANENT_ERRORS = (JobNotRegistered, ArgumentNotSerializable, LookupError)
+#: Errors that no retry can mend: the job fails at once whatever attempts it has left. Anything else a
+#: job raises (a KeyError included) is retried while attempts remain.
+PERMANENT_ERRORS = (JobNotRegistered, InvalidArguments, PermanentFailure)
 
 
 def preload(call: Call | None) -> None:
@@ -67,7 +77,7 @@ def _run(job_id: str, function: str, args: list, kwargs: dict, alias: str) -> No
         if rq_job is not None:
             # RQ's job now belongs to the newer attempt: should RQ's own handling of this run fail
             # (its execution was cleaned up meanwhile), it must not retry it.
-            rq_job.retries_left = 0
+            no_retry(rq_job)
         logger.warning(
             "Job %s attempt %d succeeded after the record moved on (given up as abandoned, or taken by a "
             "newer attempt); the record keeps its own outcome and this result is dropped",
@@ -81,6 +91,7 @@ def _run(job_id: str, function: str, args: list, kwargs: dict, alias: str) -> No
 def _record_failure(record: Job, attempt: int, rq_job: Any, exc: BaseException) -> None:
     permanent = isinstance(exc, PERMANENT_ERRORS)
     retrying = bool(rq_job is not None and rq_job.retries_left and not permanent)
+    delay = exc.delay if retrying and isinstance(exc, RetryLater) else None
     error_class, message = qualified_name(type(exc)), str(exc)
     if isinstance(exc, SystemExit | KeyboardInterrupt):
         # A second SIGTERM or SIGINT (RQ's cold shutdown) stopped a non-forking worker in the job.
@@ -92,11 +103,14 @@ def _record_failure(record: Job, attempt: int, rq_job: Any, exc: BaseException) 
         error_message=message,
         traceback="".join(tb.format_exception(exc)),
         retrying=retrying,
+        delay=delay,
     )
     if (permanent or not won) and rq_job is not None:
         # RQ then fails its job instead of scheduling a retry: a permanent error, or a stale run whose
         # job a newer attempt owns.
-        rq_job.retries_left = 0
+        no_retry(rq_job)
+    elif delay is not None:
+        retry_in(rq_job, delay)
     if not won:
         logger.warning(
             "Job %s attempt %d failed after the record moved on (given up as abandoned, or taken by a "
