@@ -1,0 +1,47 @@
+"""Ending a job that a worker took but cannot start, with the reason on its record.
+
+A job whose rate key raises, or whose arguments no longer decode (a model argument deleted before the
+run), is failed here without running; one that met a Redis outage before it started is left to the relay.
+"""
+
+from __future__ import annotations
+
+import logging
+import traceback as tb
+
+from django.utils import timezone
+
+from .. import signals
+from ..exceptions import qualified_name
+from ..models import Job
+from ..transport.runner import Call
+
+logger = logging.getLogger("jobs")
+
+
+def fail_before_run(call: Call, worker_name: str, exc: BaseException) -> bool:
+    """Record a failed attempt, for good, for a job that cannot start; False when the record no longer
+    waits (cancelled, or run by another worker)."""
+    record = Job.from_db(call.alias, ["id", "function"], [call.job_id, call.function])
+    if not record.mark_started(worker_name=worker_name):
+        return False
+    record.refresh_from_db(fields=["attempts", "started_at", "worker_name"])
+    record.mark_attempt_failed(
+        error_class=qualified_name(type(exc)),
+        error_message=str(exc),
+        traceback="".join(tb.format_exception(exc)),
+        retrying=False,
+    )
+    logger.error("Job %s failed before it could start: %r", call.job_id, exc)
+    signals.job_failed.send(sender=Job, job=record, exception=exc)
+    return True
+
+
+def leave_to_relay(call: Call) -> bool:
+    """Mark a waiting record undispatched, so that the relay pushes it again once Redis answers."""
+    return bool(
+        Job.objects.using(call.alias)
+        .filter(pk=call.job_id, undispatched_since=None)
+        .waiting()
+        .update(undispatched_since=timezone.now())
+    )
