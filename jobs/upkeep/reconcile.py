@@ -29,7 +29,8 @@ from redis.exceptions import RedisError
 from .. import dispatch, keys
 from ..conf import jobs_settings
 from ..models import Job
-from ..transport import connection, queues, scheduling
+from ..transport import connection, queues
+from . import due
 
 logger = logging.getLogger("jobs")
 
@@ -98,7 +99,7 @@ def _rescue_lost(alias: str) -> int:
                 len(late),
                 ", ".join(str(pk) for pk, _ in late[:20]),
             )
-            scheduling.enqueue_due({queue_name for _, queue_name in late})
+            due.enqueue_due({queue_name for _, queue_name in late})
         lost = queues.will_not_run(batch)
         if lost:
             why = "unknown to Redis (its data was lost, or their run ended before the record was claimed)"
