@@ -94,9 +94,10 @@ def test_a_worker_outlives_redis_hung_past_its_socket_timeout(redis_server, work
         wait_for(lambda: Job.objects.get(pk=first.pk).status == Status.FINISHED, timeout=60)
         os.kill(redis_server.process.pid, signal.SIGSTOP)
         try:
-            # Longer than the socket timeout of the worker's blocking dequeue (RQ's: dequeue timeout + 10 s).
+            # Longer than the socket timeout of the worker's blocking dequeue (RQ's: dequeue timeout + 10 s,
+            # the dequeue timeout being at most RELAY_INTERVAL, 5 s).
             with pytest.raises(AssertionError):
-                wait_for(lambda: worker.process.poll() is not None, timeout=14)
+                wait_for(lambda: worker.process.poll() is not None, timeout=17)
         finally:
             os.kill(redis_server.process.pid, signal.SIGCONT)
         following = fault_jobs.count_run.enqueue(f"{tag}-after")
