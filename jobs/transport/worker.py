@@ -110,7 +110,7 @@ class WorkerMixin(_WorkerBase):
         queue.intermediate_queue.remove(job.id)
 
     def run_at(self, job: RQJob, queue: rq.Queue, at: datetime) -> None:
-        """Hand a dequeued job, not started, to RQ's scheduler to run at ``at``."""
+        """Put a dequeued job, not started, in RQ's scheduled registry to run at ``at``."""
         queue.schedule_job(job, at)
         queue.intermediate_queue.remove(job.id)
 
