@@ -4,7 +4,8 @@ It starts its own redis-server on a free port and makes (and drops) its own data
 a temporary folder, and a database on the PostgreSQL server at ``--postgres`` (``BENCH_PG_URL``). Each
 benchmark runs our path and its baseline in turn, ``--runs`` times, and prints the medians and ratios;
 Redis commands and database statements per job do not depend on the machine's noise. The cache
-benchmark (``bench/bench_cache.py``), when present, runs last against the same Redis.
+benchmark (``bench/bench_cache.py``), when present, runs against the same Redis; the hung-Redis benchmark
+(``bench/bench_hung.py``) last, with a Redis of its own that it stops.
 """
 
 from __future__ import annotations
@@ -38,8 +39,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument(
         "--only",
         nargs="+",
-        default=["enqueue", "drain", "latency", "cache"],
-        choices=["enqueue", "drain", "latency", "cache"],
+        default=["enqueue", "drain", "latency", "cache", "hung"],
+        choices=["enqueue", "drain", "latency", "cache", "hung"],
     )
     parser.add_argument("--postgres", default=os.environ.get("BENCH_PG_URL", DEFAULT_PG_URL))
     parser.add_argument("--profile-dir", help="also write profiles of one drain per worker class here")
@@ -56,7 +57,7 @@ def run_suite(name: str, database_url: str, redis_url: str, options: argparse.Na
             "--runs", str(options.runs), "--jobs", str(options.jobs),
             "--forking-jobs", str(options.forking_jobs), "--single", str(options.single),
             "--bulk", str(options.bulk), "--samples", str(options.samples),
-            "--only", *[part for part in options.only if part != "cache"],
+            "--only", *[part for part in options.only if part not in ("cache", "hung")],
         ]  # fmt: skip
         if options.profile_dir:
             command += ["--profile-dir", str(Path(options.profile_dir) / name)]
@@ -86,7 +87,7 @@ def main(argv: list[str] | None = None) -> None:
             f"a batch of {options.bulk:,}, {options.samples} latency samples per run\n",
             flush=True,
         )
-        job_benches = [part for part in options.only if part != "cache"]
+        job_benches = [part for part in options.only if part not in ("cache", "hung")]
         for name in options.databases if job_benches else []:
             database = environment.database_for(name, options.postgres)
             if database is None:
@@ -99,6 +100,9 @@ def main(argv: list[str] | None = None) -> None:
                 print(f"profile: {profile}")
         if "cache" in options.only:
             run_cache_bench(server.url)
+        if "hung" in options.only:
+            print("\n## enqueue while Redis hangs (SIGSTOP)\n", flush=True)
+            subprocess.run([sys.executable, "-m", "bench.bench_hung"], cwd=environment.ROOT, check=True)
     finally:
         server.cleanup()
     print(f"\ntotal time: {time.monotonic() - started:.0f} s")

@@ -26,6 +26,8 @@ DEFAULTS: dict[str, Any] = {
     # Exponential backoff: base * 2**n seconds, capped, with jitter.
     "BACKOFF_BASE": 2,
     "BACKOFF_MAX": 3600,
+    # How often (seconds) a worker moves due jobs (delays, retry backoffs, rate-limited jobs) to their queues.
+    "DUE_INTERVAL": 1,
     # How often (seconds) a worker pushes records that could not reach Redis at commit.
     "RELAY_INTERVAL": 5,
     # Records queued longer than this without being found in Redis are pushed again.
@@ -44,6 +46,9 @@ DEFAULTS: dict[str, Any] = {
     # Seconds before a push to Redis gives up when Redis does not answer (only where RQ_QUEUES sets none).
     "REDIS_CONNECT_TIMEOUT": 2,
     "REDIS_SOCKET_TIMEOUT": 5,
+    # After a push to Redis fails, enqueues skip Redis for this many seconds and leave their records to
+    # the relay, so that a hung Redis costs one request a timeout, not every request.
+    "ENQUEUE_RETRY_AFTER": 5,
     # Prefix of every Redis key this app writes itself (not RQ's, not the cache's).
     "REDIS_PREFIX": "jobs:",
     # How long RQ keeps finished results in Redis; the record keeps them anyway.

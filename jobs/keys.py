@@ -27,6 +27,10 @@ def reconcile_lock() -> str:
     return _key("reconcile", "lock")
 
 
+def due_lock() -> str:
+    return _key("due", "lock")
+
+
 def prune_lock() -> str:
     return _key("prune", "lock")
 

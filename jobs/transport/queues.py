@@ -191,6 +191,28 @@ def will_not_run(batch: Iterable[tuple[Any, str]]) -> list[Any]:
     return lost
 
 
+def overdue(batch: Iterable[tuple[Any, str]], before: datetime) -> list[tuple[Any, str]]:
+    """The ``(id, queue name)`` pairs whose RQ job still waits in the queue's ``ScheduledJobRegistry``
+    for a time before ``before``: one pipeline per queue."""
+    by_queue: dict[str, list[Any]] = defaultdict(list)
+    for pk, queue_name in batch:
+        by_queue[queue_name].append(pk)
+    late = []
+    for queue_name, pks in by_queue.items():
+        queue = connection.get_queue(queue_name)
+        registry = queue.scheduled_job_registry
+        with queue.connection.pipeline(transaction=False) as pipe:
+            for pk in pks:
+                pipe.zscore(registry.key, str(pk))
+            scores = pipe.execute()
+        late += [
+            (pk, queue_name)
+            for pk, score in zip(pks, scores, strict=True)
+            if score is not None and score < before.timestamp()
+        ]
+    return late
+
+
 def take_stuck(queue_names: Iterable[str]) -> list[str]:
     """Take out of RQ's intermediate lists the jobs a worker took and died before starting; their ids.
 

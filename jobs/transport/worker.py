@@ -20,13 +20,16 @@ from typing import TYPE_CHECKING, Any
 import rq
 from redis.client import Pipeline
 from redis.typing import EncodableT
+from rq.exceptions import StopRequested
 from rq.executions import Execution
 from rq.intermediate_queue import IntermediateQueue
 from rq.job import Job as RQJob
+from rq.job import JobStatus
 from rq.serializers import JSONSerializer
 from rq.utils import now, utcformat
 from rq.worker import WorkerStatus
 
+from ..intervals import failure_ttl
 from .runner import RUNNER
 
 #: RQ's queue, as the hooks of the `jobs` workers receive it.
@@ -40,6 +43,7 @@ __all__ = [
     "RQLeanWorker",
     "RQSimpleWorker",
     "Running",
+    "StopRequested",
     "WorkerMixin",
     "current_rq_job",
 ]
@@ -106,8 +110,22 @@ class WorkerMixin(_WorkerBase):
         queue.intermediate_queue.remove(job.id)
 
     def run_at(self, job: RQJob, queue: rq.Queue, at: datetime) -> None:
-        """Hand a dequeued job, not started, to RQ's scheduler to run at ``at``."""
+        """Put a dequeued job, not started, in RQ's scheduled registry to run at ``at``."""
         queue.schedule_job(job, at)
+        queue.intermediate_queue.remove(job.id)
+
+    def file_failed(self, job: RQJob, queue: rq.Queue, reason: str) -> None:
+        """End a dequeued job, not started, as RQ ends a failed one: status ``failed``, in the queue's
+        ``FailedJobRegistry`` with the reason, out of the intermediate list (checked against rq 2.12)."""
+        with self.connection.pipeline() as pipe:
+            job.set_status(JobStatus.FAILED, pipeline=pipe)
+            queue.failed_job_registry.add(job, ttl=failure_ttl(), exc_string=reason, pipeline=pipe)
+            pipe.execute()
+        queue.intermediate_queue.remove(job.id)
+
+    def forget_taken(self, job: RQJob, queue: rq.Queue) -> None:
+        """Take a dequeued job, not started, out of the queue's intermediate list, where RQ's cleanup and
+        the reconciler would push it again."""
         queue.intermediate_queue.remove(job.id)
 
     def running(self, job: RQJob, execution: Execution) -> Running:

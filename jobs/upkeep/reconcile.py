@@ -7,6 +7,9 @@ scheduled, deferred or started. When that job is gone, or RQ has ended it while 
 is pushed again and the reason logged. Records still waiting for the relay, and records younger than
 ``RELAY_GRACE``, are left alone. Started records that Redis lost are the reaper's (``jobs.upkeep.reaper``).
 
+A waiting record whose RQ job still sits in RQ's scheduled registry well past its time (no worker's
+due-jobs task reached its queue) is moved to its queue with the due jobs of that queue.
+
 A worker that dies between taking a job from its queue and starting it leaves the job in RQ's
 intermediate list, where RQ's own cleanup finds it only every ten minutes: the reconciler applies RQ's
 rule (there for over a minute, not started) on each pass.
@@ -27,6 +30,7 @@ from .. import dispatch, keys
 from ..conf import jobs_settings
 from ..models import Job
 from ..transport import connection, queues
+from . import due
 
 logger = logging.getLogger("jobs")
 
@@ -88,6 +92,14 @@ def _rescue_lost(alias: str) -> int:
         if not batch:
             return pushed
         last = batch[-1][0]
+        late = queues.overdue(batch, cutoff)
+        if late:
+            logger.warning(
+                "%d waiting job(s) overdue in RQ's scheduled registry: moving them to their queues: %s",
+                len(late),
+                ", ".join(str(pk) for pk, _ in late[:20]),
+            )
+            due.enqueue_due({queue_name for _, queue_name in late})
         lost = queues.will_not_run(batch)
         if lost:
             why = "unknown to Redis (its data was lost, or their run ended before the record was claimed)"

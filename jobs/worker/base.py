@@ -10,19 +10,21 @@ import contextlib
 import logging
 import math
 import time
+import traceback
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from django.db import connections
+from django.core.exceptions import ObjectDoesNotExist
+from django.db import DatabaseError, connections
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from .. import intervals
 from ..conf import jobs_settings
 from ..transport.runner import call_of
-from ..transport.worker import Queue, RQForkingWorker, RQJob, RQSimpleWorker, WorkerMixin
+from ..transport.worker import Queue, RQForkingWorker, RQJob, RQSimpleWorker, StopRequested, WorkerMixin
 from ..upkeep import reaper
-from . import execution, ratelimit
+from . import execution, ratelimit, refusal
 from .liveness import Heartbeat
 from .maintenance import Maintenance
 from .pause import CHECK_INTERVAL, PausedQueues
@@ -30,6 +32,8 @@ from .pause import CHECK_INTERVAL, PausedQueues
 logger = logging.getLogger("jobs")
 
 REDIS_DOWN = (RedisConnectionError, RedisTimeoutError)
+#: Seconds after which a job held back by a database error (its rate key reads a model) is tried again.
+HOLD_BACK_RETRY = 5
 
 
 class LedgerWorkerMixin(WorkerMixin):
@@ -40,19 +44,34 @@ class LedgerWorkerMixin(WorkerMixin):
 
     #: What the ``jobs.W003`` system check looks for on ``RQ["WORKER_CLASS"]``.
     records_in_ledger = True
+    #: RQ's dequeue loop waits for a lost Redis with a backoff doubling up to this (RQ's own: 60 s), so
+    #: that the worker is back, and moving due jobs, within seconds of Redis (checked against rq 2.12).
+    max_connection_wait_time = 2.0
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
-        self._maintenance = Maintenance()
+        self._maintenance = Maintenance([queue.name for queue in self.queues])
         self._heartbeat: Heartbeat | None = None
         self._paused = PausedQueues([queue.name for queue in self.queues])
 
     # Overrides RQ's; checked against rq 2.12.
     @property
     def dequeue_timeout(self) -> int:
-        # Wake up while idle often enough for the relay and the reaper.
-        wake = min(jobs_settings.RELAY_INTERVAL, intervals.reap_interval())
+        # Wake up while idle often enough for the due jobs, the relay and the reaper.
+        wake = min(jobs_settings.DUE_INTERVAL, jobs_settings.RELAY_INTERVAL, intervals.reap_interval())
         return max(1, min(super().dequeue_timeout, int(wake)))
+
+    # Overrides RQ's; checked against rq 2.12.
+    def work(self, *args: Any, **kwargs: Any) -> bool:
+        # RQ's scheduler process is not started: the due-jobs task of every worker's maintenance
+        # (``jobs.upkeep.due``) moves due jobs, one worker at a time under a lock of its own, and
+        # outlives Redis outages and dead workers, which RQ's process and its lock do not for ten
+        # minutes. Both at once would also push some due jobs twice (run once, but taken twice).
+        if kwargs.pop("with_scheduler", False):
+            logger.info(
+                "Worker %s: due jobs are moved by the workers' maintenance, not RQ's scheduler", self.name
+            )
+        return super().work(*args, **kwargs)
 
     # Overrides RQ's; checked against rq 2.12.
     @property
@@ -63,7 +82,14 @@ class LedgerWorkerMixin(WorkerMixin):
     def run_maintenance_tasks(self) -> None:
         self._maintenance.run()
         if super().should_run_maintenance_tasks:
-            super().run_maintenance_tasks()
+            try:
+                super().run_maintenance_tasks()
+            except StopRequested:
+                raise
+            except REDIS_DOWN as exc:
+                logger.warning("Worker %s: RQ's registry cleanup could not run: %s", self.name, exc)
+            except Exception:
+                logger.exception("Worker %s: RQ's registry cleanup failed", self.name)
 
     # A running job's liveness.
 
@@ -92,11 +118,30 @@ class LedgerWorkerMixin(WorkerMixin):
             return
         try:
             super().execute_job(job, queue)
+        except StopRequested:
+            raise
         except REDIS_DOWN as exc:
             logger.warning("Redis failed around job %s (%s); its record keeps its outcome", job.id, exc)
+            self._unless_claimed(job)
+        except Exception:
+            # What RQ runs around a job (its bookkeeping, the work horse's monitoring) must not end the
+            # worker: the record keeps the run's outcome, the reaper and the reconciler the rest.
+            logger.exception(
+                "Worker %s: the run of job %s ended in an error; taking the next job", self.name, job.id
+            )
         finally:
             if self._heartbeat is not None:
                 self._heartbeat.end()
+
+    def _unless_claimed(self, job: RQJob) -> None:
+        """A record that Redis failed before its run claimed it is left to the relay: RQ may no longer
+        hold its job in any list, while its status there still says queued."""
+        try:
+            call = call_of(job)
+            if call is not None and refusal.leave_to_relay(call):
+                logger.warning("Job %s did not start; its record is left to the relay", job.id)
+        except DatabaseError as exc:
+            logger.warning("Job %s: the database could not take it either (%s)", job.id, exc)
 
     # Overrides RQ's; checked against rq 2.12.
     def teardown(self) -> None:
@@ -106,16 +151,33 @@ class LedgerWorkerMixin(WorkerMixin):
             super().teardown()
         except REDIS_DOWN as exc:
             logger.warning("Worker %s could not unregister from Redis: %s", self.name, exc)
+        except Exception:
+            logger.exception("Worker %s could not unregister from Redis", self.name)
 
     # Paused queues and rate limits.
 
     # Overrides RQ's; checked against rq 2.12.
     def dequeue_job_and_maintain_ttl(self, timeout: int | None, max_idle_time: int | None = None) -> Any:
+        # RQ's loop waits out a ConnectionError; a TimeoutError (Redis hung, not down) or anything else
+        # raised while dequeuing (a payload that does not load) would end the worker.
+        wait = 1.0
         while True:
             try:
-                paused = self._paused.current()
-            except REDIS_DOWN:
-                paused = set()  # RQ's dequeue below waits for Redis with backoff
+                return self._dequeue(timeout, max_idle_time)
+            except StopRequested:
+                raise
+            except REDIS_DOWN as exc:
+                logger.warning(
+                    "Worker %s: Redis did not answer (%s); retrying in %.0f s", self.name, exc, wait
+                )
+            except Exception:
+                logger.exception("Worker %s: dequeuing failed; retrying in %.0f s", self.name, wait)
+            time.sleep(wait)
+            wait = min(wait * 2, self.max_connection_wait_time)
+
+    def _dequeue(self, timeout: int | None, max_idle_time: int | None) -> Any:
+        while True:
+            paused = self._paused.current()
             if len(paused) < len(self.queues):
                 break
             if timeout is None:
@@ -128,17 +190,72 @@ class LedgerWorkerMixin(WorkerMixin):
         return self.dequeue_skipping(paused, timeout, max_idle_time)
 
     def _held_back(self, job: RQJob, queue: Queue) -> bool:
-        """Put a dequeued job back when its queue was paused meanwhile or its rate limit is reached."""
+        """Whether a dequeued job is not to run now: its queue was paused meanwhile, its rate limit is
+        reached, or it cannot start at all (its rate key raised; the record says why)."""
+        try:
+            call = call_of(job)
+        except Exception as exc:  # an RQ job that names the runner with arguments it cannot take
+            logger.error("Job %s cannot be read (%r); filed as failed in RQ", job.id, exc)
+            self.file_failed(job, queue, f"{type(exc).__name__}: {exc}")
+            return True
+        try:
+            return self._over_limit(job, queue, call)
+        except StopRequested:
+            raise
+        except REDIS_DOWN as exc:
+            self._after_redis_failed(job, queue, call, exc)
+        except DatabaseError as exc:
+            self._after_database_failed(job, queue, exc)
+        except Exception as exc:
+            self._fail_before_run(job, queue, call, exc)
+        return True
+
+    def _over_limit(self, job: RQJob, queue: Queue, call: Any) -> bool:
         if queue.name in self._paused.current():
             self.put_back(job, queue)
             return True
-        wait = ratelimit.wait_before(call_of(job), queue.connection)
+        wait = ratelimit.wait_before(call, queue.connection)
         if wait:
             at = datetime.now(UTC) + timedelta(seconds=math.ceil(wait))
             self.run_at(job, queue, at)
             logger.info("Job %s is over its rate limit: it will run at %s", job.id, at)
             return True
         return False
+
+    def _fail_before_run(self, job: RQJob, queue: Queue, call: Any, exc: Exception) -> None:
+        """The job's own fault (its rate key raised, its arguments no longer decode): it fails for good."""
+        if isinstance(exc, ObjectDoesNotExist):
+            logger.warning("Job %s refers to a row that no longer exists: %s", job.id, exc)
+        try:
+            if call is not None:
+                refusal.fail_before_run(call, self.name, exc)
+            self.file_failed(job, queue, "".join(traceback.format_exception(exc)))
+        except StopRequested:
+            raise
+        except REDIS_DOWN as redis_exc:
+            logger.warning("Job %s failed before it started; Redis could not file it: %s", job.id, redis_exc)
+        except DatabaseError as db_exc:
+            self._after_database_failed(job, queue, db_exc)
+
+    def _after_database_failed(self, job: RQJob, queue: Queue, exc: DatabaseError) -> None:
+        """A database blip before the job started: the job is tried again a few seconds later."""
+        at = datetime.now(UTC) + timedelta(seconds=HOLD_BACK_RETRY)
+        logger.warning("Job %s could not start (database: %s); it will be tried again at %s", job.id, exc, at)
+        try:
+            self.run_at(job, queue, at)
+        except REDIS_DOWN as redis_exc:
+            logger.warning("Job %s could not be put back (Redis: %s); the reconciler will", job.id, redis_exc)
+
+    def _after_redis_failed(self, job: RQJob, queue: Queue, call: Any, exc: Exception) -> None:
+        """A Redis blip before the job started: the relay pushes its record again once Redis answers."""
+        logger.warning("Job %s could not start (Redis: %s); its record is left to the relay", job.id, exc)
+        try:
+            if call is not None:
+                refusal.leave_to_relay(call)
+        except DatabaseError as db_exc:
+            logger.warning("Job %s: the database could not take it either (%s)", job.id, db_exc)
+        with contextlib.suppress(*REDIS_DOWN):
+            self.forget_taken(job, queue)
 
     # Redis going away: the dequeue loop waits for it with backoff; nothing else ends the worker.
 
@@ -169,7 +286,11 @@ class Worker(LedgerWorkerMixin, RQForkingWorker):
 
     # Overrides RQ's; checked against rq 2.12.
     def execute_job(self, job: RQJob, queue: Queue) -> None:
-        execution.preload(call_of(job))
+        try:
+            execution.preload(call_of(job))
+        except Exception:
+            # The work horse imports it again and records the failure on the job's record.
+            logger.warning("Job %s: its function could not be preloaded", job.id, exc_info=True)
         # A database socket opened by the parent must never be shared with the horse.
         connections.close_all()
         super().execute_job(job, queue)
@@ -177,7 +298,11 @@ class Worker(LedgerWorkerMixin, RQForkingWorker):
     def handle_work_horse_killed(self, job: RQJob, retpid: int, ret_val: int, rusage: Any) -> None:
         # Checked against rq 2.12: handle_work_horse_killed(job, retpid, ret_val, rusage).
         super().handle_work_horse_killed(job, retpid, ret_val, rusage)
-        reaper.horse_killed(call_of(job), ret_val, retrying=bool(job.should_retry), worker_name=self.name)
+        try:
+            reaper.horse_killed(call_of(job), ret_val, retrying=bool(job.should_retry), worker_name=self.name)
+        except (DatabaseError, *REDIS_DOWN) as exc:
+            # The record stays started: the reaper finds its expired entry and acts on it.
+            logger.warning("Job %s: its killed work horse could not be recorded (%s)", job.id, exc)
 
 
 class SimpleWorker(LedgerWorkerMixin, RQSimpleWorker):

@@ -68,6 +68,9 @@ class Heartbeat:
                 if not failing:
                     logger.warning("Heartbeat: Redis unreachable (%s); retrying", exc)
                 failing = True
+            except Exception:
+                # The thread outlives what it meets: a job without heartbeats would look abandoned.
+                logger.exception("Heartbeat failed; retrying")
 
     def beat(self) -> None:
         with self._lock:

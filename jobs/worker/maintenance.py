@@ -1,4 +1,4 @@
-"""The periodic work a `jobs` worker does between jobs: relay, reaper, reconciler, retention.
+"""The periodic work a `jobs` worker does between jobs: due jobs, relay, reaper, reconciler, retention.
 
 Each task runs at most once per its interval in each worker, and a Redis lock of its own lets one
 worker at a time do it. A task that fails is logged in one line while Redis or the database is down,
@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 from django.db import DatabaseError, connections
@@ -18,7 +18,8 @@ from redis.exceptions import RedisError
 from .. import intervals, keys
 from ..conf import jobs_settings
 from ..transport import connection
-from ..upkeep import reaper, reconcile, relay, retention
+from ..transport.worker import StopRequested
+from ..upkeep import due, reaper, reconcile, relay, retention
 
 logger = logging.getLogger("jobs")
 
@@ -31,6 +32,8 @@ class Task:
     name: str
     interval: Callable[[], float]
     run: Callable[[], object]
+    #: Whether the task opens database connections, which the worker closes after the pass.
+    uses_database: bool = True
 
 
 def _prune() -> None:
@@ -52,32 +55,53 @@ TASKS = (
 )
 
 
-class Maintenance:
-    """When each task last ran in this worker, and running those that are due."""
+def _close_connections() -> None:
+    try:
+        connections.close_all()
+    except DatabaseError as exc:
+        logger.warning("Database connections could not be closed: %s", exc)
 
-    def __init__(self) -> None:
-        self._ran_at = {task.name: float("-inf") for task in TASKS}
+
+class Maintenance:
+    """When each task last ran in this worker, and running those that are due.
+
+    The due-jobs task moves the due jobs of the worker's own queues; the others are the same in
+    every worker.
+    """
+
+    def __init__(self, queue_names: Sequence[str] = ()) -> None:
+        names = tuple(queue_names)
+        self.tasks: tuple[Task, ...] = (
+            Task("due jobs", lambda: jobs_settings.DUE_INTERVAL, lambda: due.enqueue_due(names), False),
+            *TASKS,
+        )
+        self._ran_at = {task.name: float("-inf") for task in self.tasks}
         self._failing: set[str] = set()
 
     def next_due_in(self) -> float:
         now = time.monotonic()
-        return min(self._ran_at[task.name] + task.interval() - now for task in TASKS)
+        return min(self._ran_at[task.name] + task.interval() - now for task in self.tasks)
 
     def due(self) -> bool:
         return self.next_due_in() <= 0
 
     def run(self) -> None:
+        used_database = False
         try:
-            for task in TASKS:
+            for task in self.tasks:
                 if time.monotonic() - self._ran_at[task.name] >= task.interval():
                     self._ran_at[task.name] = time.monotonic()
+                    used_database = used_database or task.uses_database
                     self._run(task)
         finally:
-            connections.close_all()
+            if used_database:
+                _close_connections()
 
     def _run(self, task: Task) -> None:
         try:
             task.run()
+        except StopRequested:
+            raise
         except (RedisError, DatabaseError) as exc:
             if task.name not in self._failing:
                 logger.warning(

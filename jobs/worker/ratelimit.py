@@ -2,8 +2,8 @@
 
 ``@job(rate_limit="10/s")`` lets at most 10 runs of the function start in any second, whatever the
 number of workers; ``rate_key=lambda customer, **kw: customer`` gives each customer a window of its own.
-A job over the limit is not run and not counted as an attempt: the worker hands it to RQ's scheduler
-for the moment the window has room (so workers need ``--with-scheduler``).
+A job over the limit is not run and not counted as an attempt: the worker puts it in RQ's scheduled
+registry for the moment the window has room, and the due-jobs task (``jobs.upkeep.due``) moves it back.
 """
 
 from __future__ import annotations

@@ -1,0 +1,50 @@
+"""Ending a job that a worker took but cannot start, with the reason on its record.
+
+A job whose rate key raises, or whose arguments no longer decode (a model argument deleted before the
+run), is failed here without running; one that met a Redis outage before it started is left to the relay.
+"""
+
+from __future__ import annotations
+
+import logging
+import traceback as tb
+
+from django.utils import timezone
+
+from .. import signals, transitions
+from ..exceptions import qualified_name
+from ..models import Job
+from ..transport.runner import Call
+
+logger = logging.getLogger("jobs")
+
+
+def fail_before_run(call: Call, worker_name: str, exc: BaseException) -> bool:
+    """Record a failed attempt, for good, for a job that cannot start; False when the record no longer
+    waits (cancelled, or run by another worker)."""
+    record = _record(call)
+    attempt = transitions.claim(record, worker_name=worker_name)
+    if attempt is None:
+        return False
+    if not transitions.fail_attempt(
+        record,
+        attempt,
+        error_class=qualified_name(type(exc)),
+        error_message=str(exc),
+        traceback="".join(tb.format_exception(exc)),
+        retrying=False,
+    ):
+        return False
+    logger.error("Job %s failed before it could start: %r", call.job_id, exc)
+    signals.job_failed.send(sender=Job, job=record, exception=exc)
+    return True
+
+
+def leave_to_relay(call: Call) -> bool:
+    """Mark a waiting record undispatched, so that the relay pushes it again once Redis answers."""
+    return bool(transitions.mark_undispatched([_record(call)], timezone.now()))
+
+
+def _record(call: Call) -> Job:
+    # Not read from the database: the transitions need only the id and the alias.
+    return Job.from_db(call.alias, ["id", "function"], [call.job_id, call.function])

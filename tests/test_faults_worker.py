@@ -1,0 +1,120 @@
+"""No job can stop a worker: a rate key that raises, a model argument deleted before the run, a module
+that fails on import in the forking worker's preload, Redis hung past the socket timeout. Each time the
+job's record says why, and the next job runs."""
+
+import os
+import signal
+import uuid
+
+import pytest
+from django.contrib.auth.models import User
+
+from jobs import keys
+from jobs.models import Job, Status
+from jobs.transport import connection as jobs_connection
+from jobs.worker import LeanWorker, SimpleWorker
+from jobs.worker.pause import PausedQueues
+from tests import broken_import_jobs, due_jobs, fault_jobs
+from tests.helpers import WorkerProcess, run_worker, wait_for
+
+pytestmark = pytest.mark.django_db(transaction=True)
+
+
+@pytest.fixture
+def restore_signal_handlers():
+    """A worker run in this process installs its signal handlers; the test run gets its own back."""
+    handlers = {signum: signal.getsignal(signum) for signum in (signal.SIGINT, signal.SIGTERM)}
+    yield
+    for signum, handler in handlers.items():
+        signal.signal(signum, handler)
+
+
+def burst(worker_class, redis):
+    """The real worker class's loop, in this process, until the queue is empty."""
+    worker_class(["default"], connection=redis).work(burst=True)
+
+
+def assert_failed_with(record, error_class, message_part):
+    record.refresh_from_db()
+    assert record.status == Status.FAILED
+    assert record.error_class == error_class
+    assert message_part in record.error_message
+    assert record.failed_attempts.count() == 1
+
+
+@pytest.mark.usefixtures("restore_signal_handlers")
+@pytest.mark.parametrize("worker_class", [SimpleWorker, LeanWorker], ids=["simple", "lean"])
+def test_a_rate_key_that_raises_fails_its_job_and_the_next_job_runs(redis, worker_class):
+    tag = uuid.uuid4().hex[:8]
+    due_jobs.BUCKETS[tag] = "bucket"
+    record = due_jobs.keyed_by_lookup.enqueue(tag)
+    following = fault_jobs.count_run.enqueue(f"{tag}-next")
+    del due_jobs.BUCKETS[tag]  # the rate key now raises KeyError in the worker
+    burst(worker_class, redis)
+    assert_failed_with(record, "builtins.KeyError", tag)
+    assert Job.objects.get(pk=following.pk).status == Status.FINISHED
+    queue = jobs_connection.get_queue("default")
+    assert queue.failed_job_registry.get_job_ids() == [str(record.pk)]
+    assert queue.intermediate_queue.get_job_ids() == []
+    assert fault_jobs.runs_of(tag) == 0
+
+
+@pytest.mark.usefixtures("restore_signal_handlers")
+def test_a_model_argument_deleted_before_the_run_fails_its_job_and_the_next_job_runs(redis):
+    tag = uuid.uuid4().hex[:8]
+    user = User.objects.create_user(f"u{tag}")
+    record = due_jobs.per_user.enqueue(user, tag)
+    following = fault_jobs.count_run.enqueue(f"{tag}-next")
+    user.delete()
+    burst(LeanWorker, redis)
+    assert_failed_with(record, "django.contrib.auth.models.User.DoesNotExist", "does not exist")
+    assert Job.objects.get(pk=following.pk).status == Status.FINISHED
+    assert fault_jobs.runs_of(tag) == 0
+
+
+@pytest.mark.slow
+def test_a_module_that_fails_on_import_in_preload_fails_its_job_and_the_next_job_runs():
+    tag = uuid.uuid4().hex[:8]
+    record = broken_import_jobs.never_imported.enqueue()
+    following = fault_jobs.count_run.enqueue(f"{tag}-next")
+    output = run_worker(
+        "--worker-class", "jobs.worker.Worker", queues=("default",), JOBS_TEST_BREAK_IMPORT="1"
+    )
+    assert "unhandled exception" not in output, output
+    assert_failed_with(record, "builtins.RuntimeError", "cannot be imported here")
+    assert Job.objects.get(pk=following.pk).status == Status.FINISHED
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("worker_class", ["jobs.worker.Worker", "jobs.worker.LeanWorker"])
+def test_a_worker_outlives_redis_hung_past_its_socket_timeout(redis_server, worker_class):
+    tag = uuid.uuid4().hex[:8]
+    first = fault_jobs.count_run.enqueue(f"{tag}-before")
+    with WorkerProcess("--worker-class", worker_class, queues=("default",)) as worker:
+        wait_for(lambda: Job.objects.get(pk=first.pk).status == Status.FINISHED, timeout=60)
+        os.kill(redis_server.process.pid, signal.SIGSTOP)
+        try:
+            # Longer than the socket timeout of the worker's blocking dequeue (RQ's: dequeue timeout + 10 s,
+            # the dequeue timeout being at most RELAY_INTERVAL, 5 s).
+            with pytest.raises(AssertionError):
+                wait_for(lambda: worker.process.poll() is not None, timeout=17)
+        finally:
+            os.kill(redis_server.process.pid, signal.SIGCONT)
+        following = fault_jobs.count_run.enqueue(f"{tag}-after")
+        wait_for(
+            lambda: Job.objects.get(pk=following.pk).status == Status.FINISHED,
+            timeout=60,
+            message="the next job after Redis resumed",
+        )
+        assert worker.process.poll() is None, "the worker exited"
+    output = worker.stop()
+    assert "quitting" not in output, output
+
+
+def test_paused_queues_read_while_redis_is_down_keep_what_redis_said_last(redis, redis_server):
+    jobs_connection.get_connection("default").set(keys.paused_queue("high"), "1")
+    paused = PausedQueues(["default", "high"])
+    assert paused.current() == {"high"}
+    redis_server.stop()
+    paused._read_at = float("-inf")  # due for a read now
+    assert paused.current() == {"high"}
