@@ -67,7 +67,7 @@ def test_a_model_argument_deleted_before_the_run_fails_its_job_and_the_next_job_
     following = fault_jobs.count_run.enqueue(f"{tag}-next")
     user.delete()
     burst(LeanWorker, redis)
-    assert_failed_with(record, "django.contrib.auth.models.User.DoesNotExist", "does not exist")
+    assert_failed_with(record, "jobs.exceptions.ArgumentUnavailable", "no longer exists")
     assert Job.objects.get(pk=following.pk).status == Status.FINISHED
     assert fault_jobs.runs_of(tag) == 0
 
