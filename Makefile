@@ -1,18 +1,20 @@
 # The two commands of the README, and the checks CI runs. Everything installs itself into .venv.
-PYTHON ?= python3
+# .venv gets the newest of everything on the newest Python found; test-oldest runs the suite once more on
+# the oldest supported set (Python 3.11, Django 5.2, rq 2.12) in .venv-oldest.
+PYTHON ?= $(shell for p in python3.13 python3.12 $(HOME)/.pyenv/versions/3.13*/bin/python3 \
+	$(HOME)/.pyenv/versions/3.12*/bin/python3 python3; do $$p -c '' 2>/dev/null && { echo $$p; break; }; done)
+OLDEST_PYTHON ?= $(shell for p in python3.11 $(HOME)/.pyenv/versions/3.11*/bin/python3; do \
+	$$p -c '' 2>/dev/null && { echo $$p; break; }; done)
+OLDEST_VENV := .venv-oldest
 VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 PG_URL ?= postgres://postgres@127.0.0.1:5432/jobs
-# Django 6 needs Python >= 3.12: the first such interpreter found runs the suite once more on Django 6.
-NEXT_PYTHON ?= $(shell for p in python3.13 python3.12 $(HOME)/.pyenv/versions/3.1[23]*/bin/python3; do \
-	$$p -c 'import sys; assert sys.version_info >= (3, 12)' 2>/dev/null && { echo $$p; break; }; done)
-NEXT_VENV := .venv-django6
 
-.PHONY: demo test lint typecheck check test-sqlite test-postgres test-django6 bench browser
+.PHONY: demo test lint typecheck check test-sqlite test-postgres test-oldest bench browser
 
 $(STAMP): pyproject.toml
-	$(PYTHON) -m venv $(VENV)
+	$(PYTHON) -m venv --clear $(VENV)
 	$(BIN)/pip install --quiet --disable-pip-version-check -e '.[test]'
 	touch $@
 
@@ -21,7 +23,7 @@ demo: $(STAMP)
 	$(BIN)/python -m jobsite.demo
 
 ## Lint, Django checks, and the whole suite on SQLite and on PostgreSQL.
-test: $(STAMP) browser lint typecheck check test-sqlite test-postgres test-django6
+test: $(STAMP) browser lint typecheck check test-sqlite test-postgres test-oldest
 
 browser:
 	@command -v chromium >/dev/null || { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null; }
@@ -44,17 +46,16 @@ test-sqlite: $(STAMP)
 test-postgres: $(STAMP)
 	DATABASE_URL=$(PG_URL) $(BIN)/pytest
 
-## The suite on SQLite under the newest Django 6.0 release.
-test-django6:
-ifeq ($(NEXT_PYTHON),)
-	@echo "No Python >= 3.12 on this machine: the Django 6 run is skipped."
-else
-	test -f $(NEXT_VENV)/.installed || { $(NEXT_PYTHON) -m venv $(NEXT_VENV) && \
-		$(NEXT_VENV)/bin/pip install --quiet --disable-pip-version-check -e '.[test]' 'django>=6.0,<6.1' && \
-		touch $(NEXT_VENV)/.installed; }
-	$(NEXT_VENV)/bin/python -c "import django; print('Django', django.get_version())"
-	$(NEXT_VENV)/bin/pytest -p no:cacheprovider
-endif
+## The suite on SQLite under the oldest supported set: Python 3.11, Django 5.2, rq 2.12, redis-py 5.0.
+test-oldest: $(OLDEST_VENV)/.installed
+	$(OLDEST_VENV)/bin/python -c "import django, rq, redis; print('Django', django.get_version(), 'rq', rq.VERSION, 'redis', redis.__version__)"
+	$(OLDEST_VENV)/bin/pytest -p no:cacheprovider
+
+$(OLDEST_VENV)/.installed: pyproject.toml
+	$(OLDEST_PYTHON) -m venv --clear $(OLDEST_VENV)
+	$(OLDEST_VENV)/bin/pip install --quiet --disable-pip-version-check -e '.[test]' \
+		'django==5.2.*' 'rq==2.12.*' 'redis==5.0.*' 'django-redis==6.0.*'
+	touch $@
 
 bench: $(STAMP)
 	$(BIN)/python -m bench
