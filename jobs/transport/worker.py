@@ -261,7 +261,8 @@ class LeanExecutionMixin(_WorkerBase):
         super().set_state(state, pipeline)
 
     def _write_worker(self, pipeline: Pipeline, state: str, ttl: int, current_job: str | None) -> None:
-        """What RQ's set_state, set_current_job_id, set_current_job_working_time and heartbeat write."""
+        """What RQ's set_state and heartbeat write, with rq 2.12's set_current_job_id and
+        set_current_job_working_time."""
         self.set_state(state, pipeline=pipeline)
         self.last_heartbeat = now()
         self._heartbeat_at = time.monotonic()
