@@ -1,21 +1,23 @@
 # The two commands of the README, and the checks CI runs. Everything installs itself into .venv.
-PYTHON ?= python3
+# .venv gets the newest of everything on the newest Python found; test-oldest runs the suite once more on
+# the oldest supported set (Python 3.11, Django 5.2, rq 2.12) in .venv-oldest.
+PYTHON ?= $(shell for p in python3.13 python3.12 $(HOME)/.pyenv/versions/3.13*/bin/python3 \
+	$(HOME)/.pyenv/versions/3.12*/bin/python3 python3; do $$p -c '' 2>/dev/null && { echo $$p; break; }; done)
+OLDEST_PYTHON ?= $(shell for p in python3.11 $(HOME)/.pyenv/versions/3.11*/bin/python3; do \
+	$$p -c '' 2>/dev/null && { echo $$p; break; }; done)
+OLDEST_VENV := .venv-oldest
 VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 PG_URL ?= postgres://postgres@127.0.0.1:5432/jobs
-# Django 6 needs Python >= 3.12: the first such interpreter found runs the suite once more on Django 6.
-NEXT_PYTHON ?= $(shell for p in python3.13 python3.12 $(HOME)/.pyenv/versions/3.1[23]*/bin/python3; do \
-	$$p -c 'import sys; assert sys.version_info >= (3, 12)' 2>/dev/null && { echo $$p; break; }; done)
-NEXT_VENV := .venv-django6
 # Each suite run is spread over this many pytest-xdist processes, each with a Redis and a database of its own.
 TEST_PROCESSES ?= 4
 PYTEST := pytest -n $(TEST_PROCESSES) --dist worksteal
 
-.PHONY: demo test lint typecheck check test-sqlite test-postgres test-django6 bench browser
+.PHONY: demo test lint typecheck check test-sqlite test-postgres test-oldest bench browser
 
 $(STAMP): pyproject.toml
-	$(PYTHON) -m venv $(VENV)
+	$(PYTHON) -m venv --clear $(VENV)
 	$(BIN)/pip install --quiet --disable-pip-version-check -e '.[test]'
 	touch $@
 
@@ -24,7 +26,7 @@ demo: $(STAMP)
 	$(BIN)/python -m jobsite.demo
 
 ## Lint, Django checks, and the whole suite on SQLite and on PostgreSQL.
-test: $(STAMP) browser lint typecheck check test-sqlite test-postgres test-django6
+test: $(STAMP) browser lint typecheck check test-sqlite test-postgres test-oldest
 
 browser:
 	@command -v chromium >/dev/null || { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null; }
@@ -47,21 +49,16 @@ test-sqlite: $(STAMP)
 test-postgres: $(STAMP)
 	DATABASE_URL=$(PG_URL) $(BIN)/$(PYTEST)
 
-## The suite on SQLite under the newest Django 6.0 release.
-test-django6: $(if $(NEXT_PYTHON),$(NEXT_VENV)/.installed)
-ifeq ($(NEXT_PYTHON),)
-	@echo "No Python >= 3.12 on this machine: the Django 6 run is skipped."
-else
-	$(NEXT_VENV)/bin/python -c "import django; print('Django', django.get_version())"
-	$(NEXT_VENV)/bin/$(PYTEST) -p no:cacheprovider
-endif
+## The suite on SQLite under the oldest supported set: Python 3.11, Django 5.2, rq 2.12, redis-py 5.0.
+test-oldest: $(OLDEST_VENV)/.installed
+	$(OLDEST_VENV)/bin/python -c "import django, rq, redis; print('Django', django.get_version(), 'rq', rq.VERSION, 'redis', redis.__version__)"
+	$(OLDEST_VENV)/bin/$(PYTEST) -p no:cacheprovider
 
-ifneq ($(NEXT_PYTHON),)
-$(NEXT_VENV)/.installed: pyproject.toml
-	test -d $(NEXT_VENV) || $(NEXT_PYTHON) -m venv $(NEXT_VENV)
-	$(NEXT_VENV)/bin/pip install --quiet --disable-pip-version-check -e '.[test]' 'django>=6.0,<6.1'
+$(OLDEST_VENV)/.installed: pyproject.toml
+	$(OLDEST_PYTHON) -m venv --clear $(OLDEST_VENV)
+	$(OLDEST_VENV)/bin/pip install --quiet --disable-pip-version-check -e '.[test]' \
+		'django==5.2.*' 'rq==2.12.*' 'redis==5.0.*' 'django-redis==7.0.*'
 	touch $@
-endif
 
 bench: $(STAMP)
 	$(BIN)/python -m bench

@@ -13,7 +13,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from django.db import connection
+from django.db import connection, connections
 
 ROOT = Path(__file__).resolve().parent.parent
 QUEUES = ("default", "high", "low")
@@ -48,6 +48,8 @@ def worker_env(**extra: str) -> dict[str, str]:
     env = dict(os.environ)
     env["DJANGO_SETTINGS_MODULE"] = "tests.settings"
     env["JOBS_TEST_DB_NAME"] = str(connection.settings_dict["NAME"])
+    # Django 6.1's commands run the database checks on every database, so "other" needs a name there too.
+    env["JOBS_TEST_OTHER_DB_NAME"] = str(connections["other"].settings_dict["NAME"] or ":memory:")
     env["PYTHONPATH"] = str(ROOT)
     env.update(extra)
     return env

@@ -8,7 +8,7 @@ from django.test import override_settings
 
 def ids(**overrides):
     with override_settings(**overrides):
-        return sorted({m.id for m in run_checks() if m.id.startswith(("jobs.E04", "jobs.W04"))})
+        return sorted({m.id for m in run_checks(databases=[]) if m.id.startswith(("jobs.E04", "jobs.W04"))})
 
 
 def caches(**changes):

@@ -75,4 +75,5 @@ def test_hung_redis_costs_one_socket_timeout_then_is_bypassed(redis_server, capl
     assert results == [21] * 20
     assert RUNS == [5] + [7] * 20
     assert len(warnings_about_the_cache(caplog)) == 1
-    assert "Timeout reading from socket" in warnings_about_the_cache(caplog)[0].getMessage()
+    # redis-py 5.0 names the address ("Timeout reading from 127.0.0.1:…"), later ones "socket".
+    assert "Timeout reading from" in warnings_about_the_cache(caplog)[0].getMessage()

@@ -30,8 +30,7 @@ from django.core.signals import setting_changed
 from django.dispatch import receiver
 from django.http import HttpRequest, HttpResponse, HttpResponseBase
 from django.utils import timezone, translation
-from django.utils.cache import (  # type: ignore[attr-defined]  # cc_delim_re has no stub
-    cc_delim_re,
+from django.utils.cache import (
     get_conditional_response,
     get_max_age,
     has_vary_header,
@@ -445,7 +444,7 @@ def _said_refusal(response: HttpResponse) -> str | None:
     """Why a page may not be stored for what it says of itself (as UpdateCacheMiddleware reads it)."""
     control = response.get("Cache-Control")
     if control:
-        directives = {d.split("=", 1)[0].strip().lower() for d in cc_delim_re.split(control)}
+        directives = {d.split("=", 1)[0].strip().lower() for d in control.split(",")}
         if directives & UNSAFE_DIRECTIVES or get_max_age(response) == 0:
             return "cache-control"
     if has_vary_header(response, "*"):
@@ -595,7 +594,7 @@ def _normalised_query(query: str) -> str:
 def _vary(response: HttpResponseBase) -> frozenset[str]:
     if not response.has_header("Vary"):
         return frozenset()
-    return frozenset(h.strip().lower() for h in cc_delim_re.split(response.headers["Vary"]) if h.strip())
+    return frozenset(h.strip().lower() for h in response.headers["Vary"].split(",") if h.strip())
 
 
 def _mark(response: HttpResponseBase, state: str) -> HttpResponseBase:

@@ -29,16 +29,11 @@ from ..intervals import failure_ttl
 from ..models import Job
 from ..options import JobOptions
 from ..registry import resolve
-from . import connection
+from . import compat, connection
 from .runner import RUNNER, runner_args
 
-#: RQ states in which a job will still run.
-ALIVE = {
-    JobStatus.QUEUED.value,
-    JobStatus.SCHEDULED.value,
-    JobStatus.DEFERRED.value,
-    JobStatus.STARTED.value,
-}
+#: RQ states in which a job will still run (they differ by RQ version).
+ALIVE = compat.STILL_TO_RUN
 #: RQ's registries counted for each queue, besides the queue itself.
 REGISTRIES = {
     "scheduled": ScheduledJobRegistry,
@@ -81,7 +76,7 @@ def _add_batch_to_pipeline(queue: Queue, records: Sequence[Job], pipe: Pipeline,
     others (one HSET each), whose ids are then pushed to the queue with one command.
 
     This is what RQ's ``enqueue_job`` writes for each of them, without its per-job Job construction,
-    status write and queue-set update, which are the same for the whole batch (checked against rq 2.12).
+    status write and queue-set update, the same for the whole batch (checked against rq 2.12 and 3.0).
     """
     first, *rest = records
     rq_job = _add_to_pipeline(queue, first, pipe, options)

@@ -30,6 +30,7 @@ from rq.utils import now, utcformat
 from rq.worker import WorkerStatus
 
 from ..intervals import failure_ttl
+from . import compat
 from .runner import RUNNER
 
 #: RQ's queue, as the hooks of the `jobs` workers receive it.
@@ -63,6 +64,7 @@ class Running:
     entry: str  # "<job id>:<execution id>", RQ's composite key
     execution_key: str
     worker_key: str
+    worker_executions_key: str | None = None  # the worker's set of executions (rq 3)
 
 
 def current_rq_job() -> RQJob | None:
@@ -74,7 +76,7 @@ class WorkerMixin(_WorkerBase):
     """RQ's worker as the `jobs` workers use it (see the module's docstring)."""
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
-        # Checked against rq 2.12: BaseWorker.__init__ takes ``serializer`` and builds ``self.queues``.
+        # Checked against rq 2.12 and 3.0: BaseWorker.__init__ takes ``serializer``, builds ``self.queues``.
         kwargs["serializer"] = JSONSerializer
         super().__init__(*args, **kwargs)
         for queue in self.queues:
@@ -88,7 +90,7 @@ class WorkerMixin(_WorkerBase):
         if not skipped:
             self._narrowed = False
             return super().dequeue_job_and_maintain_ttl(timeout, max_idle_time)
-        # RQ dequeues from its private ``_ordered_queues`` (checked against rq 2.12).
+        # RQ dequeues from its private ``_ordered_queues`` (checked against rq 2.12 and 3.0).
         everything = self._ordered_queues
         self._ordered_queues = [queue for queue in everything if queue.name not in skipped]
         # RQ moves a job through the queue's intermediate list when it listens on one queue only.
@@ -99,7 +101,7 @@ class WorkerMixin(_WorkerBase):
             self._ordered_queues = everything
 
     def execute_job(self, job: RQJob, queue: rq.Queue) -> None:
-        # Checked against rq 2.12: execute_job(job, queue).
+        # Checked against rq 2.12 and 3.0: execute_job(job, queue).
         super().execute_job(job, queue)
         if self._narrowed:
             queue.intermediate_queue.remove(job.id)
@@ -130,11 +132,17 @@ class WorkerMixin(_WorkerBase):
 
     def running(self, job: RQJob, execution: Execution) -> Running:
         """The keys that say ``job`` is running in this worker, for ``jobs.worker.liveness``."""
-        return Running(job.started_job_registry.key, execution.composite_key, execution.key, self.key)
+        return Running(
+            job.started_job_registry.key,
+            execution.composite_key,
+            execution.key,
+            self.key,
+            compat.worker_executions_key(execution),
+        )
 
     def keep_state(self, state: str) -> None:
         """Remember ``state`` as this worker's state, as ``set_state`` does, without writing it to Redis."""
-        # RQ's private ``_state``, which get_state() returns (checked against rq 2.12).
+        # RQ's private ``_state``, which get_state() returns (checked against rq 2.12 and 3.0).
         self._state = state
 
 
@@ -159,7 +167,7 @@ class LeanExecutionMixin(_WorkerBase):
       while the worker is busy, and its state is written only when it changes.
 
     Any other RQ job on the same queues, and every failure, takes RQ's own path. What RQ writes for a
-    job's start and success was checked against rq 2.12.
+    job's start and success was checked against rq 2.12 and 3.0 (``compat`` says where they differ).
     """
 
     #: Seconds during which a repeated heartbeat or suspension check is skipped.
@@ -184,7 +192,7 @@ class LeanExecutionMixin(_WorkerBase):
             and not job.group_id
         )
 
-    # Overrides RQ's; checked against rq 2.12.
+    # Overrides RQ's; checked against rq 2.12 and 3.0.
     def execute_job(self, job: RQJob, queue: rq.Queue) -> None:
         self._lean_job = self.takes_fast_path(job)
         try:
@@ -193,7 +201,7 @@ class LeanExecutionMixin(_WorkerBase):
             self._lean_job = False
             self._start_pipeline = None
 
-    # Overrides RQ's; checked against rq 2.12.
+    # Overrides RQ's; checked against rq 2.12 and 3.0.
     def prepare_execution(self, job: RQJob) -> Execution:
         if not self._lean_job:
             return super().prepare_execution(job)
@@ -204,7 +212,7 @@ class LeanExecutionMixin(_WorkerBase):
         self.execution = Execution.create(job, ttl, pipeline=self._start_pipeline, worker_name=self.name)
         return self.execution
 
-    # Overrides RQ's; checked against rq 2.12.
+    # Overrides RQ's; checked against rq 2.12 and 3.0.
     def prepare_job_execution(self, job: RQJob, remove_from_intermediate_queue: bool = False) -> None:
         if not self._lean_job or self._start_pipeline is None:
             return super().prepare_job_execution(job, remove_from_intermediate_queue)
@@ -212,23 +220,29 @@ class LeanExecutionMixin(_WorkerBase):
         with pipeline:
             self._write_worker(pipeline, WorkerStatus.BUSY, self.get_heartbeat_ttl(job), job.id)
             job.prepare_for_execution(self.name, pipeline=pipeline)
+            if compat.RQ_3:
+                pipeline.persist(job.key)  # rq 3's prepare_job_execution does; 2.12's Job.perform() did
             if remove_from_intermediate_queue:
                 queue_key = self.queue_class.redis_queue_namespace_prefix + job.origin
                 pipeline.lrem(IntermediateQueue.get_intermediate_queue_key(queue_key), 1, job.id)
             pipeline.execute()
 
-    # Overrides RQ's; checked against rq 2.12.
+    # Overrides RQ's; checked against rq 2.12 and 3.0.
     def handle_execution_ended(self, job: RQJob, queue: rq.Queue, heartbeat_ttl: int) -> None:
         if not self._lean_job:
             return super().handle_execution_ended(job, queue, heartbeat_ttl)
         # RQ also writes the job's heartbeat here; the job's end follows in one pipeline anyway.
         job.ended_at = now()
 
-    # Overrides RQ's; checked against rq 2.12.
-    def handle_job_success(self, job: RQJob, queue: rq.Queue, started_job_registry: Any) -> None:
+    # Overrides RQ's; checked against rq 2.12 and 3.0 (rq 3 passes the job's execution).
+    def handle_job_success(
+        self, job: RQJob, queue: rq.Queue, started_job_registry: Any, execution: Execution | None = None
+    ) -> None:
         if not self._lean_job:
-            return super().handle_job_success(job, queue, started_job_registry)
-        execution, self.execution = self.execution, None
+            kwargs = compat.execution_kwargs(execution)
+            return super().handle_job_success(job, queue, started_job_registry, **kwargs)
+        execution = execution or self.execution
+        self.execution = None
         # No MULTI: only this worker writes these keys now, and the pipeline reaches Redis in one write.
         with self.connection.pipeline(transaction=False) as pipeline:
             self.increment_successful_job_count(pipeline=pipeline)
@@ -238,44 +252,48 @@ class LeanExecutionMixin(_WorkerBase):
             if execution is not None:
                 started_job_registry.remove_execution(execution, pipeline=pipeline)
                 pipeline.delete(execution.key)
+                if executions_key := compat.worker_executions_key(execution):
+                    pipeline.srem(executions_key, execution.composite_key)
             pipeline.delete(job.key, job.dependents_key, job.dependencies_key, job.execution_registry.key)
             pipeline.execute()
         self.log.debug("Worker %s: job %s succeeded; the ledger keeps its result", self.name, job.id)
 
-    # Overrides RQ's; checked against rq 2.12.
+    # Overrides RQ's; checked against rq 2.12 and 3.0.
     def heartbeat(self, timeout: int | None = None, pipeline: Pipeline | None = None) -> None:
         if pipeline is None and timeout is None and self._recently(self._heartbeat_at):
             return
         self._heartbeat_at = time.monotonic()
         super().heartbeat(timeout, pipeline)
 
-    # Overrides RQ's; checked against rq 2.12.
+    # Overrides RQ's; checked against rq 2.12 and 3.0.
     def check_for_suspension(self, burst: bool) -> None:
         if self._recently(self._suspension_checked_at):
             return
         self._suspension_checked_at = time.monotonic()
         super().check_for_suspension(burst)
 
-    # Overrides RQ's; checked against rq 2.12.
+    # Overrides RQ's; checked against rq 2.12 and 3.0.
     def set_state(self, state: str, pipeline: Pipeline | None = None) -> None:
         if pipeline is None and state == self.get_state():
             return
         super().set_state(state, pipeline)
 
     def _write_worker(self, pipeline: Pipeline, state: str, ttl: int, current_job: str | None) -> None:
-        """What RQ's set_state, set_current_job_id, set_current_job_working_time and heartbeat write."""
+        """What RQ's set_state and heartbeat write, with rq 2.12's set_current_job_id and
+        set_current_job_working_time."""
         self.set_state(state, pipeline=pipeline)
         self.last_heartbeat = now()
-        self.current_job_working_time = 0
         self._heartbeat_at = time.monotonic()
-        fields: dict[EncodableT, EncodableT] = {
-            "last_heartbeat": utcformat(self.last_heartbeat),
-            "current_job_working_time": 0,
-        }
-        if current_job is None:
-            pipeline.hdel(self.key, "current_job")
-        else:
-            fields["current_job"] = current_job
+        fields: dict[EncodableT, EncodableT] = {"last_heartbeat": utcformat(self.last_heartbeat)}
+        # rq 3 reads a worker's current job from its executions (written with the execution) and keeps
+        # no working time; rq 2.12 reads these two fields.
+        if not compat.RQ_3:
+            self.current_job_working_time = 0
+            fields["current_job_working_time"] = 0
+            if current_job is None:
+                pipeline.hdel(self.key, "current_job")
+            else:
+                fields["current_job"] = current_job
         pipeline.hset(self.key, mapping=fields)
         pipeline.expire(self.key, ttl)
 

@@ -93,9 +93,9 @@ class LedgerWorkerMixin(WorkerMixin):
 
     # A running job's liveness.
 
-    # Overrides RQ's; checked against rq 2.12.
-    def get_heartbeat_ttl(self, job: RQJob) -> int:
-        return min(super().get_heartbeat_ttl(job), intervals.entry_ttl())
+    # Overrides RQ's; checked against rq 2.12 and 3.0 (rq 3 passes the job's working time too).
+    def get_heartbeat_ttl(self, job: RQJob, *args: Any, **kwargs: Any) -> int:
+        return min(super().get_heartbeat_ttl(job, *args, **kwargs), intervals.entry_ttl())
 
     # Overrides RQ's; checked against rq 2.12.
     def prepare_execution(self, job: RQJob) -> Any:

@@ -83,4 +83,6 @@ class Heartbeat:
                 pipe.zadd(running.registry_key, {running.entry: time.time() + ttl})
                 pipe.expire(running.execution_key, ttl + 60)
                 pipe.expire(running.worker_key, ttl + 60)
+                if running.worker_executions_key:
+                    pipe.expire(running.worker_executions_key, ttl + 60)
                 pipe.execute()

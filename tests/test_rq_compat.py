@@ -1,0 +1,127 @@
+"""What differs between rq 2.12 and rq 3 (``jobs.transport.compat``), shown with real workers and Redis.
+
+The suite runs on both (``make test`` and ``make test-oldest``); the tests here pin the spots where the
+two versions write different keys, so that a worker that forgets one of them fails on that version.
+"""
+
+import json
+import time
+
+import pytest
+from rq import Worker as RQWorker
+from rq.job import Job as RQJob
+
+from jobs import job
+from jobs.models import Job, Status
+from jobs.transport import compat
+from jobs.transport.queues import will_not_run
+from tests.helpers import WorkerProcess, run_worker, wait_for
+
+pytestmark = pytest.mark.django_db(transaction=True)
+
+WORKER_CLASSES = ["jobs.worker.Worker", "jobs.worker.SimpleWorker", "jobs.worker.LeanWorker"]
+
+
+@pytest.fixture(params=WORKER_CLASSES, ids=["forking", "simple", "lean"])
+def worker_class(request):
+    return request.param
+
+
+@job
+def wait_for_key(key):
+    """Runs until the test sets ``key`` in the worker's Redis, so that the test can look at a running job."""
+    from jobs.transport.connection import get_connection
+
+    redis = get_connection("default")
+    deadline = time.monotonic() + 60
+    while not redis.exists(key):
+        if time.monotonic() > deadline:
+            raise TimeoutError(key)
+        time.sleep(0.02)
+    return "released"
+
+
+@job
+def takes_rq_reserved_names(rate_limit, timeout, job_id, result_ttl):
+    return [rate_limit, timeout, job_id, result_ttl]
+
+
+def _running(record):
+    return Job.objects.filter(pk=record.pk, status=Status.STARTED).exists()
+
+
+def _finished(record):
+    return Job.objects.filter(pk=record.pk, status=Status.FINISHED).exists()
+
+
+def test_a_running_jobs_rq_hash_has_no_ttl(redis, worker_class):
+    # A record retried after it failed is pushed again over an RQ hash that RQ gave its failure TTL;
+    # rq 2.12's Job.perform() removed the TTL, rq 3's worker does it when the job starts.
+    record = wait_for_key.enqueue("release")
+    job_key = RQJob.key_for(str(record.pk))
+    redis.expire(job_key, 3600)
+    with WorkerProcess("--worker-class", worker_class, queues=("default",)):
+        wait_for(lambda: _running(record), message="the job running")
+        assert redis.ttl(job_key) == -1
+        redis.set("release", 1)
+        wait_for(lambda: _finished(record), message="the job finished")
+
+
+def test_the_worker_shows_its_current_job_however_long_it_runs(redis, worker_class):
+    # The worker's liveness thread keeps what says which job it runs: on rq 3 the set of its executions,
+    # which would otherwise expire a minute after the job started; on rq 2.12 its own hash.
+    record = wait_for_key.enqueue("release")
+    with WorkerProcess(
+        "--worker-class",
+        worker_class,
+        "--name",
+        "busy",
+        queues=("default",),
+        JOBS_TEST_JOBS=json.dumps({"ABANDONED_AFTER": 2}),
+    ):
+        wait_for(lambda: _running(record), message="the job running")
+        key = "rq:worker:busy:executions" if compat.RQ_3 else "rq:worker:busy"
+        redis.expire(key, 2)  # as if the job had run for a minute
+        wait_for(lambda: redis.ttl(key) > 2, message="the worker's key refreshed")
+        time.sleep(2.5)  # past the TTL it was given above: still there
+        worker = RQWorker.find_by_key("rq:worker:busy", connection=redis)
+        assert worker.get_current_job_id() == str(record.pk)
+        redis.set("release", 1)
+        wait_for(lambda: _finished(record), message="the job finished")
+        wait_for(lambda: _idle(redis, "busy"), message="the worker idle")
+
+
+def _idle(redis, name):
+    worker = RQWorker.find_by_key(f"rq:worker:{name}", connection=redis)
+    return worker.get_state() == "idle" and worker.get_current_job_id() is None
+
+
+def test_job_arguments_named_like_rqs_options_reach_the_function(redis):
+    # rq 3 reserves ``rate_limit`` in Queue.enqueue, as it did ``timeout``, ``job_id`` and ``result_ttl``:
+    # a job's own arguments travel inside the runner's arguments, never as RQ's keywords.
+    record = takes_rq_reserved_names.enqueue(rate_limit="10/s", timeout=5, job_id="x", result_ttl=1)
+    run_worker("--worker-class", "jobs.worker.LeanWorker", queues=("default",))
+    record.refresh_from_db()
+    assert (record.status, record.result) == (Status.FINISHED, ["10/s", 5, "x", 1])
+
+
+@pytest.mark.parametrize("status", ["queued", "scheduled", "deferred", "started"])
+def test_rq_jobs_that_will_still_run_are_not_lost(redis, status):
+    record = Job.objects.create(function="tests.jobs.add", queue="default")
+    redis.hset(RQJob.key_for(str(record.pk)), "status", status)
+    assert will_not_run([(record.pk, "default")]) == []
+
+
+@pytest.mark.skipif(not compat.RQ_3, reason="rq 3 added these states")
+@pytest.mark.parametrize("status", ["rate_limited", "ready_to_enqueue"])
+def test_rq_3_states_of_jobs_that_will_still_run_are_not_lost(redis, status):
+    record = Job.objects.create(function="tests.jobs.add", queue="default")
+    redis.hset(RQJob.key_for(str(record.pk)), "status", status)
+    assert will_not_run([(record.pk, "default")]) == []
+
+
+@pytest.mark.parametrize("status", ["finished", "failed", "stopped", "canceled"])
+def test_rq_jobs_that_will_not_run_are_lost(redis, status):
+    record = Job.objects.create(function="tests.jobs.add", queue="default")
+    redis.hset(RQJob.key_for(str(record.pk)), "status", status)
+    assert will_not_run([(record.pk, "default")]) == [record.pk]
