@@ -149,3 +149,27 @@ def test_reaper_command_handles_a_dead_worker_when_no_worker_is_left():
     assert status_of(record) == Status.STARTED
     wait_for(lambda: call_command("jobs_reap") or status_of(record) == Status.RETRYING, timeout=30)
     assert record.failed_attempts.get().error_class == ABANDONED
+
+
+def test_a_job_taken_by_a_worker_that_died_before_claiming_it_is_pushed_again(redis):
+    """What a worker killed between RQ's dequeue and the claim leaves: RQ's job marked started, with an
+    execution entry nobody refreshes, out of every list; the record still queued."""
+    from django.core.management import call_command
+    from rq.job import JobStatus
+
+    from tests import jobs
+
+    record = jobs.add.enqueue(2, 3)
+    queue = jobs_connection.get_queue("default")
+    assert queue.pop_job_id() == str(record.pk)
+    rq_job = queue.fetch_job(str(record.pk))
+    rq_job.set_status(JobStatus.STARTED)
+    registry = queue.started_job_registry
+    redis.zadd(registry.key, {f"{record.pk}:dead-execution": time.time() - 1})
+
+    call_command("jobs_reap")
+    assert queue.get_job_ids() == [str(record.pk)]
+    assert redis.zcard(registry.key) == 0
+    drain()
+    record.refresh_from_db()
+    assert (record.status, record.attempts, record.result) == (Status.FINISHED, 1, 5)

@@ -219,6 +219,10 @@ class LeanExecutionMixin(_WorkerBase):
         pipeline, self._start_pipeline = self._start_pipeline, None
         with pipeline:
             self._write_worker(pipeline, WorkerStatus.BUSY, self.get_heartbeat_ttl(job), job.id)
+            # Busy from now on: a SIGTERM that comes while this pipeline runs waits for the job's end.
+            self._state = (
+                WorkerStatus.BUSY
+            )  # RQ's attribute behind get_state(); checked against rq 2.12 and 3.0
             job.prepare_for_execution(self.name, pipeline=pipeline)
             if compat.RQ_3:
                 pipeline.persist(job.key)  # rq 3's prepare_job_execution does; 2.12's Job.perform() did
@@ -256,6 +260,9 @@ class LeanExecutionMixin(_WorkerBase):
                     pipeline.srem(executions_key, execution.composite_key)
             pipeline.delete(job.key, job.dependents_key, job.dependencies_key, job.execution_registry.key)
             pipeline.execute()
+        # Idle only once the job's end is written: RQ's SIGTERM handler raises StopRequested at once in
+        # an idle worker, which inside this pipeline would cut the job's end short and lose the stop.
+        self._state = WorkerStatus.IDLE
         self.log.debug("Worker %s: job %s succeeded; the ledger keeps its result", self.name, job.id)
 
     # Overrides RQ's; checked against rq 2.12 and 3.0.
@@ -280,11 +287,13 @@ class LeanExecutionMixin(_WorkerBase):
 
     def _write_worker(self, pipeline: Pipeline, state: str, ttl: int, current_job: str | None) -> None:
         """What RQ's set_state and heartbeat write, with rq 2.12's set_current_job_id and
-        set_current_job_working_time."""
-        self.set_state(state, pipeline=pipeline)
+        set_current_job_working_time. The worker's own idea of its state is the caller's to change."""
         self.last_heartbeat = now()
         self._heartbeat_at = time.monotonic()
-        fields: dict[EncodableT, EncodableT] = {"last_heartbeat": utcformat(self.last_heartbeat)}
+        fields: dict[EncodableT, EncodableT] = {
+            "state": state,
+            "last_heartbeat": utcformat(self.last_heartbeat),
+        }
         # rq 3 reads a worker's current job from its executions (written with the execution) and keeps
         # no working time; rq 2.12 reads these two fields.
         if not compat.RQ_3:

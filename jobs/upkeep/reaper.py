@@ -24,6 +24,7 @@ from collections.abc import Sequence
 from datetime import timedelta
 from typing import Any
 
+from django.conf import settings
 from django.db import router
 from django.utils import timezone
 from redis import Redis
@@ -58,7 +59,7 @@ def reap(using: str | None = None, limit: int = 500) -> int:
     if not lock.acquire():
         return 0
     try:
-        return _reap(started, redis)
+        return _reap(started, redis) + _rescue_taken(alias)
     finally:
         with contextlib.suppress(RedisError):
             lock.release()
@@ -89,6 +90,34 @@ def _reap(started: list[Job], lock_redis: Redis) -> int:
         handled += abandon(record, reason, stale_entries=list(found))
     handled += _reap_missing(missing, lock_redis, now)
     return handled
+
+
+def _rescue_taken(alias: str) -> int:
+    """Jobs a worker took from their queue and died with before it claimed their record: RQ counts them
+    started, with an entry that its worker stopped refreshing, while the record still waits. RQ's own
+    cleanup finds them only every ten minutes; they are pushed again here, their dead entries dropped."""
+    now = time.time()
+    rescued = 0
+    for queue_name in settings.RQ_QUEUES:
+        dead = {
+            job_id: found
+            for job_id, found in queues.started_entries(queue_name).items()
+            if max(found.values()) < now
+        }
+        if not dead:
+            continue
+        waiting = list(Job.objects.using(alias).waiting().filter(pk__in=list(dead), undispatched_since=None))
+        if not waiting:
+            continue
+        queues.remove_started_entries(queue_name, [e for record in waiting for e in dead[str(record.pk)]])
+        logger.warning(
+            "%d job(s) taken by a worker that died before starting them: pushing them again: %s",
+            len(waiting),
+            ", ".join(str(record.pk) for record in waiting[:20]),
+        )
+        dispatch.dispatch(waiting)
+        rescued += len(waiting)
+    return rescued
 
 
 def _reap_missing(missing: list[Job], redis: Redis, now: float) -> int:
