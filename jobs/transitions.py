@@ -217,6 +217,15 @@ def _chunks(items: list) -> Iterator[list]:
 
 def mark_undispatched(records: Sequence[Job], since: datetime) -> int:
     """Waiting records Redis could not take: the relay pushes them later. Returns how many were marked."""
+    return _set_undispatched(records, since)
+
+
+def mark_dispatched(records: Sequence[Job]) -> int:
+    """Waiting records the relay has pushed. Returns how many were marked."""
+    return _set_undispatched(records, None)
+
+
+def _set_undispatched(records: Sequence[Job], since: datetime | None) -> int:
     if not records:
         return 0
     marked = (
@@ -227,19 +236,4 @@ def mark_undispatched(records: Sequence[Job], since: datetime) -> int:
     )
     for record in records:
         record.undispatched_since = since
-    return marked
-
-
-def mark_dispatched(records: Sequence[Job]) -> int:
-    """Waiting records the relay has pushed. Returns how many were marked."""
-    if not records:
-        return 0
-    marked = (
-        Job.objects.using(_alias(records[0]))
-        .waiting()
-        .filter(pk__in=[r.pk for r in records])
-        .update(undispatched_since=None)
-    )
-    for record in records:
-        record.undispatched_since = None
     return marked

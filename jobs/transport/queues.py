@@ -167,12 +167,17 @@ def cancel(records: Sequence[Job]) -> None:
             pipe.execute()
 
 
-def will_not_run(batch: Iterable[tuple[Any, str]]) -> list[Any]:
-    """The ids, among ``(id, queue name)`` pairs, whose RQ job is missing or will not run: one pipeline
-    per queue."""
+def _ids_by_queue(batch: Iterable[tuple[Any, str]]) -> dict[str, list[Any]]:
     by_queue: dict[str, list[Any]] = defaultdict(list)
     for pk, queue_name in batch:
         by_queue[queue_name].append(pk)
+    return by_queue
+
+
+def will_not_run(batch: Iterable[tuple[Any, str]]) -> list[Any]:
+    """The ids, among ``(id, queue name)`` pairs, whose RQ job is missing or will not run: one pipeline
+    per queue."""
+    by_queue = _ids_by_queue(batch)
     lost = []
     for queue_name, pks in by_queue.items():
         queue = connection.get_queue(queue_name)
@@ -189,9 +194,7 @@ def will_not_run(batch: Iterable[tuple[Any, str]]) -> list[Any]:
 def overdue(batch: Iterable[tuple[Any, str]], before: datetime) -> list[tuple[Any, str]]:
     """The ``(id, queue name)`` pairs whose RQ job still waits in the queue's ``ScheduledJobRegistry``
     for a time before ``before``: one pipeline per queue."""
-    by_queue: dict[str, list[Any]] = defaultdict(list)
-    for pk, queue_name in batch:
-        by_queue[queue_name].append(pk)
+    by_queue = _ids_by_queue(batch)
     late = []
     for queue_name, pks in by_queue.items():
         queue = connection.get_queue(queue_name)
