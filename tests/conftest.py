@@ -36,7 +36,11 @@ def redis_server():
 
 @pytest.fixture(autouse=True)
 def redis(redis_server):
-    """A clean Redis for every test (restarted if a test stopped it)."""
+    """A clean Redis for every test (restarted if a test stopped it), and an enqueue breaker closed
+    again: one test's hung Redis must not leave the next test's pushes to the relay."""
+    from jobs.dispatch import breaker
+
+    breaker.close()
     if redis_server.process is None:
         redis_server.start()
     client = redis_server.client()

@@ -42,13 +42,13 @@ def call_of(rq_job: Any) -> Call | None:
 
 
 def no_retry(rq_job: Any) -> None:
-    """RQ fails this run's job instead of scheduling a retry (checked against rq 2.12: ``retries_left``
-    is read by ``Job.should_retry`` when the run's failure is handled)."""
+    """RQ fails this run's job instead of scheduling a retry (checked against rq 2.12 and 3.0:
+    ``retries_left`` is read by ``Job.should_retry`` when the run's failure is handled)."""
     rq_job.retries_left = 0
 
 
 def retry_in(rq_job: Any, seconds: float) -> None:
-    """RQ's next retry of this run's job is due in ``seconds`` (checked against rq 2.12:
+    """RQ's next retry of this run's job is due in ``seconds`` (checked against rq 2.12 and 3.0:
     ``Job.get_retry_interval`` takes ``retry_intervals[len - retries_left]``, so one interval is used
     whatever retries are left)."""
     rq_job.retry_intervals = [max(0, round(seconds))]

@@ -30,7 +30,7 @@ def _server(queue_name: str) -> tuple:
 def _mover(queue_names: tuple[str, ...]) -> RQScheduler:
     """An ``RQScheduler`` used in this process only: no process of its own, no lock.
 
-    Checked against rq 2.12: ``prepare_registries(names)`` sets the registries that
+    Checked against rq 2.12 and 3.0: ``prepare_registries(names)`` sets the registries that
     ``enqueue_scheduled_jobs()`` reads, whatever locks the object holds (none here). The object keeps
     one connection pool for its calls, which redis-py renews in a forked child.
     """

@@ -45,7 +45,8 @@ class LedgerWorkerMixin(WorkerMixin):
     #: What the ``jobs.W003`` system check looks for on ``RQ["WORKER_CLASS"]``.
     records_in_ledger = True
     #: RQ's dequeue loop waits for a lost Redis with a backoff doubling up to this (RQ's own: 60 s), so
-    #: that the worker is back, and moving due jobs, within seconds of Redis (checked against rq 2.12).
+    #: that the worker is back, and moving due jobs, within seconds of Redis (checked against rq 2.12
+    #: and 3.0).
     max_connection_wait_time = 2.0
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
@@ -54,14 +55,14 @@ class LedgerWorkerMixin(WorkerMixin):
         self._heartbeat: Heartbeat | None = None
         self._paused = PausedQueues([queue.name for queue in self.queues])
 
-    # Overrides RQ's; checked against rq 2.12.
+    # Overrides RQ's; checked against rq 2.12 and 3.0.
     @property
     def dequeue_timeout(self) -> int:
         # Wake up while idle often enough for the due jobs, the relay and the reaper.
         wake = min(jobs_settings.DUE_INTERVAL, jobs_settings.RELAY_INTERVAL, intervals.reap_interval())
         return max(1, min(super().dequeue_timeout, int(wake)))
 
-    # Overrides RQ's; checked against rq 2.12.
+    # Overrides RQ's; checked against rq 2.12 and 3.0.
     def work(self, *args: Any, **kwargs: Any) -> bool:
         # RQ's scheduler process is not started: the due-jobs task of every worker's maintenance
         # (``jobs.upkeep.due``) moves due jobs, one worker at a time under a lock of its own, and
@@ -73,12 +74,12 @@ class LedgerWorkerMixin(WorkerMixin):
             )
         return super().work(*args, **kwargs)
 
-    # Overrides RQ's; checked against rq 2.12.
+    # Overrides RQ's; checked against rq 2.12 and 3.0.
     @property
     def should_run_maintenance_tasks(self) -> bool:
         return super().should_run_maintenance_tasks or self._maintenance.due()
 
-    # Overrides RQ's; checked against rq 2.12.
+    # Overrides RQ's; checked against rq 2.12 and 3.0.
     def run_maintenance_tasks(self) -> None:
         self._maintenance.run()
         if super().should_run_maintenance_tasks:
@@ -97,7 +98,7 @@ class LedgerWorkerMixin(WorkerMixin):
     def get_heartbeat_ttl(self, job: RQJob, *args: Any, **kwargs: Any) -> int:
         return min(super().get_heartbeat_ttl(job, *args, **kwargs), intervals.entry_ttl())
 
-    # Overrides RQ's; checked against rq 2.12.
+    # Overrides RQ's; checked against rq 2.12 and 3.0.
     def prepare_execution(self, job: RQJob) -> Any:
         execution = super().prepare_execution(job)
         if self._heartbeat is None:
@@ -105,14 +106,14 @@ class LedgerWorkerMixin(WorkerMixin):
         self._heartbeat.begin(self.running(job, execution))
         return execution
 
-    # Overrides RQ's; checked against rq 2.12.
+    # Overrides RQ's; checked against rq 2.12 and 3.0.
     def handle_execution_ended(self, job: RQJob, queue: Queue, heartbeat_ttl: int) -> None:
         # In a forking worker this runs in the work horse, which must not touch the parent's thread.
         if self._heartbeat is not None and not self.is_horse:
             self._heartbeat.end()
         super().handle_execution_ended(job, queue, heartbeat_ttl)
 
-    # Overrides RQ's; checked against rq 2.12.
+    # Overrides RQ's; checked against rq 2.12 and 3.0.
     def execute_job(self, job: RQJob, queue: Queue) -> None:
         if self._held_back(job, queue):
             return
@@ -143,7 +144,7 @@ class LedgerWorkerMixin(WorkerMixin):
         except DatabaseError as exc:
             logger.warning("Job %s: the database could not take it either (%s)", job.id, exc)
 
-    # Overrides RQ's; checked against rq 2.12.
+    # Overrides RQ's; checked against rq 2.12 and 3.0.
     def teardown(self) -> None:
         if self._heartbeat is not None:
             self._heartbeat.stop()
@@ -156,7 +157,7 @@ class LedgerWorkerMixin(WorkerMixin):
 
     # Paused queues and rate limits.
 
-    # Overrides RQ's; checked against rq 2.12.
+    # Overrides RQ's; checked against rq 2.12 and 3.0.
     def dequeue_job_and_maintain_ttl(self, timeout: int | None, max_idle_time: int | None = None) -> Any:
         # RQ's loop waits out a ConnectionError; a TimeoutError (Redis hung, not down) or anything else
         # raised while dequeuing (a payload that does not load) would end the worker.
@@ -259,19 +260,19 @@ class LedgerWorkerMixin(WorkerMixin):
 
     # Redis going away: the dequeue loop waits for it with backoff; nothing else ends the worker.
 
-    # Overrides RQ's; checked against rq 2.12.
+    # Overrides RQ's; checked against rq 2.12 and 3.0.
     def heartbeat(self, timeout: int | None = None, pipeline: Any = None) -> None:
         if pipeline is not None:
             return super().heartbeat(timeout, pipeline)
         with contextlib.suppress(*REDIS_DOWN):
             super().heartbeat(timeout)
 
-    # Overrides RQ's; checked against rq 2.12.
+    # Overrides RQ's; checked against rq 2.12 and 3.0.
     def check_for_suspension(self, burst: bool) -> None:
         with contextlib.suppress(*REDIS_DOWN):
             super().check_for_suspension(burst)
 
-    # Overrides RQ's; checked against rq 2.12.
+    # Overrides RQ's; checked against rq 2.12 and 3.0.
     def set_state(self, state: str, pipeline: Any = None) -> None:
         if pipeline is not None:
             return super().set_state(state, pipeline)
@@ -284,7 +285,7 @@ class LedgerWorkerMixin(WorkerMixin):
 class Worker(LedgerWorkerMixin, RQForkingWorker):
     """The forking worker: each job runs in a fresh work horse."""
 
-    # Overrides RQ's; checked against rq 2.12.
+    # Overrides RQ's; checked against rq 2.12 and 3.0.
     def execute_job(self, job: RQJob, queue: Queue) -> None:
         try:
             execution.preload(call_of(job))
@@ -296,7 +297,7 @@ class Worker(LedgerWorkerMixin, RQForkingWorker):
         super().execute_job(job, queue)
 
     def handle_work_horse_killed(self, job: RQJob, retpid: int, ret_val: int, rusage: Any) -> None:
-        # Checked against rq 2.12: handle_work_horse_killed(job, retpid, ret_val, rusage).
+        # Checked against rq 2.12 and 3.0: handle_work_horse_killed(job, retpid, ret_val, rusage).
         super().handle_work_horse_killed(job, retpid, ret_val, rusage)
         try:
             reaper.horse_killed(call_of(job), ret_val, retrying=bool(job.should_retry), worker_name=self.name)
