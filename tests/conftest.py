@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import os
+import signal
 
 import pytest
 from django.test.utils import override_settings
@@ -49,3 +50,22 @@ def redis(redis_server):
     if redis_server.process is None:
         redis_server.start()
     client.close()
+
+
+@pytest.fixture
+def aof_redis():
+    """A Redis of the test's own with AOF on (as the README recommends), so that a restart keeps its jobs."""
+    server = RedisServer(appendonly=True)
+    server.start()
+    with override_settings(**_redis_settings(server.url)):
+        yield server
+    server.cleanup()
+
+
+@pytest.fixture
+def restore_signal_handlers():
+    """A worker run in this process installs its signal handlers; the test run gets its own back."""
+    handlers = {signum: signal.getsignal(signum) for signum in (signal.SIGINT, signal.SIGTERM)}
+    yield
+    for signum, handler in handlers.items():
+        signal.signal(signum, handler)

@@ -10,15 +10,12 @@ from datetime import timedelta
 
 import pytest
 from django.core.management import call_command
-from django.test import override_settings
 from django.utils import timezone
 
 from jobs.models import Job, Status
 from jobs.transport import connection as jobs_connection
 from tests import due_jobs, fault_jobs
-from tests.conftest import _redis_settings
 from tests.helpers import WorkerProcess, run_worker, wait_for
-from tests.redis_server import RedisServer
 
 pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.slow]
 
@@ -32,16 +29,6 @@ LOCK = "rq:scheduler-lock:default"
 def started_at(record):
     record.refresh_from_db()
     return record.started_at if record.status in (Status.STARTED, Status.FINISHED) else None
-
-
-@pytest.fixture
-def aof_redis():
-    """A Redis of this test's own with AOF on, so that a restart keeps the scheduled jobs."""
-    server = RedisServer(appendonly=True)
-    server.start()
-    with override_settings(**_redis_settings(server.url)):
-        yield server
-    server.cleanup()
 
 
 def test_delayed_job_and_retry_start_within_the_target_after_redis_comes_back(aof_redis):

@@ -7,14 +7,11 @@ import uuid
 import pytest
 from django.core.management import call_command
 from django.db import transaction
-from django.test import override_settings
 
 from jobs.models import Job, Status
 from jobs.transport import connection as jobs_connection
 from tests import fault_jobs
-from tests.conftest import _redis_settings
 from tests.helpers import WorkerProcess, drain, wait_for
-from tests.redis_server import RedisServer
 
 pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.slow]
 
@@ -40,16 +37,6 @@ def test_redis_down_at_enqueue_requests_answer_and_the_relay_pushes_each_job_onc
         Status.FINISHED
     }
     assert all(fault_jobs.runs_of(f"{tag}-{n}") == 1 for n in range(20))
-
-
-@pytest.fixture
-def aof_redis():
-    """A Redis of this test's own with AOF on, as the README recommends for production."""
-    server = RedisServer(appendonly=True)
-    server.start()
-    with override_settings(**_redis_settings(server.url)):
-        yield server
-    server.cleanup()
 
 
 def test_redis_restart_with_aof_keeps_queued_jobs_and_the_worker_reconnects(client, aof_redis):

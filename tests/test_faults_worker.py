@@ -20,15 +20,6 @@ from tests.helpers import WorkerProcess, run_worker, wait_for
 pytestmark = pytest.mark.django_db(transaction=True)
 
 
-@pytest.fixture
-def restore_signal_handlers():
-    """A worker run in this process installs its signal handlers; the test run gets its own back."""
-    handlers = {signum: signal.getsignal(signum) for signum in (signal.SIGINT, signal.SIGTERM)}
-    yield
-    for signum, handler in handlers.items():
-        signal.signal(signum, handler)
-
-
 def burst(worker_class, redis):
     """The real worker class's loop, in this process, until the queue is empty."""
     worker_class(["default"], connection=redis).work(burst=True)

@@ -3,7 +3,6 @@ enqueue): what they store is what the ORM stores, and a worker sends two of them
 
 import datetime
 import decimal
-import signal
 import threading
 
 import pytest
@@ -79,15 +78,6 @@ def test_a_batch_without_ids_is_refused_and_writes_nothing():
     with pytest.raises(ValueError, match="each row of a batch gives its id"):
         statements.insert_batch("default", {"function": "tests.jobs.noop", "queue": "default"}, [{}, {}])
     assert Job.objects.count() == 0
-
-
-@pytest.fixture
-def restore_signal_handlers():
-    """A worker run in this process installs its signal handlers; the test run gets its own back."""
-    handlers = {signum: signal.getsignal(signum) for signum in (signal.SIGINT, signal.SIGTERM)}
-    yield
-    for signum, handler in handlers.items():
-        signal.signal(signum, handler)
 
 
 @pytest.mark.usefixtures("restore_signal_handlers")
