@@ -59,13 +59,18 @@ def reap(using: str | None = None, limit: int = 500) -> int:
     if not lock.acquire():
         return 0
     try:
-        return _reap(started, redis) + _rescue_taken(alias)
+        # Each queue's started registry is read once a pass, for both kinds of dead run.
+        names = {*settings.RQ_QUEUES, *(record.queue for record in started)}
+        entries = {queue_name: queues.started_entries(queue_name) for queue_name in names}
+        return _reap(started, entries, redis) + _rescue_taken(alias, entries)
     finally:
         with contextlib.suppress(RedisError):
             lock.release()
 
 
-def _reap(started: list[Job], lock_redis: Redis) -> int:
+def _reap(
+    started: list[Job], entries_by_queue: dict[str, dict[str, dict[str, float]]], lock_redis: Redis
+) -> int:
     by_queue: dict[str, list[Job]] = defaultdict(list)
     for record in started:
         by_queue[record.queue].append(record)
@@ -73,7 +78,7 @@ def _reap(started: list[Job], lock_redis: Redis) -> int:
     dead: list[tuple[Job, dict[str, float]]] = []
     missing: list[Job] = []
     for queue_name, records in by_queue.items():
-        entries = queues.started_entries(queue_name)
+        entries = entries_by_queue[queue_name]
         for record in records:
             found = entries.get(str(record.pk))
             if not found:
@@ -92,18 +97,14 @@ def _reap(started: list[Job], lock_redis: Redis) -> int:
     return handled
 
 
-def _rescue_taken(alias: str) -> int:
+def _rescue_taken(alias: str, entries_by_queue: dict[str, dict[str, dict[str, float]]]) -> int:
     """Jobs a worker took from their queue and died with before it claimed their record: RQ counts them
     started, with an entry that its worker stopped refreshing, while the record still waits. RQ's own
     cleanup finds them only every ten minutes; they are pushed again here, their dead entries dropped."""
     now = time.time()
     rescued = 0
-    for queue_name in settings.RQ_QUEUES:
-        dead = {
-            job_id: found
-            for job_id, found in queues.started_entries(queue_name).items()
-            if max(found.values()) < now
-        }
+    for queue_name, entries in entries_by_queue.items():
+        dead = {job_id: found for job_id, found in entries.items() if max(found.values()) < now}
         if not dead:
             continue
         waiting = list(Job.objects.using(alias).waiting().filter(pk__in=list(dead), undispatched_since=None))
