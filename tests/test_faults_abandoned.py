@@ -173,3 +173,29 @@ def test_a_job_taken_by_a_worker_that_died_before_claiming_it_is_pushed_again(re
     drain()
     record.refresh_from_db()
     assert (record.status, record.attempts, record.result) == (Status.FINISHED, 1, 5)
+
+
+def test_a_dead_run_reaped_is_pushed_again_once(redis):
+    """One reaper pass both reaps dead runs and rescues taken-not-claimed jobs from the same snapshot of
+    RQ's started registries: the job it has just moved to retrying is not also taken for a rescue."""
+    from datetime import timedelta
+
+    from django.core.management import call_command
+    from django.utils import timezone
+
+    from jobs import transitions
+    from jobs.models import Job
+    from tests import jobs
+
+    record = jobs.add.enqueue(2, 3)
+    queue = jobs_connection.get_queue("default")
+    assert queue.pop_job_id() == str(record.pk)
+    assert transitions.claim(record, "dead-worker") == 1
+    Job.objects.filter(pk=record.pk).update(started_at=timezone.now() - timedelta(minutes=5), max_attempts=2)
+    registry = queue.started_job_registry
+    redis.zadd(registry.key, {f"{record.pk}:dead-execution": time.time() - 1})
+
+    call_command("jobs_reap")
+    assert status_of(record) == Status.RETRYING
+    assert queue.get_job_ids() + queue.scheduled_job_registry.get_job_ids() == [str(record.pk)]
+    assert redis.zcard(registry.key) == 0

@@ -59,10 +59,11 @@ def reap(using: str | None = None, limit: int = 500) -> int:
     if not lock.acquire():
         return 0
     try:
-        # Each queue's started registry is read once a pass, for both kinds of dead run.
+        # Each queue's started registry is read once a pass, for both kinds of dead run. The rescue
+        # comes first: a record the reaper moves to retrying would otherwise look taken and unclaimed.
         names = {*settings.RQ_QUEUES, *(record.queue for record in started)}
         entries = {queue_name: queues.started_entries(queue_name) for queue_name in names}
-        return _reap(started, entries, redis) + _rescue_taken(alias, entries)
+        return _rescue_taken(alias, entries) + _reap(started, entries, redis)
     finally:
         with contextlib.suppress(RedisError):
             lock.release()
