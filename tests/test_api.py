@@ -290,3 +290,23 @@ def test_the_web_process_finds_installed_apps_jobs_without_importing_what_reques
         "assert 'tests.import_marker' not in sys.modules\n"
     )
     subprocess.run([sys.executable, "-c", code], check=True, cwd=ROOT, env=worker_env())
+
+
+def test_a_post_without_the_csrf_token_is_refused_in_json_and_records_nothing(redis, db):
+    from django.test import Client
+
+    browser = Client(enforce_csrf_checks=True)
+    browser.force_login(user_with("add_job"))
+    response = post(browser, {"function": "tests.jobs.add", "args": [1, 2]})
+    assert "CSRF" in refusal(response, 403, None)
+    nothing_recorded(redis)
+    # With a token in the cookie and the same in the header, as a page's script sends it, it goes through.
+    token = "k" * 32
+    browser.cookies["csrftoken"] = token
+    response = browser.post(
+        LIST,
+        json.dumps({"function": "tests.jobs.add", "args": [1, 2]}),
+        content_type="application/json",
+        headers={"X-CSRFToken": token},
+    )
+    assert response.status_code == 202, response.content

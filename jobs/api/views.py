@@ -2,7 +2,8 @@
 
 Every answer is JSON, refusals included: ``{"error": message, "field": name or null}`` with 400 (a bad
 field), 403 (a missing permission), 404, 405, 413 (a body over Django's ``DATA_UPLOAD_MAX_MEMORY_SIZE``)
-or 415 (a body that is not sent as JSON).
+or 415 (a body that is not sent as JSON). Django's CSRF check still guards every POST, and its refusal is
+JSON too: the views are exempt from the middleware's HTML answer and run the same check themselves.
 """
 
 from __future__ import annotations
@@ -15,8 +16,10 @@ from http import HTTPStatus
 from typing import Any
 
 from django.core.exceptions import PermissionDenied, RequestDataTooBig
-from django.http import Http404, HttpRequest, JsonResponse
+from django.http import Http404, HttpRequest, HttpResponse, JsonResponse
+from django.middleware.csrf import CsrfViewMiddleware
 from django.shortcuts import get_object_or_404
+from django.views.decorators.csrf import csrf_exempt
 
 from ..decorator import MAX_NAME_LENGTH
 from ..exceptions import InvalidArguments, JobNotRegistered, JobsError
@@ -28,19 +31,33 @@ MAX_LIMIT = 500
 #: The fields of an enqueue request's body; any other is refused rather than ignored.
 BODY_FIELDS = ("function", "args", "kwargs")
 
-View = Callable[..., JsonResponse]
+View = Callable[..., HttpResponse]
 
 
 def error(message: str, status: int = HTTPStatus.BAD_REQUEST, field: str | None = None) -> JsonResponse:
     return JsonResponse({"error": message, "field": field}, status=status)
 
 
+class _CsrfCheck(CsrfViewMiddleware):
+    """Django's own CSRF check, refusing in JSON (as Django REST framework's ``CSRFCheck`` does)."""
+
+    def _reject(self, request: HttpRequest, reason: str) -> HttpResponse:
+        return error(f"CSRF verification failed: {reason}", HTTPStatus.FORBIDDEN)
+
+
+def _csrf_refusal(request: HttpRequest, view: View, args: Any, kwargs: Any) -> HttpResponse | None:
+    check = _CsrfCheck(lambda request: HttpResponse())
+    check.process_request(request)
+    return check.process_view(request, view, args, kwargs)
+
+
 def api_view(*methods: str) -> Callable[[View], View]:
     """Answer only ``methods``, and answer every refusal in JSON rather than Django's HTML pages."""
 
     def decorator(view: View) -> View:
+        @csrf_exempt
         @functools.wraps(view)
-        def wrapped(request: HttpRequest, *args: Any, **kwargs: Any) -> JsonResponse:
+        def wrapped(request: HttpRequest, *args: Any, **kwargs: Any) -> HttpResponse:
             if request.method not in methods:
                 response = error(
                     f"method {_short(request.method or '')} is not allowed here; use {' or '.join(methods)}",
@@ -48,6 +65,9 @@ def api_view(*methods: str) -> Callable[[View], View]:
                 )
                 response["Allow"] = ", ".join(methods)
                 return response
+            refused = _csrf_refusal(request, view, args, kwargs)
+            if refused is not None:
+                return refused
             try:
                 return view(request, *args, **kwargs)
             except PermissionDenied as exc:
