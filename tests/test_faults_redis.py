@@ -1,6 +1,7 @@
 """Cases 2, 3 and 4: Redis down at enqueue, Redis restarted (AOF on), Redis losing its data."""
 
 import json
+import threading
 import time
 import uuid
 
@@ -66,6 +67,33 @@ def test_redis_restart_with_aof_keeps_queued_jobs_and_the_worker_reconnects(clie
     drain("jobs.worker.SimpleWorker")  # the test's settings point at the AOF Redis
     assert all(fault_jobs.runs_of(f"{tag}-{n}") == 1 for n in range(10))
     assert {Job.objects.get(pk=r.pk).status for r in queued} == {Status.FINISHED}
+
+
+def test_a_worker_started_while_redis_is_down_waits_for_it(redis_server):
+    redis_server.stop()
+    worker = WorkerProcess("--worker-class", "jobs.worker.SimpleWorker", queues=("default",))
+    lines: list[str] = []
+    reader = threading.Thread(target=lambda: lines.extend(worker.process.stdout), daemon=True)
+    reader.start()
+    with worker:
+        record = fault_jobs.count_run.enqueue(uuid.uuid4().hex)  # recorded, left to the relay
+        assert record.undispatched_since is not None
+        wait_for(
+            lambda: (
+                any("Redis does not answer" in line for line in lines) or worker.process.poll() is not None
+            ),
+            timeout=60,
+            message="the worker to find Redis down",
+        )
+        assert worker.process.poll() is None, "".join(lines)
+        redis_server.start()
+        wait_for(
+            lambda: Job.objects.get(pk=record.pk).status == Status.FINISHED, timeout=60, message="the job"
+        )
+    reader.join(timeout=10)
+    output = "".join(lines)
+    assert output.count("Redis does not answer") == 1, output
+    assert "Traceback" not in output, output
 
 
 FAST = {"ABANDONED_AFTER": 4, "RELAY_GRACE": 1, "RECONCILE_INTERVAL": 1}

@@ -36,11 +36,28 @@ REDIS_DOWN = (RedisConnectionError, RedisTimeoutError)
 HOLD_BACK_RETRY = 5
 
 
+def wait_for_redis(connection: Any, max_wait: float) -> None:
+    """A worker started while Redis is down waits for it, as it waits out an outage once running, so that
+    the order in which a host starts its services does not matter (RQ's worker would end at its first
+    command, naming itself to Redis). SIGTERM and SIGINT still end the wait at once."""
+    delay, warned_at = 0.1, -math.inf
+    while True:
+        try:
+            connection.ping()
+            return
+        except REDIS_DOWN as exc:
+            if time.monotonic() - warned_at >= 60:
+                logger.warning("Redis does not answer (%s); the worker waits for it", exc)
+                warned_at = time.monotonic()
+        time.sleep(delay)
+        delay = min(delay * 2, max_wait)
+
+
 class LedgerWorkerMixin(WorkerMixin):
     """What every `jobs` worker adds to RQ's: a JSON serializer it cannot be talked out of, no database
     connection carried across a fork, its running job kept live for the reaper (``jobs.worker.liveness``),
     periodic maintenance (``jobs.worker.maintenance``), paused queues and rate limits respected, and a Redis
-    outage waited out rather than ending the worker."""
+    outage waited out rather than ending the worker, even one that began before the worker started."""
 
     #: What the ``jobs.W003`` system check looks for on ``RQ["WORKER_CLASS"]``.
     records_in_ledger = True
@@ -50,6 +67,8 @@ class LedgerWorkerMixin(WorkerMixin):
     max_connection_wait_time = 2.0
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
+        if kwargs.get("connection") is not None and kwargs.get("prepare_for_work", True):
+            wait_for_redis(kwargs["connection"], self.max_connection_wait_time)
         super().__init__(*args, **kwargs)
         self._maintenance = Maintenance([queue.name for queue in self.queues])
         self._heartbeat: Heartbeat | None = None
