@@ -51,10 +51,15 @@ setup_test_environment()
 """
 
 
-def quickstart_blocks() -> list[tuple[str, str, str]]:
+def quickstart_section() -> str:
+    """The README's Quick start, up to its first subsection."""
     text = (ROOT / "README.md").read_text()
     section = text[text.index("## Quick start in your project") :]
-    section = section[: section.index("\n## ", 1)]
+    return section[: re.search(r"\n###? ", section).start()]
+
+
+def quickstart_blocks() -> list[tuple[str, str, str]]:
+    section = quickstart_section()
     blocks = BLOCK.findall(section)
     assert section.count("<!-- quickstart:") == len(blocks), "a quickstart marker is not followed by a block"
     return blocks
@@ -182,7 +187,7 @@ def test_a_new_project_made_from_the_quick_start_runs_jobs_retries_and_caches(tm
     assert second["retried"] == 302
     assert second["after"] == "queued"
     assert second["api"]["status"] == "finished"
-    section = (ROOT / "README.md").read_text().split("## Quick start in your project")[1].split("\n## ")[0]
+    section = quickstart_section()
     assert [field for field in second["api"] if f"`{field}`" not in section] == [], "API fields not listed"
 
     project.work()
