@@ -1,4 +1,5 @@
-"""The Redis deployments people run: a password, an ACL user, TLS, and Sentinel in front of a primary.
+"""The Redis deployments people run: a password, an ACL user, TLS, and Sentinel in front of a primary
+(also through django-rq's ``USE_REDIS_CACHE``, the queues on the cache's django-redis client).
 
 Every Redis connection the app opens comes from the configuration the user already wrote: django-rq's
 ``RQ_QUEUES`` for the queues, the locks of the relay, reaper, reconciler and due jobs, the rate limiter,
@@ -98,6 +99,15 @@ def _deployments(servers: dict[str, Any]) -> dict[str, Deployment]:
     secured, tls, sentinel = servers["secured"], servers["tls"], servers["sentinel"]
     ca = str(servers["ca"])
     password = quote(PASSWORD, safe="")
+    sentinel_cache = {
+        "LOCATION": f"redis://:{password}@{sentinel.service}/1",
+        "OPTIONS": {
+            **CACHE_OPTIONS,
+            "CLIENT_CLASS": "django_redis.client.SentinelClient",
+            "CONNECTION_FACTORY": "django_redis.pool.SentinelConnectionFactory",
+            "SENTINELS": [("127.0.0.1", sentinel.port)],
+        },
+    }
     return {
         "password": Deployment(
             "password",
@@ -143,20 +153,16 @@ def _deployments(servers: dict[str, Any]) -> dict[str, Deployment]:
                 "PASSWORD": PASSWORD,
                 "SOCKET_TIMEOUT": 5,
             },
-            {
-                "LOCATION": f"redis://:{password}@{sentinel.service}/1",
-                "OPTIONS": {
-                    **CACHE_OPTIONS,
-                    "CLIENT_CLASS": "django_redis.client.SentinelClient",
-                    "CONNECTION_FACTORY": "django_redis.pool.SentinelConnectionFactory",
-                    "SENTINELS": [("127.0.0.1", sentinel.port)],
-                },
-            },
+            sentinel_cache,
+        ),
+        # django-rq's USE_REDIS_CACHE: the queues use the django-redis client of a cache alias.
+        "use-redis-cache": Deployment(
+            "use-redis-cache", servers["primary"], {"USE_REDIS_CACHE": "default"}, sentinel_cache, db=1
         ),
     }
 
 
-@pytest.fixture(params=["password", "acl", "tls", "sentinel"])
+@pytest.fixture(params=["password", "acl", "tls", "sentinel", "use-redis-cache"])
 def deployment(request, servers):
     chosen = _deployments(servers)[request.param]
     chosen.server.client().flushall()
