@@ -162,13 +162,24 @@ def _deployments(servers: dict[str, Any]) -> dict[str, Deployment]:
     }
 
 
-@pytest.fixture(params=["password", "acl", "tls", "sentinel", "use-redis-cache"])
-def deployment(request, servers):
-    chosen = _deployments(servers)[request.param]
+def _using(servers: dict[str, Any], name: str):
+    chosen = _deployments(servers)[name]
     chosen.server.client().flushall()
     with override_settings(**chosen.settings()):
         yield chosen
     connection.reset()
+
+
+@pytest.fixture(params=["password", "acl", "tls", "sentinel", "use-redis-cache"])
+def deployment(request, servers):
+    yield from _using(servers, request.param)
+
+
+@pytest.fixture(params=["password", "tls", "sentinel"])
+def process_deployment(request, servers):
+    """The deployments whose clients differ in kind (a URL with a password, TLS, Sentinel), for the
+    tests that start a worker process: it takes seconds."""
+    yield from _using(servers, request.param)
 
 
 def _record(pk: Any) -> Job:
@@ -288,16 +299,16 @@ def test_cached_functions_and_views_through_the_deployment(deployment, client):
 
 @pytest.mark.slow
 @pytest.mark.django_db(transaction=True)
-def test_a_worker_process_runs_jobs_through_the_deployment(deployment):
+def test_a_worker_process_runs_jobs_through_the_deployment(process_deployment):
     """``manage.py rqworker`` (the forking worker, with its heartbeat thread and its maintenance) built from
     the same settings, given to it as the user wrote them."""
     quick = test_jobs.add.enqueue(1, 2)
-    slow = test_jobs.sleep_for.enqueue(0.7)  # long enough for heartbeats, with ABANDONED_AFTER 2
+    slow = test_jobs.sleep_for.enqueue(0.5)  # two heartbeats at least, with ABANDONED_AFTER 2
     output = run_worker(
         "--worker-class",
         "jobs.worker.Worker",
         queues=("default",),
-        JOBS_TEST_REDIS_SETTINGS=json.dumps(deployment.settings()),
+        JOBS_TEST_REDIS_SETTINGS=json.dumps(process_deployment.settings()),
         JOBS_TEST_JOBS=json.dumps({"ABANDONED_AFTER": 2}),
     )
     assert _record(quick.pk).status == Status.FINISHED, output
