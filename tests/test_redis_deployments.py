@@ -23,6 +23,7 @@ import pytest
 from django.core.cache import caches
 from django.core.checks import run_checks
 from django.test import override_settings
+from django.urls import reverse
 
 from jobs import pause
 from jobs.models import Job, Status
@@ -242,7 +243,7 @@ def test_jobs_run_through_the_deployment(deployment, restore_signal_handlers):
 
 
 @pytest.mark.django_db(transaction=True)
-def test_upkeep_and_pause_take_their_locks_and_keys_in_the_deployment(deployment):
+def test_upkeep_pause_and_the_dashboard_use_the_deployment(deployment, admin_client):
     from jobs.upkeep.reaper import reap
     from jobs.upkeep.reconcile import reconcile
     from jobs.upkeep.relay import relay
@@ -255,6 +256,12 @@ def test_upkeep_and_pause_take_their_locks_and_keys_in_the_deployment(deployment
     assert deployment.redis().exists("jobs:paused:high")
     assert pause.resume("high")
     assert pause.paused(QUEUES) == set()
+
+    test_jobs.add.enqueue(1, 1)
+    figures = admin_client.get(reverse("admin:jobs_dashboard_data")).json()
+    default = next(row for row in figures["queues"] if row["name"] == "default")
+    assert (default["error"], default["redis"]["queued"]) == (None, 1)
+    assert figures["workers"] == {"error": None, "workers": []}
 
 
 @pytest.mark.django_db(transaction=True)
