@@ -76,11 +76,11 @@ def servers():
     started: list[Any] = []
     try:
         for server in (secured, tls, primary):
+            started.append(server)  # cleaned up even if it fails to start
             server.start()
-            started.append(server)
         sentinel = SentinelServer(primary, password=PASSWORD)
-        sentinel.start()
         started.append(sentinel)
+        sentinel.start()
         yield {
             "secured": secured,
             "tls": tls,
