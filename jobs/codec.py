@@ -128,8 +128,15 @@ def encode(value: Any, where: str = "value", depth: int = 0) -> Any:  # noqa: C9
         if value.pk is None:
             raise ArgumentNotSerializable(f"{where} is an unsaved {type(value).__name__}; save it first")
         return {MARKER: ["model", value._meta.label_lower, encode(value.pk, f"{where}.pk")]}
+    if getattr(value, "is_anonymous", False) is True:
+        # AnonymousUser, which request.user wraps in a SimpleLazyObject for a visitor not signed in.
+        raise ArgumentNotSerializable(
+            f"{where} is an anonymous user (request.user of a visitor who is not signed in), which has no "
+            "row in the database to send; check request.user.is_authenticated first, or pass None"
+        )
+    # value.__class__, not type(value): through a lazy object (request.user), the class of what it wraps.
     raise ArgumentNotSerializable(
-        f"{where} is of type {type(value).__name__}, which cannot be stored as JSON "
+        f"{where} is of type {value.__class__.__name__}, which cannot be stored as JSON "
         "(allowed: JSON values, datetime, date, time, Decimal, UUID and saved model instances)"
     )
 

@@ -7,7 +7,10 @@ import socket
 import subprocess
 import tempfile
 import time
+from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import redis
 
@@ -18,8 +21,50 @@ def free_port() -> int:
         return sock.getsockname()[1]
 
 
+@dataclass(frozen=True)
+class Certificates:
+    """A certificate authority of the test's own and a server certificate for 127.0.0.1 that it signed."""
+
+    ca: Path
+    cert: Path
+    key: Path
+
+    @classmethod
+    def make(cls, directory: Path) -> Certificates:
+        """With the ``openssl`` command line; P-256 keys, which take milliseconds to make."""
+        ca, ca_key = directory / "ca.pem", directory / "ca-key.pem"
+        cert, key, request = directory / "server.pem", directory / "server-key.pem", directory / "server.csr"
+        extensions = directory / "server.ext"
+        extensions.write_text(
+            "subjectAltName=IP:127.0.0.1,DNS:localhost\nbasicConstraints=critical,CA:FALSE\n"
+            "keyUsage=critical,digitalSignature,keyEncipherment\nextendedKeyUsage=serverAuth\n"
+            "authorityKeyIdentifier=keyid\nsubjectKeyIdentifier=hash\n"
+        )
+        ec = ["-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes"]
+        # basicConstraints and keyUsage on the CA: what Python 3.13's strict verification asks of one.
+        ca_extensions = ["-addext", "basicConstraints=critical,CA:TRUE"]
+        ca_extensions += ["-addext", "keyUsage=critical,keyCertSign,cRLSign", "-days", "2"]
+        signing = ["-CA", ca, "-CAkey", ca_key, "-CAcreateserial", "-days", "2", "-extfile", extensions]
+        for command in (
+            ["req", "-x509", *ec, *ca_extensions, "-keyout", ca_key, "-out", ca, "-subj", "/CN=test CA"],
+            ["req", *ec, "-keyout", key, "-out", request, "-subj", "/CN=127.0.0.1"],
+            ["x509", "-req", "-in", request, *signing, "-out", cert],
+        ):
+            subprocess.run(["openssl", *map(str, command)], check=True, capture_output=True)
+        return cls(ca=ca, cert=cert, key=key)
+
+
 class RedisServer:
-    def __init__(self, appendonly: bool = False) -> None:
+    """``options`` are more ``redis-server`` arguments (``--requirepass``, ``--user``...); ``tls`` serves TLS
+    only, with these certificates; ``client_options`` are what ``client()`` needs to be let in."""
+
+    def __init__(
+        self,
+        appendonly: bool = False,
+        options: Sequence[str] = (),
+        tls: Certificates | None = None,
+        client_options: dict[str, Any] | None = None,
+    ) -> None:
         executable = shutil.which("redis-server")
         if executable is None:
             raise RuntimeError("redis-server is not on PATH")
@@ -27,20 +72,43 @@ class RedisServer:
         self.port = free_port()
         self.dir = Path(tempfile.mkdtemp(prefix="jobs-redis-"))
         self.appendonly = appendonly
+        self.options = list(options)
+        self.tls = tls
+        self.client_options = dict(client_options or {})
         self.process: subprocess.Popen | None = None
 
     @property
     def url(self) -> str:
         return f"redis://127.0.0.1:{self.port}/0"
 
-    def client(self) -> redis.Redis:
-        return redis.Redis(host="127.0.0.1", port=self.port, socket_timeout=5)
+    def client(self, db: int = 0) -> redis.Redis:
+        options: dict[str, Any] = {"socket_timeout": 5, "db": db, **self.client_options}
+        if self.tls is not None:
+            options.update(ssl=True, ssl_ca_certs=str(self.tls.ca))
+        return redis.Redis(host="127.0.0.1", port=self.port, **options)
+
+    def _listen_options(self) -> list[str]:
+        if self.tls is None:
+            return ["--port", str(self.port)]
+        return [
+            "--port",
+            "0",
+            "--tls-port",
+            str(self.port),
+            "--tls-cert-file",
+            str(self.tls.cert),
+            "--tls-key-file",
+            str(self.tls.key),
+            "--tls-ca-cert-file",
+            str(self.tls.ca),
+            "--tls-auth-clients",
+            "no",
+        ]
 
     def start(self, timeout: float = 10) -> None:
         args = [
             self.executable,
-            "--port",
-            str(self.port),
+            *self._listen_options(),
             "--bind",
             "127.0.0.1",
             "--dir",
@@ -51,6 +119,7 @@ class RedisServer:
             "yes" if self.appendonly else "no",
             "--logfile",
             "redis.log",
+            *self.options,
         ]
         self.process = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         deadline = time.monotonic() + timeout
@@ -82,4 +151,60 @@ class RedisServer:
 
     def cleanup(self) -> None:
         self.stop()
+        shutil.rmtree(self.dir, ignore_errors=True)
+
+
+class SentinelServer:
+    """A Redis Sentinel (``redis-server --sentinel``) that monitors ``primary`` as ``service``."""
+
+    def __init__(self, primary: RedisServer, service: str = "mymaster", password: str | None = None) -> None:
+        self.primary = primary
+        self.service = service
+        self.port = free_port()
+        self.dir = Path(tempfile.mkdtemp(prefix="jobs-sentinel-"))
+        self.config = self.dir / "sentinel.conf"
+        lines = [
+            f"port {self.port}",
+            "bind 127.0.0.1",
+            f"dir {self.dir}",
+            "logfile sentinel.log",
+            f"sentinel monitor {service} 127.0.0.1 {primary.port} 1",
+            f"sentinel down-after-milliseconds {service} 5000",
+        ]
+        if password is not None:
+            lines.append(f"sentinel auth-pass {service} {password}")
+        # Sentinel rewrites its configuration file as it learns, so it gets a file of its own.
+        self.config.write_text("\n".join(lines) + "\n")
+        self.process: subprocess.Popen | None = None
+
+    def client(self) -> redis.Redis:
+        return redis.Redis(host="127.0.0.1", port=self.port, socket_timeout=5)
+
+    def start(self, timeout: float = 10) -> None:
+        self.process = subprocess.Popen(
+            [self.primary.executable, str(self.config), "--sentinel"],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
+        deadline = time.monotonic() + timeout
+        while not self._knows_primary():
+            if self.process.poll() is not None:
+                raise RuntimeError(f"redis-server --sentinel exited; see {self.dir}/sentinel.log")
+            if time.monotonic() > deadline:
+                raise RuntimeError("the sentinel did not report its primary in time")
+            time.sleep(0.05)
+
+    def _knows_primary(self) -> bool:
+        """What redis-py's ``Sentinel.discover_master`` needs: the primary known, up, and a master."""
+        try:
+            state = self.client().sentinel_masters().get(self.service)
+        except redis.ConnectionError:
+            return False
+        return bool(state) and state["is_master"] and not state["is_sdown"] and not state["is_odown"]
+
+    def cleanup(self) -> None:
+        if self.process is not None and self.process.poll() is None:
+            self.process.terminate()
+            self.process.wait(timeout=10)
+        self.process = None
         shutil.rmtree(self.dir, ignore_errors=True)

@@ -35,3 +35,10 @@ if os.environ.get("JOBS_TEST_JOBS"):
     from jobsite.settings import JOBS
 
     JOBS = {**JOBS, **json.loads(os.environ["JOBS_TEST_JOBS"])}
+
+# A worker subprocess started by a test of a Redis deployment (password, TLS, Sentinel) gets that test's
+# RQ_QUEUES and CACHES as JSON.
+if os.environ.get("JOBS_TEST_REDIS_SETTINGS"):
+    import json
+
+    globals().update(json.loads(os.environ["JOBS_TEST_REDIS_SETTINGS"]))

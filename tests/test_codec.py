@@ -3,12 +3,19 @@ import decimal
 import uuid
 
 import pytest
+from django.contrib.auth import login
+from django.contrib.auth.middleware import AuthenticationMiddleware
 from django.contrib.auth.models import User
+from django.contrib.sessions.middleware import SessionMiddleware
 from django.core.checks import run_checks
 from django.test import override_settings
+from django.utils.functional import SimpleLazyObject
 
 from jobs.codec import decode_arguments, encode, encode_arguments
 from jobs.exceptions import ArgumentNotSerializable, InvalidArguments
+from jobs.models import Job, Status
+from tests.helpers import drain
+from tests.jobs import echo_types
 
 
 def test_plain_json_passes_through_and_tuples_become_lists():
@@ -112,3 +119,42 @@ def test_a_bad_size_bound_fails_the_checks(value):
         assert "jobs.E070" in [e.id for e in run_checks(databases=[])]
     with override_settings(JOBS={"MAX_ARGUMENTS_BYTES": None}):
         assert "jobs.E070" not in [e.id for e in run_checks(databases=[])]
+
+
+def _request_through_auth_middleware(rf, user=None):
+    """A request as a view sees it: ``request.user`` is the SimpleLazyObject that Django's middleware sets."""
+    request = rf.get("/")
+    SessionMiddleware(lambda r: None).process_request(request)
+    if user is not None:
+        login(request, user, backend="django.contrib.auth.backends.ModelBackend")
+    AuthenticationMiddleware(lambda r: None).process_request(request)
+    assert type(request.user) is SimpleLazyObject
+    return request
+
+
+@pytest.mark.django_db
+def test_request_user_of_an_anonymous_visitor_is_refused_saying_so(rf):
+    request = _request_through_auth_middleware(rf)
+    with pytest.raises(ArgumentNotSerializable) as refused:
+        echo_types.enqueue(request.user, "2026-11")
+    message = str(refused.value)
+    assert message.startswith("args[0] is an anonymous user")
+    assert "request.user.is_authenticated" in message
+    assert "SimpleLazyObject" not in message
+    assert not Job.objects.exists()
+
+
+@pytest.mark.django_db(transaction=True)
+def test_request_user_of_a_signed_in_visitor_travels_by_reference(rf, restore_signal_handlers):
+    user = User.objects.create_user("ann")
+    request = _request_through_auth_middleware(rf, user)
+    record = echo_types.enqueue(request.user, "2026-11")
+    drain()
+    record.refresh_from_db()
+    assert record.status == Status.FINISHED, record.traceback
+    assert record.result == {"args": ["User", "str"], "kwargs": {}}
+
+
+def test_another_lazy_object_is_named_by_what_it_wraps():
+    with pytest.raises(ArgumentNotSerializable, match=r"args\[0\] is of type set"):
+        encode_arguments((SimpleLazyObject(lambda: {1}),), {})

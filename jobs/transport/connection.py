@@ -33,6 +33,18 @@ def get_connection(queue_name: str) -> Redis:
     return client
 
 
+def server_of(queue_name: str) -> tuple:
+    """What tells the Redis databases of two queues apart: the Sentinel service, or the address; and the db.
+
+    Queues with equal values share one Redis database, so one call (one listing of workers, one move of
+    due jobs) serves them all. A queue behind Sentinel has no address of its own in its configuration.
+    """
+    pool = get_connection(queue_name).connection_pool
+    kwargs = pool.connection_kwargs
+    service = getattr(pool, "service_name", None)
+    return (service, kwargs.get("host"), kwargs.get("port"), kwargs.get("path"), kwargs.get("db") or 0)
+
+
 @functools.cache
 def get_queue(queue_name: str) -> Queue:
     """The RQ queue, always with the JSON serializer: nothing this app reads from Redis is unpickled."""

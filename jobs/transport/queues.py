@@ -300,8 +300,7 @@ def workers(queue_names: Iterable[str]) -> list[dict[str, Any]]:
     seen: set[tuple] = set()
     for name in queue_names:
         redis = connection.get_connection(name)
-        kwargs = redis.connection_pool.connection_kwargs
-        server = (kwargs.get("host"), kwargs.get("port"), kwargs.get("path"), kwargs.get("db"))
+        server = connection.server_of(name)
         if server in seen:
             continue
         seen.add(server)

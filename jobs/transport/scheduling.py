@@ -21,11 +21,6 @@ from rq.serializers import JSONSerializer
 from . import connection
 
 
-def _server(queue_name: str) -> tuple:
-    kwargs = connection.get_connection(queue_name).connection_pool.connection_kwargs
-    return (kwargs.get("host"), kwargs.get("port"), kwargs.get("path"), kwargs.get("db"))
-
-
 @functools.cache
 def _mover(queue_names: tuple[str, ...]) -> RQScheduler:
     """An ``RQScheduler`` used in this process only: no process of its own, no lock.
@@ -50,7 +45,7 @@ def enqueue_due(queue_names: Iterable[str]) -> None:
     """
     by_server: dict[tuple, list[str]] = {}
     for name in sorted(set(queue_names)):
-        by_server.setdefault(_server(name), []).append(name)
+        by_server.setdefault(connection.server_of(name), []).append(name)
     for names in by_server.values():
         _mover(tuple(names)).enqueue_scheduled_jobs()
 
