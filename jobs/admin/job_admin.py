@@ -96,7 +96,7 @@ class JobAdmin(admin.ModelAdmin):
         "duration_text",
     )
     list_display_links = ("function",)
-    list_filter = ("status", "queue", FunctionFilter, "schedule", "enqueued_at", "finished_at")
+    list_filter = ("status", "queue", FunctionFilter, "enqueued_at", "finished_at")
     search_fields = ("=id", "function", "args", "kwargs", "error_class", "error_message")
     search_help_text = _("Job id, function, arguments or error text.")
     ordering = ("-enqueued_at",)

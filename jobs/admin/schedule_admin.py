@@ -39,6 +39,8 @@ class ScheduleForm(forms.ModelForm):
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
+        if "function" not in self.fields:  # read-only: a declared schedule's
+            return
         names = registry.names()
         current = self.initial.get("function")
         if current and current not in names:

@@ -84,8 +84,6 @@ class LedgerWorkerMixin(WorkerMixin):
             logger.warning("Worker %s could not sync the schedules (database: %s)", self.name, exc)
         except JobsError:
             logger.exception("Worker %s could not sync the schedules", self.name)
-        finally:
-            connections.close_all()
 
     # Overrides RQ's; checked against rq 2.12 and 3.0.
     @property
