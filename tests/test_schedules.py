@@ -56,7 +56,9 @@ def runs(schedule):
 
 def test_a_schedule_declared_in_code_is_checked_where_it_is_declared(declared_here):
     declared_here.append("adds")
-    declaration = jobs_api.schedule(jobs.add, cron="0 9 * * 1-5", args=[1, 2], name="adds", timezone="Europe/Paris")
+    declaration = jobs_api.schedule(
+        jobs.add, cron="0 9 * * 1-5", args=[1, 2], name="adds", timezone="Europe/Paris"
+    )
     assert (declaration.function, declaration.cron, declaration.args, declaration.source) == (
         "tests.jobs.add",
         "0 9 * * 1-5",
@@ -78,11 +80,19 @@ def test_a_schedule_declared_in_code_is_checked_where_it_is_declared(declared_he
             "timezone",
             "not a time zone",
         ),
-        (lambda: jobs_api.schedule(jobs.add, cron="* * * * *", args=[1]), "args", "do not fit tests.jobs.add"),
+        (
+            lambda: jobs_api.schedule(jobs.add, cron="* * * * *", args=[1]),
+            "args",
+            "do not fit tests.jobs.add",
+        ),
         (lambda: jobs_api.schedule(jobs.add, cron="* * * * *", every=5, args=[1, 2]), "cron", "not both"),
         (lambda: jobs_api.schedule(jobs.add, args=[1, 2]), "cron", "not both or neither"),
         (lambda: jobs_api.schedule(jobs.add, every=0, args=[1, 2]), "every", "at least one second"),
-        (lambda: jobs_api.schedule(jobs.add, every=5, args=[object()]), "args", r"args\[0\] is of type object"),
+        (
+            lambda: jobs_api.schedule(jobs.add, every=5, args=[object()]),
+            "args",
+            r"args\[0\] is of type object",
+        ),
         (lambda: jobs_api.schedule(jobs.add.func, every=5, args=[1, 2]), "function", "decorated with @job"),
     ],
 )
@@ -202,7 +212,9 @@ def test_migrate_syncs_the_declared_schedules():
 def test_each_due_tick_is_fired_once():
     schedule = make(every=timedelta(minutes=1), cron="", next_tick=T0)
     fired = fire_due(now=T0 + timedelta(seconds=5))
-    assert [(r.tick, r.function, r.args, r.status) for r in fired] == [(T0, "tests.jobs.add", [1, 2], Status.QUEUED)]
+    assert [(r.tick, r.function, r.args, r.status) for r in fired] == [
+        (T0, "tests.jobs.add", [1, 2], Status.QUEUED)
+    ]
     assert fire_due(now=T0 + timedelta(seconds=6)) == []
     schedule.refresh_from_db()
     assert (schedule.last_tick, schedule.next_tick) == (T0, T0 + timedelta(minutes=1))
@@ -316,7 +328,11 @@ def test_run_now_records_a_run_without_a_tick_and_refuses_a_second_while_it_wait
 @pytest.fixture
 def operator(db):
     client = Client()
-    client.force_login(staff_user("view_schedule", "change_schedule", "add_schedule", "enable_schedule", "run_schedule", "view_job"))
+    client.force_login(
+        staff_user(
+            "view_schedule", "change_schedule", "add_schedule", "enable_schedule", "run_schedule", "view_job"
+        )
+    )
     return client
 
 
@@ -332,7 +348,9 @@ def test_the_list_shows_the_next_tick_and_the_last_run_with_its_outcome(operator
 
 def test_enable_disable_and_run_now_need_their_permission_and_are_logged(operator, redis):
     schedule = make()
-    response = operator.post(LIST, {"action": "disable_selected", "_selected_action": [schedule.pk]}, follow=True)
+    response = operator.post(
+        LIST, {"action": "disable_selected", "_selected_action": [schedule.pk]}, follow=True
+    )
     assert "Disabled 1 schedule." in response.content.decode()
     schedule.refresh_from_db()
     assert schedule.enabled is False
@@ -377,9 +395,13 @@ def test_a_schedule_is_added_in_the_admin_and_refused_when_it_could_not_run(oper
         "catch_up": "on",
         "enabled": "on",
     }
-    for bad, field in ((("cron", "0 9 * *"),), "cron"), ((("timezone", "Paris"),), "timezone"), (
-        (("args", "[1]"),),
-        "args",
+    for bad, field in (
+        ((("cron", "0 9 * *"),), "cron"),
+        ((("timezone", "Paris"),), "timezone"),
+        (
+            (("args", "[1]"),),
+            "args",
+        ),
     ):
         response = operator.post(f"{LIST}add/", {**form, **dict(bad)})
         assert response.status_code == 200, bad

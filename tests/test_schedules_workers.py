@@ -7,6 +7,7 @@ import signal
 import time
 import uuid
 from datetime import timedelta
+from itertools import pairwise
 
 import pytest
 from django.test import Client
@@ -91,7 +92,7 @@ def test_three_workers_fire_each_tick_once_and_outlive_the_role_holder():
             worker.stop()
     # One job per tick, every tick from the first to the last (the holder's death included), each run once.
     assert len(set(ticks)) == len(ticks)
-    assert [later - earlier for earlier, later in zip(ticks, ticks[1:], strict=False)] == [
-        timedelta(seconds=1)
-    ] * (len(ticks) - 1)
+    assert [later - earlier for earlier, later in pairwise(ticks)] == [timedelta(seconds=1)] * (
+        len(ticks) - 1
+    )
     assert fault_jobs.runs_of(tag) == len(ticks)

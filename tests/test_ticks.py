@@ -1,6 +1,8 @@
-"""When schedules tick: cron expressions on a zone's wall clock across daylight-saving changes, and intervals."""
+"""When schedules tick: cron expressions on a zone's wall clock across daylight-saving changes, and
+intervals."""
 
 from datetime import UTC, datetime, timedelta
+from itertools import pairwise
 from zoneinfo import ZoneInfo
 
 import pytest
@@ -23,19 +25,25 @@ def local(ticks, zone):
 
 def test_a_daily_tick_in_the_skipped_hour_fires_once_an_hour_later_on_the_new_time():
     # Paris, 2026-03-29: 02:00 CET becomes 03:00 CEST; 02:30 does not exist that night.
-    ticks = ticks_between(utc(2026, 3, 27, 12), utc(2026, 3, 30, 12), cron="30 2 * * *", zone_name="Europe/Paris")
+    ticks = ticks_between(
+        utc(2026, 3, 27, 12), utc(2026, 3, 30, 12), cron="30 2 * * *", zone_name="Europe/Paris"
+    )
     assert local(ticks, PARIS) == ["03-28 02:30 CET", "03-29 03:30 CEST", "03-30 02:30 CEST"]
 
 
 def test_an_ambiguous_time_fires_once_at_its_first_occurrence():
     # Paris, 2026-10-25: 03:00 CEST becomes 02:00 CET; 02:30 happens twice.
-    ticks = ticks_between(utc(2026, 10, 24, 12), utc(2026, 10, 26, 12), cron="30 2 * * *", zone_name="Europe/Paris")
+    ticks = ticks_between(
+        utc(2026, 10, 24, 12), utc(2026, 10, 26, 12), cron="30 2 * * *", zone_name="Europe/Paris"
+    )
     assert local(ticks, PARIS) == ["10-25 02:30 CEST", "10-26 02:30 CET"]
     assert ticks[0] == utc(2026, 10, 25, 0, 30)
 
 
 def test_the_repeated_hour_is_not_fired_again_by_a_frequent_schedule():
-    ticks = ticks_between(utc(2026, 10, 24, 23), utc(2026, 10, 25, 3), cron="*/30 * * * *", zone_name="Europe/Paris")
+    ticks = ticks_between(
+        utc(2026, 10, 24, 23), utc(2026, 10, 25, 3), cron="*/30 * * * *", zone_name="Europe/Paris"
+    )
     assert local(ticks, PARIS) == [
         "10-25 01:30 CEST",
         "10-25 02:00 CEST",
@@ -64,7 +72,7 @@ def test_an_hourly_schedule_fires_23_times_on_the_spring_forward_day_and_never_t
     on_the_day = [tick for tick in ticks if tick.astimezone(NEW_YORK).date().isoformat() == "2026-03-08"]
     assert len(on_the_day) == 23
     assert len(set(ticks)) == len(ticks)
-    assert all(later > earlier for earlier, later in zip(ticks, ticks[1:], strict=False))
+    assert all(later > earlier for earlier, later in pairwise(ticks))
 
 
 def test_an_hourly_schedule_fires_24_times_on_the_fall_back_day():
@@ -88,11 +96,13 @@ def test_the_zone_defaults_to_settings_time_zone():
 
 
 def test_intervals_count_absolute_time_from_the_epoch():
-    assert next_tick(after=utc(2026, 3, 29, 0, 59, 59, 500000), every=timedelta(seconds=1)) == utc(2026, 3, 29, 1)
+    assert next_tick(after=utc(2026, 3, 29, 0, 59, 59, 500000), every=timedelta(seconds=1)) == utc(
+        2026, 3, 29, 1
+    )
     assert next_tick(after=utc(2026, 3, 29, 1), every=timedelta(hours=1)) == utc(2026, 3, 29, 2)
     # The clock change does not move them: ticks stay an hour apart in absolute time.
     ticks = ticks_between(utc(2026, 3, 28, 23), utc(2026, 3, 29, 3), every=timedelta(hours=1))
-    assert [b - a for a, b in zip(ticks, ticks[1:], strict=False)] == [timedelta(hours=1)] * 3
+    assert [b - a for a, b in pairwise(ticks)] == [timedelta(hours=1)] * 3
 
 
 @pytest.mark.parametrize(

@@ -7,7 +7,7 @@ permission, on POST with CSRF, written to the admin's history.
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, cast
 
 from django import forms
 from django.contrib import admin, messages
@@ -45,7 +45,10 @@ class ScheduleForm(forms.ModelForm):
         current = self.initial.get("function")
         if current and current not in names:
             names.append(current)
-        self.fields["function"].choices = [("", "---------"), *((name, name) for name in names)]
+        cast("forms.ChoiceField", self.fields["function"]).choices = [
+            ("", "---------"),
+            *((name, name) for name in names),
+        ]
 
 
 @admin.register(Schedule)
@@ -93,7 +96,7 @@ class ScheduleAdmin(admin.ModelAdmin):
         )
 
     def get_readonly_fields(self, request: HttpRequest, obj: Any = None) -> tuple[str, ...]:
-        readonly = ("source", "next_tick", "last_tick", "runs")
+        readonly: tuple[str, ...] = ("source", "next_tick", "last_tick", "runs")
         if obj is not None and obj.source != Source.ADMIN:
             readonly += DECLARED_READONLY
         if not self.has_enable_permission(request):
@@ -115,7 +118,7 @@ class ScheduleAdmin(admin.ModelAdmin):
         status = getattr(schedule, "last_run_status", None)
         if status is None:
             return "-"
-        return status_badge(status, Status(status).label)
+        return status_badge(status, str(Status(status).label))
 
     @admin.display(description=_("runs"))
     def runs(self, schedule: Schedule) -> str:

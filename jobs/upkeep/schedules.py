@@ -61,12 +61,17 @@ def plan(schedule: Schedule, now: datetime) -> Plan:
     """The ticks to fire now, from the schedule's ``next_tick`` (the first not fired) to ``now``."""
     start = schedule.next_tick
     assert start is not None
-    timing = {"cron": schedule.cron, "every": schedule.every, "zone_name": schedule.timezone}
+
+    def between(first: datetime, last: datetime) -> list[datetime]:
+        return ticks.ticks_between(
+            first, last, cron=schedule.cron, every=schedule.every, zone_name=schedule.timezone
+        )
+
     grace_start = now - timedelta(seconds=jobs_settings.SCHEDULE_GRACE)
-    following = ticks.next_tick(after=now, **timing)
+    following = schedule.first_tick_after(now)
     if start > grace_start:
-        return Plan([start, *ticks.ticks_between(start, now, **timing)], following)
-    on_time = ticks.ticks_between(grace_start, now, **timing)
+        return Plan([start, *between(start, now)], following)
+    on_time = between(grace_start, now)
     if schedule.catch_up:
         return Plan([start, *on_time], following)
     return Plan(on_time, following, (start, grace_start))
@@ -101,11 +106,12 @@ def fire(schedule: Schedule, now: datetime) -> list[Job]:
         )
         if not taken:
             return []
-        job_function = _job_function(schedule, steps.fire)
-        for tick in steps.fire if job_function is not None else ():
-            record = _record(schedule, job_function, tick)
-            if record is not None:
-                fired.append(record)
+        job_function = _job_function(schedule, steps.fire) if steps.fire else None
+        if job_function is not None:
+            for tick in steps.fire:
+                record = _record(schedule, job_function, tick)
+                if record is not None:
+                    fired.append(record)
     if steps.skipped:
         first, until = steps.skipped
         logger.warning(

@@ -60,10 +60,12 @@ class Command(BaseCommand):
         )
         for row in rows:
             state = "enabled" if row.enabled else "disabled"
-            next_tick = timezone.localtime(row.next_tick).isoformat() if row.next_tick and row.enabled else "-"
+            next_tick = (
+                timezone.localtime(row.next_tick).isoformat() if row.next_tick and row.enabled else "-"
+            )
             last_run = (
-                f"{timezone.localtime(row.last_run_at).isoformat()} {row.last_run_status}"  # type: ignore[attr-defined]
-                if row.last_run_at  # type: ignore[attr-defined]
+                f"{timezone.localtime(row.last_run_at).isoformat()} {row.last_run_status}"
+                if row.last_run_at
                 else "-"
             )
             self.stdout.write(
