@@ -443,3 +443,24 @@ def test_the_command_lists_ticks_and_runs(capsys, redis):
         call_command("jobs_schedule", "run", "nope")
     with pytest.raises(CommandError, match="still waiting"):
         call_command("jobs_schedule", "run", "every-minute")
+
+
+@pytest.mark.django_db
+def test_a_schedule_saved_without_a_next_tick_gets_one():
+    schedule = Schedule.objects.create(name="bare", function="tests.jobs.noop", cron="0 9 * * *")
+    assert schedule.next_tick > timezone.now()
+    assert (schedule.next_tick.hour, schedule.next_tick.minute) == (9, 0)  # settings.TIME_ZONE is UTC
+
+
+def test_the_runs_link_lists_the_schedule_s_runs_only(operator):
+    schedule = make(every=timedelta(minutes=1), cron="", next_tick=T0)
+    other = make("other", every=timedelta(minutes=1), cron="", next_tick=T0)
+    fire_due(now=T0 + timedelta(minutes=1))
+    page = operator.get(f"{LIST}{schedule.pk}/change/").content.decode()
+    link = f"/admin/jobs/job/?schedule__id__exact={schedule.pk}"
+    assert link in page
+    listed = operator.get(link)
+    assert listed.status_code == 200
+    shown = {job.pk for job in listed.context["cl"].result_list}
+    assert shown == set(Job.objects.filter(schedule=schedule).values_list("pk", flat=True))
+    assert len(shown) == 2 and not shown & set(other.runs.values_list("pk", flat=True))

@@ -182,6 +182,11 @@ class SchedulingRole:
         """A maintenance pass: fire due ticks if this worker holds the role."""
         return fire_due() if self.hold() else []
 
+    @property
+    def held(self) -> bool:
+        """Whether this worker held the role at its last pass (and so used the database)."""
+        return self._lock is not None
+
     def release(self) -> None:
         if self._lock is not None:
             with contextlib.suppress(RedisError, LockError):

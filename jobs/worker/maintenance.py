@@ -35,8 +35,9 @@ class Task:
     name: str
     interval: Callable[[], float]
     run: Callable[[], object]
-    #: Whether the task opens database connections, which the worker closes after the pass.
-    uses_database: bool = True
+    #: Whether the task opens database connections, which the worker closes after the pass (asked after
+    #: the task ran, when it is a callable).
+    uses_database: bool | Callable[[], bool] = True
 
 
 def _prune() -> None:
@@ -77,7 +78,12 @@ class Maintenance:
         self.scheduling = SchedulingRole(worker_name or uuid.uuid4().hex)
         self.tasks: tuple[Task, ...] = (
             Task("due jobs", lambda: jobs_settings.DUE_INTERVAL, lambda: due.enqueue_due(names), False),
-            Task("schedules", lambda: jobs_settings.DUE_INTERVAL, self.scheduling.fire),
+            Task(
+                "schedules",
+                lambda: jobs_settings.DUE_INTERVAL,
+                self.scheduling.fire,
+                lambda: self.scheduling.held,
+            ),
             *TASKS,
         )
         self._ran_at = {task.name: float("-inf") for task in self.tasks}
@@ -96,8 +102,10 @@ class Maintenance:
             for task in self.tasks:
                 if time.monotonic() - self._ran_at[task.name] >= task.interval():
                     self._ran_at[task.name] = time.monotonic()
-                    used_database = used_database or task.uses_database
+                    uses = task.uses_database
+                    used_database = used_database or uses is True
                     self._run(task)
+                    used_database = used_database or (callable(uses) and uses())
         finally:
             if used_database:
                 _close_connections()
