@@ -464,3 +464,15 @@ def test_the_runs_link_lists_the_schedule_s_runs_only(operator):
     shown = {job.pk for job in listed.context["cl"].result_list}
     assert shown == set(Job.objects.filter(schedule=schedule).values_list("pk", flat=True))
     assert len(shown) == 2 and not shown & set(other.runs.values_list("pk", flat=True))
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_worker_syncs_the_declared_schedules_when_it_starts(redis):
+    with override_settings(**entry(every=3600)):
+        drain()
+        assert Schedule.objects.get(name="nightly").source == Source.SETTINGS
+    # A declaration that cannot run is logged by the worker, which still starts and works.
+    record = jobs.add.enqueue(2, 3)
+    with override_settings(**entry(cron="0 3 * * *", function="tests.jobs.not_a_job")):
+        drain()
+    assert Job.objects.get(pk=record.pk).status == Status.FINISHED

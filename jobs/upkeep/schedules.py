@@ -1,9 +1,9 @@
 """Firing schedules: one job per tick, whatever the number of workers and hosts.
 
 Every worker's maintenance tries, every ``DUE_INTERVAL``, to hold the scheduling role: a Redis lease
-(a lock whose token is the worker's name, renewed at each pass, expiring ``ROLE_TTL`` seconds after its
+(a lock whose token is the worker's name, renewed at each pass, expiring ``role_ttl()`` seconds after its
 holder's last pass). The holder fires the ticks that have come; when it dies, another worker takes the
-role within ``ROLE_TTL`` seconds and fires the ticks it missed.
+role within ``role_ttl()`` seconds and fires the ticks it missed.
 
 Exactly once is the database's doing, not the lease's: a pass takes a schedule's ticks by moving its
 ``next_tick`` with an UPDATE conditional on the value it read, and each run's record is unique on
