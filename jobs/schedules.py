@@ -77,8 +77,14 @@ def sync(using: str | None = None) -> Synced:
     return outcome
 
 
-def sync_after_migrate(*, using: str = "default", **kwargs: Any) -> None:
-    """``post_migrate`` receiver: sync on the database just migrated, if it holds the table."""
+def sync_after_migrate(*, using: str = "default", apps: Any = None, **kwargs: Any) -> None:
+    """``post_migrate`` receiver: sync on the database just migrated, if it holds the table (not after
+    ``migrate jobs 0001``, nor ``migrate other_app`` on a database where `jobs` has no tables yet)."""
+    if apps is not None:
+        try:
+            apps.get_model("jobs", "Schedule")
+        except LookupError:
+            return
     if router.allow_migrate_model(using, Schedule):
         sync(using)
 

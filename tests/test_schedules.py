@@ -476,3 +476,11 @@ def test_a_worker_syncs_the_declared_schedules_when_it_starts(redis):
     with override_settings(**entry(cron="0 3 * * *", function="tests.jobs.not_a_job")):
         drain()
     assert Job.objects.get(pk=record.pk).status == Status.FINISHED
+
+
+@pytest.mark.django_db(transaction=True)
+def test_migrating_back_before_the_schedules_does_not_sync():
+    with override_settings(**entry(cron="0 3 * * *")):
+        call_command("migrate", "jobs", "0003", verbosity=0)
+        call_command("migrate", "jobs", verbosity=0)
+        assert Schedule.objects.filter(name="nightly").exists()
