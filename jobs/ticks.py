@@ -50,6 +50,10 @@ def check_cron(expression: str) -> None:
         croniter(expression, datetime(2000, 1, 1))
     except (CroniterError, ValueError, KeyError) as exc:
         raise InvalidSchedule(f"{expression!r} is not a valid cron expression: {exc}", "cron") from exc
+    try:
+        croniter(expression, datetime(2000, 1, 1)).get_next(datetime)
+    except CroniterError as exc:
+        raise InvalidSchedule(f"{expression!r} never ticks (a date that does not exist?)", "cron") from exc
 
 
 def check_every(every: timedelta) -> None:
@@ -80,7 +84,10 @@ def next_tick(
     wall = after.astimezone(tz).replace(tzinfo=None)
     steps = croniter(cron, wall)
     for _ in range(MAX_STEPS):
-        candidate = instant(steps.get_next(datetime), tz)
+        try:
+            candidate = instant(steps.get_next(datetime), tz)
+        except CroniterError as exc:
+            raise InvalidSchedule(f"{cron!r} has no tick after {after.isoformat()}", "cron") from exc
         if candidate > after:
             return candidate
     raise InvalidSchedule(f"{cron!r} has no tick within {MAX_STEPS} steps after {after.isoformat()}")

@@ -110,6 +110,7 @@ def test_intervals_count_absolute_time_from_the_epoch():
     [
         ({"cron": "61 * * * *"}, "cron", "not a valid cron expression"),
         ({"cron": "every day"}, "cron", "not a valid cron expression"),
+        ({"cron": "0 0 30 2 *"}, "cron", "never ticks"),
         ({"cron": "0 9 * * *", "zone_name": "Mars/Olympus"}, "timezone", "is not a time zone"),
         ({"every": timedelta(0)}, "every", "at least one second"),
     ],

@@ -53,7 +53,7 @@ class Plan:
 
     fire: list[datetime]
     next_tick: datetime
-    #: The first and the last tick missed (older than the grace) and not fired, if any.
+    #: Ticks missed and not fired, if any: from the first of them until this moment (the grace's start).
     skipped: tuple[datetime, datetime] | None = None
 
 
