@@ -6,6 +6,7 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 from django.contrib.admin.models import LogEntry
+from django.contrib.auth import get_user_model
 from django.core.checks import run_checks
 from django.core.exceptions import ValidationError
 from django.core.management import call_command
@@ -421,8 +422,15 @@ def test_a_declared_schedule_s_page_is_read_only_but_for_enabled(operator, decla
     declared_here.append("adds")
     jobs_api.schedule(jobs.add, cron="0 9 * * *", args=[1, 2], name="adds")
     schedules.sync()
-    page = operator.get(f"{LIST}{Schedule.objects.get().pk}/change/").content.decode()
+    pk = Schedule.objects.get().pk
+    page = operator.get(f"{LIST}{pk}/change/").content.decode()
     assert 'name="cron"' not in page and 'name="enabled"' in page
+    # Deleted, it would come back at the next sync: it can be disabled, not deleted.
+    superuser = Client()
+    superuser.force_login(get_user_model().objects.create_superuser("root", password="pw"))
+    assert superuser.get(f"{LIST}{pk}/delete/").status_code == 403
+    made = make("made-in-admin")
+    assert superuser.get(f"{LIST}{made.pk}/delete/").status_code == 200
 
 
 # The command ---------------------------------------------------------------------------------------

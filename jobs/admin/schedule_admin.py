@@ -7,6 +7,7 @@ permission, on POST with CSRF, written to the admin's history.
 
 from __future__ import annotations
 
+from datetime import datetime
 from typing import Any, cast
 
 from django import forms
@@ -59,7 +60,7 @@ class ScheduleAdmin(admin.ModelAdmin):
         "function",
         "cadence",
         "enabled",
-        "next_tick",
+        "next_tick_text",
         "last_run",
         "last_outcome",
         "source",
@@ -78,8 +79,8 @@ class ScheduleAdmin(admin.ModelAdmin):
         "catch_up",
         "enabled",
         "source",
-        "next_tick",
-        "last_tick",
+        "next_tick_text",
+        "last_tick_text",
         "runs",
     )
 
@@ -96,7 +97,7 @@ class ScheduleAdmin(admin.ModelAdmin):
         )
 
     def get_readonly_fields(self, request: HttpRequest, obj: Any = None) -> tuple[str, ...]:
-        readonly: tuple[str, ...] = ("source", "next_tick", "last_tick", "runs")
+        readonly: tuple[str, ...] = ("source", "next_tick_text", "last_tick_text", "runs")
         if obj is not None and obj.source != Source.ADMIN:
             readonly += DECLARED_READONLY
         if not self.has_enable_permission(request):
@@ -105,13 +106,21 @@ class ScheduleAdmin(admin.ModelAdmin):
 
     # Columns -------------------------------------------------------------------------------------
 
+    @admin.display(description=_("next tick"), ordering="next_tick")
+    def next_tick_text(self, schedule: Schedule) -> str:
+        return _moment(schedule.next_tick) if schedule.enabled else "-"
+
+    @admin.display(description=_("last tick"), ordering="last_tick")
+    def last_tick_text(self, schedule: Schedule) -> str:
+        return _moment(schedule.last_tick)
+
     @admin.display(description=_("last run"), ordering="last_run_at")
     def last_run(self, schedule: Schedule) -> str:
         at = getattr(schedule, "last_run_at", None)
         if at is None:
             return "-"
         url = reverse("admin:jobs_job_change", args=[schedule.last_run_id])  # type: ignore[attr-defined]
-        return format_html('<a href="{}">{}</a>', url, timezone.localtime(at).strftime("%Y-%m-%d %H:%M:%S"))
+        return format_html('<a href="{}">{}</a>', url, _moment(at))
 
     @admin.display(description=_("outcome"))
     def last_outcome(self, schedule: Schedule) -> str:
@@ -126,6 +135,12 @@ class ScheduleAdmin(admin.ModelAdmin):
             return "-"
         url = reverse("admin:jobs_job_changelist") + f"?schedule__id__exact={schedule.pk}"
         return format_html('<a href="{}">{}</a>', url, gettext("Every run of this schedule"))
+
+    def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        # A declared schedule would come back at the next sync: it is disabled instead.
+        if obj is not None and obj.source != Source.ADMIN:
+            return False
+        return super().has_delete_permission(request, obj)
 
     # Saving --------------------------------------------------------------------------------------
 
@@ -195,3 +210,8 @@ class ScheduleAdmin(admin.ModelAdmin):
             LogEntry.objects.log_actions(
                 user_id=_user_id(request), queryset=records, action_flag=CHANGE, change_message=message
             )
+
+
+def _moment(at: datetime | None) -> str:
+    """A tick to the second, in the current time zone."""
+    return timezone.localtime(at).strftime("%Y-%m-%d %H:%M:%S %Z") if at is not None else "-"
