@@ -110,7 +110,12 @@ class Job(models.Model):
             models.Index(fields=["queue", "status"], name="jobs_queue_status_idx"),
             models.Index(fields=["function", "-enqueued_at"], name="jobs_function_idx"),
             models.Index(fields=["finished_at"], name="jobs_finished_idx"),
-            models.Index(fields=["schedule", "-enqueued_at"], name="jobs_schedule_runs_idx"),
+            # Partial, as the constraint below: the jobs no schedule runs do not pay for them.
+            models.Index(
+                fields=["schedule", "-enqueued_at"],
+                name="jobs_schedule_runs_idx",
+                condition=Q(schedule__isnull=False),
+            ),
             models.Index(
                 fields=["undispatched_since"],
                 name="jobs_undispatched_idx",
@@ -127,7 +132,11 @@ class Job(models.Model):
                 condition=Q(progress__gte=0) & Q(progress__lte=100), name="jobs_progress_range"
             ),
             # Exactly one job per tick of a schedule, however many workers fire it at once.
-            models.UniqueConstraint(fields=["schedule", "tick"], name="jobs_one_run_per_tick"),
+            models.UniqueConstraint(
+                fields=["schedule", "tick"],
+                condition=Q(schedule__isnull=False) & Q(tick__isnull=False),
+                name="jobs_one_run_per_tick",
+            ),
         ]
         permissions = [
             ("retry_job", _("Can retry a failed job")),
