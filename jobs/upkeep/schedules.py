@@ -15,6 +15,10 @@ Ticks are fired late rather than lost: a tick up to ``SCHEDULE_GRACE`` seconds o
 gets its own run. Older ones (no worker ran) are missed: by default the schedule runs once for them
 (recorded with the tick of the first one missed); with ``catch_up=False`` they are skipped, with a
 warning.
+
+RQ's own ``CronScheduler`` (rq 3 only) does not fit: it is a process of its own, reads cron expressions
+in the host's local time, and keeps each job's next time in its memory, so that two of them enqueue
+each tick twice and a tick due while none runs is lost; its jobs have no record in the ledger.
 """
 
 from __future__ import annotations
