@@ -140,7 +140,7 @@ def from_settings() -> list[Declaration]:
                 )
             )
         except InvalidSchedule as exc:
-            raise InvalidSchedule(f"JOBS['SCHEDULES'][{name!r}] {exc}", exc.field) from exc
+            raise InvalidSchedule(f"JOBS['SCHEDULES'][{name!r}]: {exc}", exc.field) from exc
     return found
 
 

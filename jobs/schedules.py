@@ -50,7 +50,7 @@ def sync(using: str | None = None) -> Synced:
         existing = {row.name: row for row in rows.filter(name__in=wanted) | rows.declared()}
         for name, declaration in wanted.items():
             row = existing.get(name)
-            values = {name: getattr(declaration, name) for name in DECLARED_FIELDS}
+            values = {key: getattr(declaration, key) for key in DECLARED_FIELDS}
             if row is None:
                 row = Schedule(name=name, **values)
                 row.next_tick = row.first_tick_after(now)
