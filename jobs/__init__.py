@@ -4,10 +4,11 @@ from typing import TYPE_CHECKING
 
 from .exceptions import PermanentFailure, RetryLater
 
-__all__ = ["PermanentFailure", "RetryLater", "current_job", "job", "set_progress"]
+__all__ = ["PermanentFailure", "RetryLater", "current_job", "job", "schedule", "set_progress"]
 
 if TYPE_CHECKING:
     from .context import current_job, set_progress
+    from .declarations import schedule
     from .decorator import job
 
 
@@ -17,6 +18,10 @@ def __getattr__(name: str):
         from .decorator import job
 
         return job
+    if name == "schedule":
+        from .declarations import schedule
+
+        return schedule
     if name in ("current_job", "set_progress"):
         from . import context
 

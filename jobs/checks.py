@@ -8,7 +8,9 @@ from django.conf import settings
 from django.core.checks import Error, Tags, Warning, register
 from django.utils.module_loading import import_string
 
+from . import declarations
 from .conf import DEFAULTS, jobs_settings
+from .exceptions import InvalidSchedule
 from .transport import DJANGO_APP, JSON_SERIALIZER
 
 JSON_SERIALIZERS = {JSON_SERIALIZER}
@@ -25,6 +27,7 @@ NUMERIC_SETTINGS = (
     "RECONCILE_INTERVAL",
     "PRUNE_INTERVAL",
     "ENQUEUE_RETRY_AFTER",
+    "SCHEDULE_GRACE",
 )
 #: Retention settings: a positive number, or None for "keep for ever".
 RETENTION_SETTINGS = ("RETAIN_FINISHED", "RETAIN_FINISHED_PER_QUEUE", "RETAIN_FAILED")
@@ -217,4 +220,22 @@ def check_ledger_commit(app_configs: Any = None, **kwargs: Any) -> list:
     value = jobs_settings.LEDGER_ASYNC_COMMIT
     if not isinstance(value, bool):
         return [Error(f"JOBS['LEDGER_ASYNC_COMMIT'] must be True or False, not {value!r}.", id="jobs.E060")]
+    return []
+
+
+@register(Tags.compatibility)
+def check_schedules(app_configs: Any = None, **kwargs: Any) -> list:
+    """Each schedule of ``JOBS["SCHEDULES"]`` names a registered job, reads as a cron expression or an
+    interval, in a known zone, with arguments the job takes; no name is declared twice."""
+    try:
+        declarations.declared()
+    except InvalidSchedule as exc:
+        return [
+            Error(
+                str(exc),
+                hint="See the README, Recurring jobs: a 'function' registered with @job, and a 'cron' "
+                "(croniter's syntax) or an 'every' (seconds or a timedelta).",
+                id="jobs.E080",
+            )
+        ]
     return []

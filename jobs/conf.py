@@ -56,6 +56,12 @@ DEFAULTS: dict[str, Any] = {
     # PostgreSQL only: commit the worker's own record updates (claim, finish) without waiting for the
     # WAL flush. A PostgreSQL crash may then lose the last fraction of a second of them (see README).
     "LEDGER_ASYNC_COMMIT": False,
+    # Recurring jobs declared in settings: {name: {"function": ..., "cron": ... or "every": ...,
+    # "args": [...], "kwargs": {...}, "timezone": ..., "catch_up": ...}}, synced to the Schedule table.
+    "SCHEDULES": {},
+    # A tick that finds no worker for this many seconds past its time is missed: missed ticks run once
+    # on catch-up (or are skipped, per schedule); the others each run late.
+    "SCHEDULE_GRACE": 30,
     # Cache-aside decorators (jobs.cache): the CACHES alias (django-redis) and the app's key prefix.
     "CACHE_ALIAS": "default",
     "CACHE_PREFIX": "jobs-cache",

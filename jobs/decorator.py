@@ -5,10 +5,11 @@ from __future__ import annotations
 import functools
 import inspect
 from collections.abc import Callable, Iterable, Mapping, Sequence
+from datetime import timedelta
 from typing import TYPE_CHECKING, Any, Generic, ParamSpec, TypeVar, overload
 
+from . import declarations, registry
 from . import enqueue as _enqueue
-from . import registry
 from .exceptions import InvalidArguments, InvalidJobDefinition, JobsError
 from .options import JobOptions
 
@@ -111,11 +112,25 @@ def _split_call(call: Any) -> tuple[Sequence[Any], Mapping[str, Any]]:
 @overload
 def job(func: Callable[P, R], /) -> JobFunction[P, R]: ...
 @overload
-def job(*, name: str | None = None, **options: Any) -> Callable[[Callable[P, R]], JobFunction[P, R]]: ...
+def job(
+    *, name: str | None = None, schedule: str | timedelta | None = None, **options: Any
+) -> Callable[[Callable[P, R]], JobFunction[P, R]]: ...
 
 
-def job(func: Callable[..., Any] | None = None, /, *, name: str | None = None, **options: Any) -> Any:
-    """Register a function as a job: ``@job`` or ``@job(queue="mail", max_attempts=5)``."""
+def job(
+    func: Callable[..., Any] | None = None,
+    /,
+    *,
+    name: str | None = None,
+    schedule: str | timedelta | None = None,
+    **options: Any,
+) -> Any:
+    """Register a function as a job: ``@job`` or ``@job(queue="mail", max_attempts=5)``.
+
+    ``schedule`` also runs it, without arguments, at each tick of a cron expression (a string, read in
+    settings.TIME_ZONE) or every interval (a timedelta): ``@job(schedule="0 9 * * 1-5")``. For
+    arguments, a zone or several schedules, use ``jobs.schedule()``.
+    """
     job_options = JobOptions().replace(**options)
 
     def register(f: Callable[P, R]) -> JobFunction[P, R]:
@@ -130,6 +145,11 @@ def job(func: Callable[..., Any] | None = None, /, *, name: str | None = None, *
             raise InvalidJobDefinition(
                 f"a job's name must be a string of 1 to {MAX_NAME_LENGTH} characters, not {job_name!r}"
             )
-        return registry.register(JobFunction(f, job_name, job_options))
+        job_function = registry.register(JobFunction(f, job_name, job_options))
+        if isinstance(schedule, str):
+            declarations.schedule(job_function, cron=schedule)
+        elif schedule is not None:
+            declarations.schedule(job_function, every=schedule)
+        return job_function
 
     return register(func) if func is not None else register

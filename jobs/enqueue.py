@@ -21,11 +21,20 @@ if TYPE_CHECKING:
     from .decorator import JobFunction
 
 
-def enqueue(job_function: JobFunction, args: Sequence[Any], kwargs: Mapping[str, Any]) -> Job:
-    """Write the job's record (one INSERT) and push it to Redis on commit; returns the record."""
+def enqueue(
+    job_function: JobFunction,
+    args: Sequence[Any],
+    kwargs: Mapping[str, Any],
+    *,
+    fields: Mapping[str, Any] | None = None,
+) -> Job:
+    """Write the job's record (one INSERT) and push it to Redis on commit; returns the record.
+
+    ``fields`` are more values of the record (a schedule's run gives its ``schedule_id`` and ``tick``).
+    """
     options = job_function.options
     alias = options.using or router.db_for_write(Job)
-    shared = _shared_fields(job_function)
+    shared = {**_shared_fields(job_function), **(fields or {})}
     encoded_args, encoded_kwargs = encode_arguments(list(args), dict(kwargs))
     try:
         unique_key = options.unique_key_for(args, dict(kwargs))

@@ -74,3 +74,15 @@ class RetryLater(JobsError):
             raise ValueError(f"RetryLater needs a delay of 0 seconds to a year, not {delay!r}")
         self.delay = delay
         super().__init__(message or f"retry asked for in {delay:g}s")
+
+
+class InvalidSchedule(JobsError, ValueError):
+    """A schedule's cron expression, interval, time zone, function or arguments cannot work.
+
+    ``field`` names the part of the schedule at fault (``"cron"``, ``"every"``, ``"timezone"``,
+    ``"function"``, ``"args"``, ``"kwargs"``, ``"name"``) when one is.
+    """
+
+    def __init__(self, message: str, field: str | None = None) -> None:
+        super().__init__(message)
+        self.field = field

@@ -53,3 +53,8 @@ def cache_stats(namespace: str) -> str:
 
 def cache_namespaces() -> str:
     return _key("cache", "namespaces")
+
+
+def scheduling_role() -> str:
+    """Who fires the schedules' ticks: the holder's worker name, with a TTL renewed at each pass."""
+    return _key("schedules", "role")

@@ -2,8 +2,10 @@ from __future__ import annotations
 
 import uuid
 from datetime import datetime, timedelta
+from typing import Any
 
 from django.conf import settings
+from django.core.exceptions import ValidationError
 from django.db import models, router
 from django.db.models import Q
 from django.utils import timezone
@@ -85,6 +87,16 @@ class Job(models.Model):
         on_delete=models.SET_NULL,
         related_name="+",
     )
+    schedule = models.ForeignKey(
+        "Schedule",
+        verbose_name=_("schedule"),
+        null=True,
+        blank=True,
+        on_delete=models.SET_NULL,
+        related_name="runs",
+    )
+    #: The tick of ``schedule`` this job is the run of; empty for a run asked for by a person.
+    tick = models.DateTimeField(_("tick"), null=True, blank=True)
 
     objects = JobQuerySet.as_manager()
 
@@ -98,6 +110,12 @@ class Job(models.Model):
             models.Index(fields=["queue", "status"], name="jobs_queue_status_idx"),
             models.Index(fields=["function", "-enqueued_at"], name="jobs_function_idx"),
             models.Index(fields=["finished_at"], name="jobs_finished_idx"),
+            # Partial, as the constraint below: the jobs no schedule runs do not pay for them.
+            models.Index(
+                fields=["schedule", "-enqueued_at"],
+                name="jobs_schedule_runs_idx",
+                condition=Q(schedule__isnull=False),
+            ),
             models.Index(
                 fields=["undispatched_since"],
                 name="jobs_undispatched_idx",
@@ -112,6 +130,12 @@ class Job(models.Model):
             ),
             models.CheckConstraint(
                 condition=Q(progress__gte=0) & Q(progress__lte=100), name="jobs_progress_range"
+            ),
+            # Exactly one job per tick of a schedule, however many workers fire it at once.
+            models.UniqueConstraint(
+                fields=["schedule", "tick"],
+                condition=Q(schedule__isnull=False) & Q(tick__isnull=False),
+                name="jobs_one_run_per_tick",
             ),
         ]
         permissions = [
@@ -182,6 +206,116 @@ class FailedAttempt(models.Model):
 
     def __str__(self) -> str:
         return f"{self.job_id} #{self.number}: {self.error_class}"
+
+
+class Source(models.TextChoices):
+    CODE = "code", _("code")
+    SETTINGS = "settings", _("settings")
+    ADMIN = "admin", _("admin")
+
+
+class ScheduleQuerySet(models.QuerySet):
+    def enabled(self) -> ScheduleQuerySet:
+        return self.filter(enabled=True)
+
+    def due(self, now: datetime) -> ScheduleQuerySet:
+        """Enabled schedules whose next tick has come."""
+        return self.enabled().filter(next_tick__lte=now)
+
+    def declared(self) -> ScheduleQuerySet:
+        """Schedules that code or settings declare, which a sync rewrites."""
+        return self.exclude(source=Source.ADMIN)
+
+
+class Schedule(models.Model):
+    """A recurring job: a registered function run with these arguments at each tick of a cron expression
+    (in a time zone) or of an interval. Each run is an ordinary Job with ``schedule`` and ``tick`` set."""
+
+    name = models.CharField(_("name"), max_length=100, unique=True)
+    function = models.CharField(_("function"), max_length=255)
+    args = models.JSONField(_("positional arguments"), default=list, blank=True)
+    kwargs = models.JSONField(_("keyword arguments"), default=dict, blank=True)
+    cron = models.CharField(
+        _("cron expression"), max_length=100, blank=True, help_text=_("For example 0 9 * * 1-5.")
+    )
+    every = models.DurationField(
+        _("interval"), null=True, blank=True, help_text=_("Instead of a cron expression: hh:mm:ss.")
+    )
+    timezone = models.CharField(
+        _("time zone"),
+        max_length=64,
+        blank=True,
+        help_text=_("The zone the cron expression is read in; empty for settings.TIME_ZONE."),
+    )
+    catch_up = models.BooleanField(
+        _("catch up"),
+        default=True,
+        help_text=_("Run missed ticks once when workers are back (otherwise they are skipped)."),
+    )
+    enabled = models.BooleanField(_("enabled"), default=True)
+    source = models.CharField(
+        _("declared in"), max_length=16, choices=Source.choices, default=Source.ADMIN, editable=False
+    )
+    next_tick = models.DateTimeField(_("next tick"), null=True, blank=True, editable=False)
+    last_tick = models.DateTimeField(_("last tick"), null=True, blank=True, editable=False)
+
+    objects = ScheduleQuerySet.as_manager()
+
+    class Meta:
+        verbose_name = _("schedule")
+        verbose_name_plural = _("schedules")
+        ordering = ["name"]
+        indexes = [models.Index(fields=["enabled", "next_tick"], name="jobs_schedule_due_idx")]
+        constraints = [
+            models.CheckConstraint(
+                condition=(Q(cron="") & Q(every__isnull=False)) | (~Q(cron="") & Q(every__isnull=True)),
+                name="jobs_schedule_cron_or_every",
+            ),
+        ]
+        permissions = [
+            ("enable_schedule", _("Can enable and disable a schedule")),
+            ("run_schedule", _("Can run a schedule now")),
+        ]
+
+    def __str__(self) -> str:
+        return self.name
+
+    def save(self, *args: Any, **kwargs: Any) -> None:
+        if self.next_tick is None:
+            self.next_tick = self.first_tick_after(timezone.now())
+            if kwargs.get("update_fields") is not None:
+                kwargs["update_fields"] = {*kwargs["update_fields"], "next_tick"}
+        super().save(*args, **kwargs)
+
+    @property
+    def cadence(self) -> str:
+        """The cron expression with its zone, or the interval, as a person reads it."""
+        if self.every is not None:
+            return f"every {self.every}"
+        return f"{self.cron} ({self.timezone or settings.TIME_ZONE})"
+
+    def clean(self) -> None:
+        from .declarations import check_definition
+        from .exceptions import InvalidSchedule
+
+        try:
+            check_definition(
+                function=self.function,
+                cron=self.cron,
+                every=self.every,
+                timezone=self.timezone,
+                args=self.args,
+                kwargs=self.kwargs,
+            )
+        except InvalidSchedule as exc:
+            raise ValidationError({exc.field: str(exc)} if exc.field else str(exc)) from exc
+
+    def first_tick_after(self, moment: datetime) -> datetime:
+        """The schedule's first tick after ``moment`` (and after its last tick)."""
+        from .ticks import next_tick
+
+        after = max(moment, self.last_tick) if self.last_tick else moment
+        return next_tick(after=after, cron=self.cron, every=self.every, zone_name=self.timezone)
 
 
 class Dashboard(Job):

@@ -35,14 +35,27 @@ def lookup(name: str) -> JobFunction[Any, Any]:
     """
     found = _registry.get(name)
     if found is None and not _discovered.is_set():
-        with _discovering:
-            if not _discovered.is_set():
-                autodiscover_modules("jobs")
-                _discovered.set()
+        discover()
         found = _registry.get(name)
     if found is None:
         raise JobNotRegistered(f"{_shorten(name)} is not a registered job")
     return found
+
+
+def discover() -> None:
+    """Import each installed app's ``jobs`` module, once per process."""
+    if _discovered.is_set():
+        return
+    with _discovering:
+        if not _discovered.is_set():
+            autodiscover_modules("jobs")
+            _discovered.set()
+
+
+def names() -> list[str]:
+    """The names of every registered job, each installed app's ``jobs`` module imported first."""
+    discover()
+    return sorted(_registry)
 
 
 def resolve(name: str) -> JobFunction[Any, Any]:

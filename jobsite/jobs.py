@@ -1,6 +1,9 @@
-"""The demo's jobs: one that reports progress, and one that fails a given number of times."""
+"""The demo's jobs: one that reports progress, one that fails a given number of times, and one that a
+schedule runs every minute (``JOBS["SCHEDULES"]`` in the settings)."""
 
 import time
+
+from django.utils import timezone
 
 from jobs import current_job, job, set_progress
 
@@ -29,3 +32,9 @@ def flaky(msg: str, fail: int) -> str:
     if attempt <= fail:
         raise PlannedFailure(f"planned failure {attempt} of {fail}")
     return f"{msg} (after {attempt - 1} failure(s))"
+
+
+@job
+def heartbeat() -> str:
+    """Run every minute by the demo's schedule: says when it ran."""
+    return f"alive at {timezone.now():%H:%M:%S}"

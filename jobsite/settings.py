@@ -85,7 +85,11 @@ CACHES = {
     }
 }
 
-JOBS = {"DEFAULT_QUEUE": "default"}
+JOBS = {
+    "DEFAULT_QUEUE": "default",
+    # A recurring job to watch on the home page and in the admin (Background jobs > Schedules).
+    "SCHEDULES": {"demo-heartbeat": {"function": "jobsite.jobs.heartbeat", "cron": "* * * * *"}},
+}
 
 AUTH_PASSWORD_VALIDATORS: list[dict[str, str]] = []
 LANGUAGE_CODE = "en-us"

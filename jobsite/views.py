@@ -5,13 +5,14 @@ from __future__ import annotations
 from datetime import timedelta
 from http import HTTPStatus
 
+from django.db.models import OuterRef, Subquery
 from django.http import HttpRequest, JsonResponse
 from django.shortcuts import get_object_or_404, render
 from django.urls import reverse
 from django.views.decorators.http import require_GET
 
 from jobs.api.serializers import job_as_dict
-from jobs.models import Job
+from jobs.models import Job, Schedule
 
 from . import jobs
 
@@ -95,4 +96,10 @@ def status(request: HttpRequest, job_id: str) -> JsonResponse:
 
 @require_GET
 def home(request: HttpRequest):
-    return render(request, "demo/home.html", {"recent": Job.objects.all()[:20]})
+    last = Job.objects.filter(schedule=OuterRef("pk")).order_by("-enqueued_at")
+    schedules = Schedule.objects.annotate(
+        last_run_at=Subquery(last.values("enqueued_at")[:1]),
+        last_run_status=Subquery(last.values("status")[:1]),
+        last_run_result=Subquery(last.values("result")[:1]),
+    )
+    return render(request, "demo/home.html", {"recent": Job.objects.all()[:20], "schedules": schedules})

@@ -4,7 +4,10 @@ import os
 import tempfile
 
 from jobsite.settings import *  # noqa: F403
-from jobsite.settings import DATABASES
+from jobsite.settings import DATABASES, JOBS
+
+# The demo's every-minute schedule would add jobs to every test that runs a worker.
+JOBS = {key: value for key, value in JOBS.items() if key != "SCHEDULES"}
 
 # Every test process (each pytest-xdist process too) creates databases named after its pid; a worker
 # subprocess started by a test is told which one its test created.
@@ -31,8 +34,6 @@ LOGGING = {"version": 1, "disable_existing_loggers": False}
 # A worker subprocess started by a fault test gets the test's JOBS overrides (small intervals) as JSON.
 if os.environ.get("JOBS_TEST_JOBS"):
     import json
-
-    from jobsite.settings import JOBS
 
     JOBS = {**JOBS, **json.loads(os.environ["JOBS_TEST_JOBS"])}
 

@@ -168,3 +168,24 @@ def test_demo_launcher_starts_redis_worker_and_site():
     private = redis.Redis.from_url(match.group(1), socket_connect_timeout=1)
     with pytest.raises(redis.ConnectionError):
         private.ping()
+
+
+@pytest.mark.django_db(transaction=True)
+def test_the_demo_schedule_is_shown_on_the_home_page_with_its_last_run(client):
+    from django.test import override_settings
+
+    from jobs import schedules
+    from jobs.models import Schedule
+    from jobs.upkeep.schedules import fire_due
+    from jobsite import settings as demo_settings
+
+    with override_settings(JOBS=demo_settings.JOBS):
+        schedules.sync()
+        schedule = Schedule.objects.get(name="demo-heartbeat")
+        assert "none yet" in client.get("/").content.decode()
+        [record] = fire_due(now=schedule.next_tick)
+        drain()
+    page = client.get("/").content.decode()
+    assert "demo-heartbeat" in page and "* * * * *" in page
+    assert "finished" in page and "alive at" in page
+    assert Job.objects.get(pk=record.pk).status == Status.FINISHED

@@ -126,6 +126,8 @@ class JobAdmin(admin.ModelAdmin):
                     "undispatched_since",
                     "retried_at",
                     "retried_by",
+                    "schedule",
+                    "tick",
                 )
             },
         ),

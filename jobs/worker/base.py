@@ -19,8 +19,9 @@ from django.db import DatabaseError, connections
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
-from .. import intervals
+from .. import intervals, schedules
 from ..conf import jobs_settings
+from ..exceptions import JobsError
 from ..transport.runner import call_of
 from ..transport.worker import Queue, RQForkingWorker, RQJob, RQSimpleWorker, StopRequested, WorkerMixin
 from ..upkeep import reaper
@@ -70,7 +71,7 @@ class LedgerWorkerMixin(WorkerMixin):
         if kwargs.get("connection") is not None and kwargs.get("prepare_for_work", True):
             wait_for_redis(kwargs["connection"], self.max_connection_wait_time)
         super().__init__(*args, **kwargs)
-        self._maintenance = Maintenance([queue.name for queue in self.queues])
+        self._maintenance = Maintenance([queue.name for queue in self.queues], self.name)
         self._heartbeat: Heartbeat | None = None
         self._paused = PausedQueues([queue.name for queue in self.queues])
 
@@ -91,7 +92,17 @@ class LedgerWorkerMixin(WorkerMixin):
             logger.info(
                 "Worker %s: due jobs are moved by the workers' maintenance, not RQ's scheduler", self.name
             )
+        self._sync_schedules()
         return super().work(*args, **kwargs)
+
+    def _sync_schedules(self) -> None:
+        """Write the schedules that code and settings declare to the table; a failure is logged."""
+        try:
+            schedules.sync()
+        except DatabaseError as exc:
+            logger.warning("Worker %s could not sync the schedules (database: %s)", self.name, exc)
+        except JobsError:
+            logger.exception("Worker %s could not sync the schedules", self.name)
 
     # Overrides RQ's; checked against rq 2.12 and 3.0.
     @property
@@ -167,6 +178,7 @@ class LedgerWorkerMixin(WorkerMixin):
     def teardown(self) -> None:
         if self._heartbeat is not None:
             self._heartbeat.stop()
+        self._maintenance.stop()
         try:
             super().teardown()
         except REDIS_DOWN as exc:

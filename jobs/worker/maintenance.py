@@ -1,4 +1,5 @@
-"""The periodic work a `jobs` worker does between jobs: due jobs, relay, reaper, reconciler, retention.
+"""The periodic work a `jobs` worker does between jobs: due jobs, schedules, relay, reaper, reconciler,
+retention.
 
 Each task runs at most once per its interval in each worker, and a Redis lock of its own lets one
 worker at a time do it. A task that fails is logged in one line while Redis or the database is down,
@@ -9,6 +10,7 @@ from __future__ import annotations
 
 import logging
 import time
+import uuid
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
@@ -20,6 +22,7 @@ from ..conf import jobs_settings
 from ..transport import connection
 from ..transport.worker import StopRequested
 from ..upkeep import due, reaper, reconcile, relay, retention
+from ..upkeep.schedules import SchedulingRole
 
 logger = logging.getLogger("jobs")
 
@@ -32,8 +35,9 @@ class Task:
     name: str
     interval: Callable[[], float]
     run: Callable[[], object]
-    #: Whether the task opens database connections, which the worker closes after the pass.
-    uses_database: bool = True
+    #: Whether the task opens database connections, which the worker closes after the pass (asked after
+    #: the task ran, when it is a callable).
+    uses_database: bool | Callable[[], bool] = True
 
 
 def _prune() -> None:
@@ -65,14 +69,21 @@ def _close_connections() -> None:
 class Maintenance:
     """When each task last ran in this worker, and running those that are due.
 
-    The due-jobs task moves the due jobs of the worker's own queues; the others are the same in
-    every worker.
+    The due-jobs task moves the due jobs of the worker's own queues; the schedules task fires due
+    ticks while this worker holds the scheduling role; the others are the same in every worker.
     """
 
-    def __init__(self, queue_names: Sequence[str] = ()) -> None:
+    def __init__(self, queue_names: Sequence[str] = (), worker_name: str = "") -> None:
         names = tuple(queue_names)
+        self.scheduling = SchedulingRole(worker_name or uuid.uuid4().hex)
         self.tasks: tuple[Task, ...] = (
             Task("due jobs", lambda: jobs_settings.DUE_INTERVAL, lambda: due.enqueue_due(names), False),
+            Task(
+                "schedules",
+                lambda: jobs_settings.DUE_INTERVAL,
+                self.scheduling.fire,
+                lambda: self.scheduling.held,
+            ),
             *TASKS,
         )
         self._ran_at = {task.name: float("-inf") for task in self.tasks}
@@ -91,8 +102,10 @@ class Maintenance:
             for task in self.tasks:
                 if time.monotonic() - self._ran_at[task.name] >= task.interval():
                     self._ran_at[task.name] = time.monotonic()
-                    used_database = used_database or task.uses_database
+                    uses = task.uses_database
+                    used_database = used_database or uses is True
                     self._run(task)
+                    used_database = used_database or (callable(uses) and uses())
         finally:
             if used_database:
                 _close_connections()
@@ -115,3 +128,7 @@ class Maintenance:
         if task.name in self._failing:
             logger.info("The %s runs again", task.name)
             self._failing.discard(task.name)
+
+    def stop(self) -> None:
+        """Give up the scheduling role, so that another worker takes it at its next pass."""
+        self.scheduling.release()
