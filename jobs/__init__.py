@@ -4,11 +4,20 @@ from typing import TYPE_CHECKING
 
 from .exceptions import PermanentFailure, RetryLater
 
-__all__ = ["PermanentFailure", "RetryLater", "current_job", "job", "set_progress"]
+__all__ = [
+    "PermanentFailure",
+    "RetryLater",
+    "allow_failure",
+    "current_job",
+    "dependency_results",
+    "job",
+    "set_progress",
+]
 
 if TYPE_CHECKING:
-    from .context import current_job, set_progress
+    from .context import current_job, dependency_results, set_progress
     from .decorator import job
+    from .options import allow_failure
 
 
 def __getattr__(name: str):
@@ -17,8 +26,12 @@ def __getattr__(name: str):
         from .decorator import job
 
         return job
-    if name in ("current_job", "set_progress"):
+    if name in ("current_job", "set_progress", "dependency_results"):
         from . import context
 
         return getattr(context, name)
+    if name == "allow_failure":
+        from .options import allow_failure
+
+        return allow_failure
     raise AttributeError(f"module 'jobs' has no attribute {name!r}")

@@ -116,6 +116,8 @@ def job(*, name: str | None = None, **options: Any) -> Callable[[Callable[P, R]]
 
 def job(func: Callable[..., Any] | None = None, /, *, name: str | None = None, **options: Any) -> Any:
     """Register a function as a job: ``@job`` or ``@job(queue="mail", max_attempts=5)``."""
+    if "depends_on" in options:
+        raise InvalidJobDefinition("depends_on names other jobs' records: give it per call, with using()")
     job_options = JobOptions().replace(**options)
 
     def register(f: Callable[P, R]) -> JobFunction[P, R]:

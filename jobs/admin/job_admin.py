@@ -274,13 +274,11 @@ class JobAdmin(admin.ModelAdmin):
             )
 
     def delete_queryset(self, request: HttpRequest, queryset: QuerySet[Job]) -> None:
-        records = list(queryset)
-        super().delete_queryset(request, queryset)
-        operations.forget(records)
+        operations.delete(queryset, lambda selected: super(JobAdmin, self).delete_queryset(request, selected))
 
     def delete_model(self, request: HttpRequest, obj: Job) -> None:
-        super().delete_model(request, obj)
-        operations.forget([obj])
+        selected = Job.objects.using(obj._state.db).filter(pk=obj.pk)
+        operations.delete(selected, lambda _selected: super(JobAdmin, self).delete_model(request, obj))
 
     # Views --------------------------------------------------------------------------------------
 
