@@ -2,8 +2,9 @@
 
 Finished and cancelled records go after ``RETAIN_FINISHED`` seconds and beyond the newest
 ``RETAIN_FINISHED_PER_QUEUE`` of each queue; failed records after ``RETAIN_FAILED`` seconds. Waiting
-and running records are never pruned, nor the records of jobs that a job still to run depends on. RQ keeps no finished job (``RQ_RESULT_TTL`` is 0 by default, the
-record holds the result) and keeps a failed one in its ``FailedJobRegistry`` for ``RETAIN_FAILED``.
+and running records are never pruned, nor the records of jobs that a job still to run depends on (it
+reads their results). RQ keeps no finished job (``RQ_RESULT_TTL`` is 0 by default, the record holds the
+result) and keeps a failed one in its ``FailedJobRegistry`` for ``RETAIN_FAILED``.
 """
 
 from __future__ import annotations
