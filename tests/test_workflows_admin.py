@@ -73,7 +73,7 @@ def test_cancelling_a_dependency_from_the_admin_cancels_its_waiting_dependents(o
 
 
 def test_the_api_shows_what_a_job_waits_for(client, group):
-    children, callback = group
+    _children, callback = group
     client.force_login(staff_user("view_job"))
     body = client.get(f"/jobs/api/jobs/{callback.pk}/").json()
     assert body["status"] == "deferred"
