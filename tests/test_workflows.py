@@ -312,3 +312,29 @@ def test_retention_keeps_a_finished_dependency_while_a_job_still_waits_to_read_i
     assert fresh(callback).status == Status.DEFERRED
     operations.cancel(Job.objects.filter(pk=callback.pk))
     assert retention.prune().finished == 1
+
+
+def test_a_fan_out_after_one_job_waits_for_it():
+    first = jobs.add.enqueue(1, 1)
+    parts = jobs.dependency_results_as_given.using(depends_on=first).enqueue_many([("a",), ("b",)])
+    assert [part.status for part in parts] == [Status.DEFERRED, Status.DEFERRED]
+    assert queued_ids() == {str(first.pk)}
+    drain()
+    assert [fresh(part).result for part in parts] == [["a", 2], ["b", 2]]
+
+
+def test_retrying_the_failed_dependent_itself_runs_it_without_its_dependencies():
+    bad = jobs.boom.enqueue()
+    callback = jobs.sum_of_dependencies.using(depends_on=bad).enqueue()
+    drain()
+    operations.retry(Job.objects.filter(pk=callback.pk))
+    drain()
+    assert (fresh(callback).status, fresh(callback).result) == (Status.FINISHED, 0)
+    # A later retry of the dependency leaves the finished dependent as it is.
+    operations.retry(Job.objects.filter(pk=bad.pk))
+    drain()
+    assert (fresh(bad).status, fresh(callback).status, fresh(callback).attempts) == (
+        Status.FAILED,
+        Status.FINISHED,
+        1,
+    )
