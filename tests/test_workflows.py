@@ -339,3 +339,15 @@ def test_retrying_the_failed_dependent_itself_runs_it_without_its_dependencies()
         Status.FINISHED,
         1,
     )
+
+
+@override_settings(JOBS={"DEFAULT_QUEUE": "default", "RELAY_GRACE": 0})
+def test_a_workflow_outlives_redis_losing_its_data(redis):
+    children = jobs.add.enqueue_many([(n, n) for n in range(5)])
+    callback = jobs.sum_of_dependencies.using(depends_on=children).enqueue()
+    redis.flushall()
+    # The waiting jobs are pushed again by the reconciler; the deferred one never was in Redis.
+    assert reconcile.reconcile() == 5
+    drain()
+    callback = fresh(callback)
+    assert (callback.status, callback.attempts, callback.result) == (Status.FINISHED, 1, 20)

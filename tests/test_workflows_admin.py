@@ -78,3 +78,10 @@ def test_the_api_shows_what_a_job_waits_for(client, group):
     body = client.get(f"/jobs/api/jobs/{callback.pk}/").json()
     assert body["status"] == "deferred"
     assert body["dependencies"] == {"total": 3, "pending": 3}
+
+
+def test_the_dashboard_counts_deferred_jobs(client, group):
+    client.force_login(staff_user("view_job"))
+    page = client.get("/admin/jobs/dashboard/").content.decode()
+    assert 'data-figure="ledger-deferred"' in page
+    assert "?status__exact=deferred&amp;queue__exact=default" in page
