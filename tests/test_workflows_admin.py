@@ -40,6 +40,7 @@ def test_a_jobs_page_links_what_it_waits_for_and_what_waits_for_it(operator, gro
     page = operator.get(f"{LIST}{callback.pk}/change/").content.decode()
     for child in children:
         assert f'href="{LIST}{child.pk}/change/"' in page
+    assert "tests.jobs.add(2, 2)" in page  # the arguments tell the jobs of one function apart
     assert "Cancel" in page  # a deferred job can be cancelled
     child_page = operator.get(f"{LIST}{children[0].pk}/change/").content.decode()
     assert f'href="{LIST}{callback.pk}/change/"' in child_page

@@ -83,6 +83,17 @@ def waiting_note(badge: SafeString, waiting_for: str) -> SafeString:
     return format_html('{}<br><small class="jobs-waiting-for">{}</small>', badge, waiting_for)
 
 
+def call_text(job: Any, limit: int = 60) -> str:
+    """``function(arguments)`` in short, as a job's link reads: the arguments tell jobs of one function
+    apart."""
+    parts = [json.dumps(value, ensure_ascii=False) for value in job.args or []]
+    parts += [f"{name}={json.dumps(value, ensure_ascii=False)}" for name, value in (job.kwargs or {}).items()]
+    arguments = ", ".join(parts)
+    if len(arguments) > limit:
+        arguments = arguments[: limit - 1] + "…"
+    return f"{job.function}({arguments})"
+
+
 def job_links(links: Iterable[tuple[str, str, str, str, str]], more: int, more_url: str) -> SafeString | str:
     """A list of jobs linked to their pages: (url, function, status, status label, note) each, then a
     link to the rest when there are ``more``."""

@@ -29,6 +29,7 @@ from .. import pause
 from ..models import CANCELLABLE, Dashboard, Dependency, FailedAttempt, Job, Status
 from . import dashboard_views, operations
 from .display import (
+    call_text,
     duration_text,
     job_links,
     pretty_json,
@@ -178,7 +179,7 @@ class JobAdmin(admin.ModelAdmin):
         def url(record: Job) -> str:
             return reverse(f"admin:{self.opts.app_label}_{self.opts.model_name}_change", args=[record.pk])
 
-        rows = [(url(r), r.function, r.status, r.get_status_display(), note) for r, note in jobs]
+        rows = [(url(r), call_text(r), r.status, r.get_status_display(), note) for r, note in jobs]
         return job_links(rows, total - len(rows), self._changelist_url(filters))
 
     @admin.display(description=_("attempts"), ordering="attempts")
