@@ -1,6 +1,7 @@
 """What runs inside ``manage.py rqworker``: claim the record, run the registered function, record the end.
 
-On the happy path the ledger costs two statements: the claiming UPDATE and the finishing UPDATE.
+On the happy path the ledger costs two statements: the claiming UPDATE and the finishing UPDATE (a job
+that other jobs wait for finishes in a transaction that releases them, see ``jobs.transitions``).
 """
 
 from __future__ import annotations
