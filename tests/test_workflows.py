@@ -351,3 +351,35 @@ def test_a_workflow_outlives_redis_losing_its_data(redis):
     drain()
     callback = fresh(callback)
     assert (callback.status, callback.attempts, callback.result) == (Status.FINISHED, 1, 20)
+
+
+def test_many_ends_at_once_release_the_callback_exactly_once():
+    import threading
+
+    from django.db import connections
+
+    children = jobs.add.enqueue_many([(n, 0) for n in range(12)])
+    callback = jobs.sum_of_dependencies.using(depends_on=children).enqueue()
+    attempts = {child.pk: transitions.claim(child, "w") for child in children}
+    barrier = threading.Barrier(len(children))
+    pushed, errors = [], []
+
+    def finish(child):
+        try:
+            barrier.wait(timeout=10)
+            transitions.finish(child, attempts[child.pk], child.args[0], push=pushed.append)
+        except Exception as exc:  # reported below
+            errors.append(exc)
+        finally:
+            connections.close_all()
+
+    threads = [threading.Thread(target=finish, args=(child,)) for child in children]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=30)
+    assert errors == []
+    assert [[record.pk for record in batch] for batch in pushed] == [[callback.pk]]
+    callback = fresh(callback)
+    assert (callback.status, callback.dependencies_pending) == (Status.QUEUED, 0)
+    assert Dependency.objects.filter(dependent=callback, done=True).count() == 12
