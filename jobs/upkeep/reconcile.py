@@ -44,7 +44,8 @@ BATCH = 500
 
 
 def reconcile(using: str | None = None) -> int:
-    """One pass over the waiting records; returns how many were pushed again."""
+    """One pass over the waiting records; returns how many were pushed again, plus the workflows'
+    catch-up (ended jobs whose dependents were told, deferred jobs released)."""
     alias = using or router.db_for_write(Job)
     redis = connection.get_connection(jobs_settings.DEFAULT_QUEUE)
     lock = redis.lock(keys.reconcile_lock(), timeout=300, blocking=False)
