@@ -383,3 +383,25 @@ def test_many_ends_at_once_release_the_callback_exactly_once():
     callback = fresh(callback)
     assert (callback.status, callback.dependencies_pending) == (Status.QUEUED, 0)
     assert Dependency.objects.filter(dependent=callback, done=True).count() == 12
+
+
+def test_a_job_with_dependents_finishes_in_one_transaction_of_a_few_statements():
+    first = jobs.add.enqueue(1, 1)
+    jobs.sum_of_dependencies.using(depends_on=first).enqueue()
+    jobs.sum_of_dependencies.using(depends_on=[first, jobs.noop.enqueue()]).enqueue()
+    attempt = transitions.claim(first, "w")
+    with CaptureQueriesContext(connection) as queries:
+        assert transitions.finish(first, attempt, 2)
+    # The fast UPDATE (which skips a job with dependents); BEGIN; the UPDATE; the links locked and
+    # marked done; the dependents locked and, for the one still waiting, counted down; the release of
+    # the other and its re-read (for the push); COMMIT.
+    assert len(queries) == 10, [q["sql"][:60] for q in queries]
+
+
+def test_a_group_of_a_thousand_and_its_callback_are_recorded_in_nine_statements():
+    with CaptureQueriesContext(connection) as queries, transaction.atomic():
+        children = jobs.add.enqueue_many([(n, 0) for n in range(1000)])
+        jobs.sum_of_dependencies.using(depends_on=children).enqueue()
+    # BEGIN; the INSERT of the jobs; SAVEPOINT; the INSERT of the callback; the dependencies marked;
+    # the links' INSERT; the read of those already ended; RELEASE SAVEPOINT; COMMIT.
+    assert len(queries) == 9, [q["sql"][:60] for q in queries]
