@@ -5,29 +5,29 @@ record has run, the attempt it belongs to), and says whether it won. One that fi
 another state, or at another attempt, changes nothing and returns False (the bulk ones count those as
 refused): the caller decides whether that is worth a log line, a count in the admin, or nothing.
 
-=====================  =======  =====================  ========================  ======================
-transition             from     to                     who                       condition (and the id)
-=====================  =======  =====================  ========================  ======================
-(``enqueue()``)        -        queued, scheduled      code, a view, the API     (an INSERT)
-``claim``              waiting  started, attempts + 1  the worker, for one run   waiting; gives attempt
-``report_progress``    started  started (progress)     job code (set_progress)   started, run's attempt
-``finish``             started  finished               the worker: run returned  started, run's attempt
-``fail_attempt``       started  retrying or failed     the worker: run raised    started, run's attempt
-``abandon``            started  retrying or failed     the reaper; a forking     started, the attempt
-                                                       worker whose horse died   found dead
-``retry``              failed   queued                 a person (the admin)      failed, rows locked
-``cancel``             waiting  cancelled              a person (the admin)      waiting or deferred,
-                       deferred                                                  rows locked
-``mark_undispatched``  waiting  waiting, undispatched  dispatch(): Redis down    waiting
-``mark_dispatched``    waiting  waiting, dispatched    the relay, once pushed    waiting
-(``enqueue()``)        -        deferred               ``depends_on``            (an INSERT)
-release                deferred queued, scheduled      the end of its last       deferred, rows locked,
-                                                       dependency                no dependency pending
-dependency failed      deferred failed, cancelled      the failure or cancel of  deferred, rows locked
-                                                       a dependency
-waits again            failed   deferred               the retry of the          failed by a dependency
-                                                       dependency that failed    none other failed
-=====================  =======  =====================  ========================  ======================
+=====================  ========  =====================  ========================  ======================
+transition             from      to                     who                       condition (and the id)
+=====================  ========  =====================  ========================  ======================
+(``enqueue()``)        -         queued, scheduled      code, a view, the API     (an INSERT)
+``claim``              waiting   started, attempts + 1  the worker, for one run   waiting; gives attempt
+``report_progress``    started   started (progress)     job code (set_progress)   started, run's attempt
+``finish``             started   finished               the worker: run returned  started, run's attempt
+``fail_attempt``       started   retrying or failed     the worker: run raised    started, run's attempt
+``abandon``            started   retrying or failed     the reaper; a forking     started, the attempt
+                                                        worker whose horse died   found dead
+``retry``              failed    queued                 a person (the admin)      failed, rows locked
+``cancel``             waiting   cancelled              a person (the admin)      waiting or deferred,
+                       deferred                                                   rows locked
+``mark_undispatched``  waiting   waiting, undispatched  dispatch(): Redis down    waiting
+``mark_dispatched``    waiting   waiting, dispatched    the relay, once pushed    waiting
+(``enqueue()``)        -         deferred               ``depends_on``            (an INSERT)
+release                deferred  queued, scheduled      the end of its last       deferred, rows locked,
+                                                        dependency                no dependency pending
+dependency failed      deferred  failed, cancelled      the failure or cancel of  deferred, rows locked
+                                                        a dependency
+waits again            failed    deferred               the retry of the          failed by a dependency
+                                                        dependency that failed    none other failed
+=====================  ========  =====================  ========================  ======================
 
 ``waiting`` is queued, scheduled or retrying (``jobs.models.WAITING``); ``deferred`` waits for other
 jobs to end and is not in Redis.
