@@ -398,10 +398,13 @@ def test_a_job_with_dependents_finishes_in_one_transaction_of_a_few_statements()
     assert len(queries) == 10, [q["sql"][:60] for q in queries]
 
 
-def test_a_group_of_a_thousand_and_its_callback_are_recorded_in_nine_statements():
+def test_a_group_of_a_thousand_and_its_callback_are_recorded_in_a_fixed_number_of_statements():
     with CaptureQueriesContext(connection) as queries, transaction.atomic():
         children = jobs.add.enqueue_many([(n, 0) for n in range(1000)])
         jobs.sum_of_dependencies.using(depends_on=children).enqueue()
     # BEGIN; the INSERT of the jobs; SAVEPOINT; the INSERT of the callback; the dependencies marked;
-    # the links' INSERT; the read of those already ended; RELEASE SAVEPOINT; COMMIT.
-    assert len(queries) == 9, [q["sql"][:60] for q in queries]
+    # the links' INSERT; the read of those already ended; RELEASE SAVEPOINT; COMMIT. (Django 5.2 splits
+    # the links' INSERT on SQLite, at 999 parameters a statement: 6 of them.)
+    links = [q for q in queries if q["sql"].startswith('INSERT INTO "jobs_dependency"')]
+    assert len(queries) - len(links) == 8, [q["sql"][:60] for q in queries]
+    assert len(links) <= 6
