@@ -4,12 +4,22 @@ from typing import TYPE_CHECKING
 
 from .exceptions import PermanentFailure, RetryLater
 
-__all__ = ["PermanentFailure", "RetryLater", "current_job", "job", "schedule", "set_progress"]
+__all__ = [
+    "PermanentFailure",
+    "RetryLater",
+    "allow_failure",
+    "current_job",
+    "dependency_results",
+    "job",
+    "schedule",
+    "set_progress",
+]
 
 if TYPE_CHECKING:
-    from .context import current_job, set_progress
+    from .context import current_job, dependency_results, set_progress
     from .declarations import schedule
     from .decorator import job
+    from .options import allow_failure
 
 
 def __getattr__(name: str):
@@ -22,8 +32,12 @@ def __getattr__(name: str):
         from .declarations import schedule
 
         return schedule
-    if name in ("current_job", "set_progress"):
+    if name in ("current_job", "set_progress", "dependency_results"):
         from . import context
 
         return getattr(context, name)
+    if name == "allow_failure":
+        from .options import allow_failure
+
+        return allow_failure
     raise AttributeError(f"module 'jobs' has no attribute {name!r}")

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import contextvars
-from typing import NamedTuple
+from typing import Any, NamedTuple
 
 from . import transitions
 from .exceptions import JobsError
@@ -48,3 +48,14 @@ def set_progress(percent: float, message: str = "") -> bool:
     if run is None:
         return False
     return transitions.report_progress(run.record, run.attempt, percent, str(message)[:255])
+
+
+def dependency_results() -> list[Any]:
+    """The results of the running job's dependencies (``depends_on``), in the order they were given:
+    how a job in a chain or a group's callback reads what the jobs before it returned. A dependency
+    that failed or was cancelled, and was allowed to, gives None. An empty list outside a job.
+    """
+    run = _current.get()
+    if run is None:
+        return []
+    return list(run.record.dependencies().values_list("result", flat=True))

@@ -131,6 +131,8 @@ def job(
     settings.TIME_ZONE) or every interval (a timedelta): ``@job(schedule="0 9 * * 1-5")``. For
     arguments, a zone or several schedules, use ``jobs.schedule()``.
     """
+    if "depends_on" in options:
+        raise InvalidJobDefinition("depends_on names other jobs' records: give it per call, with using()")
     job_options = JobOptions().replace(**options)
 
     def register(f: Callable[P, R]) -> JobFunction[P, R]:

@@ -38,6 +38,11 @@ class JobAbandoned(JobsError):
     """The worker running a job died or was stopped before the job ended (recorded, never raised)."""
 
 
+class DependencyFailed(JobsError):
+    """A job's dependency failed for good or was cancelled, so the job will not run (recorded on the
+    waiting job, never raised)."""
+
+
 def qualified_name(cls: type) -> str:
     """The dotted path of an exception class, as a job's record names the error it failed with."""
     return f"{cls.__module__}.{cls.__qualname__}"
@@ -45,6 +50,8 @@ def qualified_name(cls: type) -> str:
 
 #: The error class recorded for an attempt whose worker died or was stopped mid-job.
 ABANDONED = qualified_name(JobAbandoned)
+#: The error class recorded on a job failed or cancelled because of one of its dependencies.
+DEPENDENCY_FAILED = qualified_name(DependencyFailed)
 
 
 class InvalidCacheDefinition(JobsError, ValueError):

@@ -9,6 +9,7 @@ from django.core.exceptions import ValidationError
 from django.db import models, router
 from django.db.models import Q
 from django.utils import timezone
+from django.utils.translation import gettext
 from django.utils.translation import gettext_lazy as _
 
 
@@ -20,12 +21,16 @@ class Status(models.TextChoices):
     FINISHED = "finished", _("Finished")
     FAILED = "failed", _("Failed")
     CANCELLED = "cancelled", _("Cancelled")
+    #: Waiting for other jobs to end (``depends_on``): kept in the database only, pushed when released.
+    DEFERRED = "deferred", _("Deferred")
 
 
 #: States in which a job may still be picked up by a worker.
 WAITING = (Status.QUEUED, Status.SCHEDULED, Status.RETRYING)
+#: States a person may cancel: the waiting ones, and jobs waiting for their dependencies.
+CANCELLABLE = (*WAITING, Status.DEFERRED)
 #: States that hold a unique key.
-ACTIVE = (*WAITING, Status.STARTED)
+ACTIVE = (*WAITING, Status.STARTED, Status.DEFERRED)
 FINAL = (Status.FINISHED, Status.FAILED, Status.CANCELLED)
 
 
@@ -44,6 +49,10 @@ class JobQuerySet(models.QuerySet):
 
     def failed(self) -> JobQuerySet:
         return self.filter(status=Status.FAILED)
+
+    def deferred(self) -> JobQuerySet:
+        """Jobs waiting for their dependencies to end."""
+        return self.filter(status=Status.DEFERRED)
 
     def undispatched(self) -> JobQuerySet:
         """Waiting jobs whose push to Redis failed at commit time."""
@@ -97,6 +106,12 @@ class Job(models.Model):
     )
     #: The tick of ``schedule`` this job is the run of; empty for a run asked for by a person.
     tick = models.DateTimeField(_("tick"), null=True, blank=True)
+    # Workflows (``depends_on``): how many jobs this one waits for, how many of those have not ended yet,
+    # whether other jobs wait for this one, and when its last dependency ended.
+    dependencies_total = models.PositiveIntegerField(_("dependencies"), default=0)
+    dependencies_pending = models.PositiveIntegerField(_("dependencies pending"), default=0)
+    has_dependents = models.BooleanField(_("has dependents"), default=False)
+    released_at = models.DateTimeField(_("released at"), null=True, blank=True)
 
     objects = JobQuerySet.as_manager()
 
@@ -154,6 +169,28 @@ class Job(models.Model):
     @property
     def is_dispatched(self) -> bool:
         return self.undispatched_since is None
+
+    @property
+    def waiting_for(self) -> str:
+        """ "waiting for 3 of 100" while the job waits for its dependencies; empty otherwise."""
+        if self.status != Status.DEFERRED:
+            return ""
+        return gettext("waiting for %(pending)d of %(total)d") % {
+            "pending": self.dependencies_pending,
+            "total": self.dependencies_total,
+        }
+
+    def dependencies(self) -> JobQuerySet:
+        """The jobs this one waits for (or waited for), in the order ``depends_on`` gave them."""
+        return (
+            Job.objects.using(self._state.db)
+            .filter(dependent_links__dependent=self)
+            .order_by("dependent_links__position")
+        )
+
+    def dependents(self) -> JobQuerySet:
+        """The jobs that wait (or waited) for this one."""
+        return Job.objects.using(self._state.db).filter(dependency_links__dependency=self)
 
     @property
     def duration(self) -> timedelta | None:
@@ -316,6 +353,36 @@ class Schedule(models.Model):
 
         after = max(moment, self.last_tick) if self.last_tick else moment
         return next_tick(after=after, cron=self.cron, every=self.every, zone_name=self.timezone)
+
+
+class Dependency(models.Model):
+    """One edge of a workflow: ``dependent`` runs only after ``dependency`` has ended.
+
+    ``done`` is set once the dependency has finished (or has ended otherwise, when it is allowed to fail),
+    in the transaction of that end, together with the decrement of the dependent's
+    ``dependencies_pending``: the count always equals its edges not done.
+    """
+
+    dependent = models.ForeignKey(Job, on_delete=models.CASCADE, related_name="dependency_links")
+    dependency = models.ForeignKey(Job, on_delete=models.CASCADE, related_name="dependent_links")
+    #: Where the dependency stands in the ``depends_on`` it was given in (the order of its results).
+    position = models.PositiveIntegerField(_("position"), default=0)
+    allow_failure = models.BooleanField(_("allowed to fail"), default=False)
+    done = models.BooleanField(_("done"), default=False)
+
+    class Meta:
+        verbose_name = _("dependency")
+        verbose_name_plural = _("dependencies")
+        ordering = ["dependent", "position"]
+        constraints = [
+            models.UniqueConstraint(fields=["dependent", "dependency"], name="jobs_dependency_unique"),
+        ]
+        indexes = [
+            models.Index(fields=["dependency"], name="jobs_dependency_open_idx", condition=Q(done=False)),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.dependent_id} after {self.dependency_id}"
 
 
 class Dashboard(Job):

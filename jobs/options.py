@@ -5,7 +5,8 @@ from __future__ import annotations
 import dataclasses
 import random
 import re
-from collections.abc import Callable, Sequence
+import uuid
+from collections.abc import Callable, Iterable, Sequence
 from datetime import datetime, timedelta
 from typing import Any, Literal
 
@@ -40,6 +41,59 @@ class RateLimit:
 
 
 @dataclasses.dataclass(frozen=True)
+class Requirement:
+    """One job that a job depends on (``depends_on``), by id, and whether it may fail."""
+
+    job_id: uuid.UUID
+    allow_failure: bool = False
+
+
+def allow_failure(*jobs: Any) -> tuple[Requirement, ...]:
+    """Dependencies that may fail (or be cancelled): the dependent runs once they have ended, however
+    they ended. ``depends_on=[fetch_a, allow_failure(fetch_b, fetch_c)]``."""
+    return tuple(Requirement(req.job_id, allow_failure=True) for req in requirements_of(jobs))
+
+
+def requirements_of(value: Any) -> tuple[Requirement, ...]:
+    """What ``depends_on`` names, as requirements: a job record, a job id (a UUID or its text), a
+    requirement from ``allow_failure()``, or any iterable of these. A job named twice is one dependency,
+    allowed to fail only if every mention allows it."""
+    found: dict[uuid.UUID, bool] = {}
+    for item in _flatten(value):
+        if isinstance(item, Requirement):
+            job_id, may_fail = item.job_id, item.allow_failure
+        else:
+            job_id, may_fail = _job_id(item), False
+        found[job_id] = found.get(job_id, True) and may_fail
+    return tuple(Requirement(job_id, may_fail) for job_id, may_fail in found.items())
+
+
+def _flatten(value: Any) -> Iterable[Any]:
+    if value is None:
+        return
+    if isinstance(value, Requirement | str | uuid.UUID) or hasattr(value, "_meta"):
+        yield value
+        return
+    if not isinstance(value, Iterable):
+        raise InvalidJobDefinition(f"depends_on takes job records, job ids or lists of them, not {value!r}")
+    for item in value:
+        yield from _flatten(item)
+
+
+def _job_id(item: Any) -> uuid.UUID:
+    if getattr(getattr(item, "_meta", None), "label", None) == "jobs.Job":
+        item = item.pk
+    if isinstance(item, uuid.UUID):
+        return item
+    if isinstance(item, str):
+        try:
+            return uuid.UUID(item)
+        except ValueError:
+            pass
+    raise InvalidJobDefinition(f"depends_on takes job records or job ids, not {item!r}")
+
+
+@dataclasses.dataclass(frozen=True)
 class JobOptions:
     """How a job is run: where, how long, how often, and when.
 
@@ -58,6 +112,8 @@ class JobOptions:
     using: str | None = None
     rate_limit: str | None = None
     rate_key: Callable[..., str] | None = None
+    #: The jobs this one runs after (``using(depends_on=...)``), normalised to requirements.
+    depends_on: tuple[Requirement, ...] = ()
 
     def __post_init__(self) -> None:  # noqa: C901 - one rule per option
         _check_positive_int("timeout", self.timeout)
@@ -97,6 +153,7 @@ class JobOptions:
         if self.at is not None and (not isinstance(self.at, datetime) or timezone.is_naive(self.at)):
             raise InvalidJobDefinition("at must be a timezone-aware datetime")
         _check_rate_limit(self.rate_limit, self.rate_key)
+        object.__setattr__(self, "depends_on", requirements_of(self.depends_on))
 
     def replace(self, **changes: Any) -> JobOptions:
         unknown = set(changes) - {field.name for field in dataclasses.fields(self)}

@@ -75,7 +75,8 @@ def _build(vendor: str, quote_name: Callable[[str], str], statement: str) -> str
         return (
             f"UPDATE {table} SET {col('status')} = %s, {col('finished_at')} = %s, "  # noqa: S608
             f"{col('result')} = %s, {col('progress')} = %s "
-            f"WHERE {col('id')} = %s AND {col('status')} = %s AND {col('attempts')} = %s"
+            f"WHERE {col('id')} = %s AND {col('status')} = %s AND {col('attempts')} = %s "
+            f"AND {col('has_dependents')} = %s"
         )
     if statement == "insert":
         columns = ", ".join(quote_name(_column(field)) for field in _meta.concrete_fields)
@@ -154,7 +155,8 @@ def claim(alias: str, pk: Any, worker_name: str, started_at: datetime) -> int | 
 
 
 def finish(alias: str, pk: Any, attempt: int, result: Any, finished_at: datetime) -> bool:
-    """Mark a job finished with its result (one UPDATE), if it is still started by ``attempt``."""
+    """Mark a job finished with its result (one UPDATE), if it is still started by ``attempt`` and no
+    other job waits for it (``jobs.transitions.finish`` finishes those with their dependents' release)."""
     connection = connections[alias]
     params = [
         Status.FINISHED.value,
@@ -164,6 +166,7 @@ def finish(alias: str, pk: Any, attempt: int, result: Any, finished_at: datetime
         _prepare("id", pk, connection),
         Status.STARTED.value,
         attempt,
+        _prepare("has_dependents", False, connection),
     ]
     return _execute(alias, "finish", params) > 0
 

@@ -5,23 +5,50 @@ record has run, the attempt it belongs to), and says whether it won. One that fi
 another state, or at another attempt, changes nothing and returns False (the bulk ones count those as
 refused): the caller decides whether that is worth a log line, a count in the admin, or nothing.
 
-=====================  =======  =====================  ========================  ======================
-transition             from     to                     who                       condition (and the id)
-=====================  =======  =====================  ========================  ======================
-(``enqueue()``)        -        queued, scheduled      code, a view, the API     (an INSERT)
-``claim``              waiting  started, attempts + 1  the worker, for one run   waiting; gives attempt
-``report_progress``    started  started (progress)     job code (set_progress)   started, run's attempt
-``finish``             started  finished               the worker: run returned  started, run's attempt
-``fail_attempt``       started  retrying or failed     the worker: run raised    started, run's attempt
-``abandon``            started  retrying or failed     the reaper; a forking     started, the attempt
-                                                       worker whose horse died   found dead
-``retry``              failed   queued                 a person (the admin)      failed, rows locked
-``cancel``             waiting  cancelled              a person (the admin)      waiting, rows locked
-``mark_undispatched``  waiting  waiting, undispatched  dispatch(): Redis down    waiting
-``mark_dispatched``    waiting  waiting, dispatched    the relay, once pushed    waiting
-=====================  =======  =====================  ========================  ======================
+=====================  ========  =====================  ========================  ======================
+transition             from      to                     who                       condition (and the id)
+=====================  ========  =====================  ========================  ======================
+(``enqueue()``)        -         queued, scheduled      code, a view, the API     (an INSERT)
+``claim``              waiting   started, attempts + 1  the worker, for one run   waiting; gives attempt
+``report_progress``    started   started (progress)     job code (set_progress)   started, run's attempt
+``finish``             started   finished               the worker: run returned  started, run's attempt
+``fail_attempt``       started   retrying or failed     the worker: run raised    started, run's attempt
+``abandon``            started   retrying or failed     the reaper; a forking     started, the attempt
+                                                        worker whose horse died   found dead
+``retry``              failed    queued                 a person (the admin)      failed, rows locked
+``cancel``             waiting   cancelled              a person (the admin)      waiting or deferred,
+                       deferred                                                   rows locked
+``mark_undispatched``  waiting   waiting, undispatched  dispatch(): Redis down    waiting
+``mark_dispatched``    waiting   waiting, dispatched    the relay, once pushed    waiting
+(``enqueue()``)        -         deferred               ``depends_on``            (an INSERT)
+release                deferred  queued, scheduled      the end of its last       deferred, rows locked,
+                                                        dependency                no dependency pending
+dependency failed      deferred  failed, cancelled      the failure or cancel of  deferred, rows locked
+                                                        a dependency
+waits again            failed    deferred               the retry of the          failed by a dependency
+                                                        dependency that failed    none other failed
+=====================  ========  =====================  ========================  ======================
 
-``waiting`` is queued, scheduled or retrying (``jobs.models.WAITING``).
+``waiting`` is queued, scheduled or retrying (``jobs.models.WAITING``); ``deferred`` waits for other
+jobs to end and is not in Redis.
+
+Workflows. A job enqueued with ``depends_on`` is recorded ``deferred`` with one ``Dependency`` row per
+job it waits for and a count of those not yet done. The transitions that end a job (``finish``; a
+failure for good in ``fail_attempt`` and ``abandon``; ``cancel``) tell its dependents in the same
+transaction: each edge is marked done once (a conditional UPDATE on locked rows) and the dependent's
+count goes down by one with it, so the count always equals its edges not done, and the one transaction
+that brings it to zero releases the dependent, however many dependencies end at once on however many
+workers. A worker killed before that transaction commits leaves the dependency started (the reaper
+retries it); killed after, it leaves a released record that Redis does not hold yet, which the
+reconciler pushes (``released_at`` counts as its enqueue time). A released job is pushed by ``push``
+(``jobs.dispatch.dispatch``, given by the caller) when the transaction commits.
+
+RQ's own dependencies (``depends_on``, its ``DeferredJobRegistry``, rq 3's ``READY_TO_ENQUEUE``) are
+not used, because in them the truth would be Redis's, not the ledger's: RQ releases dependents when its
+job returns, which a run that lost its claim or a stale attempt also does; it never fails a dependent
+with the reason when a dependency fails; a retry from the ledger deletes RQ's job and pushes a new one
+of the same id, which drops RQ's dependents set; and its bookkeeping lives only in Redis, so a Redis
+that loses its data loses every workflow, which the reconciler could only rebuild from the database.
 
 A stale run (one whose attempt is no longer the record's: the reaper judged it dead and a newer attempt
 took the job, or a person acted meanwhile) never overwrites the record: its finish, its failure and its
@@ -32,16 +59,24 @@ given up, and one attempt with two contradicting rows would mislead more than it
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator, Sequence
+import functools
+from collections import Counter, defaultdict
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from datetime import datetime, timedelta
 from typing import Any
 
 from django.db import router, transaction
-from django.db.models import QuerySet
+from django.db.models import Case, F, QuerySet, Value, When
 from django.utils import timezone
 
 from . import statements
-from .models import WAITING, Job, Status
+from .exceptions import DEPENDENCY_FAILED
+from .models import CANCELLABLE, Dependency, Job, Status
+
+#: What pushes released jobs to Redis once their transaction commits (``jobs.dispatch.dispatch``).
+Push = Callable[[Sequence[Job]], object]
+#: The longest reason written on a job that a dependency's end failed or cancelled.
+MAX_REASON = 2000
 
 #: Rows locked and updated per statement by the bulk transitions (SQLite takes at most 999 parameters
 #: in older builds).
@@ -68,11 +103,21 @@ def claim(record: Job, worker_name: str) -> int | None:
     return attempt
 
 
-def finish(record: Job, attempt: int, result: Any) -> bool:
-    """started -> finished with the run's result, if ``attempt`` still holds the record. One UPDATE."""
+def finish(record: Job, attempt: int, result: Any, push: Push | None = None) -> bool:
+    """started -> finished with the run's result, if ``attempt`` still holds the record.
+
+    One UPDATE for a job that no other job waits for. The statement skips a job with dependents: its
+    finish and the release of its dependents then go in one transaction (and ``push`` takes the
+    released ones after the commit).
+    """
     finished_at = timezone.now()
-    if not statements.finish(_alias(record), record.pk, attempt, result, finished_at):
-        return False
+    alias = _alias(record)
+    if not statements.finish(alias, record.pk, attempt, result, finished_at):
+        fields = {"status": Status.FINISHED, "finished_at": finished_at, "result": result, "progress": 100}
+        with transaction.atomic(using=alias):
+            if not _this_attempt(record, attempt).update(**fields):
+                return False
+            _settle(alias, [record.pk], Status.FINISHED, push)
     record.status, record.finished_at, record.result, record.progress = (
         Status.FINISHED,
         finished_at,
@@ -99,10 +144,12 @@ def fail_attempt(
     traceback: str,
     retrying: bool,
     delay: float | None = None,
+    push: Push | None = None,
 ) -> bool:
     """started -> retrying (attempts remain) or failed, if ``attempt`` still holds the record; the
     attempt's error goes into the history (``FailedAttempt``) in the same transaction. ``delay``: seconds
-    before the retry is due, when the job asked for it."""
+    before the retry is due, when the job asked for it. A failure for good tells the job's dependents in
+    the same transaction (``push`` takes those it released)."""
     return _end_attempt(
         record,
         attempt,
@@ -111,10 +158,19 @@ def fail_attempt(
         error_message=error_message,
         traceback=traceback,
         delay=delay,
+        push=push,
     )
 
 
-def abandon(record: Job, reason: str, *, error_class: str, retrying: bool, delay: float = 0) -> bool:
+def abandon(
+    record: Job,
+    reason: str,
+    *,
+    error_class: str,
+    retrying: bool,
+    delay: float = 0,
+    push: Push | None = None,
+) -> bool:
     """started -> retrying or failed for the attempt the record is at (``record.attempts``, as read by
     the reaper when it judged that attempt's worker dead); ``delay``: seconds before the retry is due."""
     return _end_attempt(
@@ -125,6 +181,7 @@ def abandon(record: Job, reason: str, *, error_class: str, retrying: bool, delay
         error_message=reason,
         traceback="",
         delay=delay,
+        push=push,
     )
 
 
@@ -137,6 +194,7 @@ def _end_attempt(
     error_message: str,
     traceback: str,
     delay: float | None = None,
+    push: Push | None = None,
 ) -> bool:
     now = timezone.now()
     fields: dict[str, Any] = {
@@ -158,6 +216,9 @@ def _end_attempt(
             error_message=error_message,
             traceback=traceback,
         )
+        if not retrying:
+            reason = f"{record.function} ({record.pk}) failed: {error_class}: {error_message}"
+            _settle(_alias(record), [record.pk], Status.FAILED, push, {record.pk: reason})
     for name, value in fields.items():
         setattr(record, name, value)
     return True
@@ -167,6 +228,7 @@ def retry(queryset: QuerySet[Job], user: Any = None) -> tuple[list[Job], int]:
     """failed -> queued, for the failed records among ``queryset``, by a person.
 
     The record keeps its id, its attempts count and its failed attempts, so the history shows every run.
+    The jobs that its failure failed wait for it again (deferred), in the same transaction.
     Returns the records changed and how many of those asked for were refused (not failed).
     """
     fields = {
@@ -183,18 +245,31 @@ def retry(queryset: QuerySet[Job], user: Any = None) -> tuple[list[Job], int]:
         "error_message": "",
         "traceback": "",
     }
-    return _bulk(queryset, (Status.FAILED,), fields)
+    return _bulk(queryset, (Status.FAILED,), fields, then=_wait_again)
 
 
-def cancel(queryset: QuerySet[Job]) -> tuple[list[Job], int]:
-    """waiting -> cancelled, for the waiting records among ``queryset``, by a person. A started record
-    is refused: its run is not stopped, and its outcome is recorded as usual."""
-    return _bulk(queryset, WAITING, {"status": Status.CANCELLED, "finished_at": timezone.now()})
+def cancel(queryset: QuerySet[Job], push: Push | None = None) -> tuple[list[Job], int]:
+    """waiting or deferred -> cancelled, for those records among ``queryset``, by a person. A started
+    record is refused: its run is not stopped, and its outcome is recorded as usual. The jobs waiting
+    for a cancelled one are cancelled with it, or released if they allowed it to fail (``push``)."""
+
+    def tell_dependents(alias: str, rows: list[Job]) -> None:
+        reasons = {row.pk: f"{row.function} ({row.pk}) was cancelled" for row in rows}
+        _settle(alias, list(reasons), Status.CANCELLED, push, reasons)
+
+    fields = {"status": Status.CANCELLED, "finished_at": timezone.now()}
+    return _bulk(queryset, CANCELLABLE, fields, then=tell_dependents)
 
 
-def _bulk(queryset: QuerySet[Job], allowed: Iterable[str], fields: dict[str, Any]) -> tuple[list[Job], int]:
+def _bulk(
+    queryset: QuerySet[Job],
+    allowed: Iterable[str],
+    fields: dict[str, Any],
+    then: Callable[[str, list[Job]], None] | None = None,
+) -> tuple[list[Job], int]:
     """Lock the rows that may move (where the database can), move them, and test the status again in
-    the UPDATE: two people, or one person's double submit, change a row once."""
+    the UPDATE: two people, or one person's double submit, change a row once. ``then`` runs in the same
+    transaction with the rows changed."""
     alias = queryset.db
     allowed = tuple(allowed)
     changed: list[Job] = []
@@ -206,6 +281,8 @@ def _bulk(queryset: QuerySet[Job], allowed: Iterable[str], fields: dict[str, Any
             for row in rows:
                 for name, value in fields.items():
                     setattr(row, name, value)
+            if then is not None and rows:
+                then(alias, rows)
             changed.extend(rows)
     return changed, len(pks) - len(changed)
 
@@ -237,3 +314,207 @@ def _set_undispatched(records: Sequence[Job], since: datetime | None) -> int:
     for record in records:
         record.undispatched_since = since
     return marked
+
+
+# Workflows: what the end of a job does to the jobs that wait for it.
+
+
+def settle_dependents(
+    dependencies: Sequence[Job], push: Push | None = None, only: Sequence[Any] | None = None
+) -> None:
+    """Tell the dependents of jobs that have ended (read with their status and error) what the end
+    was, as the transition that ended them does: for ``enqueue()``, whose new jobs (``only``) may
+    depend on jobs that ended already, and for the reconciler, which finds ends never told. Changes
+    nothing already told."""
+    by_outcome: dict[str, list[Job]] = defaultdict(list)
+    for record in dependencies:
+        if record.status in (Status.FINISHED, Status.FAILED, Status.CANCELLED):
+            by_outcome[record.status].append(record)
+    for outcome, records in by_outcome.items():
+        alias = _alias(records[0])
+        reasons = {record.pk: _end_reason(record) for record in records}
+        with transaction.atomic(using=alias):
+            _settle(alias, list(reasons), outcome, push, reasons, only)
+
+
+def _end_reason(record: Job) -> str:
+    if record.status == Status.FAILED:
+        return f"{record.function} ({record.pk}) failed: {record.error_class}: {record.error_message}"
+    return f"{record.function} ({record.pk}) was {record.status}"
+
+
+def settle_deleted(records: Sequence[Job], push: Push | None = None) -> None:
+    """Before records are deleted: the jobs that still wait for them are cancelled, or released when
+    they allowed them to fail, as if the records had been cancelled. Call it in the deleting
+    transaction."""
+    if not records:
+        return
+    alias = _alias(records[0])
+    reasons = {r.pk: f"{r.function} ({r.pk}) was deleted" for r in records}
+    with transaction.atomic(using=alias):
+        _settle(alias, list(reasons), Status.CANCELLED, push, reasons)
+
+
+def release_orphans(queryset: QuerySet[Job], push: Push | None = None) -> list[Job]:
+    """deferred -> queued or scheduled, for the deferred records among ``queryset`` that no longer wait
+    for anything (their last dependency was deleted without being told); returns those released."""
+    alias = queryset.db
+    with transaction.atomic(using=alias):
+        pks = list(
+            queryset.filter(status=Status.DEFERRED)
+            .exclude(dependency_links__done=False)
+            .values_list("pk", flat=True)
+        )
+        locked = list(
+            Job.objects.using(alias)
+            .select_for_update()
+            .filter(pk__in=pks, status=Status.DEFERRED)
+            .exclude(dependency_links__done=False)
+            .order_by("pk")
+            .values_list("pk", flat=True)
+        )
+        return _release(alias, locked, push)
+
+
+def _settle(
+    alias: str,
+    ended: Sequence[Any],
+    outcome: str,
+    push: Push | None,
+    reasons: Mapping[Any, str] | None = None,
+    only: Sequence[Any] | None = None,
+) -> None:
+    """In the transaction that ended the jobs ``ended`` (ids) with ``outcome``: their edges that the end
+    satisfies (a finish; any end where failure is allowed) are marked done and their dependents counted
+    down, those at zero released; the other dependents, while deferred, fail (or are cancelled) with the
+    reason, and their own dependents learn of it in turn. ``only``: the dependents to consider."""
+    # Ids as the database gives them back (a worker knows its job's id as text).
+    as_id = Job._meta.pk.to_python
+    frontier = [as_id(pk) for pk in ended]
+    outcome_of: dict[Any, str] = dict.fromkeys(frontier, outcome)
+    reasons = {as_id(pk): reason for pk, reason in (reasons or {}).items()}
+    released: list[Job] = []
+    while frontier:
+        edges = (
+            Dependency.objects.using(alias).select_for_update().filter(dependency__in=frontier, done=False)
+        )
+        if only is not None:
+            edges = edges.filter(dependent__in=only)
+        rows = list(edges.order_by("pk").values_list("pk", "dependency_id", "dependent_id", "allow_failure"))
+        satisfied = [row for row in rows if row[3] or outcome_of[row[1]] == Status.FINISHED]
+        blocked = [row for row in rows if not (row[3] or outcome_of[row[1]] == Status.FINISHED)]
+        released += _count_down(alias, satisfied)
+        frontier = _fail_dependents(alias, blocked, outcome_of, reasons)
+    if released and push is not None:
+        transaction.on_commit(functools.partial(push, released), using=alias)
+
+
+def _count_down(alias: str, edges: list[tuple]) -> list[Job]:
+    """Mark ``edges`` done and count their dependents down; release those that reach zero."""
+    if not edges:
+        return []
+    jobs = Job.objects.using(alias)
+    Dependency.objects.using(alias).filter(pk__in=[edge[0] for edge in edges], done=False).update(done=True)
+    counts = Counter(edge[2] for edge in edges)
+    # Locked in one order, so that two ends counting down the same dependents cannot deadlock.
+    dependents = list(
+        jobs.select_for_update()
+        .filter(pk__in=list(counts))
+        .order_by("pk")
+        .values_list("pk", "status", "dependencies_pending")
+    )
+    releasing = [
+        pk for pk, status, pending in dependents if status == Status.DEFERRED and pending <= counts[pk]
+    ]
+    by_step: dict[int, list[Any]] = defaultdict(list)
+    for pk, _status, _pending in dependents:
+        if pk not in releasing:
+            by_step[counts[pk]].append(pk)
+    for step, pks in by_step.items():
+        jobs.filter(pk__in=pks, dependencies_pending__gte=step).update(
+            dependencies_pending=F("dependencies_pending") - step
+        )
+    return _release(alias, releasing, None)
+
+
+def _release(alias: str, pks: list[Any], push: Push | None) -> list[Job]:
+    """deferred -> queued (scheduled when its ``at`` or ``delay`` is still ahead), for locked records."""
+    if not pks:
+        return []
+    now = timezone.now()
+    jobs = Job.objects.using(alias)
+    jobs.filter(pk__in=pks, status=Status.DEFERRED).update(
+        status=Case(When(scheduled_for__gt=now, then=Value(Status.SCHEDULED)), default=Value(Status.QUEUED)),
+        dependencies_pending=0,
+        released_at=now,
+    )
+    released = list(jobs.filter(pk__in=pks))
+    if push is not None:
+        transaction.on_commit(functools.partial(push, released), using=alias)
+    return released
+
+
+def _fail_dependents(
+    alias: str, edges: list[tuple], outcome_of: dict[Any, str], reasons: dict[Any, str]
+) -> list[Any]:
+    """deferred -> failed (or cancelled, when the dependency was cancelled) for the dependents of
+    ``edges``, with the reason; returns those changed, whose own dependents are told next."""
+    first_blocker: dict[Any, Any] = {}
+    for _pk, dependency, dependent, _allowed in edges:
+        first_blocker.setdefault(dependent, dependency)
+    if not first_blocker:
+        return []
+    jobs = Job.objects.using(alias)
+    locked = list(
+        jobs.select_for_update()
+        .filter(pk__in=list(first_blocker), status=Status.DEFERRED)
+        .order_by("pk")
+        .values_list("pk", "function")
+    )
+    now = timezone.now()
+    changed = []
+    for pk, function in locked:
+        blocker = first_blocker[pk]
+        outcome = Status.CANCELLED if outcome_of[blocker] == Status.CANCELLED else Status.FAILED
+        message = f"Its dependency {reasons.get(blocker, blocker)}"[:MAX_REASON]
+        jobs.filter(pk=pk, status=Status.DEFERRED).update(
+            status=outcome, finished_at=now, error_class=DEPENDENCY_FAILED, error_message=message
+        )
+        outcome_of[pk] = outcome
+        reasons[pk] = (
+            f"{function} ({pk}) was cancelled"
+            if outcome == Status.CANCELLED
+            else f"{function} ({pk}) failed: {DEPENDENCY_FAILED}: {message}"
+        )
+        changed.append(pk)
+    return changed
+
+
+def _wait_again(alias: str, retried: list[Job]) -> None:
+    """failed -> deferred, for the jobs that failed because one of ``retried`` failed and that no other
+    failed or cancelled dependency holds back; then for theirs in turn."""
+    jobs = Job.objects.using(alias)
+    frontier = [record.pk for record in retried]
+    while frontier:
+        candidates = set(
+            Dependency.objects.using(alias)
+            .filter(dependency__in=frontier, done=False, allow_failure=False)
+            .filter(dependent__status=Status.FAILED, dependent__error_class=DEPENDENCY_FAILED)
+            .values_list("dependent_id", flat=True)
+        )
+        held = set(
+            Dependency.objects.using(alias)
+            .filter(dependent__in=candidates, done=False, allow_failure=False)
+            .filter(dependency__status__in=(Status.FAILED, Status.CANCELLED))
+            .values_list("dependent_id", flat=True)
+        )
+        ready = list(
+            jobs.select_for_update()
+            .filter(pk__in=candidates - held, status=Status.FAILED, error_class=DEPENDENCY_FAILED)
+            .order_by("pk")
+            .values_list("pk", flat=True)
+        )
+        jobs.filter(pk__in=ready, status=Status.FAILED).update(
+            status=Status.DEFERRED, finished_at=None, error_class="", error_message=""
+        )
+        frontier = ready

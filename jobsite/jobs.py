@@ -1,11 +1,12 @@
-"""The demo's jobs: one that reports progress, one that fails a given number of times, and one that a
-schedule runs every minute (``JOBS["SCHEDULES"]`` in the settings)."""
+"""The demo's jobs: one that reports progress, one that fails a given number of times, one that a
+schedule runs every minute (``JOBS["SCHEDULES"]`` in the settings), and a fan-out whose parts a callback
+adds up once they have all finished."""
 
 import time
 
 from django.utils import timezone
 
-from jobs import current_job, job, set_progress
+from jobs import current_job, dependency_results, job, set_progress
 
 ECHO_STEPS = 10
 
@@ -38,3 +39,20 @@ def flaky(msg: str, fail: int) -> str:
 def heartbeat() -> str:
     """Run every minute by the demo's schedule: says when it ran."""
     return f"alive at {timezone.now():%H:%M:%S}"
+
+
+@job
+def fan_out_part(part: int, ms: int) -> int:
+    """One part of the fan-out: works for about ``ms`` milliseconds (parts differ), returns part squared."""
+    duration = ms * (0.5 + (part % 5) / 4) / 1000
+    for step in range(1, ECHO_STEPS + 1):
+        time.sleep(duration / ECHO_STEPS)
+        set_progress(100 * step / ECHO_STEPS, f"part {part}, step {step} of {ECHO_STEPS}")
+    return part * part
+
+
+@job
+def fan_in_total() -> dict:
+    """The fan-out's callback: runs once, after every part has finished, and adds up their results."""
+    results = dependency_results()
+    return {"parts": len(results), "total": sum(results)}

@@ -5,6 +5,7 @@ from __future__ import annotations
 from datetime import timedelta
 from http import HTTPStatus
 
+from django.db import transaction
 from django.db.models import OuterRef, Subquery
 from django.http import HttpRequest, JsonResponse
 from django.shortcuts import get_object_or_404, render
@@ -87,6 +88,17 @@ def retry(request: HttpRequest) -> Job:
     msg = _param_msg(request)
     fail = _param_int(request, "fail", None, 0, jobs.flaky.options.attempts - 1)
     return jobs.flaky.enqueue(msg, fail)
+
+
+@_demo_view
+def fanout(request: HttpRequest) -> Job:
+    """``n`` parts at once, then one callback that adds up their results: the callback's record waits
+    ("deferred, waiting for 7 of 20") until the last part has finished."""
+    n = _param_int(request, "n", 20, 1, 200)
+    ms = _param_int(request, "ms", 1500, 0, MAX_MS)
+    with transaction.atomic():
+        parts = jobs.fan_out_part.enqueue_many([(part, ms) for part in range(1, n + 1)])
+        return jobs.fan_in_total.using(depends_on=parts).enqueue()
 
 
 @require_GET

@@ -115,3 +115,19 @@ def asks_to_retry_later(seconds):
 @job(max_attempts=3, backoff=[0])
 def greet_user_retried(user):
     return f"hello {user.username}"
+
+
+@job
+def sum_of_dependencies():
+    """A group's callback: the sum of what its dependencies returned (a failed one allowed to: 0)."""
+    from jobs import dependency_results
+
+    return sum(result or 0 for result in dependency_results())
+
+
+@job
+def dependency_results_as_given(*marks):
+    """Returns what its dependencies returned, in order, after ``marks`` (to pass a result on)."""
+    from jobs import dependency_results
+
+    return [*marks, *dependency_results()]

@@ -414,7 +414,7 @@ def test_cancel_waiting_jobs_and_refuse_the_others(operator):
     assert response["Location"] == f"{LIST}?queue__exact=default"
     assert messages_of(response) == [
         "Cancelled 3 jobs.",
-        "1 job was not cancelled: only queued, scheduled or retrying jobs can be.",
+        "1 job was not cancelled: only queued, scheduled, retrying or deferred jobs can be.",
     ]
     assert Job.objects.filter(status=Status.CANCELLED).count() == 3
     started.refresh_from_db()

@@ -37,6 +37,9 @@ def get_json(client, url):
         ("/demo/retry?msg=hi", "fail is required"),
         ("/demo/retry?msg=hi&fail=9", "fail must be from 0 to 4"),
         ("/demo/retry?fail=1", "msg is required"),
+        ("/demo/fanout?n=0", "n must be from 1 to 200"),
+        ("/demo/fanout?n=201", "n must be from 1 to 200"),
+        ("/demo/fanout?ms=x", "ms must be a whole number"),
     ],
 )
 def test_bad_parameters_get_a_400_with_a_json_error_and_no_job(client, url, message):
@@ -115,11 +118,25 @@ def test_retry_fails_n_times_then_succeeds(client):
     ]
 
 
+@pytest.mark.django_db(transaction=True)
+def test_fan_out_callback_waits_for_every_part_then_adds_them_up(client):
+    status, body = get_json(client, "/demo/fanout?n=5&ms=0")
+    assert status == 202
+    assert body["status"] == "deferred"
+    _, waiting = get_json(client, body["status_url"])
+    assert waiting["dependencies"] == {"total": 5, "pending": 5}
+    assert "waiting for 5 of 5" in client.get("/").content.decode()
+    drain()
+    _, final = get_json(client, body["status_url"])
+    assert final["status"] == "finished"
+    assert final["result"] == {"parts": 5, "total": 1 + 4 + 9 + 16 + 25}
+
+
 @pytest.mark.django_db
 def test_home_page_lists_the_demos(client):
     response = client.get("/")
     assert response.status_code == 200
-    for endpoint in ("/demo/echo", "/demo/delay", "/demo/retry"):
+    for endpoint in ("/demo/echo", "/demo/delay", "/demo/retry", "/demo/fanout"):
         assert endpoint.encode() in response.content
 
 

@@ -6,7 +6,7 @@ from django.forms.models import model_to_dict
 from django.utils import timezone
 
 from jobs import context, set_progress, transitions
-from jobs.models import WAITING, FailedAttempt, Job, Status
+from jobs.models import CANCELLABLE, WAITING, FailedAttempt, Job, Status
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -46,7 +46,7 @@ TRANSITIONS = {
         True,
     ),
     "retry": (_retry, (Status.FAILED,), False),
-    "cancel": (_cancel, WAITING, False),
+    "cancel": (_cancel, CANCELLABLE, False),
     "mark_undispatched": (
         lambda record, attempt: transitions.mark_undispatched([record], record.enqueued_at) == 1,
         WAITING,

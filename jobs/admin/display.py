@@ -6,10 +6,11 @@ Everything a job carries was written by its code or its caller, so every value i
 from __future__ import annotations
 
 import json
+from collections.abc import Iterable
 from datetime import timedelta
 from typing import Any
 
-from django.utils.html import format_html
+from django.utils.html import format_html, format_html_join
 from django.utils.safestring import SafeString
 
 from ..models import Status
@@ -22,6 +23,7 @@ STATUS_COLOURS: dict[str, str] = {
     Status.FINISHED: "#2e7d32",
     Status.FAILED: "#c62828",
     Status.CANCELLED: "#6c757d",
+    Status.DEFERRED: "#5f7d95",
 }
 
 
@@ -72,3 +74,35 @@ def traceback_block(text: str) -> SafeString | str:
         "<pre class='jobs-traceback' style='white-space:pre-wrap;max-height:30em;overflow:auto'>{}</pre>",
         text,
     )
+
+
+def waiting_note(badge: SafeString, waiting_for: str) -> SafeString:
+    """A status badge, with "waiting for 3 of 100" under it while the job waits for dependencies."""
+    if not waiting_for:
+        return badge
+    return format_html('{}<br><small class="jobs-waiting-for">{}</small>', badge, waiting_for)
+
+
+def call_text(job: Any, limit: int = 60) -> str:
+    """``function(arguments)`` in short, as a job's link reads: the arguments tell jobs of one function
+    apart."""
+    parts = [json.dumps(value, ensure_ascii=False) for value in job.args or []]
+    parts += [f"{name}={json.dumps(value, ensure_ascii=False)}" for name, value in (job.kwargs or {}).items()]
+    arguments = ", ".join(parts)
+    if len(arguments) > limit:
+        arguments = arguments[: limit - 1] + "…"
+    return f"{job.function}({arguments})"
+
+
+def job_links(links: Iterable[tuple[str, str, str, str, str]], more: int, more_url: str) -> SafeString | str:
+    """A list of jobs linked to their pages: (url, function, status, status label, note) each, then a
+    link to the rest when there are ``more``."""
+    items = format_html_join(
+        "",
+        '<li><a href="{}">{}</a> {} <small>{}</small></li>',
+        ((url, function, status_badge(status, label), note) for url, function, status, label, note in links),
+    )
+    if not items:
+        return "-"
+    rest = format_html('<li><a href="{}">{}</a></li>', more_url, f"… {more} more") if more > 0 else ""
+    return format_html('<ul class="jobs-links" style="margin:0;padding-left:1.2em">{}{}</ul>', items, rest)

@@ -26,12 +26,26 @@ from django.views.decorators.http import require_POST
 from redis.exceptions import RedisError
 
 from .. import pause
-from ..models import WAITING, Dashboard, FailedAttempt, Job, Status
+from ..models import CANCELLABLE, Dashboard, Dependency, FailedAttempt, Job, Status
 from . import dashboard_views, operations
-from .display import duration_text, pretty_json, progress_bar, status_badge, traceback_block
+from .display import (
+    call_text,
+    duration_text,
+    job_links,
+    pretty_json,
+    progress_bar,
+    status_badge,
+    traceback_block,
+    waiting_note,
+)
 
 #: Records "retry all matching" reads, locks and retries at a time.
 RETRY_BATCH = 500
+#: Dependencies and dependents listed on a job's page; the rest are a link to the filtered list away.
+LINKS_SHOWN = 50
+#: The change list's filters by workflow link: the jobs a job waits for, and the jobs waiting for it.
+DEPENDENCIES_OF = "dependent_links__dependent"
+DEPENDENTS_OF = "dependency_links__dependency"
 
 
 def _user_id(request: HttpRequest) -> Any:
@@ -112,6 +126,7 @@ class JobAdmin(admin.ModelAdmin):
         (_("Arguments"), {"fields": ("args_json", "kwargs_json")}),
         (_("Progress and result"), {"fields": ("progress_bar", "progress_message", "result_json")}),
         (_("Last error"), {"fields": ("error_class", "error_message", "traceback_html")}),
+        (_("Workflow"), {"fields": ("dependencies_html", "dependents_html", "released_at")}),
         (
             _("Run"),
             {
@@ -140,7 +155,34 @@ class JobAdmin(admin.ModelAdmin):
 
     @admin.display(description=_("status"), ordering="status")
     def status_colour(self, job: Job) -> str:
-        return status_badge(job.status, job.get_status_display())
+        return waiting_note(status_badge(job.status, job.get_status_display()), job.waiting_for)
+
+    @admin.display(description=_("runs after"))
+    def dependencies_html(self, job: Job) -> str:
+        links = Dependency.objects.filter(dependent=job).select_related("dependency")[:LINKS_SHOWN]
+        notes = {True: gettext("allowed to fail"), False: ""}
+        return self._links(
+            [(link.dependency, notes[link.allow_failure]) for link in links],
+            job.dependencies_total,
+            f"{DEPENDENCIES_OF}={job.pk}",
+        )
+
+    @admin.display(description=_("runs before"))
+    def dependents_html(self, job: Job) -> str:
+        links = Dependency.objects.filter(dependency=job).select_related("dependent").order_by("pk")
+        total = links.count() if job.has_dependents else 0
+        return self._links(
+            [(link.dependent, link.dependent.waiting_for) for link in links[:LINKS_SHOWN]],
+            total,
+            f"{DEPENDENTS_OF}={job.pk}",
+        )
+
+    def _links(self, jobs: list[tuple[Job, str]], total: int, filters: str) -> str:
+        def url(record: Job) -> str:
+            return reverse(f"admin:{self.opts.app_label}_{self.opts.model_name}_change", args=[record.pk])
+
+        rows = [(url(r), call_text(r), r.status, r.get_status_display(), note) for r, note in jobs]
+        return job_links(rows, total - len(rows), self._changelist_url(filters))
 
     @admin.display(description=_("attempts"), ordering="attempts")
     def attempts_text(self, job: Job) -> str:
@@ -170,6 +212,13 @@ class JobAdmin(admin.ModelAdmin):
     def traceback_html(self, job: Job) -> str:
         return traceback_block(job.traceback)
 
+    def get_fieldsets(self, request: HttpRequest, obj: Job | None = None) -> Any:
+        """The workflow's fields only on the page of a job that is part of one."""
+        fieldsets = super().get_fieldsets(request, obj)
+        if obj is not None and (obj.dependencies_total or obj.has_dependents):
+            return fieldsets
+        return [(title, options) for title, options in fieldsets if title != _("Workflow")]
+
     # Permissions: records are read-only; each action has its own permission ----------------------
 
     def has_add_permission(self, request: HttpRequest) -> bool:
@@ -183,6 +232,12 @@ class JobAdmin(admin.ModelAdmin):
 
     def has_cancel_permission(self, request: HttpRequest) -> bool:
         return request.user.has_perm("jobs.cancel_job")
+
+    def lookup_allowed(self, lookup: str, value: str, request: HttpRequest) -> bool:
+        # The links of a job's page to the jobs it waits for, and to those waiting for it.
+        if lookup in (DEPENDENCIES_OF, DEPENDENTS_OF):
+            return True
+        return super().lookup_allowed(lookup, value, request)
 
     # Actions ------------------------------------------------------------------------------------
 
@@ -205,8 +260,10 @@ class JobAdmin(admin.ModelAdmin):
             self.message_user(
                 request,
                 ngettext(
-                    "%(count)d job was not cancelled: only queued, scheduled or retrying jobs can be.",
-                    "%(count)d jobs were not cancelled: only queued, scheduled or retrying jobs can be.",
+                    "%(count)d job was not cancelled: "
+                    "only queued, scheduled, retrying or deferred jobs can be.",
+                    "%(count)d jobs were not cancelled: "
+                    "only queued, scheduled, retrying or deferred jobs can be.",
                     outcome.refused,
                 )
                 % {"count": outcome.refused},
@@ -276,13 +333,11 @@ class JobAdmin(admin.ModelAdmin):
             )
 
     def delete_queryset(self, request: HttpRequest, queryset: QuerySet[Job]) -> None:
-        records = list(queryset)
-        super().delete_queryset(request, queryset)
-        operations.forget(records)
+        operations.delete(queryset, lambda selected: super(JobAdmin, self).delete_queryset(request, selected))
 
     def delete_model(self, request: HttpRequest, obj: Job) -> None:
-        super().delete_model(request, obj)
-        operations.forget([obj])
+        selected = Job.objects.using(obj._state.db).filter(pk=obj.pk)
+        operations.delete(selected, lambda _selected: super(JobAdmin, self).delete_model(request, obj))
 
     # Views --------------------------------------------------------------------------------------
 
@@ -363,7 +418,7 @@ class JobAdmin(admin.ModelAdmin):
             "can_retry": self.has_retry_permission(request),
             "can_cancel": self.has_cancel_permission(request),
             "failed_status": Status.FAILED,
-            "waiting_statuses": list(WAITING),
+            "waiting_statuses": list(CANCELLABLE),
             "admin_history": LogEntry.objects.filter(content_type=content_type, object_id=object_id)
             .select_related("user")
             .order_by("-action_time")[:50],

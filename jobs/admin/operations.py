@@ -8,10 +8,11 @@ only the rows it changed are then touched in Redis.
 from __future__ import annotations
 
 import logging
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from django.db import transaction
 from django.db.models import QuerySet
 from redis.exceptions import RedisError
 
@@ -52,18 +53,31 @@ def retry(queryset: QuerySet[Job], user: Any = None) -> Outcome:
 
 
 def cancel(queryset: QuerySet[Job]) -> Outcome:
-    """Cancel queued, scheduled or retrying jobs; started and ended ones are refused.
+    """Cancel queued, scheduled, retrying or deferred jobs; started and ended ones are refused. The jobs
+    waiting for a cancelled one are cancelled too (or released, if they allowed it to fail).
 
     A cancelled record is never started (the worker claims only waiting records); RQ's job is also
     moved to its canceled registry so that RQ's tools agree.
     """
-    outcome = Outcome(*transitions.cancel(queryset))
+    outcome = Outcome(*transitions.cancel(queryset, push=dispatch))
     if outcome.changed:
         try:
             queues.cancel(outcome.changed)
         except RedisError as exc:
             logger.warning("Could not cancel RQ's jobs (the records are cancelled): %s", exc)
     return outcome
+
+
+def delete(queryset: QuerySet[Job], deleting: Callable[[QuerySet[Job]], object]) -> list[Job]:
+    """Delete records with ``deleting`` (the admin's own delete), after the jobs still waiting for them
+    are cancelled, or released when they allowed them to fail, in the same transaction; then forget
+    them in Redis. Returns the records deleted."""
+    with transaction.atomic(using=queryset.db):
+        records = list(queryset)
+        transitions.settle_deleted(records, push=dispatch)
+        deleting(queryset)
+    forget(records)
+    return records
 
 
 def forget(records: Sequence[Job]) -> None:

@@ -33,4 +33,6 @@ def job_as_dict(record: Job) -> dict[str, Any]:
         "started_at": _iso(record.started_at),
         "finished_at": _iso(record.finished_at),
         "duration": duration.total_seconds() if duration is not None else None,
+        "dependencies": {"total": record.dependencies_total, "pending": record.dependencies_pending},
+        "released_at": _iso(record.released_at),
     }

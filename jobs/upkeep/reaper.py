@@ -167,7 +167,9 @@ def abandon(
     if retrying is None:
         retrying = record.attempts < record.max_attempts
     delay = _retry_delay(record) if retrying and not decided_by_rq else 0
-    if not transitions.abandon(record, reason, error_class=ERROR_CLASS, retrying=retrying, delay=delay):
+    if not transitions.abandon(
+        record, reason, error_class=ERROR_CLASS, retrying=retrying, delay=delay, push=dispatch.dispatch
+    ):
         return False
     logger.warning(
         "Job %s abandoned during attempt %d (%s): %s",

@@ -7,6 +7,12 @@ scheduled, deferred or started. When that job is gone, or RQ has ended it while 
 is pushed again and the reason logged. Records still waiting for the relay, and records younger than
 ``RELAY_GRACE``, are left alone. Started records that Redis lost are the reaper's (``jobs.upkeep.reaper``).
 
+A job released by the end of its last dependency counts as enqueued when it was released
+(``released_at``): one whose releasing worker died before the push is pushed here, like any record
+whose process died between its commit and its push.
+
+Each pass also catches up on workflows (``jobs.upkeep.workflows``).
+
 A waiting record whose RQ job still sits in RQ's scheduled registry well past its time (no worker's
 due-jobs task reached its queue) is moved to its queue with the due jobs of that queue.
 
@@ -30,7 +36,7 @@ from .. import dispatch, keys
 from ..conf import jobs_settings
 from ..models import Job
 from ..transport import connection, queues
-from . import due
+from . import due, workflows
 
 logger = logging.getLogger("jobs")
 
@@ -38,7 +44,8 @@ BATCH = 500
 
 
 def reconcile(using: str | None = None) -> int:
-    """One pass over the waiting records; returns how many were pushed again."""
+    """One pass over the waiting records; returns how many were pushed again, plus the workflows'
+    catch-up (ended jobs whose dependents were told, deferred jobs released)."""
     alias = using or router.db_for_write(Job)
     redis = connection.get_connection(jobs_settings.DEFAULT_QUEUE)
     lock = redis.lock(keys.reconcile_lock(), timeout=300, blocking=False)
@@ -52,7 +59,7 @@ def reconcile(using: str | None = None) -> int:
 
 
 def _reconcile(alias: str) -> int:
-    return _rescue_intermediate(alias) + _rescue_lost(alias)
+    return workflows.catch_up(alias) + _rescue_intermediate(alias) + _rescue_lost(alias)
 
 
 def _rescue_intermediate(alias: str) -> int:
@@ -82,6 +89,7 @@ def _rescue_lost(alias: str) -> int:
         Job.objects.using(alias)
         .waiting()
         .filter(undispatched_since__isnull=True, enqueued_at__lt=cutoff)
+        .exclude(released_at__gte=cutoff)
         .order_by("pk")
     )
     pushed = 0

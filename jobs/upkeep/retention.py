@@ -2,8 +2,9 @@
 
 Finished and cancelled records go after ``RETAIN_FINISHED`` seconds and beyond the newest
 ``RETAIN_FINISHED_PER_QUEUE`` of each queue; failed records after ``RETAIN_FAILED`` seconds. Waiting
-and running records are never pruned. RQ keeps no finished job (``RQ_RESULT_TTL`` is 0 by default, the
-record holds the result) and keeps a failed one in its ``FailedJobRegistry`` for ``RETAIN_FAILED``.
+and running records are never pruned, nor the records of jobs that a job still to run depends on (it
+reads their results). RQ keeps no finished job (``RQ_RESULT_TTL`` is 0 by default, the record holds the
+result) and keeps a failed one in its ``FailedJobRegistry`` for ``RETAIN_FAILED``.
 """
 
 from __future__ import annotations
@@ -13,11 +14,11 @@ from dataclasses import dataclass
 from datetime import timedelta
 
 from django.db import router, transaction
-from django.db.models import QuerySet
+from django.db.models import Exists, OuterRef, QuerySet
 from django.utils import timezone
 
 from ..conf import jobs_settings
-from ..models import Job, Status
+from ..models import ACTIVE, Dependency, Job, Status
 
 logger = logging.getLogger("jobs")
 
@@ -67,6 +68,11 @@ def prune(using: str | None = None, limit: int | None = None) -> Pruned:
     return pruned
 
 
+def _read_by_a_waiting_job() -> Exists:
+    """Records that a job which has not ended yet depends on: it reads their results when it runs."""
+    return Exists(Dependency.objects.filter(dependency=OuterRef("pk"), dependent__status__in=ACTIVE))
+
+
 def _delete(queryset: QuerySet[Job], limit: int | None) -> int:
     """Delete in batches, so that no statement holds the table for long.
 
@@ -74,6 +80,7 @@ def _delete(queryset: QuerySet[Job], limit: int | None) -> int:
     retried between the SELECT and the DELETE is kept. The rows are locked first (where the database
     can) so that nothing changes them between the conditional SELECT and Django's cascading DELETE.
     """
+    queryset = queryset.exclude(_read_by_a_waiting_job())
     deleted = 0
     while limit is None or deleted < limit:
         size = BATCH if limit is None else min(BATCH, limit - deleted)

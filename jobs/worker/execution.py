@@ -1,6 +1,7 @@
 """What runs inside ``manage.py rqworker``: claim the record, run the registered function, record the end.
 
-On the happy path the ledger costs two statements: the claiming UPDATE and the finishing UPDATE.
+On the happy path the ledger costs two statements: the claiming UPDATE and the finishing UPDATE (a job
+that other jobs wait for finishes in a transaction that releases them, see ``jobs.transitions``).
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ from django.db import close_old_connections
 
 from .. import context, signals, transitions
 from ..codec import decode_arguments, encode
+from ..dispatch import dispatch
 from ..exceptions import (
     ABANDONED,
     ArgumentNotSerializable,
@@ -73,7 +75,7 @@ def _run(job_id: str, function: str, args: list, kwargs: dict, alias: str) -> No
         raise
     finally:
         context.done(token)
-    if not transitions.finish(record, attempt, _encode_result(function, value)):
+    if not transitions.finish(record, attempt, _encode_result(function, value), push=dispatch):
         if rq_job is not None:
             # RQ's job now belongs to the newer attempt: should RQ's own handling of this run fail
             # (its execution was cleaned up meanwhile), it must not retry it.
@@ -104,6 +106,7 @@ def _record_failure(record: Job, attempt: int, rq_job: Any, exc: BaseException) 
         traceback="".join(tb.format_exception(exc)),
         retrying=retrying,
         delay=delay,
+        push=dispatch,
     )
     if (permanent or not won) and rq_job is not None:
         # RQ then fails its job instead of scheduling a retry: a permanent error, or a stale run whose

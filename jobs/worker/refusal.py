@@ -12,6 +12,7 @@ import traceback as tb
 from django.utils import timezone
 
 from .. import signals, transitions
+from ..dispatch import dispatch
 from ..exceptions import qualified_name
 from ..models import Job
 from ..transport.runner import Call
@@ -33,6 +34,7 @@ def fail_before_run(call: Call, worker_name: str, exc: BaseException) -> bool:
         error_message=str(exc),
         traceback="".join(tb.format_exception(exc)),
         retrying=False,
+        push=dispatch,
     ):
         return False
     logger.error("Job %s failed before it could start: %r", call.job_id, exc)

@@ -1,4 +1,5 @@
-"""``manage.py jobs_reconcile``: push again the waiting records that Redis no longer holds.
+"""``manage.py jobs_reconcile``: push again the waiting records that Redis no longer holds (and catch up
+on workflows, see ``jobs.upkeep.workflows``).
 
 After a FLUSHALL, or a failover to an empty replica. Workers do this every
 ``JOBS["RECONCILE_INTERVAL"]`` seconds; run it at once after such an event. Started jobs that Redis
@@ -31,4 +32,6 @@ class Command(BaseCommand):
             reaped = reap(using=database)
         except RedisError as exc:
             raise CommandError(f"Redis is unreachable ({exc}); nothing was reconciled.") from exc
-        self.stdout.write(f"{pushed} waiting record(s) pushed again; {reaped} abandoned job(s) handled.")
+        self.stdout.write(
+            f"{pushed} waiting record(s) pushed again or released; {reaped} abandoned job(s) handled."
+        )

@@ -1,0 +1,96 @@
+"""Workflows on three real worker processes (``manage.py rqworker``): a group of 100 jobs and its
+callback, the callback run exactly once after all of them; and once too when one job of a group is
+SIGKILLed mid-run (with its worker) and retried."""
+
+import json
+import os
+import signal
+import uuid
+
+import pytest
+from django.test import override_settings
+
+from jobs.exceptions import DEPENDENCY_FAILED
+from jobs.models import Job, Status
+from tests import fault_jobs, jobs
+from tests.helpers import WorkerProcess, wait_for
+
+pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.slow]
+
+FAST = {"ABANDONED_AFTER": 2}
+WORKER_CLASS = "jobs.worker.LeanWorker"
+
+
+def three_workers():
+    env = {"JOBS_TEST_JOBS": json.dumps(FAST)}
+    return [WorkerProcess("--worker-class", WORKER_CLASS, queues=("default",), **env) for _ in range(3)]
+
+
+def stop_all(workers):
+    for worker in workers:
+        worker.stop()
+
+
+def status_of(record):
+    return Job.objects.values_list("status", flat=True).get(pk=record.pk)
+
+
+def tagged(name):
+    """A name of this test's own in the table of runs, which outlives each test."""
+    return f"{uuid.uuid4().hex[:8]}-{name}"
+
+
+def test_a_callback_runs_once_after_its_100_jobs_on_three_workers():
+    tag = tagged("")
+    children = jobs.add.enqueue_many([(n, 1) for n in range(100)])
+    callback = fault_jobs.count_run.using(depends_on=children).enqueue(f"{tag}callback")
+    # A second group, one of whose jobs fails for good: its callback fails and never runs.
+    doomed_children = [*jobs.add.enqueue_many([(n, n) for n in range(9)]), jobs.boom.enqueue("bad child")]
+    doomed = fault_jobs.count_run.using(depends_on=doomed_children).enqueue(f"{tag}doomed")
+    workers = three_workers()
+    try:
+        wait_for(lambda: status_of(callback) == Status.FINISHED, timeout=60, message="the callback")
+        wait_for(lambda: status_of(doomed) == Status.FAILED, timeout=30, message="the doomed callback")
+    finally:
+        stop_all(workers)
+    assert fault_jobs.runs_of(f"{tag}callback") == 1
+    ran = Job.objects.filter(pk__in=[c.pk for c in children]).values_list("status", "attempts", "result")
+    assert sorted(ran, key=lambda row: row[2]) == [(Status.FINISHED, 1, n + 1) for n in range(100)]
+    callback = Job.objects.get(pk=callback.pk)
+    ends = Job.objects.filter(pk__in=[c.pk for c in children]).values_list("finished_at", flat=True)
+    assert callback.started_at >= max(ends)
+    assert (callback.attempts, callback.dependencies_pending) == (1, 0)
+    # The children ran on all three workers, so their ends counted down concurrently.
+    names = set(Job.objects.filter(pk__in=[c.pk for c in children]).values_list("worker_name", flat=True))
+    assert len(names) == 3
+    doomed = Job.objects.get(pk=doomed.pk)
+    assert (doomed.error_class, doomed.attempts) == (DEPENDENCY_FAILED, 0)
+    assert "bad child" in doomed.error_message
+
+
+@override_settings(JOBS={"DEFAULT_QUEUE": "default", **FAST})
+def test_a_job_of_the_group_killed_mid_run_is_retried_and_the_callback_still_runs_once():
+    hanging = fault_jobs.hang_first_attempt.enqueue(120)
+    tag = tagged("")
+    children = [hanging, *fault_jobs.count_run.enqueue_many([(f"{tag}child-{n}",) for n in range(29)])]
+    callback = fault_jobs.count_run.using(depends_on=children).enqueue(f"{tag}callback")
+    workers = three_workers()
+    try:
+
+        def running_pid():
+            record = Job.objects.get(pk=hanging.pk)
+            message = record.progress_message
+            return record.status == Status.STARTED and message.isdigit() and int(message)
+
+        pid = wait_for(running_pid, timeout=60, message="the hanging job to start")
+        os.kill(pid, signal.SIGKILL)
+        wait_for(lambda: status_of(callback) == Status.FINISHED, timeout=60, message="the callback")
+    finally:
+        stop_all(workers)
+    assert fault_jobs.runs_of(f"{tag}callback") == 1
+    hanging = Job.objects.get(pk=hanging.pk)
+    assert (hanging.status, hanging.attempts) == (Status.FINISHED, 2)
+    assert hanging.failed_attempts.get().error_class.endswith("JobAbandoned")
+    callback = Job.objects.get(pk=callback.pk)
+    assert callback.started_at >= hanging.finished_at
+    assert callback.attempts == 1
