@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 from typing import Any
 
 from django.conf import settings
@@ -218,3 +219,9 @@ def check_ledger_commit(app_configs: Any = None, **kwargs: Any) -> list:
     if not isinstance(value, bool):
         return [Error(f"JOBS['LEDGER_ASYNC_COMMIT'] must be True or False, not {value!r}.", id="jobs.E060")]
     return []
+
+
+# The check that runs each TASKS backend's check() (JobsBackend's among them) is registered by Django's
+# task framework when it is imported; a project whose code has not imported it yet still gets it here.
+with contextlib.suppress(ImportError):
+    from .tasks import framework as _tasks_framework  # noqa: F401

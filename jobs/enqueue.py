@@ -87,6 +87,7 @@ def _shared_fields(job_function: JobFunction) -> dict[str, Any]:
         "status": Status.SCHEDULED if run_at is not None else Status.QUEUED,
         "max_attempts": options.attempts,
         "timeout": options.job_timeout,
+        "priority": options.priority,
         "scheduled_for": run_at,
         "enqueued_at": timezone.now(),
     }
