@@ -115,3 +115,21 @@ def asks_to_retry_later(seconds):
 @job(max_attempts=3, backoff=[0])
 def greet_user_retried(user):
     return f"hello {user.username}"
+
+
+@job
+def labelled(label):
+    """Returns its label: the tests of priorities read the order in which the records were claimed."""
+    return label
+
+
+@job(priority=10)
+def urgent(label):
+    return label
+
+
+@job(priority=5, max_attempts=2, backoff=[0])
+def urgent_fails_once(label):
+    if current_job().attempts == 1:
+        raise RuntimeError("first attempt fails")
+    return label
