@@ -5,7 +5,7 @@ from __future__ import annotations
 import functools
 import uuid
 from collections.abc import Iterable, Mapping, Sequence
-from typing import Any
+from typing import Any, cast
 
 from django.apps import apps
 from django.conf import settings
@@ -52,13 +52,15 @@ class JobsBackend(BaseTaskBackend):
 
     def enqueue(self, task: Task, args: Sequence[Any], kwargs: Mapping[str, Any]) -> TaskResult:
         self.validate_task(task)
-        args, kwargs = normalize_json(list(args)), normalize_json(dict(kwargs))
+        # Django's backends take JSON only: anything else is refused with its TypeError.
+        json_args = cast(list[Any], normalize_json(list(args)))
+        json_kwargs = cast(dict[str, Any], normalize_json(dict(kwargs)))
         run_after = task.run_after
         if run_after is not None and timezone.is_naive(run_after):
             run_after = timezone.make_aware(run_after)
         target = _task_function(task).using(queue=task.queue_name, priority=task.priority, at=run_after)
-        target.check_arguments(args, kwargs)
-        record = _enqueue.enqueue(target, args, kwargs)
+        target.check_arguments(json_args, json_kwargs)
+        record = _enqueue.enqueue(target, json_args, json_kwargs)
         result = task_result(record, task, self.alias, failed=[])
         alias = record._state.db or router.db_for_write(Job)
         transaction.on_commit(
@@ -84,7 +86,10 @@ class JobsBackend(BaseTaskBackend):
             raise TaskResultDoesNotExist(result_id)
         return task_result(record, target.task, self.alias)
 
-    def check(self, **kwargs: Any) -> Iterable[CheckMessage]:
+    def check(self, **kwargs: Any) -> list[CheckMessage]:
+        return list(self._check())
+
+    def _check(self) -> Iterable[CheckMessage]:
         if not apps.is_installed("jobs"):
             yield Error(
                 f"TASKS[{self.alias!r}] uses {type(self).__name__}, but 'jobs' is not in INSTALLED_APPS.",

@@ -37,7 +37,7 @@ def task_result(
     worker_ids = [attempt.worker_name for attempt in failed]
     if record.status in _RUN_BY_RECORD_WORKER:
         worker_ids.append(record.worker_name)
-    result = TaskResult(
+    result: TaskResult = TaskResult(
         task=_as_enqueued(task, record, backend),
         id=str(record.pk),
         status=STATUSES[Status(record.status)],

@@ -95,6 +95,7 @@ end
 return moved
 """
 
+
 def meta(priority: int) -> dict[str, Any] | None:
     """The ``meta`` of an RQ job of this priority (None for the default, which needs none)."""
     return {META_KEY: priority} if priority else None

@@ -73,7 +73,9 @@ def _due_soon(queue_names: list[str]) -> dict[str, list[str]]:
             registry = connection.get_queue(name).scheduled_job_registry
             pipe.zrangebyscore(registry.key, 0, current_timestamp() + _HORIZON, start=0, num=1000)
         found = pipe.execute()
-    return {name: [job_id.decode() for job_id in ids] for name, ids in zip(queue_names, found, strict=True) if ids}
+    return {
+        name: [job_id.decode() for job_id in ids] for name, ids in zip(queue_names, found, strict=True) if ids
+    }
 
 
 def _place_moved(due: dict[str, list[str]]) -> None:
