@@ -6,6 +6,7 @@ import uuid
 
 import pytest
 from asgiref.sync import async_to_sync
+from django.conf import settings as django_settings
 from django.core.checks import run_checks
 from django.db import transaction
 from django.test.utils import override_settings
@@ -277,3 +278,47 @@ def test_checks_report_queues_missing_from_rq_queues():
     assert "'nope'" in messages[0].msg
     assert [m.id for m in run_checks(databases=[]) if m.id.startswith("jobs.")] == []
     assert isinstance(task_backends["default"], JobsBackend)
+
+
+def test_get_result_right_after_enqueue_equals_the_enqueued_result():
+    result = default_task_backend.enqueue(tasks.noop_task, [1], {"two": [3]})
+    assert default_task_backend.get_result(result.id) == result
+
+    async def read():
+        return await default_task_backend.aget_result(result.id)
+
+    assert async_to_sync(read)() == result
+
+
+def test_the_framework_logs_enqueued_running_and_the_outcome(caplog):
+    logger = "django.tasks" if TaskResultStatus.__module__.startswith("django.tasks") else "django_tasks"
+    with caplog.at_level("DEBUG", logger=logger):
+        ok = tasks.noop_task.enqueue()
+        failing = tasks.failing_task_value_error.enqueue()
+        drain()
+    lines = [(record.levelname, record.getMessage()) for record in caplog.records if record.name == logger]
+    assert [level for level, _ in lines] == ["DEBUG", "DEBUG", "INFO", "INFO", "INFO", "ERROR"]
+    assert ok.id in lines[0][1] and "enqueued" in lines[0][1]
+    assert ok.id in lines[2][1] and "state=RUNNING" in lines[2][1]
+    assert ok.id in lines[3][1] and "state=SUCCESSFUL" in lines[3][1]
+    assert failing.id in lines[5][1] and "state=FAILED" in lines[5][1]
+    [error] = [record for record in caplog.records if record.name == logger and record.levelname == "ERROR"]
+    assert error.exc_info is not None and error.exc_info[0] is ValueError
+
+
+def test_a_worker_takes_the_tasks_of_its_own_queues_only():
+    default = tasks.noop_task.enqueue()
+    high = tasks.noop_task.using(queue_name="high").enqueue()
+    drain(queues=("default",))
+    assert default_task_backend.get_result(default.id).status == TaskResultStatus.SUCCESSFUL
+    assert default_task_backend.get_result(high.id).status == TaskResultStatus.READY
+    assert Job.objects.get(pk=high.id).queue == "high"
+
+
+def test_the_backend_check_wants_the_jobs_app():
+    assert list(default_task_backend.check()) == []
+    without_jobs = [app for app in django_settings.INSTALLED_APPS if app != "jobs"]
+    with override_settings(INSTALLED_APPS=without_jobs):
+        [error] = task_backends["default"].check()
+    assert error.id == "jobs.E080"
+    assert "INSTALLED_APPS" in error.hint
