@@ -103,3 +103,10 @@ def test_a_priority_out_of_range_is_refused_where_it_is_given(priority):
     with pytest.raises(InvalidJobDefinition, match="priority must be a whole number from -100 to 100"):
         jobs.labelled.using(priority=priority)
     assert not Job.objects.exists()
+
+
+def test_the_admin_shows_a_jobs_priority(admin_client):
+    record = jobs.urgent.enqueue("shown")
+    page = admin_client.get(f"/admin/jobs/job/{record.pk}/change/").content.decode()
+    assert "Priority" in page
+    assert '<div class="readonly">10</div>' in page
