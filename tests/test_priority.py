@@ -2,6 +2,7 @@
 id reached the queue (enqueue, enqueue_many, the relay's or the admin's push, a due job moved by the
 workers, a retry due at once); jobs of equal priority keep their order."""
 
+import random
 from datetime import timedelta
 
 import pytest
@@ -110,3 +111,40 @@ def test_the_admin_shows_a_jobs_priority(admin_client):
     page = admin_client.get(f"/admin/jobs/job/{record.pk}/change/").content.decode()
     assert "Priority" in page
     assert '<div class="readonly">10</div>' in page
+
+
+def test_every_way_of_pushing_keeps_the_list_in_order():
+    """Many pushes of every kind, checked against the rule: behind the waiting jobs of higher or equal
+    priority (higher only, with at_front), ahead of the others."""
+    rng = random.Random(2026)
+    model: list[tuple[int, str]] = []
+
+    def expect(job_id, priority, front=False):
+        index = next(
+            (i for i, (p, _) in enumerate(model) if (p <= priority if front else p < priority)),
+            len(model),
+        )
+        model.insert(index, (priority, job_id))
+
+    for step in range(40):
+        priority = rng.choice([-100, -5, 0, 0, 0, 3, 10, 100])
+        kind = rng.choice(["one", "front", "many", "relay"])
+        if kind == "one":
+            record = jobs.labelled.using(priority=priority).enqueue(step)
+            expect(str(record.pk), priority)
+        elif kind == "front":
+            record = jobs.labelled.using(priority=priority, at_front=True).enqueue(step)
+            expect(str(record.pk), priority, front=True)
+        elif kind == "many":
+            records = jobs.labelled.using(priority=priority).enqueue_many([[step]] * rng.randint(2, 6))
+            for record in records:
+                expect(str(record.pk), priority)
+        else:
+            records = [
+                Job.objects.create(function="tests.jobs.labelled", args=[step], queue="default", priority=p)
+                for p in rng.choices([-5, 0, 7], k=rng.randint(2, 5))
+            ]
+            push(records)
+            for record in records:
+                expect(str(record.pk), record.priority)
+        assert waiting() == [job_id for _, job_id in model], f"after step {step} ({kind})"

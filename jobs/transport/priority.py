@@ -11,9 +11,11 @@ The ids that RQ's own code puts back on a list (a due job moved from the schedul
 due at once) are appended at the tail by RQ and placed right after, by the same script: a job that
 became due is taken by a worker in its place from that moment on.
 
-A job that already sits in its place costs the script a few reads next to it; a job that must move
-costs a walk from the head to its place. Redis Cluster is not supported (the script reads job hashes
-it is not given as keys), as RQ's queues are not.
+A job pushed in its place already (the common case) costs the script a look at the job before it. Jobs
+that must move (one, or a batch of ``enqueue_many``) cost a binary search of the list (which is in
+order) and one pass that rewrites the shorter side of the list around their place; an id placed after
+RQ pushed it costs a search for it besides. Redis Cluster is not supported (the script reads job
+hashes it is not given as keys).
 """
 
 from __future__ import annotations
@@ -30,66 +32,126 @@ META_KEY = "priority"
 
 _PLACE = """
 local queue, prefix, front = KEYS[1], ARGV[1], ARGV[2] == '1'
+local known = {}
 local function priority(id)
+    if known[id] then return known[id] end
+    local value = 0
     local meta = redis.call('HGET', prefix .. id, 'meta')
-    if not meta then return 0 end
-    local ok, decoded = pcall(cjson.decode, meta)
-    if ok and type(decoded) == 'table' and tonumber(decoded['priority']) then
-        return tonumber(decoded['priority'])
+    if meta then
+        local ok, decoded = pcall(cjson.decode, meta)
+        if ok and type(decoded) == 'table' and tonumber(decoded['priority']) then
+            value = tonumber(decoded['priority'])
+        end
     end
-    return 0
+    known[id] = value
+    return value
 end
--- Whether a job of priority p belongs behind a waiting job of priority q.
-local function behind(q, p)
+-- Whether a waiting job of priority q stays ahead of a job of priority p being placed.
+local function ahead(q, p)
     if front then return q > p end
     return q >= p
 end
-local ids, priorities = {}, {}
+-- The first index in [lo, hi) whose job does not stay ahead of priority p: the list is in order, so a
+-- binary search finds it.
+local function place_of(p, lo, hi)
+    while lo < hi do
+        local middle = math.floor((lo + hi) / 2)
+        if ahead(priority(redis.call('LINDEX', queue, middle)), p) then lo = middle + 1 else hi = middle end
+    end
+    return lo
+end
+local ids = {}
 for i = 3, #ARGV, 2 do
     ids[#ids + 1] = ARGV[i]
-    priorities[#ids] = tonumber(ARGV[i + 1]) or priority(ARGV[i])
+    known[ARGV[i]] = tonumber(ARGV[i + 1]) or nil
 end
--- The common case, ids just pushed at the tail in their order: in place if the job before them is.
+local n = #ids
+
+-- Ids just pushed at the tail one after another (every push of `jobs`). In the common case they are in
+-- place already, which costs one look at the job before them; otherwise they are merged into the list
+-- in one pass.
 if not front then
-    local tail = redis.call('LRANGE', queue, -#ids, -1)
-    local in_order = #tail == #ids
-    for i = 1, #ids do
-        in_order = in_order and tail[i] == ids[i] and (i == 1 or priorities[i - 1] >= priorities[i])
+    local tail = redis.call('LRANGE', queue, -n, -1)
+    local is_tail = #tail == n
+    for i = 1, n do
+        is_tail = is_tail and tail[i] == ids[i]
     end
-    if in_order then
-        local previous = redis.call('LINDEX', queue, -#ids - 1)
-        if not previous or priority(previous) >= priorities[1] then return 0 end
-    end
-end
-local moved = 0
-for i = 1, #ids do
-    local id, p = ids[i], priorities[i]
-    local rank = front and 1 or -1
-    local position = redis.call('LPOS', queue, id, 'RANK', rank)
-    if position then
-        local previous = position > 0 and redis.call('LINDEX', queue, position - 1)
-        local following = redis.call('LINDEX', queue, position + 1)
-        local in_place = (not previous or behind(priority(previous), p))
-            and (not following or not behind(priority(following), p))
-        if not in_place then
-            redis.call('LREM', queue, rank, id)
-            local pivot, start, length = nil, 0, redis.call('LLEN', queue)
-            while not pivot and start < length do
-                for _, other in ipairs(redis.call('LRANGE', queue, start, start + 255)) do
-                    if not behind(priority(other), p) then
-                        pivot = other
-                        break
+    if is_tail then
+        local order, in_order = {}, true
+        for i = 1, n do
+            order[i] = i
+            in_order = in_order and (i == 1 or priority(ids[i - 1]) >= priority(ids[i]))
+        end
+        if not in_order then
+            table.sort(order, function(a, b)
+                local pa, pb = priority(ids[a]), priority(ids[b])
+                if pa ~= pb then return pa > pb end
+                return a < b
+            end)
+        end
+        local top = priority(ids[order[1]])
+        local previous = redis.call('LINDEX', queue, -n - 1)
+        if in_order and (not previous or ahead(priority(previous), top)) then return 0 end
+        do
+            local base = redis.call('LLEN', queue) - n
+            if base == 0 then redis.call('DEL', queue) else redis.call('LTRIM', queue, 0, base - 1) end
+            -- The block goes among the jobs of [first, stop): those not ahead of its highest priority
+            -- and ahead of its lowest. Only the shorter side of the list around them is rewritten.
+            local first = place_of(top, 0, base)
+            local stop = place_of(priority(ids[order[n]]), first, base)
+            local region = {}
+            if stop > first then region = redis.call('LRANGE', queue, first, stop - 1) end
+            local merged, r = {}, 1
+            for b = 1, n do
+                local id = ids[order[b]]
+                while r <= #region and ahead(priority(region[r]), priority(id)) do
+                    merged[#merged + 1] = region[r]
+                    r = r + 1
+                end
+                merged[#merged + 1] = id
+            end
+            for i = r, #region do merged[#merged + 1] = region[i] end
+            if first <= base - stop then
+                local part = {}
+                if first > 0 then part = redis.call('LRANGE', queue, 0, first - 1) end
+                for _, id in ipairs(merged) do part[#part + 1] = id end
+                redis.call('LTRIM', queue, stop, -1)
+                for i = #part, 1, -1000 do
+                    local chunk = {}
+                    for j = i, math.max(i - 999, 1), -1 do chunk[#chunk + 1] = part[j] end
+                    redis.call('LPUSH', queue, unpack(chunk))
+                end
+            else
+                local part = merged
+                if stop < base then
+                    for _, id in ipairs(redis.call('LRANGE', queue, stop, base - 1)) do
+                        part[#part + 1] = id
                     end
                 end
-                start = start + 256
+                if first == 0 then redis.call('DEL', queue) else redis.call('LTRIM', queue, 0, first - 1) end
+                for i = 1, #part, 1000 do
+                    redis.call('RPUSH', queue, unpack(part, i, math.min(i + 999, #part)))
+                end
             end
-            if pivot then
-                redis.call('LINSERT', queue, 'BEFORE', pivot, id)
-            else
-                redis.call('RPUSH', queue, id)
-            end
-            moved = moved + 1
+            return n
         end
+    end
+end
+
+-- Otherwise each id on its own: taken out and put back in its place; ids no longer there are skipped.
+local moved, rank = 0, front and 1 or -1
+for i = 1, n do
+    local id = ids[i]
+    if redis.call('LPOS', queue, id, 'RANK', rank) then
+        redis.call('LREM', queue, rank, id)
+        local length = redis.call('LLEN', queue)
+        local index = place_of(priority(id), 0, length)
+        if index >= length then
+            redis.call('RPUSH', queue, id)
+        else
+            redis.call('LINSERT', queue, 'BEFORE', redis.call('LINDEX', queue, index), id)
+        end
+        moved = moved + 1
     end
 end
 return moved
