@@ -84,3 +84,8 @@ def fails_first_attempt(context):
 def job_record_id():
     record = current_job()
     return str(record.pk) if record else None
+
+
+@task()
+def failing_task_system_exit():
+    raise SystemExit("This task failed due to SystemExit")

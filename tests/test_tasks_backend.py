@@ -322,3 +322,15 @@ def test_the_backend_check_wants_the_jobs_app():
         [error] = task_backends["default"].check()
     assert error.id == "jobs.E080"
     assert "INSTALLED_APPS" in error.hint
+
+
+def test_a_task_that_exits_fails_and_the_worker_takes_the_next_one():
+    exiting = tasks.failing_task_system_exit.enqueue()
+    following = tasks.noop_task.enqueue()
+    drain()
+    exiting.refresh()
+    assert exiting.status == TaskResultStatus.FAILED
+    # SystemExit in a job is how a cold shutdown (a second SIGTERM) reaches a non-forking worker's job:
+    # the attempt is recorded as abandoned.
+    assert [error.exception_class_path for error in exiting.errors] == ["jobs.exceptions.JobAbandoned"]
+    assert default_task_backend.get_result(following.id).status == TaskResultStatus.SUCCESSFUL
