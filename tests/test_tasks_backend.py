@@ -13,6 +13,7 @@ from django.test.utils import override_settings
 from django.utils import timezone
 
 from jobs.admin.operations import retry
+from jobs.dispatch import breaker
 from jobs.exceptions import InvalidArguments
 from jobs.models import Job, Status
 from jobs.tasks import JobsBackend
@@ -25,6 +26,8 @@ from jobs.tasks.framework import (
     task_started,
 )
 from jobs.transport import connection as jobs_connection
+from jobs.transport.scheduling import enqueue_due
+from jobs.upkeep.relay import relay
 from tests import jobs, tasks
 from tests.helpers import drain, run_worker
 
@@ -225,6 +228,14 @@ def test_run_after_defers_the_task():
     assert fetched.task == deferred
     assert fetched.task.run_after == later
 
+    # Its time comes: RQ's scheduled registry scores it in the past, as time passing would.
+    queue = jobs_connection.get_queue("default")
+    queue.connection.zadd(queue.scheduled_job_registry.key, {result.id: 1})
+    enqueue_due(["default"])
+    drain()
+    fetched.refresh()
+    assert fetched.status == TaskResultStatus.SUCCESSFUL
+
 
 def test_priorities_order_the_waiting_tasks_of_a_queue():
     labels = [("low", -5), ("first zero", 0), ("top", 10), ("second zero", 0), ("mid", 5)]
@@ -262,12 +273,35 @@ def test_invalid_tasks_and_arguments_are_refused_and_nothing_is_recorded():
 
 
 def test_the_forking_and_lean_workers_run_tasks_with_no_extra_flags():
-    forked = tasks.add.enqueue(1, 1)
+    forked = [tasks.add.enqueue(1, 1), tasks.add_async.enqueue(1, 2), tasks.test_context.enqueue(1)]
     run_worker("--worker-class", "jobs.worker.Worker")
-    lean = tasks.add_async.enqueue(2, 2)
+    lean = [tasks.add.enqueue(2, 2), tasks.add_async.enqueue(2, 3), tasks.test_context.enqueue(1)]
     drain("jobs.worker.LeanWorker")
-    assert tasks.add.get_result(forked.id).return_value == 2
-    assert tasks.add_async.get_result(lean.id).return_value == 4
+    for results in (forked, lean):
+        for result in results:
+            result.refresh()
+        assert [result.status for result in results] == [TaskResultStatus.SUCCESSFUL] * 3
+    assert [result.return_value for result in forked[:2]] == [2, 3]
+    assert [result.return_value for result in lean[:2]] == [4, 5]
+
+
+def test_the_running_task_is_the_current_job():
+    result = tasks.job_record_id.enqueue()
+    drain()
+    assert tasks.job_record_id.get_result(result.id).return_value == result.id
+
+
+def test_a_task_enqueued_while_redis_cannot_take_it_is_pushed_by_the_relay():
+    breaker.open()  # as after a push that timed out: records are left to the relay at once
+    try:
+        result = tasks.add.enqueue(3, 4)
+    finally:
+        breaker.close()
+    assert Job.objects.get(pk=result.id).undispatched_since is not None
+    assert jobs_connection.get_queue("default").count == 0
+    assert relay() == 1
+    drain()
+    assert tasks.add.get_result(result.id).return_value == 7
 
 
 def test_checks_report_queues_missing_from_rq_queues():
