@@ -6,7 +6,9 @@ try:
 except ImportError:
     from django_tasks import TaskContext, task
 
-from jobs import current_job
+from asgiref.sync import sync_to_async
+
+from jobs import current_job, set_progress
 
 
 @task()
@@ -89,3 +91,9 @@ def job_record_id():
 @task()
 def failing_task_system_exit():
     raise SystemExit("This task failed due to SystemExit")
+
+
+@task()
+async def reports_progress_async():
+    await sync_to_async(set_progress)(50, "half way")
+    return "done"

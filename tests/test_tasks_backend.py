@@ -368,3 +368,10 @@ def test_a_task_that_exits_fails_and_the_worker_takes_the_next_one():
     # the attempt is recorded as abandoned.
     assert [error.exception_class_path for error in exiting.errors] == ["jobs.exceptions.JobAbandoned"]
     assert default_task_backend.get_result(following.id).status == TaskResultStatus.SUCCESSFUL
+
+
+def test_an_async_task_reports_progress_through_sync_to_async():
+    result = tasks.reports_progress_async.enqueue()
+    drain()
+    record = Job.objects.get(pk=result.id)
+    assert (record.status, record.progress_message, record.result) == (Status.FINISHED, "half way", "done")
