@@ -13,7 +13,7 @@ from django.views.decorators.http import require_GET
 from jobs.api.serializers import job_as_dict
 from jobs.models import Job
 
-from . import jobs
+from . import jobs, tasks
 
 MAX_MS = 60_000
 MAX_MSG = 200
@@ -86,6 +86,15 @@ def retry(request: HttpRequest) -> Job:
     msg = _param_msg(request)
     fail = _param_int(request, "fail", None, 0, jobs.flaky.options.attempts - 1)
     return jobs.flaky.enqueue(msg, fail)
+
+
+@_demo_view
+def task(request: HttpRequest) -> Job:
+    msg = _param_msg(request)
+    priority = _param_int(request, "priority", 0, -100, 100)
+    result = tasks.shout.using(priority=priority).enqueue(msg)
+    # A task's result id is its record's id: the status URL is the same as a job's.
+    return Job.objects.get(pk=result.id)
 
 
 @require_GET

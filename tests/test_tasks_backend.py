@@ -375,3 +375,14 @@ def test_an_async_task_reports_progress_through_sync_to_async():
     drain()
     record = Job.objects.get(pk=result.id)
     assert (record.status, record.progress_message, record.result) == (Status.FINISHED, "half way", "done")
+
+
+def test_the_demo_enqueues_a_task_with_a_priority(client):
+    response = client.get("/demo/task", {"msg": "hi", "priority": "10"})
+    assert response.status_code == 202
+    task_id = response.json()["id"]
+    assert Job.objects.get(pk=task_id).priority == 10
+    assert client.get("/demo/task", {"msg": "hi", "priority": "101"}).status_code == 400
+    drain()
+    assert default_task_backend.get_result(task_id).return_value == "HI (attempt 1)"
+    assert client.get(f"/demo/jobs/{task_id}").json()["status"] == "finished"
