@@ -386,3 +386,23 @@ def test_the_demo_enqueues_a_task_with_a_priority(client):
     drain()
     assert default_task_backend.get_result(task_id).return_value == "HI (attempt 1)"
     assert client.get(f"/demo/jobs/{task_id}").json()["status"] == "finished"
+
+
+def test_a_failing_task_finished_receiver_stops_nothing(caplog):
+    def broken(**kwargs):
+        raise RuntimeError("receiver bug")
+
+    task_finished.connect(broken, dispatch_uid="broken")
+    try:
+        first, second = tasks.add.enqueue(1, 2), tasks.add.enqueue(3, 4)
+        drain()
+    finally:
+        task_finished.disconnect(dispatch_uid="broken")
+    assert [tasks.add.get_result(r.id).return_value for r in (first, second)] == [3, 7]
+    assert "a receiver of task_finished failed" in caplog.text
+
+
+def test_get_result_of_a_record_whose_task_is_gone():
+    record = Job.objects.create(function="tests.tasks.removed_since", queue="default")
+    with pytest.raises(TaskResultDoesNotExist):
+        default_task_backend.get_result(str(record.pk))

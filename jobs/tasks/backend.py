@@ -11,7 +11,6 @@ from django.apps import apps
 from django.conf import settings
 from django.core.checks import CheckMessage, Error
 from django.db import router, transaction
-from django.utils import timezone
 
 from .. import enqueue as _enqueue
 from .. import registry
@@ -55,10 +54,8 @@ class JobsBackend(BaseTaskBackend):
         # Django's backends take JSON only: anything else is refused with its TypeError.
         json_args = cast(list[Any], normalize_json(list(args)))
         json_kwargs = cast(dict[str, Any], normalize_json(dict(kwargs)))
-        run_after = task.run_after
-        if run_after is not None and timezone.is_naive(run_after):
-            run_after = timezone.make_aware(run_after)
-        target = _task_function(task).using(queue=task.queue_name, priority=task.priority, at=run_after)
+        # A naive run_after (USE_TZ = False) is refused as any job's naive ``at`` is.
+        target = _task_function(task).using(queue=task.queue_name, priority=task.priority, at=task.run_after)
         target.check_arguments(json_args, json_kwargs)
         record = _enqueue.enqueue(target, json_args, json_kwargs)
         result = task_result(record, task, self.alias, failed=[])
