@@ -148,3 +148,21 @@ def test_every_way_of_pushing_keeps_the_list_in_order():
             for record in records:
                 expect(str(record.pk), record.priority)
         assert waiting() == [job_id for _, job_id in model], f"after step {step} ({kind})"
+
+
+def test_a_job_put_back_by_a_worker_goes_first_among_its_priority():
+    from django_rq.workers import get_worker
+
+    queue = jobs_connection.get_queue("default")
+    zeros = [jobs.labelled.enqueue(f"zero {n}") for n in range(2)]
+    taken = jobs.urgent.enqueue("taken")
+    worker = get_worker("default", worker_class="jobs.worker.SimpleWorker")
+    job, _ = queue.dequeue_any([queue], None, connection=queue.connection, serializer=queue.serializer)
+    assert job.id == str(taken.pk)
+    higher = jobs.labelled.using(priority=50).enqueue("higher, enqueued meanwhile")
+    same = jobs.urgent.enqueue("same, enqueued meanwhile")
+
+    worker.put_back(job, queue)  # as a worker does with a job of a queue paused meanwhile
+
+    expected = [higher, taken, same, *zeros]
+    assert waiting() == [str(record.pk) for record in expected]
