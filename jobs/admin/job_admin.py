@@ -108,20 +108,7 @@ class JobAdmin(admin.ModelAdmin):
     change_form_template = "jobs/admin/job_change_form.html"
     change_list_template = "jobs/admin/job_change_list.html"
     fieldsets = (
-        (
-            None,
-            {
-                "fields": (
-                    "id",
-                    "function",
-                    "queue",
-                    "priority",
-                    "status_colour",
-                    "attempts_text",
-                    "unique_key",
-                )
-            },
-        ),
+        (None, {"fields": ("id", "function", "queue", "status_colour", "attempts_text", "unique_key")}),
         (_("Arguments"), {"fields": ("args_json", "kwargs_json")}),
         (_("Progress and result"), {"fields": ("progress_bar", "progress_message", "result_json")}),
         (_("Last error"), {"fields": ("error_class", "error_message", "traceback_html")}),
@@ -131,6 +118,7 @@ class JobAdmin(admin.ModelAdmin):
                 "fields": (
                     "worker_name",
                     "timeout",
+                    "priority",
                     "enqueued_at",
                     "scheduled_for",
                     "started_at",
