@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 from typing import Any
 
 from django.conf import settings
@@ -239,3 +240,9 @@ def check_schedules(app_configs: Any = None, **kwargs: Any) -> list:
             )
         ]
     return []
+
+
+# The check that runs each TASKS backend's check() (JobsBackend's among them) is registered by Django's
+# task framework when it is imported; a project whose code has not imported it yet still gets it here.
+with contextlib.suppress(ImportError):
+    from .tasks import framework as _tasks_framework  # noqa: F401

@@ -25,6 +25,12 @@ def current_job() -> Job | None:
     return None if run is None else run.record
 
 
+def current_attempt() -> int | None:
+    """The attempt that the job running in this context is (1 for its first run), or None outside a job."""
+    run = _current.get()
+    return None if run is None else run.attempt
+
+
 def running(record: Job, attempt: int) -> contextvars.Token[_Run | None]:
     """Make ``record``, at ``attempt``, the current job (the worker calls this around a run); returns
     the reset token."""

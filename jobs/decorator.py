@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 import functools
 import inspect
 from collections.abc import Callable, Iterable, Mapping, Sequence
@@ -38,9 +39,16 @@ class JobFunction(Generic[P, R]):
     def __repr__(self) -> str:
         return f"<JobFunction {self.name}>"
 
+    def run(self, args: Sequence[Any], kwargs: Mapping[str, Any]) -> Any:
+        """Run the function in the worker with the job's decoded arguments; what it returns is the
+        job's result."""
+        return self.func(*args, **kwargs)
+
     def using(self, **options: Any) -> JobFunction[P, R]:
         """The same job with some options changed, for one enqueue: ``send.using(delay=60).enqueue(...)``."""
-        return JobFunction(self.func, self.name, self.options.replace(**options))
+        variant = copy.copy(self)
+        variant.options = self.options.replace(**options)
+        return variant
 
     def enqueue(self, /, *args: P.args, **kwargs: P.kwargs) -> Job:
         """Record the job and push it to its queue when the current transaction commits."""

@@ -152,6 +152,7 @@ def _shared_fields(job_function: JobFunction) -> dict[str, Any]:
         "status": Status.DEFERRED if waits_for else status,
         "max_attempts": options.attempts,
         "timeout": options.job_timeout,
+        "priority": options.priority,
         "scheduled_for": run_at,
         "enqueued_at": timezone.now(),
         "dependencies_total": waits_for,

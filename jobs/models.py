@@ -73,6 +73,8 @@ class Job(models.Model):
     attempts = models.PositiveIntegerField(_("attempts"), default=0)
     max_attempts = models.PositiveIntegerField(_("max attempts"), default=1)
     timeout = models.PositiveIntegerField(_("timeout (s)"), null=True, blank=True)
+    #: Among the waiting jobs of its queue, a job of higher priority starts first (-100 to 100).
+    priority = models.SmallIntegerField(_("priority"), default=0)
 
     progress = models.FloatField(_("progress (%)"), default=0)
     progress_message = models.CharField(_("progress message"), max_length=255, blank=True)

@@ -19,6 +19,8 @@ Backoff = Literal["exponential", "fixed"] | Sequence[int]
 UniqueKey = str | Callable[..., str] | None
 
 UNITS = {"s": 1, "m": 60, "h": 3600}
+#: The range of ``priority``, Django's own (``django.tasks``): higher runs first, 0 is the default.
+PRIORITY_MIN, PRIORITY_MAX = -100, 100
 _FORMAT = re.compile(r"^\s*(\d+)\s*/\s*(\d*)\s*([smh])\s*$")
 
 
@@ -109,6 +111,7 @@ class JobOptions:
     delay: timedelta | None = None
     at: datetime | None = None
     at_front: bool = False
+    priority: int = 0
     using: str | None = None
     rate_limit: str | None = None
     rate_key: Callable[..., str] | None = None
@@ -154,6 +157,7 @@ class JobOptions:
             raise InvalidJobDefinition("at must be a timezone-aware datetime")
         _check_rate_limit(self.rate_limit, self.rate_key)
         object.__setattr__(self, "depends_on", requirements_of(self.depends_on))
+        _check_priority(self.priority)
 
     def replace(self, **changes: Any) -> JobOptions:
         unknown = set(changes) - {field.name for field in dataclasses.fields(self)}
@@ -228,6 +232,17 @@ def _check_rate_limit(rate_limit: str | None, rate_key: Any) -> None:
             raise InvalidJobDefinition("rate_key needs a rate_limit")
         if not callable(rate_key):
             raise InvalidJobDefinition("rate_key must be a callable of the job's arguments")
+
+
+def _check_priority(priority: Any) -> None:
+    if (
+        not isinstance(priority, int)
+        or isinstance(priority, bool)
+        or not PRIORITY_MIN <= priority <= PRIORITY_MAX
+    ):
+        raise InvalidJobDefinition(
+            f"priority must be a whole number from {PRIORITY_MIN} to {PRIORITY_MAX}, not {priority!r}"
+        )
 
 
 def _check_positive_int(name: str, value: Any) -> None:

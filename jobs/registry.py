@@ -27,6 +27,11 @@ def register(job_function: JobFunction[Any, Any]) -> JobFunction[Any, Any]:
     return job_function
 
 
+def registered(name: str) -> JobFunction[Any, Any] | None:
+    """The job registered as ``name`` in this process, or None; nothing is imported."""
+    return _registry.get(name)
+
+
 def lookup(name: str) -> JobFunction[Any, Any]:
     """The registered job called ``name``, for a name that comes from a request.
 

@@ -75,6 +75,8 @@ RQ_QUEUES = {
     for name in ("default", "high", "low")
 }
 RQ = {"WORKER_CLASS": "jobs.worker.Worker"}
+# Django's task framework (django.tasks; the django-tasks backport on Django 5.2) on the same queues.
+TASKS = {"default": {"BACKEND": "jobs.tasks.JobsBackend", "QUEUES": ["default", "high", "low"]}}
 
 CACHES = {
     "default": {

@@ -9,6 +9,7 @@ urlpatterns = [
     path("demo/delay", views.delay, name="demo-delay"),
     path("demo/retry", views.retry, name="demo-retry"),
     path("demo/fanout", views.fanout, name="demo-fanout"),
+    path("demo/task", views.task, name="demo-task"),
     path("demo/jobs/<uuid:job_id>", views.status, name="demo-status"),
     path("demo/slow", cache_demo.slow, name="demo-slow"),
     path("jobs/", include("jobs.api.urls")),

@@ -15,7 +15,7 @@ from django.views.decorators.http import require_GET
 from jobs.api.serializers import job_as_dict
 from jobs.models import Job, Schedule
 
-from . import jobs
+from . import jobs, tasks
 
 MAX_MS = 60_000
 MAX_MSG = 200
@@ -99,6 +99,15 @@ def fanout(request: HttpRequest) -> Job:
     with transaction.atomic():
         parts = jobs.fan_out_part.enqueue_many([(part, ms) for part in range(1, n + 1)])
         return jobs.fan_in_total.using(depends_on=parts).enqueue()
+
+
+@_demo_view
+def task(request: HttpRequest) -> Job:
+    msg = _param_msg(request)
+    priority = _param_int(request, "priority", 0, -100, 100)
+    result = tasks.shout.using(priority=priority).enqueue(msg)
+    # A task's result id is its record's id: the status URL is the same as a job's.
+    return Job.objects.get(pk=result.id)
 
 
 @require_GET

@@ -131,3 +131,21 @@ def dependency_results_as_given(*marks):
     from jobs import dependency_results
 
     return [*marks, *dependency_results()]
+
+
+@job
+def labelled(label):
+    """Returns its label: the tests of priorities read the order in which the records were claimed."""
+    return label
+
+
+@job(priority=10)
+def urgent(label):
+    return label
+
+
+@job(priority=5, max_attempts=2, backoff=[0])
+def urgent_fails_once(label):
+    if current_job().attempts == 1:
+        raise RuntimeError("first attempt fails")
+    return label

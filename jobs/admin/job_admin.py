@@ -133,6 +133,7 @@ class JobAdmin(admin.ModelAdmin):
                 "fields": (
                     "worker_name",
                     "timeout",
+                    "priority",
                     "enqueued_at",
                     "scheduled_for",
                     "started_at",

@@ -8,7 +8,7 @@ from django.db import migrations, models
 class Migration(migrations.Migration):
 
     dependencies = [
-        ('jobs', '0003_pause_queue_permission'),
+        ('jobs', '0004_priority'),
         migrations.swappable_dependency(settings.AUTH_USER_MODEL),
     ]
 

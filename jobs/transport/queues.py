@@ -29,7 +29,7 @@ from ..intervals import failure_ttl
 from ..models import Job
 from ..options import JobOptions
 from ..registry import resolve
-from . import compat, connection
+from . import compat, connection, priority
 from .runner import RUNNER, runner_args
 
 #: RQ states in which a job will still run (they differ by RQ version).
@@ -50,7 +50,8 @@ def push(records: Sequence[Job], options: JobOptions | None = None) -> None:
     """Push records to Redis, one pipeline per queue. Raises ``RedisError`` when Redis cannot be reached.
 
     ``options`` are those the records were enqueued with; without them (the relay, a retry from the
-    admin) each record's job function is looked up in the registry for its backoff.
+    admin) each record's job function is looked up in the registry for its backoff. Each id is put in
+    its place on its queue by the record's priority (``transport.priority``), in the same pipeline.
     """
     by_queue: dict[str, list[Job]] = defaultdict(list)
     for record in records:
@@ -63,6 +64,9 @@ def push(records: Sequence[Job], options: JobOptions | None = None) -> None:
             else:
                 for record in queued:
                     _add_to_pipeline(queue, record, pipe, options or _registered_options(record))
+            waiting = [(str(record.pk), record.priority) for record in queued if not _later(record)]
+            at_front = options is not None and options.at_front
+            priority.place(queue, waiting, front=at_front, pipeline=pipe)
             pipe.execute()
 
 
@@ -87,6 +91,7 @@ def _add_batch_to_pipeline(queue: Queue, records: Sequence[Job], pipe: Pipeline,
         rq_job.description = f"{record.function} [{record.pk}]"
         rq_job.retries_left = len(intervals) if intervals else None
         rq_job.retry_intervals = intervals or None
+        rq_job.meta = priority.meta(record.priority) or {}
         rq_job.save(pipeline=pipe)
     ids = [str(record.pk) for record in rest]
     if ids:
@@ -112,6 +117,7 @@ def _add_to_pipeline(queue: Queue, record: Job, pipe: Pipeline, options: JobOpti
         description=f"{record.function} [{record.pk}]",
         job_id=str(record.pk),
         retry=Retry(max=len(intervals), interval=intervals) if intervals else None,
+        meta=priority.meta(record.priority),
     )
     if record.scheduled_for is not None and record.scheduled_for > timezone.now():
         return queue.schedule_job(rq_job, _whole_second_after(record.scheduled_for), pipeline=pipe)

@@ -17,8 +17,13 @@ from django.core.signals import setting_changed
 from django.dispatch import receiver
 from rq.scheduler import RQScheduler
 from rq.serializers import JSONSerializer
+from rq.utils import current_timestamp
 
-from . import connection
+from . import connection, priority
+
+#: Seconds ahead of now that the ids about to be moved are read, so that none due by the time RQ's
+#: mover reads its own list is missed: those still waiting afterwards are left alone.
+_HORIZON = 2
 
 
 @functools.cache
@@ -41,13 +46,44 @@ def enqueue_due(queue_names: Iterable[str]) -> None:
 
     RQ's ``enqueue_scheduled_jobs`` reads the due ids, then pushes them and removes them from the
     registry in one transaction: two movers at the same moment may push a job twice, which the
-    ledger's claim lets run once. Raises ``RedisError`` when Redis cannot be reached.
+    ledger's claim lets run once. RQ appends the ids it moves at the tail of their queue; each is then
+    put in its place by priority (``transport.priority``). Raises ``RedisError`` when Redis cannot be
+    reached.
     """
     by_server: dict[tuple, list[str]] = {}
     for name in sorted(set(queue_names)):
         by_server.setdefault(connection.server_of(name), []).append(name)
     for names in by_server.values():
+        due = _due_soon(names)
         _mover(tuple(names)).enqueue_scheduled_jobs()
+        if due:
+            _place_moved(due)
+
+
+def _due_soon(queue_names: list[str]) -> dict[str, list[str]]:
+    """The ids in these queues' scheduled registries due within ``_HORIZON`` seconds, in one round trip."""
+    redis = connection.get_connection(queue_names[0])
+    with redis.pipeline(transaction=False) as pipe:
+        for name in queue_names:
+            registry = connection.get_queue(name).scheduled_job_registry
+            pipe.zrangebyscore(registry.key, 0, current_timestamp() + _HORIZON, start=0, num=1000)
+        found = pipe.execute()
+    return {
+        name: [job_id.decode() for job_id in ids] for name, ids in zip(queue_names, found, strict=True) if ids
+    }
+
+
+def _place_moved(due: dict[str, list[str]]) -> None:
+    """Put in their place the ids among ``due`` that left their scheduled registry (RQ moved them)."""
+    for name, ids in due.items():
+        queue = connection.get_queue(name)
+        registry = queue.scheduled_job_registry
+        with queue.connection.pipeline(transaction=False) as pipe:
+            for job_id in ids:
+                pipe.zscore(registry.key, job_id)
+            scores = pipe.execute()
+        moved = [(job_id, None) for job_id, score in zip(ids, scores, strict=True) if score is None]
+        priority.place(queue, moved)
 
 
 def reset() -> None:

@@ -30,7 +30,7 @@ from rq.utils import now, utcformat
 from rq.worker import WorkerStatus
 
 from ..intervals import failure_ttl
-from . import compat
+from . import compat, priority
 from .runner import RUNNER
 
 #: RQ's queue, as the hooks of the `jobs` workers receive it.
@@ -107,9 +107,17 @@ class WorkerMixin(_WorkerBase):
             queue.intermediate_queue.remove(job.id)
 
     def put_back(self, job: RQJob, queue: rq.Queue) -> None:
-        """Return a dequeued job, not started, to the front of its queue."""
+        """Return a dequeued job, not started, to the front of its queue (of its priority)."""
         queue.push_job_id(job.id, at_front=True)
+        priority.place(queue, [(job.id, None)], front=True)
         queue.intermediate_queue.remove(job.id)
+
+    def handle_job_failure(self, job: RQJob, queue: rq.Queue, *args: Any, **kwargs: Any) -> None:
+        # Checked against rq 2.12 and 3.0: a retry due at once is pushed by RQ at the tail of the queue
+        # (``Job.retry``), and the job's status is then queued.
+        super().handle_job_failure(job, queue, *args, **kwargs)
+        if job.get_status(refresh=False) == JobStatus.QUEUED:
+            priority.place(queue, [(job.id, None)])
 
     def run_at(self, job: RQJob, queue: rq.Queue, at: datetime) -> None:
         """Put a dequeued job, not started, in RQ's scheduled registry to run at ``at``."""

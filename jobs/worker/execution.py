@@ -69,7 +69,7 @@ def _run(job_id: str, function: str, args: list, kwargs: dict, alias: str) -> No
         signals.job_started.send(sender=Job, job=record)
         target = resolve(function)
         call_args, call_kwargs = decode_arguments(args, kwargs)
-        value = target.func(*call_args, **call_kwargs)
+        value = target.run(call_args, call_kwargs)
     except BaseException as exc:
         _record_failure(record, attempt, rq_job, exc)
         raise
