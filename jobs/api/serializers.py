@@ -19,6 +19,7 @@ def job_as_dict(record: Job) -> dict[str, Any]:
         "queue": record.queue,
         "status": record.status,
         "dispatched": record.is_dispatched,
+        "priority": record.priority,
         "attempts": record.attempts,
         "max_attempts": record.max_attempts,
         "progress": record.progress,
