@@ -218,3 +218,31 @@ def check_ledger_commit(app_configs: Any = None, **kwargs: Any) -> list:
     if not isinstance(value, bool):
         return [Error(f"JOBS['LEDGER_ASYNC_COMMIT'] must be True or False, not {value!r}.", id="jobs.E060")]
     return []
+
+
+#: The shortest bearer token the metrics endpoint accepts as its setting.
+METRICS_TOKEN_MIN_LENGTH = 16
+
+
+@register(Tags.security)
+def check_metrics(app_configs: Any = None, **kwargs: Any) -> list:
+    errors = []
+    token = jobs_settings.METRICS_TOKEN
+    if token is not None and not (isinstance(token, str) and len(token) >= METRICS_TOKEN_MIN_LENGTH):
+        errors.append(
+            Error(
+                f"JOBS['METRICS_TOKEN'] must be None or a string of at least {METRICS_TOKEN_MIN_LENGTH} "
+                "characters.",
+                hint="Make one with: python -c 'import secrets; print(secrets.token_urlsafe(32))'",
+                id="jobs.E080",
+            )
+        )
+    if not _positive(jobs_settings.METRICS_WINDOW):
+        errors.append(
+            Error(
+                f"JOBS['METRICS_WINDOW'] must be a positive number of seconds, not "
+                f"{jobs_settings.METRICS_WINDOW!r}.",
+                id="jobs.E081",
+            )
+        )
+    return errors
