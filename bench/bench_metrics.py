@@ -1,0 +1,190 @@
+"""The metrics endpoint on a large ledger: time, database queries and Redis commands of one scrape.
+
+``python -m bench.bench_metrics`` makes a SQLite database and a PostgreSQL one (as ``python -m bench`` does),
+fills each with ``--rows`` job records spread over the past (``bench.bench_admin.fill``) plus ``--recent``
+records that ended within the metrics window (a busy minute: each with a run time and a start latency,
+one in ten failed), scrapes ``/jobs/metrics/`` with the bearer token ``--runs`` times after one warm-up,
+and prints the median time of a scrape, its queries (``CaptureQueriesContext``), its slowest query and
+its Redis commands (``INFO commandstats``). It also times the one grouping the endpoint does not do
+(the whole ledger by queue, function and status) to show what that would cost.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import statistics
+import subprocess
+import sys
+import time
+
+from bench import environment
+from bench.bench_admin import fill
+from tests.redis_server import RedisServer
+
+DEFAULT_PG_URL = "postgres://postgres@127.0.0.1:5432/postgres"
+TOKEN = "bench-metrics-token-0123456789"
+
+
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(
+        prog="python -m bench.bench_metrics", description=__doc__.splitlines()[0]
+    )
+    parser.add_argument("--rows", type=int, default=1_000_000, help="job records (default 1000000)")
+    parser.add_argument(
+        "--recent", type=int, default=10_000, help="of which ended in the window (default 10000)"
+    )
+    parser.add_argument("--runs", type=int, default=5, help="timed scrapes (default 5)")
+    parser.add_argument(
+        "--databases", nargs="+", default=["sqlite", "postgres"], choices=["sqlite", "postgres"]
+    )
+    parser.add_argument("--postgres", default=os.environ.get("BENCH_PG_URL", DEFAULT_PG_URL))
+    parser.add_argument("--child", action="store_true", help=argparse.SUPPRESS)
+    return parser.parse_args(argv)
+
+
+def fill_recent(count: int) -> None:
+    """``count`` records that ended in the last minute, one in ten failed (with its failed attempt)."""
+    import random
+    from datetime import timedelta
+
+    from django.utils import timezone
+
+    from jobs.models import FailedAttempt, Job, Status
+
+    rng = random.Random(14)
+    now = timezone.now()
+    records, attempts = [], []
+    for index in range(count):
+        finished = now - timedelta(seconds=rng.uniform(0, 55))
+        started = finished - timedelta(seconds=rng.expovariate(1 / 0.2))
+        failed = index % 10 == 0
+        records.append(
+            Job(
+                function=f"bench.jobs.f{index % 20}",
+                queue=("default", "high", "low")[index % 3],
+                status=Status.FAILED if failed else Status.FINISHED,
+                attempts=1,
+                enqueued_at=started - timedelta(seconds=rng.expovariate(1 / 0.05)),
+                started_at=started,
+                finished_at=finished,
+            )
+        )
+        if failed:
+            attempts.append(FailedAttempt(job=records[-1], number=1, started_at=started, failed_at=finished))
+    Job.objects.bulk_create(records, batch_size=1000)
+    FailedAttempt.objects.bulk_create(attempts, batch_size=1000)
+
+
+def by_function_too() -> float:
+    """Seconds of the grouping the endpoint leaves out: every record by queue, function and status."""
+    from django.db.models import Count
+
+    from jobs.models import Job
+
+    begin = time.perf_counter()
+    list(Job.objects.order_by().values_list("queue", "function", "status").annotate(n=Count("pk")))
+    return time.perf_counter() - begin
+
+
+def parts() -> list[tuple[str, float]]:
+    """Seconds of each part of the collector, read on its own."""
+    from jobs.metrics.collector import JobsCollector
+
+    collector = JobsCollector()
+    timed = []
+    for name, read in [
+        ("ledger: records by queue and status, oldest waiting, undispatched", collector._ledger),
+        ("window: ended jobs with their histograms, failed attempts", collector._window),
+        ("django-rq's RQCollector", collector._rq),
+        ("paused queues", collector._paused),
+        ("cache counters", collector._cache),
+    ]:
+        begin = time.perf_counter()
+        list(read())
+        timed.append((name, time.perf_counter() - begin))
+    return timed
+
+
+def child(options: argparse.Namespace) -> None:
+    import django
+
+    django.setup()
+    from django.db import connection
+    from django.test import Client
+    from django.test.utils import CaptureQueriesContext, setup_test_environment
+    from django_redis import get_redis_connection
+
+    from jobs.models import Job
+
+    setup_test_environment()
+    started = time.monotonic()
+    fill(options.rows - options.recent)
+    fill_recent(options.recent)
+    with connection.cursor() as cursor:
+        cursor.execute("ANALYZE")
+    print(f"{Job.objects.count():,} records written in {time.monotonic() - started:.1f} s")
+    redis = get_redis_connection("default")
+    client = Client()
+    headers = {"authorization": f"Bearer {TOKEN}"}
+    assert client.get("/jobs/metrics/", headers=headers).status_code == 200  # warm-up
+    times, slowest = [], []
+    for _ in range(options.runs):
+        redis.config_resetstat()
+        with CaptureQueriesContext(connection) as queries:
+            begin = time.perf_counter()
+            response = client.get("/jobs/metrics/", headers=headers)
+            times.append(time.perf_counter() - begin)
+        assert response.status_code == 200, response.status_code
+        commands = sum(
+            stats["calls"] for name, stats in redis.info("commandstats").items() if name != "cmdstat_info"
+        )
+        slowest.append(max(float(query["time"]) for query in queries.captured_queries))
+    print("| scrape, median | queries | slowest query, median | Redis commands | by function too |")
+    print("| ---: | ---: | ---: | ---: | ---: |")
+    print(
+        f"| {statistics.median(times) * 1000:.0f} ms | {len(queries)} "
+        f"| {statistics.median(slowest) * 1000:.0f} ms | {commands} | {by_function_too() * 1000:.0f} ms |",
+        flush=True,
+    )
+    print("\nParts of one scrape (each read in full, as the encoder reads it):\n")
+    for part, seconds in parts():
+        print(f"- {part}: {seconds * 1000:.0f} ms")
+
+
+def main(argv: list[str] | None = None) -> None:
+    options = parse_args(argv)
+    if options.child:
+        child(options)
+        return
+    server = RedisServer()
+    server.start()
+    try:
+        for name in options.databases:
+            database = environment.database_for(name, options.postgres)
+            if database is None:
+                continue
+            title = "SQLite (WAL)" if name == "sqlite" else "PostgreSQL"
+            print(f"\n### {title}: {options.rows:,} records, {options.recent:,} of them in the window\n")
+            with database as database_url:
+                env = {
+                    **environment.child_env(database_url, server.url),
+                    "BENCH_JOBS": f'{{"METRICS_TOKEN": "{TOKEN}"}}',
+                }
+                environment.migrate(env)
+                command = [sys.executable, "-m", "bench.bench_metrics", "--child"]
+                command += [
+                    "--rows",
+                    str(options.rows),
+                    "--recent",
+                    str(options.recent),
+                    "--runs",
+                    str(options.runs),
+                ]
+                subprocess.run(command, cwd=environment.ROOT, env=env, check=True)
+    finally:
+        server.cleanup()
+
+
+if __name__ == "__main__":
+    main()
