@@ -6,19 +6,22 @@
 - attempts that failed in the window, with their run time, how many were given up because their worker
   died, and how many ended their job (one query over ``FailedAttempt``, through its ``failed_at`` index).
 
-Histograms are counted in SQL, one ``COUNT(...) FILTER`` (a ``CASE`` where the database has no FILTER)
-per bucket, so a scrape reads grouped rows, never the records themselves. Only rows in the window are
-read, so the cost follows the number of jobs per window, not the size of the table.
+Only rows of the window are read, so the cost follows the number of jobs per window, not the size of
+the table. The database computes each row's durations once (``Seconds``) and sends them; they are
+counted into buckets here. That is cheaper than counting each bucket in SQL, one ``COUNT(...) FILTER``
+per bucket, which makes the database compute the durations again for every bucket (measured in
+``bench/bench_metrics.py``: see the README's Metrics section).
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from bisect import bisect_left
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
+from itertools import accumulate
 from typing import Any
 
-from django.db.models import Count, F, FloatField, Func, Q, Sum
+from django.db.models import BooleanField, ExpressionWrapper, F, FloatField, Func, Q
 from django.db.models.functions import Coalesce
 from django.utils import timezone
 
@@ -27,21 +30,29 @@ from ..models import FailedAttempt, Job, Status
 
 #: Upper bounds (seconds) of the buckets of both histograms, from a few milliseconds to half an hour.
 BUCKETS: tuple[float, ...] = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 300, 1800)
+#: Rows fetched from the database at a time.
+CHUNK = 2000
 
 
 @dataclass
 class Histogram:
-    """Observations counted per bucket (``counts[i]``: those at most ``BUCKETS[i]``, cumulative), their
-    number and their sum in seconds."""
+    """Observations in seconds: how many fall in each bucket (and over the last one), and their sum."""
 
-    counts: list[int] = field(default_factory=lambda: [0] * len(BUCKETS))
-    count: int = 0
+    per_bucket: list[int] = field(default_factory=lambda: [0] * (len(BUCKETS) + 1))
     total: float = 0.0
 
-    def add(self, counts: Sequence[int], count: int, total: float | None) -> None:
-        self.counts = [mine + theirs for mine, theirs in zip(self.counts, counts, strict=True)]
-        self.count += count
-        self.total += _seconds(total)
+    def observe(self, seconds: float) -> None:
+        self.per_bucket[bisect_left(BUCKETS, seconds)] += 1
+        self.total += seconds
+
+    @property
+    def counts(self) -> list[int]:
+        """Cumulative: ``counts[i]`` observations were at most ``BUCKETS[i]`` seconds."""
+        return list(accumulate(self.per_bucket))[: len(BUCKETS)]
+
+    @property
+    def count(self) -> int:
+        return sum(self.per_bucket)
 
 
 @dataclass
@@ -71,10 +82,9 @@ def collect(seconds: float, now: datetime | None = None) -> Window:
 
 
 class Seconds(Func):
-    """Seconds from ``begin`` to ``end`` (two datetimes) as a float, computed by the database itself.
+    """Seconds from ``end`` back to ``begin`` (two datetimes) as a float, computed by the database.
 
-    Django's own ``end - begin`` on SQLite calls a Python function for every row and every use, which
-    a scrape would pay dozens of times per record of the window.
+    Django's own ``end - begin`` on SQLite calls a Python function for every row.
     """
 
     output_field = FloatField()
@@ -94,79 +104,53 @@ class Seconds(Func):
         )
 
 
-def _buckets(prefix: str, expression: str, condition: Q) -> dict[str, Count]:
-    """One conditional count per bucket: the rows that meet ``condition`` and whose ``expression`` is at
-    most the bucket's bound."""
-    return {
-        f"{prefix}_{index}": Count("pk", filter=condition & Q(**{f"{expression}__lte": bound}))
-        for index, bound in enumerate(BUCKETS)
-    }
-
-
-def _bucket_counts(row: Mapping[str, Any], prefix: str) -> list[int]:
-    return [row[f"{prefix}_{index}"] for index in range(len(BUCKETS))]
+def _flag(condition: Q) -> ExpressionWrapper:
+    return ExpressionWrapper(condition, output_field=BooleanField())
 
 
 def _read_jobs(window: Window, start: datetime) -> None:
     ended = Q(finished_at__gte=start)
-    finished = ended & Q(status=Status.FINISHED)
-    first_start = Q(attempts=1, started_at__gte=start)
     rows = (
         Job.objects.filter(ended | Q(status=Status.STARTED))
-        .alias(
-            run=Seconds(F("finished_at"), F("started_at")),
-            wait=Seconds(F("started_at"), Coalesce("scheduled_for", "enqueued_at")),
-        )
         .order_by()
-        .values("queue", "function", "status")
-        .annotate(
-            ended=Count("pk", filter=ended),
-            finished=Count("pk", filter=finished),
-            run_sum=Sum("run", filter=finished),
-            **_buckets("run", "run", finished),
-            started=Count("pk", filter=first_start),
-            wait_sum=Sum("wait", filter=first_start),
-            **_buckets("wait", "wait", first_start),
+        .values_list(
+            "queue",
+            "function",
+            "status",
+            _flag(ended),
+            # The latency of first attempts only: a retry waits for its backoff by design.
+            _flag(Q(attempts=1, started_at__gte=start)),
+            Seconds(F("finished_at"), F("started_at")),
+            Seconds(F("started_at"), Coalesce("scheduled_for", "enqueued_at")),
         )
     )
-    for row in rows:
-        key = (row["queue"], row["function"])
-        if row["ended"]:
-            window.ended[(*key, row["status"])] = row["ended"]
-        if row["finished"]:
-            histogram = window.run_time.setdefault((*key, Status.FINISHED.value), Histogram())
-            histogram.add(_bucket_counts(row, "run"), row["finished"], row["run_sum"])
-        if row["started"]:
-            histogram = window.latency.setdefault(key, Histogram())
-            histogram.add(_bucket_counts(row, "wait"), row["started"], row["wait_sum"])
+    for queue, function, status, has_ended, first_start, run, wait in rows.iterator(chunk_size=CHUNK):
+        if has_ended:
+            key = (queue, function, status)
+            window.ended[key] = window.ended.get(key, 0) + 1
+            if status == Status.FINISHED and run is not None:
+                window.run_time.setdefault(key, Histogram()).observe(run)
+        if first_start and wait is not None:
+            window.latency.setdefault((queue, function), Histogram()).observe(wait)
 
 
 def _read_failed_attempts(window: Window, start: datetime) -> None:
-    timed = Q(started_at__isnull=False)
     rows = (
         FailedAttempt.objects.filter(failed_at__gte=start)
-        .alias(run=Seconds(F("failed_at"), F("started_at")))
         .order_by()
-        .values("job__queue", "job__function")
-        .annotate(
-            failed=Count("pk"),
+        .values_list(
+            "job__queue",
+            "job__function",
             # The attempt that failed its job for good: the job is failed, at this attempt.
-            final=Count("pk", filter=Q(job__status=Status.FAILED, number=F("job__attempts"))),
-            abandoned=Count("pk", filter=Q(error_class=ABANDONED)),
-            timed=Count("pk", filter=timed),
-            run_sum=Sum("run", filter=timed),
-            **_buckets("run", "run", timed),
+            _flag(Q(job__status=Status.FAILED, number=F("job__attempts"))),
+            "error_class",
+            Seconds(F("failed_at"), F("started_at")),
         )
     )
-    for row in rows:
-        key = (row["job__queue"], row["job__function"])
-        window.failed_attempts[key] = row["failed"]
-        window.retries[key] = row["failed"] - row["final"]
-        window.abandoned[key] = row["abandoned"]
-        if row["timed"]:
-            histogram = window.run_time.setdefault((*key, Status.FAILED.value), Histogram())
-            histogram.add(_bucket_counts(row, "run"), row["timed"], row["run_sum"])
-
-
-def _seconds(value: float | None) -> float:
-    return 0.0 if value is None else float(value)
+    for queue, function, final, error_class, run in rows.iterator(chunk_size=CHUNK):
+        key = (queue, function)
+        window.failed_attempts[key] = window.failed_attempts.get(key, 0) + 1
+        window.retries[key] = window.retries.get(key, 0) + (not final)
+        window.abandoned[key] = window.abandoned.get(key, 0) + (error_class == ABANDONED)
+        if run is not None:
+            window.run_time.setdefault((*key, Status.FAILED.value), Histogram()).observe(run)
