@@ -54,13 +54,20 @@ def redis_queue_counts() -> dict[str, Any]:
     return {"error": None, "counts": counts}
 
 
+def ledger_counts(by_function: bool = False) -> dict[tuple[str, ...], dict[str, int]]:
+    """The records in each status, per queue, or per queue and function (one query)."""
+    keys = ("queue", "function") if by_function else ("queue",)
+    counts: dict[tuple[str, ...], dict[str, int]] = defaultdict(lambda: dict.fromkeys(Status.values, 0))
+    rows = Job.objects.order_by().values_list(*keys, "status").annotate(n=Count("pk"))
+    for *key, status, n in rows:
+        counts[tuple(key)][status] = n
+    return counts
+
+
 def ledger_queue_counts() -> dict[str, dict[str, int]]:
     """Per queue, the records in each status (one query)."""
-    counts: dict[str, dict[str, int]] = defaultdict(lambda: dict.fromkeys(Status.values, 0))
-    rows = Job.objects.order_by().values_list("queue", "status").annotate(n=Count("pk"))
-    for queue, status, n in rows:
-        counts[queue][status] = n
-    return {name: counts[name] for name in sorted({*queue_names(), *counts})}
+    counts = ledger_counts()
+    return {name: counts[(name,)] for name in sorted({*queue_names(), *(key[0] for key in counts)})}
 
 
 def paused_queues() -> set[str] | None:

@@ -35,7 +35,7 @@ from . import window as recent
 
 logger = logging.getLogger("jobs")
 
-#: Database queries of one scrape: the ledger by queue and status, the oldest waiting job per queue,
+#: Database queries of one scrape: the ledger by queue, function and status, the oldest waiting job per queue,
 #: the undispatched records, and the window's two.
 QUERIES = 5
 #: Cache counters exported, with the name of their family.
@@ -70,11 +70,13 @@ class JobsCollector(Collector):
 
     def _ledger(self) -> Iterator[Metric]:
         records = GaugeMetricFamily(
-            "jobs_records", "Job records in the ledger, by queue and status.", labels=["queue", "status"]
+            "jobs_records",
+            "Job records in the ledger, by queue, function and status.",
+            labels=["queue", "function", "status"],
         )
-        for queue, counts in figures.ledger_queue_counts().items():
+        for (queue, function), counts in sorted(figures.ledger_counts(by_function=True).items()):
             for status, count in counts.items():
-                records.add_metric([queue, status], count)
+                records.add_metric([queue, function, status], count)
         yield records
         oldest = GaugeMetricFamily(
             "jobs_oldest_waiting_seconds",
