@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable, Iterable, Iterator
-from typing import Any
 
 from prometheus_client.core import (
     CounterMetricFamily,
@@ -35,8 +34,8 @@ from . import window as recent
 
 logger = logging.getLogger("jobs")
 
-#: Database queries of one scrape: the ledger by queue, function and status, the oldest waiting job per queue,
-#: the undispatched records, and the window's two.
+#: Database queries of one scrape: the ledger by queue, function and status, the oldest waiting job
+#: per queue, the undispatched records, and the window's two.
 QUERIES = 5
 #: Cache counters exported, with the name of their family.
 CACHE_COUNTERS = {
@@ -51,8 +50,8 @@ CACHE_COUNTERS = {
 class JobsCollector(Collector):
     """The figures of the admin dashboard, and the histograms of the recent window, as metric families."""
 
-    def __init__(self, rq: Any = None) -> None:
-        self.rq = rq if rq is not None else rq_collector()
+    def __init__(self) -> None:
+        self.rq = rq_collector()
 
     def collect(self) -> Iterable[Metric]:
         up = GaugeMetricFamily(
@@ -176,7 +175,7 @@ class JobsCollector(Collector):
 def _guarded(part: str, read: Callable[[], list[Metric]]) -> list[Metric] | None:
     try:
         return read()
-    except (*ERRORS, RedisError, OSError, JobsConfigurationError):
+    except (*ERRORS, JobsConfigurationError):
         logger.warning("Metrics: the %s figures could not be read", part, exc_info=True)
         return None
 
