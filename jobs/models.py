@@ -95,9 +95,7 @@ class Job(models.Model):
         indexes = [
             models.Index(fields=["-enqueued_at"], name="jobs_enqueued_idx"),
             models.Index(fields=["status", "-enqueued_at"], name="jobs_status_idx"),
-            # Covers the count of every record by queue, status and function (the dashboard, the metrics)
-            # and the admin's filters by queue and status.
-            models.Index(fields=["queue", "status", "function"], name="jobs_queue_status_fn_idx"),
+            models.Index(fields=["queue", "status"], name="jobs_queue_status_idx"),
             models.Index(fields=["function", "-enqueued_at"], name="jobs_function_idx"),
             models.Index(fields=["finished_at"], name="jobs_finished_idx"),
             models.Index(

@@ -56,7 +56,6 @@ def redis_queue_counts() -> dict[str, Any]:
 
 def ledger_counts(by_function: bool = False) -> dict[tuple[str, ...], dict[str, int]]:
     """The records in each status, per queue, or per queue and function (one query)."""
-    # Grouped in the order of the index on (queue, status, function), which the database reads alone.
     fields = ("queue", "status", "function") if by_function else ("queue", "status")
     counts: dict[tuple[str, ...], dict[str, int]] = defaultdict(lambda: dict.fromkeys(Status.values, 0))
     for row in Job.objects.order_by().values_list(*fields).annotate(n=Count("pk")):
