@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import importlib
 import json
 import re
+import sys
 from datetime import timedelta
 from pathlib import Path
 
@@ -18,6 +20,7 @@ from prometheus_client.parser import text_string_to_metric_families
 from jobs import transitions
 from jobs.admin import figures
 from jobs.cache import stats
+from jobs.exceptions import JobsConfigurationError
 from jobs.metrics import collector, window
 from jobs.models import Job, Status
 from tests import cache_functions, jobs
@@ -118,6 +121,13 @@ def test_only_get_and_head_are_answered(client, token_settings):
 @override_settings(ROOT_URLCONF="tests.cache_urls")
 def test_the_endpoint_is_off_unless_its_url_is_included(client, token_settings):
     assert client.get(URL, headers={"authorization": f"Bearer {TOKEN}"}).status_code == 404
+
+
+def test_without_prometheus_client_the_import_says_what_to_install(monkeypatch):
+    monkeypatch.setitem(sys.modules, "prometheus_client", None)
+    monkeypatch.delitem(sys.modules, "jobs.metrics")
+    with pytest.raises(JobsConfigurationError, match=r"pip install 'django-jobs-ledger\[metrics\]'"):
+        importlib.import_module("jobs.metrics")
 
 
 @pytest.mark.parametrize(
