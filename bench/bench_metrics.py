@@ -44,6 +44,17 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     return parser.parse_args(argv)
 
 
+def date_failed_attempts() -> None:
+    """``fill`` leaves its failed attempts dated when they were written (now): date each when its job
+    ended, so that only the records meant to be in the window are."""
+    from django.db.models import OuterRef, Subquery
+
+    from jobs.models import FailedAttempt, Job
+
+    ended = Job.objects.filter(pk=OuterRef("job_id")).values("finished_at")[:1]
+    FailedAttempt.objects.update(failed_at=Subquery(ended), started_at=Subquery(ended))
+
+
 def fill_recent(count: int) -> None:
     """``count`` records that ended in the last minute, one in ten failed (with its failed attempt)."""
     import random
@@ -192,6 +203,7 @@ def child(options: argparse.Namespace) -> None:
     setup_test_environment()
     started = time.monotonic()
     fill(options.rows - options.recent)
+    date_failed_attempts()
     fill_recent(options.recent)
     with connection.cursor() as cursor:
         cursor.execute("ANALYZE")
