@@ -57,7 +57,8 @@ test-oldest: $(OLDEST_VENV)/.installed
 $(OLDEST_VENV)/.installed: pyproject.toml
 	$(OLDEST_PYTHON) -m venv --clear $(OLDEST_VENV)
 	$(OLDEST_VENV)/bin/pip install --quiet --disable-pip-version-check -e '.[test]' \
-		'django==5.2.*' 'rq==2.12.*' 'redis==5.0.*' 'django-redis==7.0.*' 'django-tasks==0.12.*'
+		'django==5.2.*' 'rq==2.12.*' 'redis==5.0.*' 'django-redis==7.0.*' 'django-tasks==0.12.*' \
+		'prometheus-client==0.20.*'
 	touch $@
 
 bench: $(STAMP)

@@ -246,3 +246,31 @@ def check_schedules(app_configs: Any = None, **kwargs: Any) -> list:
 # task framework when it is imported; a project whose code has not imported it yet still gets it here.
 with contextlib.suppress(ImportError):
     from .tasks import framework as _tasks_framework  # noqa: F401
+
+
+#: The shortest bearer token the metrics endpoint accepts as its setting.
+METRICS_TOKEN_MIN_LENGTH = 16
+
+
+@register(Tags.security)
+def check_metrics(app_configs: Any = None, **kwargs: Any) -> list:
+    errors = []
+    token = jobs_settings.METRICS_TOKEN
+    if token is not None and not (isinstance(token, str) and len(token) >= METRICS_TOKEN_MIN_LENGTH):
+        errors.append(
+            Error(
+                f"JOBS['METRICS_TOKEN'] must be None or a string of at least {METRICS_TOKEN_MIN_LENGTH} "
+                "characters.",
+                hint="Make one with: python -c 'import secrets; print(secrets.token_urlsafe(32))'",
+                id="jobs.E087",
+            )
+        )
+    if not _positive(jobs_settings.METRICS_WINDOW):
+        errors.append(
+            Error(
+                f"JOBS['METRICS_WINDOW'] must be a positive number of seconds, not "
+                f"{jobs_settings.METRICS_WINDOW!r}.",
+                id="jobs.E088",
+            )
+        )
+    return errors

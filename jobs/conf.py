@@ -78,6 +78,10 @@ DEFAULTS: dict[str, Any] = {
     "CACHE_WARN_INTERVAL": 60,
     # Seconds between two flushes of a process's hit/miss counts to Redis.
     "CACHE_STATS_INTERVAL": 5,
+    # Metrics (jobs.metrics): the bearer token a Prometheus scraper sends (None: staff users only), and
+    # the seconds of recent history the jobs_window_* figures and histograms count.
+    "METRICS_TOKEN": None,
+    "METRICS_WINDOW": 60,
 }
 
 

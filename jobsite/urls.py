@@ -13,6 +13,8 @@ urlpatterns = [
     path("demo/jobs/<uuid:job_id>", views.status, name="demo-status"),
     path("demo/slow", cache_demo.slow, name="demo-slow"),
     path("jobs/", include("jobs.api.urls")),
+    # Prometheus metrics of the jobs, queues, workers and cache (staff, or JOBS["METRICS_TOKEN"]).
+    path("jobs/metrics/", include("jobs.metrics.urls")),
     path("django-rq/", include("django_rq.urls")),
     path("admin/", admin.site.urls),
 ]

@@ -17,7 +17,7 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from django.conf import settings
-from django.db.models import Count, Q
+from django.db.models import Count, Min, Q, QuerySet
 from django.db.models.functions import Coalesce, TruncMinute
 from django.utils import timezone
 from django.utils.functional import Promise
@@ -54,13 +54,20 @@ def redis_queue_counts() -> dict[str, Any]:
     return {"error": None, "counts": counts}
 
 
+def ledger_counts(by_function: bool = False) -> dict[tuple[str, ...], dict[str, int]]:
+    """The records in each status, per queue, or per queue and function (one query)."""
+    fields = ("queue", "status", "function") if by_function else ("queue", "status")
+    counts: dict[tuple[str, ...], dict[str, int]] = defaultdict(lambda: dict.fromkeys(Status.values, 0))
+    for row in Job.objects.order_by().values_list(*fields).annotate(n=Count("pk")):
+        queue, status, *function, n = row
+        counts[(queue, *function)][status] = n
+    return counts
+
+
 def ledger_queue_counts() -> dict[str, dict[str, int]]:
     """Per queue, the records in each status (one query)."""
-    counts: dict[str, dict[str, int]] = defaultdict(lambda: dict.fromkeys(Status.values, 0))
-    rows = Job.objects.order_by().values_list("queue", "status").annotate(n=Count("pk"))
-    for queue, status, n in rows:
-        counts[queue][status] = n
-    return {name: counts[name] for name in sorted({*queue_names(), *counts})}
+    counts = ledger_counts()
+    return {name: counts[(name,)] for name in sorted({*queue_names(), *(key[0] for key in counts)})}
 
 
 def paused_queues() -> set[str] | None:
@@ -141,15 +148,24 @@ def _minute(moment: datetime) -> datetime:
     return moment.astimezone(timezone.get_current_timezone()).replace(second=0, microsecond=0)
 
 
+def _due_and_waiting(now: datetime) -> QuerySet[Job]:
+    """Records due to run and pushed (their ``READY_AT`` is when they became ready)."""
+    return Job.objects.filter(
+        Q(status=Status.QUEUED) | Q(status=Status.SCHEDULED, scheduled_for__lte=now),
+        undispatched_since__isnull=True,
+    )
+
+
+#: When a waiting record became ready to run.
+READY_AT = Coalesce("scheduled_for", "retried_at", "enqueued_at")
+
+
 def oldest_waiting(now: datetime | None = None) -> dict[str, Any] | None:
     """The job that has waited longest for a worker, among those due to run (one query)."""
     now = now or timezone.now()
     record = (
-        Job.objects.filter(
-            Q(status=Status.QUEUED) | Q(status=Status.SCHEDULED, scheduled_for__lte=now),
-            undispatched_since__isnull=True,
-        )
-        .annotate(ready_at=Coalesce("scheduled_for", "retried_at", "enqueued_at"))
+        _due_and_waiting(now)
+        .annotate(ready_at=READY_AT)
         .order_by("ready_at")
         .values("pk", "function", "queue", "ready_at")
         .first()
@@ -157,6 +173,14 @@ def oldest_waiting(now: datetime | None = None) -> dict[str, Any] | None:
     if record is None:
         return None
     return {**record, "age_seconds": max(0.0, (now - record["ready_at"]).total_seconds())}
+
+
+def oldest_waiting_by_queue(now: datetime | None = None) -> dict[str, float]:
+    """Per queue, the seconds its longest-waiting due job has waited for a worker (one query); a queue
+    with no such job is left out."""
+    now = now or timezone.now()
+    rows = _due_and_waiting(now).order_by().values_list("queue").annotate(oldest=Min(READY_AT))
+    return {queue: max(0.0, (now - oldest).total_seconds()) for queue, oldest in rows}
 
 
 def undispatched_count() -> int:
