@@ -52,7 +52,7 @@ class LedgerWorkerMixin(WorkerMixin):
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self._maintenance = Maintenance([queue.name for queue in self.queues])
-        self._heartbeat: Heartbeat | None = None
+        self._heartbeat = Heartbeat(self.connection)
         self._paused = PausedQueues([queue.name for queue in self.queues])
 
     # Overrides RQ's; checked against rq 2.12 and 3.0.
@@ -101,15 +101,13 @@ class LedgerWorkerMixin(WorkerMixin):
     # Overrides RQ's; checked against rq 2.12 and 3.0.
     def prepare_execution(self, job: RQJob) -> Any:
         execution = super().prepare_execution(job)
-        if self._heartbeat is None:
-            self._heartbeat = Heartbeat(self.connection)
         self._heartbeat.begin(self.running(job, execution))
         return execution
 
     # Overrides RQ's; checked against rq 2.12 and 3.0.
     def handle_execution_ended(self, job: RQJob, queue: Queue, heartbeat_ttl: int) -> None:
         # In a forking worker this runs in the work horse, which must not touch the parent's thread.
-        if self._heartbeat is not None and not self.is_horse:
+        if not self.is_horse:
             self._heartbeat.end()
         super().handle_execution_ended(job, queue, heartbeat_ttl)
 
@@ -131,8 +129,7 @@ class LedgerWorkerMixin(WorkerMixin):
                 "Worker %s: the run of job %s ended in an error; taking the next job", self.name, job.id
             )
         finally:
-            if self._heartbeat is not None:
-                self._heartbeat.end()
+            self._heartbeat.end()
 
     def _unless_claimed(self, job: RQJob) -> None:
         """A record that Redis failed before its run claimed it is left to the relay: RQ may no longer
@@ -146,14 +143,17 @@ class LedgerWorkerMixin(WorkerMixin):
 
     # Overrides RQ's; checked against rq 2.12 and 3.0.
     def teardown(self) -> None:
-        if self._heartbeat is not None:
-            self._heartbeat.stop()
+        self.finish_running()
+        self._heartbeat.stop()
         try:
             super().teardown()
         except REDIS_DOWN as exc:
             logger.warning("Worker %s could not unregister from Redis: %s", self.name, exc)
         except Exception:
             logger.exception("Worker %s could not unregister from Redis", self.name)
+
+    def finish_running(self) -> None:
+        """Wait for the jobs this worker runs besides its main loop (``ThreadedWorker``'s threads)."""
 
     # Paused queues and rate limits.
 

@@ -5,7 +5,9 @@ On the happy path the ledger costs two statements: the claiming UPDATE and the f
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
+import inspect
 import logging
 import traceback as tb
 from typing import Any
@@ -68,6 +70,9 @@ def _run(job_id: str, function: str, args: list, kwargs: dict, alias: str) -> No
         target = resolve(function)
         call_args, call_kwargs = decode_arguments(args, kwargs)
         value = target.func(*call_args, **call_kwargs)
+        if inspect.iscoroutine(value):
+            # An ``async def`` job: awaited on an event loop of its own, in the thread that runs it.
+            value = asyncio.run(value)
     except BaseException as exc:
         _record_failure(record, attempt, rq_job, exc)
         raise
