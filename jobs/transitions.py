@@ -10,8 +10,10 @@ transition             from     to                     who                      
 =====================  =======  =====================  ========================  ======================
 (``enqueue()``)        -        queued, scheduled      code, a view, the API     (an INSERT)
 ``claim``              waiting  started, attempts + 1  the worker, for one run   waiting; gives attempt
+``claim_many``         waiting  started, attempts + 1  the worker, for a batch   waiting; gives attempts
 ``report_progress``    started  started (progress)     job code (set_progress)   started, run's attempt
 ``finish``             started  finished               the worker: run returned  started, run's attempt
+``finish_many``        started  finished               the worker, for a batch   started, each attempt
 ``fail_attempt``       started  retrying or failed     the worker: run raised    started, run's attempt
 ``abandon``            started  retrying or failed     the reaper; a forking     started, the attempt
                                                        worker whose horse died   found dead
@@ -66,6 +68,58 @@ def claim(record: Job, worker_name: str) -> int | None:
     record.status, record.started_at, record.finished_at = Status.STARTED, started_at, None
     record.worker_name, record.undispatched_since, record.attempts = worker_name, None, attempt
     return attempt
+
+
+def claim_many(records: Sequence[Job], worker_name: str) -> dict[str, int]:
+    """waiting -> started, for a batch of runs on one database, in one UPDATE where the database says
+    which rows it changed (else one per record): returns each won run's attempt by record id (text)."""
+    if not records:
+        return {}
+    alias = _alias(records[0])
+    started_at = timezone.now()
+    if statements.returns_from_update(alias):
+        won = statements.claim_many(alias, [record.pk for record in records], worker_name, started_at)
+    else:
+        won = {}
+        for record in records:
+            attempt = statements.claim(alias, record.pk, worker_name, started_at)
+            if attempt is not None:
+                won[str(record.pk)] = attempt
+    for record in records:
+        attempt = won.get(str(record.pk))
+        if attempt is not None:
+            record.status, record.started_at, record.finished_at = Status.STARTED, started_at, None
+            record.worker_name, record.undispatched_since, record.attempts = worker_name, None, attempt
+    return won
+
+
+def finish_many(runs: Sequence[tuple[Job, int, Any]]) -> set[str]:
+    """started -> finished, for a batch of (record, attempt, result) on one database, each if its attempt
+    still holds the record: one UPDATE where the database says which rows it changed (else one per
+    record). Returns the ids (text) of the records it finished."""
+    if not runs:
+        return set()
+    alias = _alias(runs[0][0])
+    finished_at = timezone.now()
+    if statements.returns_from_update(alias):
+        won = statements.finish_many(
+            alias, [(record.pk, attempt, result) for record, attempt, result in runs], finished_at
+        )
+    else:
+        won = {
+            str(record.pk)
+            for record, attempt, result in runs
+            if statements.finish(alias, record.pk, attempt, result, finished_at)
+        }
+    for record, _attempt, result in runs:
+        if str(record.pk) in won:
+            record.status, record.finished_at, record.result, record.progress = (
+                Status.FINISHED,
+                finished_at,
+                result,
+                100,
+            )
+    return won
 
 
 def finish(record: Job, attempt: int, result: Any) -> bool:

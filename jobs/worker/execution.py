@@ -64,10 +64,30 @@ def _run(job_id: str, function: str, args: list, kwargs: dict, alias: str) -> No
     if attempt is None:
         logger.info("Job %s is no longer waiting (cancelled or already run); skipped", job_id)
         return
+    value = perform(record, attempt, args, kwargs, rq_job)
+    if not transitions.finish(record, attempt, value):
+        if rq_job is not None:
+            # RQ's job now belongs to the newer attempt: should RQ's own handling of this run fail
+            # (its execution was cleaned up meanwhile), it must not retry it.
+            no_retry(rq_job)
+        log_stale_success(record, attempt)
+        return
+    signals.job_finished.send(sender=Job, job=record)
+
+
+def unclaimed(call: Call) -> Job:
+    """The record of a call, not read from the database: the other fields are deferred and load only if
+    the job asks for them."""
+    return Job.from_db(call.alias, ["id", "function"], [call.job_id, call.function])
+
+
+def perform(record: Job, attempt: int, args: list, kwargs: dict, rq_job: Any) -> Any:
+    """Run a claimed record's function as ``attempt`` and return its result, encoded for the record; a
+    failure is recorded (retrying or failed, ``rq_job`` told which) and raised again."""
     token = context.running(record, attempt)
     try:
         signals.job_started.send(sender=Job, job=record)
-        target = resolve(function)
+        target = resolve(record.function)
         call_args, call_kwargs = decode_arguments(args, kwargs)
         value = target.func(*call_args, **call_kwargs)
         if inspect.iscoroutine(value):
@@ -78,19 +98,16 @@ def _run(job_id: str, function: str, args: list, kwargs: dict, alias: str) -> No
         raise
     finally:
         context.done(token)
-    if not transitions.finish(record, attempt, _encode_result(function, value)):
-        if rq_job is not None:
-            # RQ's job now belongs to the newer attempt: should RQ's own handling of this run fail
-            # (its execution was cleaned up meanwhile), it must not retry it.
-            no_retry(rq_job)
-        logger.warning(
-            "Job %s attempt %d succeeded after the record moved on (given up as abandoned, or taken by a "
-            "newer attempt); the record keeps its own outcome and this result is dropped",
-            job_id,
-            attempt,
-        )
-        return
-    signals.job_finished.send(sender=Job, job=record)
+    return _encode_result(record.function, value)
+
+
+def log_stale_success(record: Job, attempt: int) -> None:
+    logger.warning(
+        "Job %s attempt %d succeeded after the record moved on (given up as abandoned, or taken by a "
+        "newer attempt); the record keeps its own outcome and this result is dropped",
+        record.pk,
+        attempt,
+    )
 
 
 def _record_failure(record: Job, attempt: int, rq_job: Any, exc: BaseException) -> None:

@@ -40,23 +40,36 @@ class Heartbeat:
             connection_pool=ConnectionPool(connection_class=pool.connection_class, **pool.connection_kwargs)
         )
         self._lock = threading.Lock()
-        # The running job of each thread that runs one, by thread id.
-        self._running: dict[int, Running] = {}
+        # The running job of each thread that runs one, by thread id; and the jobs of the threaded
+        # worker's fast path (taken, running, or waiting to be recorded), by entry.
+        self._running: dict[int | str, Running] = {}
         self._stopped = threading.Event()
         self._thread: threading.Thread | None = None
 
     def begin(self, running: Running) -> None:
         """The calling thread's job is running: keep its entry live."""
-        with self._lock:
-            self._running[threading.get_ident()] = running
-            if self._thread is None:
-                self._thread = threading.Thread(target=self._loop, name="jobs-heartbeat", daemon=True)
-                self._thread.start()
+        self._keep(threading.get_ident(), running)
 
     def end(self) -> None:
         """Called before RQ removes the calling thread's entry, so that it is never written back later."""
         with self._lock:
             self._running.pop(threading.get_ident(), None)
+
+    def add(self, running: Running) -> None:
+        """Keep ``running``'s entry live until ``discard``, whichever thread handles it."""
+        self._keep(running.entry, running)
+
+    def discard(self, running: Running) -> None:
+        """Called before the entry is removed, as ``end``."""
+        with self._lock:
+            self._running.pop(running.entry, None)
+
+    def _keep(self, key: int | str, running: Running) -> None:
+        with self._lock:
+            self._running[key] = running
+            if self._thread is None:
+                self._thread = threading.Thread(target=self._loop, name="jobs-heartbeat", daemon=True)
+                self._thread.start()
 
     def stop(self) -> None:
         self._stopped.set()
@@ -86,7 +99,8 @@ class Heartbeat:
             with self._redis.pipeline(transaction=False) as pipe:
                 for running in self._running.values():
                     pipe.zadd(running.registry_key, {running.entry: time.time() + ttl})
-                    pipe.expire(running.execution_key, ttl + 60)
+                    if running.execution_key:
+                        pipe.expire(running.execution_key, ttl + 60)
                     if running.worker_executions_key:
                         pipe.expire(running.worker_executions_key, ttl + 60)
                 pipe.expire(running.worker_key, ttl + 60)

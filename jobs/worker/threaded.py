@@ -1,11 +1,24 @@
 """The threaded worker: one ``manage.py rqworker`` process that runs up to N jobs at once, in threads.
 
 ``manage.py rqworker --worker-class jobs.worker.ThreadedWorker`` with ``JOBS["WORKER_CONCURRENCY"]``
-(or a subclass's ``concurrency``). The main thread waits for a free thread, takes one job from Redis,
-hands it over, and takes the next; it also sends the worker's heartbeats and runs the maintenance.
-Each job thread runs the job exactly as the lean worker would (``LeanWorker``): the held-back checks
-(pause, rate limit), RQ's start and end, the ledger's claim and finish; a job's registry entry is kept
-live by the worker's heartbeat thread (``jobs.worker.liveness``) for as long as its thread runs it.
+(or a subclass's ``concurrency``). The main thread waits for room, takes jobs from Redis and hands them
+to the job threads; it also sends the worker's heartbeats and runs the maintenance.
+
+The fast path, for every `jobs` job that RQ keeps nothing of once it succeeds (no result TTL, no
+callbacks; ``transport.batch``): the main thread takes the job RQ's dequeue gave it and, when the queue
+holds more, as many more as there is room for, in one round trip, and claims their records in one
+statement. Room is the free threads plus the jobs the threads will get through in about
+``TAKE_AHEAD_SECONDS`` (by the run time measured so far), so that a deep queue of short jobs is taken in
+batches while a long job is never claimed long before it starts. The job threads run the functions; a
+recorder thread records the jobs that succeeded, as many as have ended since its last turn, in one
+statement and one pipeline: a finished job waits only for the batch being recorded before it. Every job
+taken (waiting, running, or waiting to be recorded) has its entry in its queue's started registry, kept
+live by the worker's heartbeat thread (``jobs.worker.liveness``), so that the reaper finds every one of
+them if the worker dies: a taken job whose record still waits is pushed again, a started one is
+retried or failed. A job that fails is recorded at once, and RQ retries or fails it as usual.
+
+Any other job (an RQ job that `jobs` did not push, or one with a result TTL) runs in a job thread
+through RQ's own path, as the lean worker runs it.
 
 Each job thread has its own database connections (Django's are per thread), closed or kept around
 each job as Django does around a request (``close_old_connections``, ``CONN_MAX_AGE``), and closed
@@ -14,23 +27,41 @@ when the thread ends.
 
 from __future__ import annotations
 
+import functools
 import logging
 import queue as queue_module
 import threading
+import time
+import traceback
+from collections import defaultdict
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any
 
-from django.db import connections
+from django.db import DatabaseError, close_old_connections, connections
 
+from .. import signals, transitions
 from ..conf import jobs_settings
-from ..transport.threaded import RQThreadedWorker
+from ..intervals import entry_ttl
+from ..models import Job
+from ..transport import batch
+from ..transport.batch import Taken
+from ..transport.runner import Call, call_of
+from ..transport.threaded import JobTimeoutException, RQThreadedWorker
 from ..transport.worker import Queue, RQJob, StopRequested
-from .base import LedgerWorkerMixin
+from . import execution
+from .base import REDIS_DOWN, LedgerWorkerMixin
 
 logger = logging.getLogger("jobs")
 
-#: Seconds between two heartbeats (and maintenance turns) of a main thread that waits for a free thread.
+#: Seconds between two heartbeats (and maintenance turns) of a main thread that waits for room.
 WAIT_TICK = 1.0
+#: Jobs are taken ahead of the free threads for about this many seconds of the threads' work.
+TAKE_AHEAD_SECONDS = 0.05
+#: And at most this many.
+MAX_AHEAD = 64
+#: Finished jobs recorded in one statement at most.
+MAX_RECORDED = 500
 
 
 class JobThreads:
@@ -71,6 +102,99 @@ class JobThreads:
             connections.close_all()
 
 
+@dataclass
+class Run:
+    """A job on the fast path: what was taken, its record and the attempt it runs, and its outcome."""
+
+    taken: Taken
+    call: Call
+    record: Job
+    attempt: int | None = None  # None: the record no longer waited, the job is skipped
+    result: Any = None
+    seconds: float = 0.0
+
+
+class Recorder:
+    """The thread that records the jobs that succeeded on the fast path, in batches (see the module)."""
+
+    def __init__(self, worker: ThreadedWorker) -> None:
+        self.worker = worker
+        self._runs: queue_module.SimpleQueue[Run | None] = queue_module.SimpleQueue()
+        self._thread: threading.Thread | None = None
+
+    def put(self, run: Run) -> None:
+        if self._thread is None:
+            self._thread = threading.Thread(
+                target=self._loop, name=f"{self.worker.name}-recorder", daemon=True
+            )
+            self._thread.start()
+        self._runs.put(run)
+
+    def stop(self) -> None:
+        """Record what is left, and end the thread."""
+        if self._thread is not None:
+            self._runs.put(None)
+            self._thread.join()
+            self._thread = None
+
+    def _loop(self) -> None:
+        try:
+            while True:
+                first = self._runs.get()
+                if first is None:
+                    return
+                runs = [first]
+                while len(runs) < MAX_RECORDED:
+                    try:
+                        run = self._runs.get_nowait()
+                    except queue_module.Empty:
+                        break
+                    if run is None:
+                        self._record(runs)
+                        return
+                    runs.append(run)
+                self._record(runs)
+        finally:
+            connections.close_all()
+
+    def _record(self, runs: list[Run]) -> None:
+        close_old_connections()
+        try:
+            self._finish(runs)
+        except (DatabaseError, *REDIS_DOWN) as exc:
+            # Their entries are no longer kept live: the reaper retries those whose record says started.
+            logger.warning(
+                "%d finished job(s) could not be recorded (%s); left to the reaper", len(runs), exc
+            )
+        except Exception:
+            logger.exception("%d finished job(s) could not be recorded; left to the reaper", len(runs))
+        finally:
+            for run in runs:
+                self.worker.heartbeat_thread.discard(run.taken.running(self.worker.key))
+            close_old_connections()
+
+    def _finish(self, runs: list[Run]) -> None:
+        by_alias: dict[str, list[Run]] = defaultdict(list)
+        for run in runs:
+            if run.attempt is not None:
+                by_alias[run.call.alias].append(run)
+        finished: list[Run] = []
+        for alias_runs in by_alias.values():
+            won = transitions.finish_many([(run.record, run.attempt or 0, run.result) for run in alias_runs])
+            for run in alias_runs:
+                if str(run.record.pk) in won:
+                    finished.append(run)
+                else:
+                    execution.log_stale_success(run.record, run.attempt or 0)
+        for run in runs:  # before the entries go: a heartbeat must not write one back
+            self.worker.heartbeat_thread.discard(run.taken.running(self.worker.key))
+        batch.end_successes(
+            self.worker.connection, self.worker.key, [run.taken for run in runs], sum(r.seconds for r in runs)
+        )
+        for run in finished:
+            signals.job_finished.send(sender=Job, job=run.record)
+
+
 class ThreadedWorker(LedgerWorkerMixin, RQThreadedWorker):
     """The lean worker, running up to ``concurrency`` jobs at once in threads of one process."""
 
@@ -81,13 +205,26 @@ class ThreadedWorker(LedgerWorkerMixin, RQThreadedWorker):
         super().__init__(*args, **kwargs)
         self.slots = int(self.concurrency or jobs_settings.WORKER_CONCURRENCY)
         self._threads = JobThreads(self.slots, name=f"{self.name}-job")
+        self._recorder = Recorder(self)
+        #: Seconds a fast-path job ran, on average of late (a moving average); pessimistic at first.
+        self._run_time = 1.0
 
-    # Overrides LedgerWorkerMixin's (and RQ's): a job is taken only once a thread is free to run it.
+    @property
+    def heartbeat_thread(self) -> Any:
+        return self._heartbeat
+
+    @property
+    def room(self) -> int:
+        """How many jobs this worker holds at most: one per thread, and those taken ahead."""
+        ahead = int(self.slots * TAKE_AHEAD_SECONDS / max(self._run_time, 1e-4))
+        return self.slots + min(MAX_AHEAD, ahead)
+
+    # Overrides LedgerWorkerMixin's (and RQ's): jobs are taken only when there is room for them.
     def dequeue_job_and_maintain_ttl(self, timeout: int | None, max_idle_time: int | None = None) -> Any:
         self.waiting_for_work(True)
         try:
             while True:
-                self._wait_for_a_free_thread()
+                self._wait_for_room()
                 self.job_began()
                 try:
                     result = super().dequeue_job_and_maintain_ttl(timeout, max_idle_time)
@@ -95,7 +232,7 @@ class ThreadedWorker(LedgerWorkerMixin, RQThreadedWorker):
                     self.job_ended()
                     raise
                 if result is not None:
-                    return result  # the thread that runs it ends its count
+                    return result  # whoever runs it ends its count
                 self.job_ended()
                 if timeout is not None or not self.running_jobs:
                     return None
@@ -105,17 +242,108 @@ class ThreadedWorker(LedgerWorkerMixin, RQThreadedWorker):
         finally:
             self.waiting_for_work(False)
 
-    def _wait_for_a_free_thread(self) -> None:
-        while not self.wait_for_fewer_jobs(self.slots, WAIT_TICK):
+    def _wait_for_room(self) -> None:
+        # With room ahead, jobs are taken once the worker holds about half of what it has room for, so
+        # that a deep queue is taken in batches; without, once a thread is free.
+        room = self.room
+        below = self.slots if room == self.slots else max(self.slots, room // 2 + 1)
+        while not self.wait_for_fewer_jobs(below, WAIT_TICK):
             if self._stop_requested:
                 raise StopRequested()
             self.heartbeat()
             if self.should_run_maintenance_tasks:
                 self.run_maintenance_tasks()
 
-    # Overrides LedgerWorkerMixin's (and RQ's): the main thread hands the job to a job thread.
+    # Overrides LedgerWorkerMixin's (and RQ's): the main thread hands jobs to the job threads.
     def execute_job(self, job: RQJob, queue: Queue) -> None:
-        narrowed = self._narrowed
+        if not batch.fast_path_eligible(job, self.default_result_ttl):
+            self._through_rq(job, queue, self._narrowed)
+            return
+        try:
+            taken = batch.take(queue, job, max(0, self.room - self.running_jobs), entry_ttl())
+        except REDIS_DOWN as exc:
+            self.job_ended()
+            self._after_redis_failed(job, queue, call_of(job), exc)
+            return
+        for _ in taken[1:]:
+            self.job_began()
+        for item in taken:
+            self._heartbeat.add(item.running(self.key))
+        runs = [run for item in taken if (run := self._ready(item)) is not None]
+        self._claim(runs)
+        for run in runs:
+            if run.attempt is None:
+                logger.info(
+                    "Job %s is no longer waiting (cancelled or already run); skipped", run.call.job_id
+                )
+                self._recorder.put(run)
+                self.job_ended()
+            else:
+                self._threads.submit(functools.partial(self._perform, run))
+
+    def _ready(self, taken: Taken) -> Run | None:
+        """The run of a job just taken, or None when it is not to run now (held back, or not one for the
+        fast path: then it goes through RQ's own path)."""
+        job, queue = taken.job, taken.queue
+        call = call_of(job) if batch.fast_path_eligible(job, self.default_result_ttl) else None
+        held = call is None or self._held_back(job, queue)
+        if not held and call is not None:
+            return Run(taken, call, execution.unclaimed(call))
+        self._heartbeat.discard(taken.running(self.key))
+        try:
+            batch.leave(taken)
+        except REDIS_DOWN as exc:
+            logger.warning("Job %s: its entry could not be removed (%s); the reaper will", job.id, exc)
+        if call is None and not held:
+            self._through_rq(job, queue, narrowed=False)
+        else:
+            self.job_ended()
+        return None
+
+    def _claim(self, runs: list[Run]) -> None:
+        by_alias: dict[str, list[Run]] = defaultdict(list)
+        for run in runs:
+            by_alias[run.call.alias].append(run)
+        for alias_runs in by_alias.values():
+            try:
+                won = transitions.claim_many([run.record for run in alias_runs], worker_name=self.name)
+            except DatabaseError as exc:
+                for run in alias_runs:
+                    runs.remove(run)
+                    self._heartbeat.discard(run.taken.running(self.key))
+                    self._after_database_failed(run.taken.job, run.taken.queue, exc)
+                    batch.leave(run.taken)
+                    self.job_ended()
+                continue
+            for run in alias_runs:
+                run.attempt = won.get(str(run.record.pk))
+
+    def _perform(self, run: Run) -> None:
+        """In a job thread: run a claimed job; a success goes to the recorder, a failure ends at once."""
+        job = run.taken.job
+        started = time.monotonic()
+        try:
+            close_old_connections()
+            timeout = job.timeout or run.taken.queue.DEFAULT_TIMEOUT
+            with self.death_penalty_class(timeout, JobTimeoutException, job_id=job.id):
+                run.result = execution.perform(
+                    run.record, run.attempt or 0, run.call.args, run.call.kwargs, job
+                )
+        except Exception as exc:
+            self._heartbeat.discard(run.taken.running(self.key))
+            try:
+                batch.end_failure(run.taken, "".join(traceback.format_exception(exc)), self.key)
+            except REDIS_DOWN as redis_exc:
+                logger.warning("Job %s failed; Redis could not take it (%s)", job.id, redis_exc)
+        else:
+            run.seconds = time.monotonic() - started
+            self._run_time = 0.9 * self._run_time + 0.1 * run.seconds
+            self._recorder.put(run)
+        finally:
+            close_old_connections()
+            self.job_ended()
+
+    def _through_rq(self, job: RQJob, queue: Queue, narrowed: bool) -> None:
         self._threads.submit(lambda: self._run(job, queue, narrowed))
 
     def _run(self, job: RQJob, queue: Queue, narrowed: bool) -> None:
@@ -130,7 +358,8 @@ class ThreadedWorker(LedgerWorkerMixin, RQThreadedWorker):
     # Overrides LedgerWorkerMixin's.
     def finish_running(self) -> None:
         if self.running_jobs:
-            logger.info("Worker %s: waiting for its %d running job(s) to end", self.name, self.running_jobs)
+            logger.info("Worker %s: waiting for its %d job(s) to end", self.name, self.running_jobs)
         while not self.wait_for_fewer_jobs(1, WAIT_TICK):
             self.heartbeat()
         self._threads.stop()
+        self._recorder.stop()

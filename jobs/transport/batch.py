@@ -1,0 +1,163 @@
+"""The threaded worker's fast path in Redis: several waiting jobs taken in one round trip, several ended
+in another, with RQ's per-job bookkeeping that the ledger already records left out.
+
+A job taken here goes, in one script, from its queue into its queue's ``StartedJobRegistry`` with an
+entry of its own (``<job id>:<execution id>``, scored with the moment it counts as abandoned): from then
+on it is the worker's heartbeat (``jobs.worker.liveness``) that keeps it live, and the reaper
+(``jobs.upkeep.reaper``) that acts on it if the worker dies, whether the job's record was claimed yet
+(pushed again) or not (retried or failed). No RQ execution hash is written, and the RQ job's hash is not
+updated to started: the ledger holds who runs it and since when. A job that succeeds ends, with the
+others of its batch, in one pipeline that deletes what RQ keeps of it, as the lean worker does.
+
+Checked against rq 2.12 and 3.0: the keys (``Queue.key``, ``StartedJobRegistry.key``,
+``Job.key_for``, ``IntermediateQueue.get_intermediate_queue_key``) and ``Job.restore`` of a job hash.
+"""
+
+from __future__ import annotations
+
+import time
+import uuid
+from collections import defaultdict
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import rq
+from redis import Redis
+from rq.intermediate_queue import IntermediateQueue
+from rq.job import Job as RQJob
+from rq.job import JobStatus
+from rq.serializers import JSONSerializer
+
+from ..intervals import failure_ttl
+from .runner import RUNNER
+from .worker import Running
+
+# KEYS: the queue, its started registry, its intermediate list, the prefix of job hashes.
+# ARGV: the id of a job the worker already took (or ""), how many more to take, the entries' score,
+# then one execution id per job. Returns, per job taken besides the first: id, execution id, job hash.
+_TAKE = """
+local score, taken, next_execution = ARGV[3], {}, 4
+local function enter(id)
+  redis.call('ZADD', KEYS[2], score, id .. ':' .. ARGV[next_execution])
+  next_execution = next_execution + 1
+end
+if ARGV[1] ~= '' then
+  redis.call('LREM', KEYS[3], 1, ARGV[1])
+  enter(ARGV[1])
+end
+local count = tonumber(ARGV[2])
+if count > 0 then
+  local ids = redis.call('LPOP', KEYS[1], count)
+  if ids then
+    for _, id in ipairs(ids) do
+      taken[#taken + 1] = id
+      taken[#taken + 1] = ARGV[next_execution]
+      enter(id)
+      taken[#taken + 1] = redis.call('HGETALL', KEYS[4] .. id)
+    end
+  end
+end
+return taken
+"""
+
+
+@dataclass(frozen=True)
+class Taken:
+    """A job taken on the fast path: RQ's job, its queue, and its entry in the started registry."""
+
+    job: RQJob
+    queue: rq.Queue
+    entry: str
+
+    def running(self, worker_key: str) -> Running:
+        """The keys the heartbeat keeps live while this job runs or waits to be recorded."""
+        return Running(self.queue.started_job_registry.key, self.entry, None, worker_key)
+
+
+def fast_path_eligible(job: RQJob, default_result_ttl: int) -> bool:
+    """Whether RQ keeps nothing of this job once it succeeds: a `jobs` job with no result TTL (as the
+    lean worker's ``takes_fast_path``)."""
+    return (
+        job.func_name == RUNNER
+        and job.get_result_ttl(default_result_ttl) == 0
+        and job.repeats_left is None
+        and job.success_callback is None
+        and job.failure_callback is None
+        and not job.group_id
+    )
+
+
+def take(queue: rq.Queue, first: RQJob | None, more: int, ttl: float) -> list[Taken]:
+    """Enter ``first`` (a job this worker dequeued, or None) and up to ``more`` further waiting jobs of
+    ``queue`` into its started registry, in one round trip; returns them, ``first`` first. A job whose
+    hash Redis no longer holds is dropped."""
+    connection: Redis = queue.connection
+    executions = [uuid.uuid4().hex for _ in range(more + 1)]
+    script = connection.register_script(_TAKE)
+    replies = script(
+        keys=[
+            queue.key,
+            queue.started_job_registry.key,
+            IntermediateQueue.get_intermediate_queue_key(queue.key),
+            RQJob.redis_job_namespace_prefix,
+        ],
+        args=[first.id if first else "", more, time.time() + ttl, *executions],
+    )
+    taken = [] if first is None else [Taken(first, queue, f"{first.id}:{executions[0]}")]
+    for index in range(0, len(replies), 3):
+        job_id, execution_id, fields = (
+            replies[index].decode(),
+            replies[index + 1].decode(),
+            replies[index + 2],
+        )
+        entry = f"{job_id}:{execution_id}"
+        if not fields:
+            connection.zrem(queue.started_job_registry.key, entry)
+            continue
+        job = RQJob(job_id, connection=connection, serializer=JSONSerializer)
+        job.restore(dict(zip(fields[::2], fields[1::2], strict=True)))
+        taken.append(Taken(job, queue, entry))
+    return taken
+
+
+def leave(taken: Taken) -> None:
+    """Take a job, not run, out of the started registry (it went back to its queue or to the scheduled
+    registry meanwhile)."""
+    taken.queue.connection.zrem(taken.queue.started_job_registry.key, taken.entry)
+
+
+def end_successes(
+    connection: Redis, worker_key: str, succeeded: Sequence[Taken], working_time: float
+) -> None:
+    """End jobs that succeeded (or were skipped: their record no longer waited), in one pipeline: their
+    entries leave the started registries and RQ's keys of them are deleted; the worker counts them."""
+    by_registry: dict[str, list[str]] = defaultdict(list)
+    keys: list[str] = []
+    for taken in succeeded:
+        by_registry[taken.queue.started_job_registry.key].append(taken.entry)
+        job = taken.job
+        keys += [job.key, job.dependents_key, job.dependencies_key, job.execution_registry.key]
+    with connection.pipeline(transaction=False) as pipe:
+        for registry_key, entries in by_registry.items():
+            pipe.zrem(registry_key, *entries)
+        pipe.delete(*keys)
+        # RQ's counters of the worker (checked against rq 2.12 and 3.0: field names of Worker.refresh).
+        pipe.hincrby(worker_key, "successful_job_count", len(succeeded))
+        pipe.hincrbyfloat(worker_key, "total_working_time", working_time)
+        pipe.execute()
+
+
+def end_failure(taken: Taken, exc_string: str, worker_key: str) -> None:
+    """End a job that failed as RQ ends one: retried by RQ's retry machinery while it has retries left
+    (checked against rq 2.12 and 3.0: ``Job.retry``, ``Job.should_retry``), else failed into the
+    queue's ``FailedJobRegistry``."""
+    job, queue = taken.job, taken.queue
+    with queue.connection.pipeline() as pipe:
+        pipe.zrem(queue.started_job_registry.key, taken.entry)
+        if job.should_retry:
+            job.retry(queue, pipe)
+        else:
+            job.set_status(JobStatus.FAILED, pipeline=pipe)
+            queue.failed_job_registry.add(job, ttl=failure_ttl(), exc_string=exc_string, pipeline=pipe)
+        pipe.hincrby(worker_key, "failed_job_count", 1)
+        pipe.execute()
