@@ -12,12 +12,15 @@ import time
 
 import pytest
 from django.core.management import call_command
+from django.db.backends.signals import connection_created
 from django.test import override_settings
 from rq.registry import ScheduledJobRegistry, StartedJobRegistry
 
 from jobs import current_job, job, set_progress
 from jobs.models import Job, Status
+from jobs.transport import batch
 from jobs.transport import connection as jobs_connection
+from jobs.upkeep import reaper
 from tests import fault_jobs, jobs
 from tests.helpers import ROOT, WorkerProcess, drain, wait_for, worker_env
 
@@ -192,3 +195,74 @@ def test_django_rq_worker_pool_runs_jobs_with_the_ledger():
     assert sorted(finished.values_list("result", flat=True)) == [2 * n for n in range(12)], output
     assert set(finished.values_list("attempts", flat=True)) == {1}
     assert jobs_connection.get_queue("default").count == 0
+
+
+# The fast path: jobs taken, claimed and recorded in batches.
+
+TAKING_AHEAD = "tests.fault_jobs.TakingAheadWorker"
+
+
+def test_a_deep_queue_is_taken_and_claimed_in_one_batch_and_recorded_in_few(redis):
+    records = [jobs.add.enqueue(n, n) for n in range(40)]
+    statements = []
+
+    def count(execute, sql, params, many, context):
+        statements.append(sql)
+        return execute(sql, params, many, context)
+
+    def watch(sender, connection, **kwargs):
+        connection.execute_wrappers.append(count)
+
+    connection_created.connect(watch)
+    try:
+        drain(TAKING_AHEAD, queues=("default",))
+    finally:
+        connection_created.disconnect(watch)
+    finished = Job.objects.filter(pk__in=[r.pk for r in records], status=Status.FINISHED)
+    assert sorted(finished.values_list("result", flat=True)) == sorted(2 * n for n in range(40))
+    assert set(finished.values_list("attempts", flat=True)) == {1}
+    claims = [sql for sql in statements if sql.startswith("UPDATE") and "RETURNING" in sql and "+ 1" in sql]
+    finishes = [sql for sql in statements if sql.startswith("WITH done")]
+    assert len(claims) == 1  # all 40 in one statement
+    assert 1 <= len(finishes) <= 40
+    assert StartedJobRegistry("default", connection=redis).get_job_ids() == []
+    assert [key for key in redis.scan_iter("rq:job:*")] == []  # RQ keeps nothing of them
+
+
+def test_jobs_taken_by_a_worker_that_died_before_claiming_them_are_pushed_again(redis):
+    records = [jobs.add.enqueue(n, 1) for n in range(3)]
+    queue = jobs_connection.get_queue("default")
+    taken = batch.take(queue, None, 3, ttl=-1)  # entries already past their score: a dead worker's
+    assert len(taken) == 3 and queue.count == 0
+    assert reaper.reap() == 3
+    assert sorted(queue.get_job_ids()) == sorted(str(r.pk) for r in records)
+    drain(THREADED, queues=("default",))
+    assert set(Job.objects.filter(pk__in=[r.pk for r in records]).values_list("status", "attempts")) == {
+        (Status.FINISHED, 1)
+    }
+
+
+@pytest.mark.slow
+def test_a_worker_killed_mid_batch_loses_none_of_its_jobs(settings):
+    settings.JOBS = {**settings.JOBS, **FAST}
+    records = [fault_jobs.hang_first_attempt.enqueue(120) for _ in range(6)]
+    victim = WorkerProcess(
+        "--worker-class", TAKING_AHEAD, queues=("default",), JOBS_TEST_JOBS=json.dumps(FAST)
+    )
+    # Two run, four wait for a thread: all six taken and claimed in one batch.
+    wait_for(lambda: _started(records), timeout=60, message="the batch to be taken")
+    registry = StartedJobRegistry("default", connection=jobs_connection.get_connection("default"))
+    assert sorted(registry.get_job_ids()) == sorted(str(r.pk) for r in records)
+    assert jobs_connection.get_queue("default").count == 0
+    os.kill(victim.pid, signal.SIGKILL)
+    victim.process.wait(timeout=10)
+    with _threaded_worker("low"):  # the rescuer
+        wait_for(
+            lambda: not Job.objects.filter(pk__in=[r.pk for r in records], status=Status.STARTED).exists(),
+            timeout=60,
+            message="the reaper to find all six",
+        )
+    drain(THREADED, queues=("default",))
+    for record in records:
+        record.refresh_from_db()
+        assert (record.status, record.attempts, record.result) == (Status.FINISHED, 2, 2)

@@ -200,6 +200,8 @@ class ThreadedWorker(LedgerWorkerMixin, RQThreadedWorker):
 
     #: How many jobs run at once; None: ``JOBS["WORKER_CONCURRENCY"]``.
     concurrency: int | None = None
+    #: Seconds of the threads' work that are taken ahead of the free threads.
+    take_ahead = TAKE_AHEAD_SECONDS
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
@@ -216,7 +218,7 @@ class ThreadedWorker(LedgerWorkerMixin, RQThreadedWorker):
     @property
     def room(self) -> int:
         """How many jobs this worker holds at most: one per thread, and those taken ahead."""
-        ahead = int(self.slots * TAKE_AHEAD_SECONDS / max(self._run_time, 1e-4))
+        ahead = int(self.slots * self.take_ahead / max(self._run_time, 1e-4))
         return self.slots + min(MAX_AHEAD, ahead)
 
     # Overrides LedgerWorkerMixin's (and RQ's): jobs are taken only when there is room for them.
