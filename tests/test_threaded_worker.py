@@ -137,6 +137,12 @@ def _threaded_worker(*queues):
     return WorkerProcess("--worker-class", THREADED, queues=queues, JOBS_TEST_JOBS=json.dumps(FAST))
 
 
+def _pushed_again(records):
+    """Every record given up by the reaper and its job back in its queue."""
+    retrying = Job.objects.filter(pk__in=[r.pk for r in records], status=Status.RETRYING).count()
+    return retrying == len(records) and jobs_connection.get_queue("default").count == len(records)
+
+
 def _started(records):
     return Job.objects.filter(pk__in=[r.pk for r in records], status=Status.STARTED).count() == len(records)
 
@@ -168,11 +174,7 @@ def test_a_killed_worker_s_running_jobs_are_all_found_and_retried(settings):
     os.kill(victim.pid, signal.SIGKILL)
     victim.process.wait(timeout=10)
     with _threaded_worker("low"):  # the rescuer: it runs the reaper, never the jobs
-        wait_for(
-            lambda: not Job.objects.filter(pk__in=[r.pk for r in running], status=Status.STARTED).exists(),
-            timeout=60,
-            message="the reaper to find all three",
-        )
+        wait_for(lambda: _pushed_again(running), timeout=60, message="the reaper to find all three")
     drain(THREADED, queues=("default",))
     for record in running:
         record.refresh_from_db()
@@ -257,11 +259,7 @@ def test_a_worker_killed_mid_batch_loses_none_of_its_jobs(settings):
     os.kill(victim.pid, signal.SIGKILL)
     victim.process.wait(timeout=10)
     with _threaded_worker("low"):  # the rescuer
-        wait_for(
-            lambda: not Job.objects.filter(pk__in=[r.pk for r in records], status=Status.STARTED).exists(),
-            timeout=60,
-            message="the reaper to find all six",
-        )
+        wait_for(lambda: _pushed_again(records), timeout=60, message="the reaper to find all six")
     drain(THREADED, queues=("default",))
     for record in records:
         record.refresh_from_db()

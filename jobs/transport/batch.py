@@ -23,6 +23,7 @@ from dataclasses import dataclass
 
 import rq
 from redis import Redis
+from rq.exceptions import NoSuchJobError
 from rq.intermediate_queue import IntermediateQueue
 from rq.job import Job as RQJob
 from rq.job import JobStatus
@@ -32,11 +33,34 @@ from ..intervals import failure_ttl
 from .runner import RUNNER
 from .worker import Running
 
+#: The fields of a job hash that the fast path reads: what running a `jobs` job and telling whether it
+#: may take the fast path need (checked against rq 2.12 and 3.0: the names ``Job.restore`` reads). The
+#: dates are left out (parsing them costs more than the rest); a job that fails is read again whole.
+FIELDS = (
+    "data",
+    "origin",
+    "status",
+    "timeout",
+    "result_ttl",
+    "failure_ttl",
+    "success_callback_name",
+    "failure_callback_name",
+    "group_id",
+    "retries_left",
+    "retry_intervals",
+    "number_of_retries",
+    "repeats_left",
+    "dependency_ids",
+)
+
 # KEYS: the queue, its started registry, its intermediate list, the prefix of job hashes.
 # ARGV: the id of a job the worker already took (or ""), how many more to take, the entries' score,
-# then one execution id per job. Returns, per job taken besides the first: id, execution id, job hash.
+# the number of fields to read, the fields, then one execution id per job. Returns, per job taken
+# besides the first: its id, execution id, and the fields' values.
 _TAKE = """
-local score, taken, next_execution = ARGV[3], {}, 4
+local score, taken = ARGV[3], {}
+local fields = {unpack(ARGV, 5, 4 + tonumber(ARGV[4]))}
+local next_execution = 5 + #fields
 local function enter(id)
   redis.call('ZADD', KEYS[2], score, id .. ':' .. ARGV[next_execution])
   next_execution = next_execution + 1
@@ -53,7 +77,7 @@ if count > 0 then
       taken[#taken + 1] = id
       taken[#taken + 1] = ARGV[next_execution]
       enter(id)
-      taken[#taken + 1] = redis.call('HGETALL', KEYS[4] .. id)
+      taken[#taken + 1] = redis.call('HMGET', KEYS[4] .. id, unpack(fields))
     end
   end
 end
@@ -101,7 +125,7 @@ def take(queue: rq.Queue, first: RQJob | None, more: int, ttl: float) -> list[Ta
             IntermediateQueue.get_intermediate_queue_key(queue.key),
             RQJob.redis_job_namespace_prefix,
         ],
-        args=[first.id if first else "", more, time.time() + ttl, *executions],
+        args=[first.id if first else "", more, time.time() + ttl, len(FIELDS), *FIELDS, *executions],
     )
     taken = [] if first is None else [Taken(first, queue, f"{first.id}:{executions[0]}")]
     for index in range(0, len(replies), 3):
@@ -111,11 +135,11 @@ def take(queue: rq.Queue, first: RQJob | None, more: int, ttl: float) -> list[Ta
             replies[index + 2],
         )
         entry = f"{job_id}:{execution_id}"
-        if not fields:
+        if fields[0] is None:  # no data: the job hash is gone
             connection.zrem(queue.started_job_registry.key, entry)
             continue
         job = RQJob(job_id, connection=connection, serializer=JSONSerializer)
-        job.restore(dict(zip(fields[::2], fields[1::2], strict=True)))
+        job.restore({name: value for name, value in zip(FIELDS, fields, strict=True) if value is not None})
         taken.append(Taken(job, queue, entry))
     return taken
 
@@ -151,7 +175,15 @@ def end_failure(taken: Taken, exc_string: str, worker_key: str) -> None:
     """End a job that failed as RQ ends one: retried by RQ's retry machinery while it has retries left
     (checked against rq 2.12 and 3.0: ``Job.retry``, ``Job.should_retry``), else failed into the
     queue's ``FailedJobRegistry``."""
-    job, queue = taken.job, taken.queue
+    queue = taken.queue
+    try:
+        # Read again whole: RQ writes the whole hash back.
+        job = RQJob.fetch(taken.job.id, connection=queue.connection, serializer=JSONSerializer)
+    except NoSuchJobError:
+        queue.connection.zrem(queue.started_job_registry.key, taken.entry)
+        return
+    # What the run decided of its retry (``transport.runner``: no_retry, retry_in).
+    job.retries_left, job.retry_intervals = taken.job.retries_left, taken.job.retry_intervals
     with queue.connection.pipeline() as pipe:
         pipe.zrem(queue.started_job_registry.key, taken.entry)
         if job.should_retry:

@@ -5,8 +5,9 @@ RQ's worker object holds what it knows of *the* running job in attributes (the e
 whether the job takes the lean path and its start pipeline, in ``LeanExecutionMixin``). Here those
 attributes are per thread, so that each thread that runs a job through RQ's own ``execute_job`` sees
 its own; everything else RQ does for a job (its pipelines, the registries, the worker's counters) goes
-through Redis commands that are atomic on their own. A job's timeout is RQ's ``TimerDeathPenalty``,
-which raises ``JobTimeoutException`` in the job's thread (a ``SIGALRM`` reaches the main thread only).
+through Redis commands that are atomic on their own. A job's timeout raises RQ's ``JobTimeoutException``
+in the job's thread, as RQ's ``TimerDeathPenalty`` does (a ``SIGALRM`` reaches the main thread only),
+but from one watchdog thread for all the jobs rather than a timer thread started for each.
 
 The worker's state in Redis says busy while any job runs; a SIGTERM stops the worker at once only while
 its main thread waits for a job or a free thread, and otherwise lets the running jobs end first.
@@ -14,17 +15,98 @@ its main thread waits for a job or a free thread, and otherwise lets the running
 
 from __future__ import annotations
 
+import ctypes
+import functools
+import heapq
+import itertools
 import threading
+import time
 from typing import Any
 
 import rq
-from rq.timeouts import JobTimeoutException, TimerDeathPenalty
+from rq.timeouts import BaseDeathPenalty, JobTimeoutException
 from rq.worker import WorkerStatus
 
 from . import compat
 from .worker import LeanExecutionMixin, StopRequested, WorkerMixin, _WorkerBase
 
-__all__ = ["JobTimeoutException", "RQThreadedWorker", "ThreadedExecutionMixin"]
+__all__ = ["JobTimeoutException", "RQThreadedWorker", "ThreadedExecutionMixin", "WatchdogDeathPenalty"]
+
+
+@functools.cache
+def _timeout_exception(exception: type[BaseException], timeout: float) -> type[BaseException]:
+    """``exception`` with RQ's message for ``timeout``: an exception raised in another thread is given
+    as a class, and created there without arguments. It keeps its name, so the record names RQ's."""
+
+    def __init__(self: BaseException, *args: Any) -> None:
+        exception.__init__(self, f"Task exceeded maximum timeout value ({timeout} seconds)")
+
+    return type(
+        exception.__name__,
+        (exception,),
+        {"__init__": __init__, "__module__": exception.__module__, "__qualname__": exception.__qualname__},
+    )
+
+
+class _Watchdog:
+    """One daemon thread that raises each armed timeout's exception in its thread when it is due."""
+
+    def __init__(self) -> None:
+        self._due: list[tuple[float, int, int, type[BaseException]]] = []
+        self._armed: set[int] = set()
+        self._changed = threading.Condition()
+        self._numbers = itertools.count()
+        self._thread: threading.Thread | None = None
+
+    def arm(self, seconds: float, exception: type[BaseException]) -> int:
+        number = next(self._numbers)
+        with self._changed:
+            heapq.heappush(self._due, (time.monotonic() + seconds, number, threading.get_ident(), exception))
+            self._armed.add(number)
+            if self._thread is None:
+                self._thread = threading.Thread(target=self._loop, name="jobs-timeouts", daemon=True)
+                self._thread.start()
+            self._changed.notify()
+        return number
+
+    def disarm(self, number: int) -> None:
+        with self._changed:
+            self._armed.discard(number)
+
+    def _loop(self) -> None:
+        while True:
+            with self._changed:
+                while self._due and self._due[0][1] not in self._armed:
+                    heapq.heappop(self._due)  # disarmed
+                if not self._due:
+                    self._changed.wait()
+                    continue
+                wait = self._due[0][0] - time.monotonic()
+                if wait > 0:
+                    self._changed.wait(wait)
+                    continue
+                _, number, thread_id, exception = heapq.heappop(self._due)
+                self._armed.discard(number)
+                ctypes.pythonapi.PyThreadState_SetAsyncExc(
+                    ctypes.c_ulong(thread_id), ctypes.py_object(exception)
+                )
+
+
+_watchdog = _Watchdog()
+
+
+class WatchdogDeathPenalty(BaseDeathPenalty):
+    """RQ's death penalty for a job that runs in a thread: its exception raised in that thread once the
+    timeout has passed (when the thread next runs Python code: a call blocked in C gets it on return)."""
+
+    def setup_death_penalty(self) -> None:
+        self._number = None
+        if self._timeout is not None and self._timeout > 0:
+            self._number = _watchdog.arm(self._timeout, _timeout_exception(self._exception, self._timeout))
+
+    def cancel_death_penalty(self) -> None:
+        if self._number is not None:
+            _watchdog.disarm(self._number)
 
 
 class _PerThread:
@@ -55,7 +137,7 @@ def _locals(worker: Any) -> threading.local:
 class ThreadedExecutionMixin(_WorkerBase):
     """What lets several threads run RQ's ``execute_job`` on one worker object (see the module)."""
 
-    death_penalty_class = TimerDeathPenalty
+    death_penalty_class = WatchdogDeathPenalty
 
     # What RQ and the lean worker hold of the running job, per thread (checked against rq 2.12 and
     # 3.0: rq 2.12 reads ``self.execution`` when it ends a job; rq 3 is passed the execution, and keeps
