@@ -72,7 +72,11 @@ def test_async_jobs_and_failures_and_many_jobs(redis):
     added = [async_add.enqueue(n, n) for n in range(3)]
     plain = [jobs.add.enqueue(n, 1) for n in range(20)]
     failed = jobs.boom.enqueue("no")
+    retried = jobs.fails_then_succeeds.enqueue(1)  # its first attempt fails, RQ pushes it again
     drain(THREADED, queues=("default",))
+    retried.refresh_from_db()
+    assert (retried.status, retried.attempts, retried.result) == (Status.FINISHED, 2, 2)
+    assert retried.failed_attempts.get().error_class == "builtins.RuntimeError"
     for n, record in enumerate(added):
         record.refresh_from_db()
         assert record.status == Status.FINISHED

@@ -15,22 +15,25 @@ Checked against rq 2.12 and 3.0: the keys (``Queue.key``, ``StartedJobRegistry.k
 
 from __future__ import annotations
 
+import json
+import logging
 import time
 import uuid
+import zlib
 from collections import defaultdict
 from collections.abc import Sequence
-from dataclasses import dataclass
 
 import rq
 from redis import Redis
 from rq.exceptions import NoSuchJobError
+from rq.executions import ExecutionRegistry
 from rq.intermediate_queue import IntermediateQueue
 from rq.job import Job as RQJob
 from rq.job import JobStatus
 from rq.serializers import JSONSerializer
 
 from ..intervals import failure_ttl
-from .runner import RUNNER
+from .runner import RUNNER, Call, call_of
 from .worker import Running
 
 #: The fields of a job hash that the fast path reads: what running a `jobs` job and telling whether it
@@ -52,6 +55,8 @@ FIELDS = (
     "repeats_left",
     "dependency_ids",
 )
+
+logger = logging.getLogger("jobs")
 
 # KEYS: the queue, its started registry, its intermediate list, the prefix of job hashes.
 # ARGV: the id of a job the worker already took (or ""), how many more to take, the entries' score,
@@ -85,17 +90,63 @@ return taken
 """
 
 
-@dataclass(frozen=True)
 class Taken:
-    """A job taken on the fast path: RQ's job, its queue, and its entry in the started registry."""
+    """A job taken on the fast path: its id, its queue, its entry in the started registry, and what the
+    fast path read of its hash; RQ's job is made from that only when it is needed (a failure, a job held
+    back), since reading a whole job costs more than running a short one."""
 
-    job: RQJob
-    queue: rq.Queue
-    entry: str
+    def __init__(
+        self, job_id: str, queue: rq.Queue, entry: str, fields: dict[str, bytes], job: RQJob | None = None
+    ) -> None:
+        self.job_id = job_id
+        self.queue = queue
+        self.entry = entry
+        self.fields = fields
+        self._job = job
+        self._running: Running | None = None
+
+    @property
+    def job(self) -> RQJob:
+        if self._job is None:
+            self._job = RQJob(self.job_id, connection=self.queue.connection, serializer=JSONSerializer)
+            self._job.restore(self.fields)
+        return self._job
 
     def running(self, worker_key: str) -> Running:
         """The keys the heartbeat keeps live while this job runs or waits to be recorded."""
-        return Running(self.queue.started_job_registry.key, self.entry, None, worker_key)
+        if self._running is None:
+            self._running = Running(self.queue.started_job_registry.key, self.entry, None, worker_key)
+        return self._running
+
+    def call(self, default_result_ttl: int) -> Call | None:
+        """What the job runs, when it is one for the fast path (``fast_path_eligible``); else None."""
+        if self._job is not None:
+            return call_of(self._job) if fast_path_eligible(self._job, default_result_ttl) else None
+        fields = self.fields
+        result_ttl = int(fields["result_ttl"]) if fields.get("result_ttl") else default_result_ttl
+        if result_ttl != 0 or any(fields.get(name) for name in _NOT_ON_THE_FAST_PATH):
+            return None
+        try:
+            data = zlib.decompress(fields["data"])
+        except zlib.error:
+            data = fields["data"]
+        func_name, _instance, args, _kwargs = json.loads(data)
+        if func_name != RUNNER:
+            return None
+        job_id, function, call_args, call_kwargs, *alias = args
+        return Call(job_id, function, call_args, call_kwargs, alias[0] if alias else "default")
+
+    @property
+    def timeout(self) -> float | None:
+        if self._job is not None:
+            return self._job.timeout
+        value = self.fields.get("timeout")
+        return int(value) if value else None
+
+
+#: A job with any of these takes RQ's own path (checked against rq 2.12 and 3.0: the fields behind
+#: ``Job.repeats_left``, ``success_callback``, ``failure_callback`` and ``group_id``).
+_NOT_ON_THE_FAST_PATH = ("repeats_left", "success_callback_name", "failure_callback_name", "group_id")
 
 
 def fast_path_eligible(job: RQJob, default_result_ttl: int) -> bool:
@@ -118,29 +169,25 @@ def take(queue: rq.Queue, first: RQJob | None, more: int, ttl: float) -> list[Ta
     connection: Redis = queue.connection
     executions = [uuid.uuid4().hex for _ in range(more + 1)]
     script = connection.register_script(_TAKE)
+    registry_key = queue.started_job_registry.key
     replies = script(
         keys=[
             queue.key,
-            queue.started_job_registry.key,
+            registry_key,
             IntermediateQueue.get_intermediate_queue_key(queue.key),
             RQJob.redis_job_namespace_prefix,
         ],
         args=[first.id if first else "", more, time.time() + ttl, len(FIELDS), *FIELDS, *executions],
     )
-    taken = [] if first is None else [Taken(first, queue, f"{first.id}:{executions[0]}")]
+    taken = [] if first is None else [Taken(first.id, queue, f"{first.id}:{executions[0]}", {}, first)]
     for index in range(0, len(replies), 3):
-        job_id, execution_id, fields = (
-            replies[index].decode(),
-            replies[index + 1].decode(),
-            replies[index + 2],
-        )
-        entry = f"{job_id}:{execution_id}"
-        if fields[0] is None:  # no data: the job hash is gone
-            connection.zrem(queue.started_job_registry.key, entry)
+        job_id, values = replies[index].decode(), replies[index + 2]
+        entry = f"{job_id}:{replies[index + 1].decode()}"
+        if values[0] is None:  # no data: the job hash is gone
+            connection.zrem(registry_key, entry)
             continue
-        job = RQJob(job_id, connection=connection, serializer=JSONSerializer)
-        job.restore({name: value for name, value in zip(FIELDS, fields, strict=True) if value is not None})
-        taken.append(Taken(job, queue, entry))
+        fields = {name: value for name, value in zip(FIELDS, values, strict=True) if value is not None}
+        taken.append(Taken(job_id, queue, entry, fields))
     return taken
 
 
@@ -158,9 +205,8 @@ def end_successes(
     by_registry: dict[str, list[str]] = defaultdict(list)
     keys: list[str] = []
     for taken in succeeded:
-        by_registry[taken.queue.started_job_registry.key].append(taken.entry)
-        job = taken.job
-        keys += [job.key, job.dependents_key, job.dependencies_key, job.execution_registry.key]
+        by_registry[taken.running(worker_key).registry_key].append(taken.entry)
+        keys += _keys_of(taken.job_id)
     with connection.pipeline(transaction=False) as pipe:
         for registry_key, entries in by_registry.items():
             pipe.zrem(registry_key, *entries)
@@ -169,6 +215,17 @@ def end_successes(
         pipe.hincrby(worker_key, "successful_job_count", len(succeeded))
         pipe.hincrbyfloat(worker_key, "total_working_time", working_time)
         pipe.execute()
+
+
+def _keys_of(job_id: str) -> list[str]:
+    """What RQ may keep of a job, as ``Job.key``, ``dependents_key``, ``dependencies_key`` and its
+    ``ExecutionRegistry`` name them (checked against rq 2.12 and 3.0), without making the job."""
+    return [
+        RQJob.key_for(job_id),
+        RQJob.dependents_key_for(job_id),
+        f"{RQJob.redis_job_namespace_prefix}:{job_id}:dependencies",
+        ExecutionRegistry.key_template.format(job_id),
+    ]
 
 
 def end_failure(taken: Taken, exc_string: str, worker_key: str) -> None:

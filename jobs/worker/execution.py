@@ -10,6 +10,7 @@ import contextlib
 import inspect
 import logging
 import traceback as tb
+from collections.abc import Callable
 from typing import Any
 
 from django.db import close_old_connections
@@ -64,7 +65,7 @@ def _run(job_id: str, function: str, args: list, kwargs: dict, alias: str) -> No
     if attempt is None:
         logger.info("Job %s is no longer waiting (cancelled or already run); skipped", job_id)
         return
-    value = perform(record, attempt, args, kwargs, rq_job)
+    value = perform(record, attempt, args, kwargs, lambda: rq_job)
     if not transitions.finish(record, attempt, value):
         if rq_job is not None:
             # RQ's job now belongs to the newer attempt: should RQ's own handling of this run fail
@@ -81,9 +82,9 @@ def unclaimed(call: Call) -> Job:
     return Job.from_db(call.alias, ["id", "function"], [call.job_id, call.function])
 
 
-def perform(record: Job, attempt: int, args: list, kwargs: dict, rq_job: Any) -> Any:
+def perform(record: Job, attempt: int, args: list, kwargs: dict, rq_job: Callable[[], Any]) -> Any:
     """Run a claimed record's function as ``attempt`` and return its result, encoded for the record; a
-    failure is recorded (retrying or failed, ``rq_job`` told which) and raised again."""
+    failure is recorded (retrying or failed, the RQ job ``rq_job()`` gives told which) and raised again."""
     token = context.running(record, attempt)
     try:
         signals.job_started.send(sender=Job, job=record)
@@ -94,7 +95,7 @@ def perform(record: Job, attempt: int, args: list, kwargs: dict, rq_job: Any) ->
             # An ``async def`` job: awaited on an event loop of its own, in the thread that runs it.
             value = asyncio.run(value)
     except BaseException as exc:
-        _record_failure(record, attempt, rq_job, exc)
+        _record_failure(record, attempt, rq_job(), exc)
         raise
     finally:
         context.done(token)

@@ -49,7 +49,7 @@ from ..transport.batch import Taken
 from ..transport.runner import Call, call_of
 from ..transport.threaded import JobTimeoutException, RQThreadedWorker
 from ..transport.worker import Queue, RQJob, StopRequested
-from . import execution
+from . import execution, ratelimit
 from .base import REDIS_DOWN, LedgerWorkerMixin
 
 logger = logging.getLogger("jobs")
@@ -112,6 +112,13 @@ class Run:
     attempt: int | None = None  # None: the record no longer waited, the job is skipped
     result: Any = None
     seconds: float = 0.0
+
+
+@dataclass
+class Held:
+    """How many of the jobs the main thread counted as held are not handed to a thread yet."""
+
+    count: int = 1
 
 
 class Recorder:
@@ -261,82 +268,105 @@ class ThreadedWorker(LedgerWorkerMixin, RQThreadedWorker):
         if not batch.fast_path_eligible(job, self.default_result_ttl):
             self._through_rq(job, queue, self._narrowed)
             return
+        held = Held()
+        try:
+            self._take(job, queue, held)
+        except StopRequested:
+            raise
+        except Exception:
+            # Jobs taken and not handed over keep their entries: the reaper pushes them again.
+            logger.exception("Worker %s: taking jobs with %s failed; taking the next ones", self.name, job.id)
+        finally:
+            for _ in range(held.count):
+                self.job_ended()
+
+    def _take(self, job: RQJob, queue: Queue, held: Held) -> None:
+        """Take ``job`` and the jobs there is room for, claim them, and hand them to the job threads."""
         try:
             taken = batch.take(queue, job, max(0, self.room - self.running_jobs), entry_ttl())
         except REDIS_DOWN as exc:
-            self.job_ended()
             self._after_redis_failed(job, queue, call_of(job), exc)
             return
         for _ in taken[1:]:
             self.job_began()
+            held.count += 1
         for item in taken:
             self._heartbeat.add(item.running(self.key))
-        runs = [run for item in taken if (run := self._ready(item)) is not None]
-        self._claim(runs)
-        for run in runs:
+        runs = []
+        for item in taken:
+            run = self._ready(item)
+            if isinstance(run, Run):
+                runs.append(run)
+            elif run:  # handed to RQ's path
+                held.count -= 1
+        for run in self._claim(runs):
             if run.attempt is None:
                 logger.info(
                     "Job %s is no longer waiting (cancelled or already run); skipped", run.call.job_id
                 )
                 self._recorder.put(run)
-                self.job_ended()
             else:
                 self._threads.submit(functools.partial(self._perform, run))
+                held.count -= 1
 
-    def _ready(self, taken: Taken) -> Run | None:
-        """The run of a job just taken, or None when it is not to run now (held back, or not one for the
-        fast path: then it goes through RQ's own path)."""
-        job, queue = taken.job, taken.queue
-        call = call_of(job) if batch.fast_path_eligible(job, self.default_result_ttl) else None
-        held = call is None or self._held_back(job, queue)
-        if not held and call is not None:
+    def _ready(self, taken: Taken) -> Run | bool:
+        """The run of a job just taken; or, when it is not to run now, whether it was handed to RQ's own
+        path (a job not for the fast path) rather than held back (its queue paused, its rate limit)."""
+        call = taken.call(self.default_result_ttl)
+        if call is not None and not self._held(taken, call):
             return Run(taken, call, execution.unclaimed(call))
         self._heartbeat.discard(taken.running(self.key))
-        try:
-            batch.leave(taken)
-        except REDIS_DOWN as exc:
-            logger.warning("Job %s: its entry could not be removed (%s); the reaper will", job.id, exc)
-        if call is None and not held:
-            self._through_rq(job, queue, narrowed=False)
-        else:
-            self.job_ended()
-        return None
+        batch.leave(taken)
+        if call is None:
+            self._through_rq(taken.job, taken.queue, narrowed=False)
+            return True
+        return False
 
-    def _claim(self, runs: list[Run]) -> None:
+    def _held(self, taken: Taken, call: Call) -> bool:
+        """``_held_back``, with RQ's job read only for a job of a paused queue or a rate-limited function."""
+        if taken.queue.name not in self._paused.current() and not ratelimit.limited(call):
+            return False
+        return self._held_back(taken.job, taken.queue)
+
+    def _claim(self, runs: list[Run]) -> list[Run]:
+        """Claim the records of ``runs`` (one statement per database); returns the runs still to run or
+        to skip, each with the attempt it won (None: its record no longer waits)."""
         by_alias: dict[str, list[Run]] = defaultdict(list)
         for run in runs:
             by_alias[run.call.alias].append(run)
+        claimed = []
+        close_old_connections()
         for alias_runs in by_alias.values():
             try:
                 won = transitions.claim_many([run.record for run in alias_runs], worker_name=self.name)
             except DatabaseError as exc:
                 for run in alias_runs:
-                    runs.remove(run)
                     self._heartbeat.discard(run.taken.running(self.key))
                     self._after_database_failed(run.taken.job, run.taken.queue, exc)
                     batch.leave(run.taken)
-                    self.job_ended()
                 continue
             for run in alias_runs:
                 run.attempt = won.get(str(run.record.pk))
+                claimed.append(run)
+        return claimed
 
     def _perform(self, run: Run) -> None:
         """In a job thread: run a claimed job; a success goes to the recorder, a failure ends at once."""
-        job = run.taken.job
+        taken = run.taken
         started = time.monotonic()
         try:
             close_old_connections()
-            timeout = job.timeout or run.taken.queue.DEFAULT_TIMEOUT
-            with self.death_penalty_class(timeout, JobTimeoutException, job_id=job.id):
+            timeout = taken.timeout or taken.queue.DEFAULT_TIMEOUT
+            with self.death_penalty_class(timeout, JobTimeoutException, job_id=taken.job_id):
                 run.result = execution.perform(
-                    run.record, run.attempt or 0, run.call.args, run.call.kwargs, job
+                    run.record, run.attempt or 0, run.call.args, run.call.kwargs, lambda: taken.job
                 )
         except Exception as exc:
             self._heartbeat.discard(run.taken.running(self.key))
             try:
                 batch.end_failure(run.taken, "".join(traceback.format_exception(exc)), self.key)
             except REDIS_DOWN as redis_exc:
-                logger.warning("Job %s failed; Redis could not take it (%s)", job.id, redis_exc)
+                logger.warning("Job %s failed; Redis could not take it (%s)", taken.job_id, redis_exc)
         else:
             run.seconds = time.monotonic() - started
             self._run_time = 0.9 * self._run_time + 0.1 * run.seconds
