@@ -126,7 +126,7 @@ def check_worker_class(app_configs: Any = None, **kwargs: Any) -> list:
         return [
             Warning(
                 "manage.py rqworker does not use a `jobs` worker class.",
-                hint="Set RQ = {'WORKER_CLASS': 'jobs.worker.LeanWorker'} (or 'jobs.worker.Worker'), "
+                hint="Set RQ = {'WORKER_CLASS': 'jobs.worker.ThreadedWorker'} (or 'jobs.worker.Worker'), "
                 "or pass --worker-class; other workers unpickle payloads and do not run the relay.",
                 id="jobs.W003",
             )
