@@ -60,18 +60,26 @@ class _Watchdog:
 
     def arm(self, seconds: float, exception: type[BaseException]) -> int:
         number = next(self._numbers)
+        due = time.monotonic() + seconds
         with self._changed:
-            heapq.heappush(self._due, (time.monotonic() + seconds, number, threading.get_ident(), exception))
+            # The thread sleeps until the earliest deadline: woken only when this one comes first.
+            earliest = not self._due or due < self._due[0][0]
+            heapq.heappush(self._due, (due, number, threading.get_ident(), exception))
             self._armed.add(number)
             if self._thread is None:
                 self._thread = threading.Thread(target=self._loop, name="jobs-timeouts", daemon=True)
                 self._thread.start()
-            self._changed.notify()
+            if earliest:
+                self._changed.notify()
         return number
 
     def disarm(self, number: int) -> None:
         with self._changed:
             self._armed.discard(number)
+            if len(self._due) > 2 * len(self._armed) + 64:
+                # Drop the disarmed deadlines, which otherwise stay until they are due.
+                self._due = [due for due in self._due if due[1] in self._armed]
+                heapq.heapify(self._due)
 
     def _loop(self) -> None:
         while True:
