@@ -128,13 +128,15 @@ class Recorder:
         self.worker = worker
         self._runs: queue_module.SimpleQueue[Run | None] = queue_module.SimpleQueue()
         self._thread: threading.Thread | None = None
+        self._starting = threading.Lock()
 
     def put(self, run: Run) -> None:
-        if self._thread is None:
-            self._thread = threading.Thread(
-                target=self._loop, name=f"{self.worker.name}-recorder", daemon=True
-            )
-            self._thread.start()
+        """Hand over a run to record (from any thread)."""
+        with self._starting:
+            if self._thread is None:
+                name = f"{self.worker.name}-recorder"
+                self._thread = threading.Thread(target=self._loop, name=name, daemon=True)
+                self._thread.start()
         self._runs.put(run)
 
     def stop(self) -> None:
@@ -176,7 +178,7 @@ class Recorder:
         except Exception:
             logger.exception("%d finished job(s) could not be recorded; left to the reaper", len(runs))
         finally:
-            for run in runs:
+            for run in runs:  # those that could not be recorded, too: the reaper sees to them
                 self.worker.heartbeat_thread.discard(run.taken.running(self.worker.key))
             close_old_connections()
 
