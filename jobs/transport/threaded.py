@@ -159,6 +159,7 @@ class ThreadedExecutionMixin(_WorkerBase):
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         self._running_jobs = 0
         self._running_changed = threading.Condition()
+        self._wake_below = 0  # what the main thread waits for (fewer jobs than this), 0 when it does not
         self._waiting_for_work = False
         super().__init__(*args, **kwargs)
 
@@ -188,13 +189,19 @@ class ThreadedExecutionMixin(_WorkerBase):
     def job_ended(self) -> None:
         with self._running_changed:
             self._running_jobs -= 1
-            self._running_changed.notify_all()
+            # Only the main thread waits, and only for its threshold: no wake-up for every job.
+            if self._running_jobs < self._wake_below:
+                self._running_changed.notify_all()
 
     def wait_for_fewer_jobs(self, than: int, timeout: float) -> bool:
-        """Wait at most ``timeout`` seconds for fewer than ``than`` jobs to be running; returns whether
-        they are."""
+        """In the main thread: wait at most ``timeout`` seconds for fewer than ``than`` jobs to be
+        running; returns whether they are."""
         with self._running_changed:
-            return self._running_changed.wait_for(lambda: self._running_jobs < than, timeout)
+            self._wake_below = than
+            try:
+                return self._running_changed.wait_for(lambda: self._running_jobs < than, timeout)
+            finally:
+                self._wake_below = 0
 
     def waiting_for_work(self, waiting: bool) -> None:
         """Whether the main thread waits for a job or a free thread: a SIGTERM then stops it at once."""
