@@ -91,5 +91,5 @@ class TakingAheadWorker(ThreadedWorker):
     """The threaded worker with 2 threads that takes as many jobs ahead as it may (64): a batch holds
     running jobs and jobs waiting for a thread."""
 
-    concurrency = 2
+    concurrency = int(os.environ.get("TAKING_AHEAD_THREADS", "2"))
     take_ahead = 1000.0

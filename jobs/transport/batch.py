@@ -197,6 +197,12 @@ def leave(taken: Taken) -> None:
     taken.queue.connection.zrem(taken.queue.started_job_registry.key, taken.entry)
 
 
+def put_back(taken: Taken) -> None:
+    """Return a job taken, not claimed, to the front of its queue, and take it out of the registry."""
+    taken.queue.push_job_id(taken.job_id, at_front=True)
+    leave(taken)
+
+
 def end_successes(
     connection: Redis, worker_key: str, succeeded: Sequence[Taken], working_time: float
 ) -> None:

@@ -27,6 +27,7 @@ when the thread ends.
 
 from __future__ import annotations
 
+import collections
 import functools
 import logging
 import queue as queue_module
@@ -35,7 +36,7 @@ import time
 import traceback
 from collections import defaultdict
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from django.db import DatabaseError, close_old_connections, connections
@@ -116,9 +117,16 @@ class Run:
 
 @dataclass
 class Held:
-    """How many of the jobs the main thread counted as held are not handed to a thread yet."""
+    """How many of the jobs the main thread counted as held are not handed over yet, and the jobs it
+    took that are not settled yet (kept ahead, handed over, or out of the registry)."""
 
     count: int = 1
+    unsettled: dict[str, Taken] = field(default_factory=dict)
+
+    def drop_entries(self, worker: ThreadedWorker) -> None:
+        """After an error: the unsettled jobs' entries are no longer kept live, so the reaper finds them."""
+        for taken in self.unsettled.values():
+            worker.heartbeat_thread.discard(taken.running(worker.key))
 
 
 class Recorder:
@@ -219,6 +227,8 @@ class ThreadedWorker(LedgerWorkerMixin, RQThreadedWorker):
         self._recorder = Recorder(self)
         #: Seconds a fast-path job ran, on average of late (a moving average); pessimistic at first.
         self._run_time = 1.0
+        #: Jobs taken ahead of the free threads, not claimed yet (the main thread's own).
+        self._ahead: collections.deque[Run] = collections.deque()
 
     @property
     def heartbeat_thread(self) -> Any:
@@ -236,6 +246,8 @@ class ThreadedWorker(LedgerWorkerMixin, RQThreadedWorker):
         try:
             while True:
                 self._wait_for_room()
+                # A job that runs while the queues are read may push one (a retry due at once).
+                busy = self.running_jobs
                 self.job_began()
                 try:
                     result = super().dequeue_job_and_maintain_ttl(timeout, max_idle_time)
@@ -245,7 +257,7 @@ class ThreadedWorker(LedgerWorkerMixin, RQThreadedWorker):
                 if result is not None:
                     return result  # whoever runs it ends its count
                 self.job_ended()
-                if timeout is not None or not self.running_jobs:
+                if timeout is not None or not busy:
                     return None
                 # Burst: the queues look empty, but a running job may still push one (a retry due at
                 # once); the burst ends once nothing runs and nothing waits.
@@ -254,16 +266,63 @@ class ThreadedWorker(LedgerWorkerMixin, RQThreadedWorker):
             self.waiting_for_work(False)
 
     def _wait_for_room(self) -> None:
-        # With room ahead, jobs are taken once the worker holds about half of what it has room for, so
-        # that a deep queue is taken in batches; without, once a thread is free.
+        # The jobs taken ahead go to the threads as they free up; then, with room ahead, more jobs are
+        # taken once the worker holds about half of what it has room for, so that a deep queue is taken
+        # in batches; without, once a thread is free.
         room = self.room
         below = self.slots if room == self.slots else max(self.slots, room // 2 + 1)
-        while not self.wait_for_fewer_jobs(below, WAIT_TICK):
+        while True:
+            self._hand_over_ahead()
+            # Fewer jobs than this held: a thread is free for the next job taken ahead, or room for more.
+            than = self.slots + len(self._ahead) if self._ahead else below
+            if self.wait_for_fewer_jobs(than, WAIT_TICK):
+                if not self._ahead:
+                    return
+                continue
             if self._stop_requested:
                 raise StopRequested()
             self.heartbeat()
             if self.should_run_maintenance_tasks:
                 self.run_maintenance_tasks()
+
+    def _hand_over_ahead(self) -> None:
+        """Claim, in one statement, as many of the jobs taken ahead as there are free threads, and hand
+        them over. A job is claimed only once a thread is free for it, so that a job that waits here
+        when the worker dies has not started: the reaper pushes it again rather than giving up on it."""
+        free = self.slots - (self.running_jobs - len(self._ahead))
+        if free <= 0 or not self._ahead:
+            return
+        runs = [self._ahead.popleft() for _ in range(min(free, len(self._ahead)))]
+        held = Held(len(runs), {run.taken.entry: run.taken for run in runs})
+        waiting, self._waiting_for_work = self._waiting_for_work, False
+        try:
+            for run in self._claim(runs):
+                if run.attempt is None:
+                    logger.info("Job %s is no longer waiting (cancelled or already run)", run.call.job_id)
+                    self._recorder.put(run)
+                else:
+                    self._threads.submit(functools.partial(self._perform, run))
+                    held.count -= 1
+                held.unsettled.pop(run.taken.entry, None)
+            held.unsettled.clear()  # those _claim left are out of the registry
+        except Exception:
+            logger.exception("Worker %s: handing over jobs failed; the reaper sees to them", self.name)
+            held.drop_entries(self)
+        finally:
+            for _ in range(held.count):
+                self.job_ended()
+            self._waiting_for_work = waiting
+
+    def _put_back_ahead(self) -> None:
+        """A stopping worker's jobs taken ahead, not claimed: back to the front of their queues."""
+        while self._ahead:
+            taken = self._ahead.popleft().taken
+            self._heartbeat.discard(taken.running(self.key))
+            try:
+                batch.put_back(taken)
+            except REDIS_DOWN as exc:
+                logger.warning("Job %s could not be put back (%s); the reaper will", taken.job_id, exc)
+            self.job_ended()
 
     # Overrides LedgerWorkerMixin's (and RQ's): the main thread hands jobs to the job threads.
     def execute_job(self, job: RQJob, queue: Queue) -> None:
@@ -276,14 +335,16 @@ class ThreadedWorker(LedgerWorkerMixin, RQThreadedWorker):
         except StopRequested:
             raise
         except Exception:
-            # Jobs taken and not handed over keep their entries: the reaper pushes them again.
+            # The entries of the jobs taken and not settled go stale: the reaper pushes them again.
             logger.exception("Worker %s: taking jobs with %s failed; taking the next ones", self.name, job.id)
+            held.drop_entries(self)
         finally:
             for _ in range(held.count):
                 self.job_ended()
 
     def _take(self, job: RQJob, queue: Queue, held: Held) -> None:
-        """Take ``job`` and the jobs there is room for, claim them, and hand them to the job threads."""
+        """Take ``job`` and the jobs there is room for; claim those there are free threads for and hand
+        them over, and keep the others ahead."""
         try:
             taken = batch.take(queue, job, max(0, self.room - self.running_jobs), entry_ttl())
         except REDIS_DOWN as exc:
@@ -294,22 +355,16 @@ class ThreadedWorker(LedgerWorkerMixin, RQThreadedWorker):
             held.count += 1
         for item in taken:
             self._heartbeat.add(item.running(self.key))
-        runs = []
+            held.unsettled[item.entry] = item
         for item in taken:
             run = self._ready(item)
+            del held.unsettled[item.entry]
             if isinstance(run, Run):
-                runs.append(run)
+                self._ahead.append(run)  # counted as held from now on by the jobs taken ahead
+                held.count -= 1
             elif run:  # handed to RQ's path
                 held.count -= 1
-        for run in self._claim(runs):
-            if run.attempt is None:
-                logger.info(
-                    "Job %s is no longer waiting (cancelled or already run); skipped", run.call.job_id
-                )
-                self._recorder.put(run)
-            else:
-                self._threads.submit(functools.partial(self._perform, run))
-                held.count -= 1
+        self._hand_over_ahead()
 
     def _ready(self, taken: Taken) -> Run | bool:
         """The run of a job just taken; or, when it is not to run now, whether it was handed to RQ's own
@@ -391,6 +446,7 @@ class ThreadedWorker(LedgerWorkerMixin, RQThreadedWorker):
 
     # Overrides LedgerWorkerMixin's.
     def finish_running(self) -> None:
+        self._put_back_ahead()
         if self.running_jobs:
             logger.info("Worker %s: waiting for its %d job(s) to end", self.name, self.running_jobs)
         while not self.wait_for_fewer_jobs(1, WAIT_TICK):
