@@ -61,6 +61,8 @@ WAIT_TICK = 1.0
 TAKE_AHEAD_SECONDS = 0.05
 #: And at most this many.
 MAX_AHEAD = 64
+#: Seconds under which a job counts as short: claimed once half the threads are free, not one by one.
+SHORT_JOB = 0.005
 #: Finished jobs recorded in one statement at most.
 MAX_RECORDED = 500
 
@@ -273,8 +275,12 @@ class ThreadedWorker(LedgerWorkerMixin, RQThreadedWorker):
         below = self.slots if room == self.slots else max(self.slots, room // 2 + 1)
         while True:
             self._hand_over_ahead()
-            # Fewer jobs than this held: a thread is free for the next job taken ahead, or room for more.
-            than = self.slots + len(self._ahead) if self._ahead else below
+            # Fewer jobs than this held: threads are free for the next jobs taken ahead (for short jobs,
+            # half the threads, so that their claims go in batches), or there is room for more.
+            batched = max(1, self.slots // 2) if self._run_time < SHORT_JOB else 1
+            than = (
+                self.slots + len(self._ahead) - min(batched, len(self._ahead)) + 1 if self._ahead else below
+            )
             if self.wait_for_fewer_jobs(than, WAIT_TICK):
                 if not self._ahead:
                     return
