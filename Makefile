@@ -62,4 +62,5 @@ $(OLDEST_VENV)/.installed: pyproject.toml
 	touch $@
 
 bench: $(STAMP)
+	$(BIN)/pip install --quiet --disable-pip-version-check -e '.[bench]'
 	$(BIN)/python -m bench

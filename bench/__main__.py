@@ -34,13 +34,16 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--bulk", type=int, default=10_000, help="jobs in one enqueue_many (default 10000)")
     parser.add_argument("--samples", type=int, default=100, help="latency samples per run (default 100)")
     parser.add_argument(
+        "--slow-jobs", type=int, default=2000, help="50 ms jobs per concurrent drain (default 2000)"
+    )
+    parser.add_argument(
         "--databases", nargs="+", default=["sqlite", "postgres"], choices=["sqlite", "postgres"]
     )
     parser.add_argument(
         "--only",
         nargs="+",
-        default=["enqueue", "drain", "latency", "cache", "hung"],
-        choices=["enqueue", "drain", "latency", "cache", "hung"],
+        default=["enqueue", "drain", "concurrency", "latency", "cache", "hung"],
+        choices=["enqueue", "drain", "concurrency", "latency", "cache", "hung"],
     )
     parser.add_argument("--postgres", default=os.environ.get("BENCH_PG_URL", DEFAULT_PG_URL))
     parser.add_argument("--profile-dir", help="also write profiles of one drain per worker class here")
@@ -57,6 +60,7 @@ def run_suite(name: str, database_url: str, redis_url: str, options: argparse.Na
             "--runs", str(options.runs), "--jobs", str(options.jobs),
             "--forking-jobs", str(options.forking_jobs), "--single", str(options.single),
             "--bulk", str(options.bulk), "--samples", str(options.samples),
+            "--slow-jobs", str(options.slow_jobs),
             "--only", *[part for part in options.only if part not in ("cache", "hung")],
         ]  # fmt: skip
         if options.profile_dir:

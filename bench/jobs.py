@@ -8,6 +8,7 @@ import time
 
 import redis
 
+from bench.marks import sleep_and_mark
 from jobs import job
 
 #: Where a latency probe writes the moment its job started.
@@ -40,3 +41,9 @@ def stamp() -> None:
 
 def plain_stamp() -> None:
     _stamp()
+
+
+@job
+def sleepy() -> None:
+    """The ledger's 50 ms job (``bench/bench_concurrency.py``)."""
+    sleep_and_mark()

@@ -22,7 +22,8 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--single", type=int, required=True)
     parser.add_argument("--bulk", type=int, required=True)
     parser.add_argument("--samples", type=int, required=True)
-    parser.add_argument("--only", nargs="*", default=["enqueue", "drain", "latency"])
+    parser.add_argument("--slow-jobs", type=int, default=2000)
+    parser.add_argument("--only", nargs="*", default=["enqueue", "drain", "concurrency", "latency"])
     parser.add_argument("--profile-dir")
     options = parser.parse_args(argv)
 
@@ -32,7 +33,7 @@ def main(argv: list[str] | None = None) -> None:
     django.setup()
     import redis
 
-    from bench import bench_drain, bench_enqueue, bench_latency
+    from bench import bench_concurrency, bench_drain, bench_enqueue, bench_latency
 
     client = redis.Redis.from_url(os.environ["REDIS_URL"])
     comparisons = []
@@ -40,6 +41,8 @@ def main(argv: list[str] | None = None) -> None:
         comparisons += bench_enqueue.run(client, options.runs, options.single, options.bulk)
     if "drain" in options.only:
         comparisons += bench_drain.run(client, options.runs, options.jobs, options.forking_jobs)
+    if "concurrency" in options.only:
+        comparisons += bench_concurrency.run(client, options.runs, options.slow_jobs)
     if "latency" in options.only:
         with tempfile.TemporaryDirectory() as log_dir:
             comparisons += bench_latency.run(client, options.runs, options.samples, Path(log_dir))

@@ -47,6 +47,7 @@ def main(result_file: str, options: list[str]) -> None:
     django.setup()
     from django.core.management import execute_from_command_line
     from django.db import connections
+    from django.db.backends.signals import connection_created
 
     statements = 0
 
@@ -55,6 +56,12 @@ def main(result_file: str, options: list[str]) -> None:
         statements += 1
         return execute(sql, params, many, context)
 
+    # Every connection of every thread (a threaded worker's job threads and recorder have their own).
+    def watch(sender, connection, **kwargs):
+        if count not in connection.execute_wrappers:
+            connection.execute_wrappers.append(count)
+
+    connection_created.connect(watch, weak=False)
     connections["default"].execute_wrappers.append(count)
     profile_file = os.environ.get("BENCH_PROFILE")
     with profiled(profile_file) if profile_file else contextlib.nullcontext():

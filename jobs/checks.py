@@ -74,6 +74,15 @@ def check_settings(app_configs: Any = None, **kwargs: Any) -> list:
                 id="jobs.E070",
             )
         )
+    concurrency = jobs_settings.WORKER_CONCURRENCY
+    if not (isinstance(concurrency, int) and not isinstance(concurrency, bool) and concurrency >= 1):
+        errors.append(
+            Error(
+                f"JOBS['WORKER_CONCURRENCY'] must be a whole number of jobs, 1 or more, not {concurrency!r}.",
+                hint="It is how many jobs one jobs.worker.ThreadedWorker process runs at once.",
+                id="jobs.E090",
+            )
+        )
     return errors
 
 
@@ -121,7 +130,7 @@ def check_worker_class(app_configs: Any = None, **kwargs: Any) -> list:
         return [
             Warning(
                 "manage.py rqworker does not use a `jobs` worker class.",
-                hint="Set RQ = {'WORKER_CLASS': 'jobs.worker.LeanWorker'} (or 'jobs.worker.Worker'), "
+                hint="Set RQ = {'WORKER_CLASS': 'jobs.worker.ThreadedWorker'} (or 'jobs.worker.Worker'), "
                 "or pass --worker-class; other workers unpickle payloads and do not run the relay.",
                 id="jobs.W003",
             )

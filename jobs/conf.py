@@ -51,6 +51,8 @@ DEFAULTS: dict[str, Any] = {
     "ENQUEUE_RETRY_AFTER": 5,
     # Prefix of every Redis key this app writes itself (not RQ's, not the cache's).
     "REDIS_PREFIX": "jobs:",
+    # Jobs that one jobs.worker.ThreadedWorker process runs at once, each in a thread of its own.
+    "WORKER_CONCURRENCY": 8,
     # How long RQ keeps finished results in Redis; the record keeps them anyway.
     "RQ_RESULT_TTL": 0,
     # PostgreSQL only: commit the worker's own record updates (claim, finish) without waiting for the

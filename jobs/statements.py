@@ -1,7 +1,8 @@
 """The ledger's hot statements, written once per database rather than built by the ORM for every job.
 
 A worker sends two statements per job (the claim and the finish, the SQL of ``jobs.transitions.claim``
-and ``jobs.transitions.finish``, which alone call them) and a batch enqueue sends one. Building
+and ``jobs.transitions.finish``, which alone call them), or two per batch of jobs where the database
+answers an UPDATE with its rows (``claim_many`` and ``finish_many``); a batch enqueue sends one. Building
 such small statements through the ORM (filters, expressions, the compiler) costs several times what the
 database spends running them. The SQL here is what the ORM would send; the values are prepared by the
 model's own fields (``get_db_prep_save``), so they are stored exactly as the ORM stores them. The
@@ -169,6 +170,87 @@ def finish(alias: str, pk: Any, attempt: int, result: Any, finished_at: datetime
         _prepare("has_dependents", False, connection),
     ]
     return _execute(alias, "finish", params) > 0
+
+
+def returns_from_update(alias: str) -> bool:
+    """Whether ``claim_many`` and ``finish_many`` can say which rows they changed on this database."""
+    return _returns_from_update(connections[alias].vendor)
+
+
+def claim_many(alias: str, pks: Sequence[Any], worker_name: str, started_at: datetime) -> dict[str, int]:
+    """Mark the waiting jobs among ``pks`` started (one UPDATE); returns the attempt each now runs, by id
+    (as text). Only where ``returns_from_update``."""
+    connection = connections[alias]
+    table, col = _names(connection)
+    waiting = ", ".join(["%s"] * len(WAITING))
+    ids = ", ".join(["%s"] * len(pks))
+    sql = (
+        f"UPDATE {table} SET {col('status')} = %s, {col('started_at')} = %s, "  # noqa: S608
+        f"{col('finished_at')} = NULL, {col('worker_name')} = %s, "
+        f"{col('attempts')} = {col('attempts')} + 1, {col('undispatched_since')} = NULL "
+        f"WHERE {col('id')} IN ({ids}) AND {col('status')} IN ({waiting}) "
+        f"RETURNING {col('id')}, {col('attempts')}"
+    )
+    if _async_commit(connection):
+        sql += ", " + ASYNC_COMMIT.removeprefix(" RETURNING ")
+    params = [
+        Status.STARTED.value,
+        _prepare("started_at", started_at, connection),
+        worker_name,
+        *(_prepare("id", pk, connection) for pk in pks),
+        *(status.value for status in WAITING),
+    ]
+    id_field = _FIELDS["id"]
+    with connection.cursor() as cursor:
+        cursor.execute(sql, params)
+        rows = cursor.fetchall()
+    return {str(id_field.to_python(row[0])): int(row[1]) for row in rows}
+
+
+def finish_many(alias: str, finished: Sequence[tuple[Any, int, Any]], finished_at: datetime) -> set[str]:
+    """Mark jobs finished with their results (one UPDATE), each if it is still started by its attempt and
+    no other job waits for it (as ``finish``); ``finished`` holds (id, attempt, result). Returns the ids
+    (as text) that it marked. Only where ``returns_from_update``."""
+    connection = connections[alias]
+    table, col = _names(connection)
+    postgresql = connection.vendor == "postgresql"
+    # PostgreSQL types the values from their first row; casts keep a NULL result a json value.
+    row = "(%s::uuid, %s::integer, %s::jsonb)" if postgresql else "(%s, %s, %s)"
+    values = ", ".join([row] * len(finished))
+    sql = (
+        f"WITH done(id, attempt, result) AS (VALUES {values}) "  # noqa: S608
+        f"UPDATE {table} SET {col('status')} = %s, {col('finished_at')} = %s, "
+        f"{col('result')} = done.result, {col('progress')} = %s FROM done "
+        f"WHERE {table}.{col('id')} = done.id AND {table}.{col('attempts')} = done.attempt "
+        f"AND {table}.{col('status')} = %s AND {table}.{col('has_dependents')} = %s "
+        f"RETURNING {table}.{col('id')}"
+    )
+    if _async_commit(connection):
+        sql += ", " + ASYNC_COMMIT.removeprefix(" RETURNING ")
+    params: list[Any] = []
+    for pk, attempt, result in finished:
+        params += [_prepare("id", pk, connection), attempt, _prepare("result", result, connection)]
+    params += [
+        Status.FINISHED.value,
+        _prepare("finished_at", finished_at, connection),
+        _prepare("progress", 100, connection),
+        Status.STARTED.value,
+        _prepare("has_dependents", False, connection),
+    ]
+    id_field = _FIELDS["id"]
+    with connection.cursor() as cursor:
+        cursor.execute(sql, params)
+        rows = cursor.fetchall()
+    return {str(id_field.to_python(row[0])) for row in rows}
+
+
+def _names(connection: BaseDatabaseWrapper) -> tuple[str, Callable[[str], str]]:
+    quote_name = connection.ops.quote_name
+
+    def col(name: str) -> str:
+        return quote_name(_column(_FIELDS[name]))
+
+    return quote_name(_meta.db_table), col
 
 
 def insert_batch(alias: str, common: dict[str, Any], rows: Iterable[dict[str, Any]]) -> list[Job]:

@@ -5,30 +5,7 @@ record has run, the attempt it belongs to), and says whether it won. One that fi
 another state, or at another attempt, changes nothing and returns False (the bulk ones count those as
 refused): the caller decides whether that is worth a log line, a count in the admin, or nothing.
 
-=====================  ========  =====================  ========================  ======================
-transition             from      to                     who                       condition (and the id)
-=====================  ========  =====================  ========================  ======================
-(``enqueue()``)        -         queued, scheduled      code, a view, the API     (an INSERT)
-``claim``              waiting   started, attempts + 1  the worker, for one run   waiting; gives attempt
-``report_progress``    started   started (progress)     job code (set_progress)   started, run's attempt
-``finish``             started   finished               the worker: run returned  started, run's attempt
-``fail_attempt``       started   retrying or failed     the worker: run raised    started, run's attempt
-``abandon``            started   retrying or failed     the reaper; a forking     started, the attempt
-                                                        worker whose horse died   found dead
-``retry``              failed    queued                 a person (the admin)      failed, rows locked
-``cancel``             waiting   cancelled              a person (the admin)      waiting or deferred,
-                       deferred                                                   rows locked
-``mark_undispatched``  waiting   waiting, undispatched  dispatch(): Redis down    waiting
-``mark_dispatched``    waiting   waiting, dispatched    the relay, once pushed    waiting
-(``enqueue()``)        -         deferred               ``depends_on``            (an INSERT)
-release                deferred  queued, scheduled      the end of its last       deferred, rows locked,
-                                                        dependency                no dependency pending
-dependency failed      deferred  failed, cancelled      the failure or cancel of  deferred, rows locked
-                                                        a dependency
-waits again            failed    deferred               the retry of the          failed by a dependency
-                                                        dependency that failed    none other failed
-=====================  ========  =====================  ========================  ======================
-
+=====================  ========  =====================  ========================  ===============
 ``waiting`` is queued, scheduled or retrying (``jobs.models.WAITING``); ``deferred`` waits for other
 jobs to end and is not in Redis.
 
@@ -101,6 +78,62 @@ def claim(record: Job, worker_name: str) -> int | None:
     record.status, record.started_at, record.finished_at = Status.STARTED, started_at, None
     record.worker_name, record.undispatched_since, record.attempts = worker_name, None, attempt
     return attempt
+
+
+def claim_many(records: Sequence[Job], worker_name: str) -> dict[str, int]:
+    """waiting -> started, for a batch of runs on one database, in one UPDATE where the database says
+    which rows it changed (else one per record): returns each won run's attempt by record id (text)."""
+    if not records:
+        return {}
+    alias = _alias(records[0])
+    started_at = timezone.now()
+    if statements.returns_from_update(alias):
+        won = statements.claim_many(alias, [record.pk for record in records], worker_name, started_at)
+    else:
+        won = {}
+        for record in records:
+            attempt = statements.claim(alias, record.pk, worker_name, started_at)
+            if attempt is not None:
+                won[str(record.pk)] = attempt
+    for record in records:
+        attempt = won.get(str(record.pk))
+        if attempt is not None:
+            record.status, record.started_at, record.finished_at = Status.STARTED, started_at, None
+            record.worker_name, record.undispatched_since, record.attempts = worker_name, None, attempt
+    return won
+
+
+def finish_many(runs: Sequence[tuple[Job, int, Any]], push: Push | None = None) -> set[str]:
+    """started -> finished, for a batch of (record, attempt, result) on one database, each if its attempt
+    still holds the record: one UPDATE where the database says which rows it changed (else one per
+    record). A record that other jobs wait for is finished by ``finish``, with their release. Returns
+    the ids (text) of the records it finished."""
+    if not runs:
+        return set()
+    alias = _alias(runs[0][0])
+    finished_at = timezone.now()
+    if statements.returns_from_update(alias):
+        won = statements.finish_many(
+            alias, [(record.pk, attempt, result) for record, attempt, result in runs], finished_at
+        )
+    else:
+        won = {
+            str(record.pk)
+            for record, attempt, result in runs
+            if statements.finish(alias, record.pk, attempt, result, finished_at)
+        }
+    for record, attempt, result in runs:
+        if str(record.pk) in won:
+            record.status, record.finished_at, record.result, record.progress = (
+                Status.FINISHED,
+                finished_at,
+                result,
+                100,
+            )
+        elif finish(record, attempt, result, push=push):
+            # Not stale: a job with dependents, finished in the transaction that releases them.
+            won.add(str(record.pk))
+    return won
 
 
 def finish(record: Job, attempt: int, result: Any, push: Push | None = None) -> bool:

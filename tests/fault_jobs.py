@@ -10,6 +10,7 @@ import time
 from django.db import connection
 
 from jobs import current_job, job, set_progress
+from jobs.worker import ThreadedWorker
 
 
 def _announce():
@@ -84,3 +85,11 @@ def gated_first_attempt(gate, outcome):
         if outcome == "fail":
             raise RuntimeError("attempt 1 failed past its gate")
     return attempt
+
+
+class TakingAheadWorker(ThreadedWorker):
+    """The threaded worker with 2 threads that takes as many jobs ahead as it may (64): a batch holds
+    running jobs and jobs waiting for a thread."""
+
+    concurrency = int(os.environ.get("TAKING_AHEAD_THREADS", "2"))
+    take_ahead = 1000.0

@@ -13,6 +13,10 @@ def test_demo_settings_pass():
     assert ids() == []
 
 
+def test_threaded_worker_settings_pass():
+    assert ids(RQ={"WORKER_CLASS": "jobs.worker.ThreadedWorker"}, JOBS={"WORKER_CONCURRENCY": 32}) == []
+
+
 @pytest.mark.parametrize(
     ("settings", "expected"),
     [
@@ -27,6 +31,9 @@ def test_demo_settings_pass():
         ({"RQ": {"WORKER_CLASS": "rq.SimpleWorker"}}, "jobs.W003"),
         ({"RQ": {"WORKER_CLASS": "nowhere.Worker"}}, "jobs.E006"),
         ({"JOBS": {"LEDGER_ASYNC_COMMIT": "yes"}}, "jobs.E060"),
+        ({"JOBS": {"WORKER_CONCURRENCY": 0}}, "jobs.E090"),
+        ({"JOBS": {"WORKER_CONCURRENCY": "8"}}, "jobs.E090"),
+        ({"JOBS": {"WORKER_CONCURRENCY": 2.5}}, "jobs.E090"),
     ],
 )
 def test_misconfiguration_is_reported(settings, expected):

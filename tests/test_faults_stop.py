@@ -18,11 +18,16 @@ from tests.helpers import WorkerProcess, drain, wait_for
 
 pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.slow]
 
-WORKER_CLASSES = ["jobs.worker.Worker", "jobs.worker.SimpleWorker", "jobs.worker.LeanWorker"]
+WORKER_CLASSES = [
+    "jobs.worker.Worker",
+    "jobs.worker.SimpleWorker",
+    "jobs.worker.LeanWorker",
+    "jobs.worker.ThreadedWorker",
+]
 FAST = {"ABANDONED_AFTER": 4, "RELAY_GRACE": 1, "RECONCILE_INTERVAL": 1}
 
 
-@pytest.fixture(params=WORKER_CLASSES, ids=["forking", "simple", "lean"])
+@pytest.fixture(params=WORKER_CLASSES, ids=["forking", "simple", "lean", "threaded"])
 def worker_class(request):
     return request.param
 
@@ -34,7 +39,9 @@ def status_of(record):
 
 def test_sigterm_finishes_the_current_job_and_takes_no_new_one(worker_class):
     current = fault_jobs.work_for.enqueue(3)
-    worker = WorkerProcess("--worker-class", worker_class, queues=("default",))
+    # One job at a time, so that the threaded worker has no free thread for the next job either.
+    one_at_a_time = json.dumps({"WORKER_CONCURRENCY": 1})
+    worker = WorkerProcess("--worker-class", worker_class, queues=("default",), JOBS_TEST_JOBS=one_at_a_time)
     wait_for(lambda: status_of(current) == Status.STARTED, timeout=60, message="the job to start")
     later = jobs.add.enqueue(1, 2)
     worker.signal(signal.SIGTERM)

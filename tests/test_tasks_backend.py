@@ -272,17 +272,29 @@ def test_invalid_tasks_and_arguments_are_refused_and_nothing_is_recorded():
     assert not Job.objects.exists()
 
 
-def test_the_forking_and_lean_workers_run_tasks_with_no_extra_flags():
+def test_the_forking_lean_and_threaded_workers_run_tasks_with_no_extra_flags():
     forked = [tasks.add.enqueue(1, 1), tasks.add_async.enqueue(1, 2), tasks.test_context.enqueue(1)]
     run_worker("--worker-class", "jobs.worker.Worker")
     lean = [tasks.add.enqueue(2, 2), tasks.add_async.enqueue(2, 3), tasks.test_context.enqueue(1)]
     drain("jobs.worker.LeanWorker")
-    for results in (forked, lean):
+    threaded = [tasks.add.enqueue(3, 3), tasks.add_async.enqueue(3, 4), tasks.test_context.enqueue(1)]
+    finished = []
+    task_finished.connect(
+        lambda task_result, **kwargs: finished.append(task_result.id), weak=False, dispatch_uid="t"
+    )
+    try:
+        drain("jobs.worker.ThreadedWorker")
+    finally:
+        task_finished.disconnect(dispatch_uid="t")
+    # The threaded worker records its finished jobs in batches, and sends task_finished for each.
+    assert sorted(finished) == sorted(result.id for result in threaded)
+    for results in (forked, lean, threaded):
         for result in results:
             result.refresh()
         assert [result.status for result in results] == [TaskResultStatus.SUCCESSFUL] * 3
     assert [result.return_value for result in forked[:2]] == [2, 3]
     assert [result.return_value for result in lean[:2]] == [4, 5]
+    assert [result.return_value for result in threaded[:2]] == [6, 7]
 
 
 def test_the_running_task_is_the_current_job():

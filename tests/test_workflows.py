@@ -28,14 +28,18 @@ def queued_ids(queue="default"):
     return set(jobs_connection.get_queue(queue).get_job_ids())
 
 
-def test_a_chain_runs_in_order_and_passes_each_result_on():
+WORKER_CLASSES = ["jobs.worker.SimpleWorker", "jobs.worker.ThreadedWorker"]
+
+
+@pytest.mark.parametrize("worker_class", WORKER_CLASSES, ids=["simple", "threaded"])
+def test_a_chain_runs_in_order_and_passes_each_result_on(worker_class):
     first = jobs.add.enqueue(1, 2)
     second = jobs.dependency_results_as_given.using(depends_on=first).enqueue("b")
     third = jobs.dependency_results_as_given.using(depends_on=second).enqueue("c")
     assert (second.status, third.status) == (Status.DEFERRED, Status.DEFERRED)
     # Only the first is in Redis: the others wait in the database.
     assert queued_ids() == {str(first.pk)}
-    drain()
+    drain(worker_class)
     first, second, third = fresh(first), fresh(second), fresh(third)
     assert [r.status for r in (first, second, third)] == [Status.FINISHED] * 3
     assert second.result == ["b", 3]
@@ -44,14 +48,15 @@ def test_a_chain_runs_in_order_and_passes_each_result_on():
     assert second.released_at is not None and second.dependencies_pending == 0
 
 
-def test_a_group_callback_runs_once_after_all_its_jobs_with_their_results_in_order():
+@pytest.mark.parametrize("worker_class", WORKER_CLASSES, ids=["simple", "threaded"])
+def test_a_group_callback_runs_once_after_all_its_jobs_with_their_results_in_order(worker_class):
     # 100 jobs and their callback on three worker processes: test_workflows_workers.py.
     children = jobs.add.enqueue_many([(n, 0) for n in range(30)])
     callback = jobs.dependency_results_as_given.using(depends_on=children).enqueue()
     assert fresh(callback).waiting_for == "waiting for 30 of 30"
     assert Dependency.objects.filter(dependent=callback).count() == 30
     assert all(child.has_dependents for child in Job.objects.filter(pk__in=[c.pk for c in children]))
-    drain()
+    drain(worker_class)
     callback = fresh(callback)
     assert callback.status == Status.FINISHED and callback.attempts == 1
     assert callback.result == list(range(30))

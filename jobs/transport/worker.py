@@ -62,7 +62,7 @@ class Running:
 
     registry_key: str
     entry: str  # "<job id>:<execution id>", RQ's composite key
-    execution_key: str
+    execution_key: str | None  # None for a job on the threaded worker's fast path (``transport.batch``)
     worker_key: str
     worker_executions_key: str | None = None  # the worker's set of executions (rq 3)
 

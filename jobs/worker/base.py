@@ -72,7 +72,7 @@ class LedgerWorkerMixin(WorkerMixin):
             wait_for_redis(kwargs["connection"], self.max_connection_wait_time)
         super().__init__(*args, **kwargs)
         self._maintenance = Maintenance([queue.name for queue in self.queues], self.name)
-        self._heartbeat: Heartbeat | None = None
+        self._heartbeat = Heartbeat(self.connection)
         self._paused = PausedQueues([queue.name for queue in self.queues])
 
     # Overrides RQ's; checked against rq 2.12 and 3.0.
@@ -131,15 +131,13 @@ class LedgerWorkerMixin(WorkerMixin):
     # Overrides RQ's; checked against rq 2.12 and 3.0.
     def prepare_execution(self, job: RQJob) -> Any:
         execution = super().prepare_execution(job)
-        if self._heartbeat is None:
-            self._heartbeat = Heartbeat(self.connection)
         self._heartbeat.begin(self.running(job, execution))
         return execution
 
     # Overrides RQ's; checked against rq 2.12 and 3.0.
     def handle_execution_ended(self, job: RQJob, queue: Queue, heartbeat_ttl: int) -> None:
         # In a forking worker this runs in the work horse, which must not touch the parent's thread.
-        if self._heartbeat is not None and not self.is_horse:
+        if not self.is_horse:
             self._heartbeat.end()
         super().handle_execution_ended(job, queue, heartbeat_ttl)
 
@@ -161,8 +159,7 @@ class LedgerWorkerMixin(WorkerMixin):
                 "Worker %s: the run of job %s ended in an error; taking the next job", self.name, job.id
             )
         finally:
-            if self._heartbeat is not None:
-                self._heartbeat.end()
+            self._heartbeat.end()
 
     def _unless_claimed(self, job: RQJob) -> None:
         """A record that Redis failed before its run claimed it is left to the relay: RQ may no longer
@@ -176,8 +173,8 @@ class LedgerWorkerMixin(WorkerMixin):
 
     # Overrides RQ's; checked against rq 2.12 and 3.0.
     def teardown(self) -> None:
-        if self._heartbeat is not None:
-            self._heartbeat.stop()
+        self.finish_running()
+        self._heartbeat.stop()
         self._maintenance.stop()
         try:
             super().teardown()
@@ -185,6 +182,9 @@ class LedgerWorkerMixin(WorkerMixin):
             logger.warning("Worker %s could not unregister from Redis: %s", self.name, exc)
         except Exception:
             logger.exception("Worker %s could not unregister from Redis", self.name)
+
+    def finish_running(self) -> None:
+        """Wait for the jobs this worker runs besides its main loop (``ThreadedWorker``'s threads)."""
 
     # Paused queues and rate limits.
 

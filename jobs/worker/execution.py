@@ -6,9 +6,12 @@ that other jobs wait for finishes in a transaction that releases them, see ``job
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
+import inspect
 import logging
 import traceback as tb
+from collections.abc import Callable
 from typing import Any
 
 from django.db import close_old_connections
@@ -64,30 +67,50 @@ def _run(job_id: str, function: str, args: list, kwargs: dict, alias: str) -> No
     if attempt is None:
         logger.info("Job %s is no longer waiting (cancelled or already run); skipped", job_id)
         return
-    token = context.running(record, attempt)
-    try:
-        signals.job_started.send(sender=Job, job=record)
-        target = resolve(function)
-        call_args, call_kwargs = decode_arguments(args, kwargs)
-        value = target.run(call_args, call_kwargs)
-    except BaseException as exc:
-        _record_failure(record, attempt, rq_job, exc)
-        raise
-    finally:
-        context.done(token)
-    if not transitions.finish(record, attempt, _encode_result(function, value), push=dispatch):
+    value = perform(record, attempt, args, kwargs, lambda: rq_job)
+    if not transitions.finish(record, attempt, value, push=dispatch):
         if rq_job is not None:
             # RQ's job now belongs to the newer attempt: should RQ's own handling of this run fail
             # (its execution was cleaned up meanwhile), it must not retry it.
             no_retry(rq_job)
-        logger.warning(
-            "Job %s attempt %d succeeded after the record moved on (given up as abandoned, or taken by a "
-            "newer attempt); the record keeps its own outcome and this result is dropped",
-            job_id,
-            attempt,
-        )
+        log_stale_success(record, attempt)
         return
     signals.job_finished.send(sender=Job, job=record)
+
+
+def unclaimed(call: Call) -> Job:
+    """The record of a call, not read from the database: the other fields are deferred and load only if
+    the job asks for them."""
+    return Job.from_db(call.alias, ["id", "function"], [call.job_id, call.function])
+
+
+def perform(record: Job, attempt: int, args: list, kwargs: dict, rq_job: Callable[[], Any]) -> Any:
+    """Run a claimed record's function as ``attempt`` and return its result, encoded for the record; a
+    failure is recorded (retrying or failed, the RQ job ``rq_job()`` gives told which) and raised again."""
+    token = context.running(record, attempt)
+    try:
+        signals.job_started.send(sender=Job, job=record)
+        target = resolve(record.function)
+        call_args, call_kwargs = decode_arguments(args, kwargs)
+        value = target.run(call_args, call_kwargs)
+        if inspect.iscoroutine(value):
+            # An ``async def`` job: awaited on an event loop of its own, in the thread that runs it.
+            value = asyncio.run(value)
+    except BaseException as exc:
+        _record_failure(record, attempt, rq_job(), exc)
+        raise
+    finally:
+        context.done(token)
+    return _encode_result(record.function, value)
+
+
+def log_stale_success(record: Job, attempt: int) -> None:
+    logger.warning(
+        "Job %s attempt %d succeeded after the record moved on (given up as abandoned, or taken by a "
+        "newer attempt); the record keeps its own outcome and this result is dropped",
+        record.pk,
+        attempt,
+    )
 
 
 def _record_failure(record: Job, attempt: int, rq_job: Any, exc: BaseException) -> None:

@@ -44,6 +44,14 @@ def acquire(redis: Redis, function: str, bucket: str, limit: RateLimit, member: 
     return int(wait_ms) / 1000
 
 
+def limited(call: Call) -> bool:
+    """Whether the function of ``call`` has a rate limit (no Redis command)."""
+    try:
+        return resolve(call.function).options.rate_limit is not None
+    except JobsError:
+        return False
+
+
 def wait_before(call: Call | None, redis: Redis) -> float:
     """Seconds a dequeued job must wait for its function's rate limit; 0 when it may run now.
 

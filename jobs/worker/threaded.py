@@ -1,0 +1,486 @@
+"""The threaded worker: one ``manage.py rqworker`` process that runs up to N jobs at once, in threads.
+
+``manage.py rqworker --worker-class jobs.worker.ThreadedWorker`` with ``JOBS["WORKER_CONCURRENCY"]``
+(or a subclass's ``concurrency``). The main thread waits for room, takes jobs from Redis and hands them
+to the job threads; it also sends the worker's heartbeats and runs the maintenance.
+
+The fast path, for every `jobs` job that RQ keeps nothing of once it succeeds (no result TTL, no
+callbacks; ``transport.batch``): the main thread takes the job RQ's dequeue gave it and, when the queue
+holds more, as many more as there is room for, in one round trip, and claims their records in one
+statement. Room is the free threads plus the jobs the threads will get through in about
+``TAKE_AHEAD_SECONDS`` (by the run time measured so far), so that a deep queue of short jobs is taken in
+batches while a long job is never claimed long before it starts. The job threads run the functions; a
+recorder thread records the jobs that succeeded, as many as have ended since its last turn, in one
+statement and one pipeline: a finished job waits only for the batch being recorded before it. Every job
+taken (waiting, running, or waiting to be recorded) has its entry in its queue's started registry, kept
+live by the worker's heartbeat thread (``jobs.worker.liveness``), so that the reaper finds every one of
+them if the worker dies: a taken job whose record still waits is pushed again, a started one is
+retried or failed. A job that fails is recorded at once, and RQ retries or fails it as usual.
+
+Any other job (an RQ job that `jobs` did not push, or one with a result TTL) runs in a job thread
+through RQ's own path, as the lean worker runs it.
+
+Each job thread has its own database connections (Django's are per thread), closed or kept around
+each job as Django does around a request (``close_old_connections``, ``CONN_MAX_AGE``), and closed
+when the thread ends.
+"""
+
+from __future__ import annotations
+
+import collections
+import functools
+import logging
+import queue as queue_module
+import threading
+import time
+import traceback
+from collections import defaultdict
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from django.db import DatabaseError, close_old_connections, connections
+
+from .. import signals, transitions
+from ..conf import jobs_settings
+from ..dispatch import dispatch
+from ..intervals import entry_ttl
+from ..models import Job
+from ..transport import batch
+from ..transport.batch import Taken
+from ..transport.runner import Call, call_of
+from ..transport.threaded import JobTimeoutException, RQThreadedWorker
+from ..transport.worker import Queue, RQJob, StopRequested
+from . import execution, ratelimit
+from .base import REDIS_DOWN, LedgerWorkerMixin
+
+logger = logging.getLogger("jobs")
+
+#: Seconds between two heartbeats (and maintenance turns) of a main thread that waits for room.
+WAIT_TICK = 1.0
+#: Jobs are taken ahead of the free threads for about this many seconds of the threads' work.
+TAKE_AHEAD_SECONDS = 0.05
+#: And at most this many.
+MAX_AHEAD = 64
+#: Seconds under which a job counts as short: claimed once half the threads are free, not one by one.
+SHORT_JOB = 0.005
+#: Finished jobs recorded in one statement at most.
+MAX_RECORDED = 500
+
+
+class JobThreads:
+    """N threads that each run the calls handed to them, one at a time, and outlive what they run."""
+
+    def __init__(self, size: int, name: str) -> None:
+        self.size = size
+        self.name = name
+        self._calls: queue_module.SimpleQueue[Callable[[], object] | None] = queue_module.SimpleQueue()
+        self._threads: list[threading.Thread] = []
+
+    def submit(self, call: Callable[[], object]) -> None:
+        if not self._threads:
+            self._threads = [
+                threading.Thread(target=self._loop, name=f"{self.name}-{n}", daemon=True)
+                for n in range(1, self.size + 1)
+            ]
+            for thread in self._threads:
+                thread.start()
+        self._calls.put(call)
+
+    def stop(self) -> None:
+        """Let each thread end once the calls handed to it are done, and wait for them."""
+        for _ in self._threads:
+            self._calls.put(None)
+        for thread in self._threads:
+            thread.join()
+        self._threads = []
+
+    def _loop(self) -> None:
+        try:
+            while (call := self._calls.get()) is not None:
+                try:
+                    call()
+                except Exception:
+                    logger.exception("%s: a job's run ended in an error; taking the next job", self.name)
+        finally:
+            connections.close_all()
+
+
+@dataclass
+class Run:
+    """A job on the fast path: what was taken, its record and the attempt it runs, and its outcome."""
+
+    taken: Taken
+    call: Call
+    record: Job
+    attempt: int | None = None  # None: the record no longer waited, the job is skipped
+    result: Any = None
+    seconds: float = 0.0
+
+
+@dataclass
+class Held:
+    """How many of the jobs the main thread counted as held are not handed over yet, and the jobs it
+    took that are not settled yet (kept ahead, handed over, or out of the registry)."""
+
+    count: int = 1
+    unsettled: dict[str, Taken] = field(default_factory=dict)
+
+    def drop_entries(self, worker: ThreadedWorker) -> None:
+        """After an error: the unsettled jobs' entries are no longer kept live, so the reaper finds them."""
+        for taken in self.unsettled.values():
+            worker.heartbeat_thread.discard(taken.running(worker.key))
+
+
+class Recorder:
+    """The thread that records the jobs that succeeded on the fast path, in batches (see the module)."""
+
+    def __init__(self, worker: ThreadedWorker) -> None:
+        self.worker = worker
+        self._runs: queue_module.SimpleQueue[Run | None] = queue_module.SimpleQueue()
+        self._thread: threading.Thread | None = None
+        self._starting = threading.Condition()
+        #: Runs handed over and not recorded yet: a burst does not end before their end is written (and
+        #: the jobs waiting for them are pushed).
+        self.pending = 0
+
+    def put(self, run: Run) -> None:
+        """Hand over a run to record (from any thread)."""
+        with self._starting:
+            self.pending += 1
+            if self._thread is None:
+                name = f"{self.worker.name}-recorder"
+                self._thread = threading.Thread(target=self._loop, name=name, daemon=True)
+                self._thread.start()
+        self._runs.put(run)
+
+    def _recorded(self, count: int) -> None:
+        with self._starting:
+            self.pending -= count
+            if not self.pending:
+                self._starting.notify_all()
+
+    def wait_recorded(self, timeout: float) -> bool:
+        """Wait at most ``timeout`` seconds for every run handed over to be recorded."""
+        with self._starting:
+            return self._starting.wait_for(lambda: not self.pending, timeout)
+
+    def stop(self) -> None:
+        """Record what is left, and end the thread."""
+        if self._thread is not None:
+            self._runs.put(None)
+            self._thread.join()
+            self._thread = None
+
+    def _loop(self) -> None:
+        try:
+            while True:
+                first = self._runs.get()
+                if first is None:
+                    return
+                runs = [first]
+                while len(runs) < MAX_RECORDED:
+                    try:
+                        run = self._runs.get_nowait()
+                    except queue_module.Empty:
+                        break
+                    if run is None:
+                        self._record(runs)
+                        self._recorded(len(runs))
+                        return
+                    runs.append(run)
+                self._record(runs)
+                self._recorded(len(runs))
+        finally:
+            connections.close_all()
+
+    def _record(self, runs: list[Run]) -> None:
+        close_old_connections()
+        try:
+            self._finish(runs)
+        except (DatabaseError, *REDIS_DOWN) as exc:
+            # Their entries are no longer kept live: the reaper retries those whose record says started.
+            logger.warning(
+                "%d finished job(s) could not be recorded (%s); left to the reaper", len(runs), exc
+            )
+        except Exception:
+            logger.exception("%d finished job(s) could not be recorded; left to the reaper", len(runs))
+        finally:
+            for run in runs:  # those that could not be recorded, too: the reaper sees to them
+                self.worker.heartbeat_thread.discard(run.taken.running(self.worker.key))
+            close_old_connections()
+
+    def _finish(self, runs: list[Run]) -> None:
+        by_alias: dict[str, list[Run]] = defaultdict(list)
+        for run in runs:
+            if run.attempt is not None:
+                by_alias[run.call.alias].append(run)
+        finished: list[Run] = []
+        for alias_runs in by_alias.values():
+            won = transitions.finish_many(
+                [(run.record, run.attempt or 0, run.result) for run in alias_runs], push=dispatch
+            )
+            for run in alias_runs:
+                if str(run.record.pk) in won:
+                    finished.append(run)
+                else:
+                    execution.log_stale_success(run.record, run.attempt or 0)
+        for run in runs:  # before the entries go: a heartbeat must not write one back
+            self.worker.heartbeat_thread.discard(run.taken.running(self.worker.key))
+        batch.end_successes(
+            self.worker.connection, self.worker.key, [run.taken for run in runs], sum(r.seconds for r in runs)
+        )
+        for run in finished:
+            signals.job_finished.send(sender=Job, job=run.record)
+
+
+class ThreadedWorker(LedgerWorkerMixin, RQThreadedWorker):
+    """The lean worker, running up to ``concurrency`` jobs at once in threads of one process."""
+
+    #: How many jobs run at once; None: ``JOBS["WORKER_CONCURRENCY"]``.
+    concurrency: int | None = None
+    #: Seconds of the threads' work that are taken ahead of the free threads.
+    take_ahead = TAKE_AHEAD_SECONDS
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.slots = int(self.concurrency or jobs_settings.WORKER_CONCURRENCY)
+        self._threads = JobThreads(self.slots, name=f"{self.name}-job")
+        self._recorder = Recorder(self)
+        #: Seconds a fast-path job ran, on average of late (a moving average); pessimistic at first.
+        self._run_time = 1.0
+        #: Jobs taken ahead of the free threads, not claimed yet (the main thread's own).
+        self._ahead: collections.deque[Run] = collections.deque()
+
+    @property
+    def heartbeat_thread(self) -> Any:
+        return self._heartbeat
+
+    @property
+    def room(self) -> int:
+        """How many jobs this worker holds at most: one per thread, and those taken ahead."""
+        ahead = int(self.slots * self.take_ahead / max(self._run_time, 1e-4))
+        return self.slots + min(MAX_AHEAD, ahead)
+
+    # Overrides LedgerWorkerMixin's (and RQ's): jobs are taken only when there is room for them.
+    def dequeue_job_and_maintain_ttl(self, timeout: int | None, max_idle_time: int | None = None) -> Any:
+        self.waiting_for_work(True)
+        try:
+            while True:
+                self._wait_for_room()
+                # A job that runs, or whose end is being recorded, while the queues are read may push
+                # one (a retry due at once, a job that waited for it).
+                busy = self.running_jobs or self._recorder.pending
+                self.job_began()
+                try:
+                    result = super().dequeue_job_and_maintain_ttl(timeout, max_idle_time)
+                except BaseException:
+                    self.job_ended()
+                    raise
+                if result is not None:
+                    return result  # whoever runs it ends its count
+                self.job_ended()
+                if timeout is not None or not busy:
+                    return None
+                # Burst: the queues look empty, but a running job may still push one (a retry due at
+                # once), and so may the record of a job's end (the jobs that waited for it); the burst
+                # ends once nothing runs, nothing is left to record and nothing waits.
+                if self.running_jobs:
+                    self.wait_for_fewer_jobs(self.running_jobs, WAIT_TICK)
+                else:
+                    self._recorder.wait_recorded(WAIT_TICK)
+        finally:
+            self.waiting_for_work(False)
+
+    def _wait_for_room(self) -> None:
+        # The jobs taken ahead go to the threads as they free up; then, with room ahead, more jobs are
+        # taken once the worker holds about half of what it has room for, so that a deep queue is taken
+        # in batches; without, once a thread is free.
+        room = self.room
+        below = self.slots if room == self.slots else max(self.slots, room // 2 + 1)
+        while True:
+            self._hand_over_ahead()
+            # Fewer jobs than this held: threads are free for the next jobs taken ahead (for short jobs,
+            # half the threads, so that their claims go in batches), or there is room for more.
+            batched = max(1, self.slots // 2) if self._run_time < SHORT_JOB else 1
+            than = (
+                self.slots + len(self._ahead) - min(batched, len(self._ahead)) + 1 if self._ahead else below
+            )
+            if self.wait_for_fewer_jobs(than, WAIT_TICK):
+                if not self._ahead:
+                    return
+                continue
+            if self._stop_requested:
+                raise StopRequested()
+            self.heartbeat()
+            if self.should_run_maintenance_tasks:
+                self.run_maintenance_tasks()
+
+    def _hand_over_ahead(self) -> None:
+        """Claim, in one statement, as many of the jobs taken ahead as there are free threads, and hand
+        them over. A job is claimed only once a thread is free for it, so that a job that waits here
+        when the worker dies has not started: the reaper pushes it again rather than giving up on it."""
+        free = self.slots - (self.running_jobs - len(self._ahead))
+        if free <= 0 or not self._ahead:
+            return
+        runs = [self._ahead.popleft() for _ in range(min(free, len(self._ahead)))]
+        held = Held(len(runs), {run.taken.entry: run.taken for run in runs})
+        waiting, self._waiting_for_work = self._waiting_for_work, False
+        try:
+            for run in self._claim(runs):
+                if run.attempt is None:
+                    logger.info("Job %s is no longer waiting (cancelled or already run)", run.call.job_id)
+                    self._recorder.put(run)
+                else:
+                    self._threads.submit(functools.partial(self._perform, run))
+                    held.count -= 1
+                held.unsettled.pop(run.taken.entry, None)
+            held.unsettled.clear()  # those _claim left are out of the registry
+        except Exception:
+            logger.exception("Worker %s: handing over jobs failed; the reaper sees to them", self.name)
+            held.drop_entries(self)
+        finally:
+            for _ in range(held.count):
+                self.job_ended()
+            self._waiting_for_work = waiting
+
+    def _put_back_ahead(self) -> None:
+        """A stopping worker's jobs taken ahead, not claimed: back to the front of their queues."""
+        while self._ahead:
+            taken = self._ahead.popleft().taken
+            self._heartbeat.discard(taken.running(self.key))
+            try:
+                batch.put_back(taken)
+            except REDIS_DOWN as exc:
+                logger.warning("Job %s could not be put back (%s); the reaper will", taken.job_id, exc)
+            self.job_ended()
+
+    # Overrides LedgerWorkerMixin's (and RQ's): the main thread hands jobs to the job threads.
+    def execute_job(self, job: RQJob, queue: Queue) -> None:
+        if not batch.fast_path_eligible(job, self.default_result_ttl):
+            self._through_rq(job, queue, self._narrowed)
+            return
+        held = Held()
+        try:
+            self._take(job, queue, held)
+        except StopRequested:
+            raise
+        except Exception:
+            # The entries of the jobs taken and not settled go stale: the reaper pushes them again.
+            logger.exception("Worker %s: taking jobs with %s failed; taking the next ones", self.name, job.id)
+            held.drop_entries(self)
+        finally:
+            for _ in range(held.count):
+                self.job_ended()
+
+    def _take(self, job: RQJob, queue: Queue, held: Held) -> None:
+        """Take ``job`` and the jobs there is room for; claim those there are free threads for and hand
+        them over, and keep the others ahead."""
+        try:
+            taken = batch.take(queue, job, max(0, self.room - self.running_jobs), entry_ttl())
+        except REDIS_DOWN as exc:
+            self._after_redis_failed(job, queue, call_of(job), exc)
+            return
+        for _ in taken[1:]:
+            self.job_began()
+            held.count += 1
+        for item in taken:
+            self._heartbeat.add(item.running(self.key))
+            held.unsettled[item.entry] = item
+        for item in taken:
+            run = self._ready(item)
+            del held.unsettled[item.entry]
+            if isinstance(run, Run):
+                self._ahead.append(run)  # counted as held from now on by the jobs taken ahead
+                held.count -= 1
+            elif run:  # handed to RQ's path
+                held.count -= 1
+        self._hand_over_ahead()
+
+    def _ready(self, taken: Taken) -> Run | bool:
+        """The run of a job just taken; or, when it is not to run now, whether it was handed to RQ's own
+        path (a job not for the fast path) rather than held back (its queue paused, its rate limit)."""
+        call = taken.call(self.default_result_ttl)
+        if call is not None and not self._held(taken, call):
+            return Run(taken, call, execution.unclaimed(call))
+        self._heartbeat.discard(taken.running(self.key))
+        batch.leave(taken)
+        if call is None:
+            self._through_rq(taken.job, taken.queue, narrowed=False)
+            return True
+        return False
+
+    def _held(self, taken: Taken, call: Call) -> bool:
+        """``_held_back``, with RQ's job read only for a job of a paused queue or a rate-limited function."""
+        if taken.queue.name not in self._paused.current() and not ratelimit.limited(call):
+            return False
+        return self._held_back(taken.job, taken.queue)
+
+    def _claim(self, runs: list[Run]) -> list[Run]:
+        """Claim the records of ``runs`` (one statement per database); returns the runs still to run or
+        to skip, each with the attempt it won (None: its record no longer waits)."""
+        by_alias: dict[str, list[Run]] = defaultdict(list)
+        for run in runs:
+            by_alias[run.call.alias].append(run)
+        claimed = []
+        close_old_connections()
+        for alias_runs in by_alias.values():
+            try:
+                won = transitions.claim_many([run.record for run in alias_runs], worker_name=self.name)
+            except DatabaseError as exc:
+                for run in alias_runs:
+                    self._heartbeat.discard(run.taken.running(self.key))
+                    self._after_database_failed(run.taken.job, run.taken.queue, exc)
+                    batch.leave(run.taken)
+                continue
+            for run in alias_runs:
+                run.attempt = won.get(str(run.record.pk))
+                claimed.append(run)
+        return claimed
+
+    def _perform(self, run: Run) -> None:
+        """In a job thread: run a claimed job; a success goes to the recorder, a failure ends at once."""
+        taken = run.taken
+        started = time.monotonic()
+        try:
+            close_old_connections()
+            timeout = taken.timeout or taken.queue.DEFAULT_TIMEOUT
+            with self.death_penalty_class(timeout, JobTimeoutException, job_id=taken.job_id):
+                run.result = execution.perform(
+                    run.record, run.attempt or 0, run.call.args, run.call.kwargs, lambda: taken.job
+                )
+        except Exception as exc:
+            self._heartbeat.discard(run.taken.running(self.key))
+            try:
+                batch.end_failure(run.taken, "".join(traceback.format_exception(exc)), self.key)
+            except REDIS_DOWN as redis_exc:
+                logger.warning("Job %s failed; Redis could not take it (%s)", taken.job_id, redis_exc)
+        else:
+            run.seconds = time.monotonic() - started
+            self._run_time = 0.9 * self._run_time + 0.1 * run.seconds
+            self._recorder.put(run)
+        finally:
+            close_old_connections()
+            self.job_ended()
+
+    def _through_rq(self, job: RQJob, queue: Queue, narrowed: bool) -> None:
+        self._threads.submit(lambda: self._run(job, queue, narrowed))
+
+    def _run(self, job: RQJob, queue: Queue, narrowed: bool) -> None:
+        # Whether the job came through its queue's intermediate list, as the main thread took it.
+        self._narrowed = narrowed
+        try:
+            super().execute_job(job, queue)
+        finally:
+            self._narrowed = False
+            self.job_ended()
+
+    # Overrides LedgerWorkerMixin's.
+    def finish_running(self) -> None:
+        self._put_back_ahead()
+        if self.running_jobs:
+            logger.info("Worker %s: waiting for its %d job(s) to end", self.name, self.running_jobs)
+        while not self.wait_for_fewer_jobs(1, WAIT_TICK):
+            self.heartbeat()
+        self._threads.stop()
+        self._recorder.stop()

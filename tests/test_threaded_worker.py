@@ -1,0 +1,280 @@
+"""The threaded worker (``manage.py rqworker --worker-class jobs.worker.ThreadedWorker``): up to N jobs at
+once in one process, with everything that holds for one job holding for each of them."""
+
+import asyncio
+import json
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+
+import pytest
+from django.core.management import call_command
+from django.db.backends.signals import connection_created
+from django.test import override_settings
+from rq.registry import ScheduledJobRegistry, StartedJobRegistry
+
+from jobs import current_job, job, set_progress
+from jobs.models import Job, Status
+from jobs.transport import batch
+from jobs.transport import connection as jobs_connection
+from jobs.upkeep import reaper
+from tests import fault_jobs, jobs
+from tests.helpers import ROOT, WorkerProcess, drain, wait_for, worker_env
+
+pytestmark = pytest.mark.django_db(transaction=True)
+
+THREADED = "jobs.worker.ThreadedWorker"
+
+_barrier_lock = threading.Lock()
+_met: dict[str, int] = {}
+
+
+@job
+def meet(group, size):
+    """Returns only once ``size`` runs of ``group`` run at the same time (or fails after 10 s)."""
+    with _barrier_lock:
+        _met[group] = _met.get(group, 0) + 1
+    deadline = time.monotonic() + 10
+    while _met[group] < size:
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"only {_met[group]} of {size} ran at once")
+        time.sleep(0.01)
+    set_progress(50, "met")
+    return threading.current_thread().name
+
+
+@job
+async def async_add(a, b):
+    await asyncio.sleep(0.01)
+    return {"sum": a + b, "job": str(current_job().pk)}
+
+
+@override_settings(JOBS={"WORKER_CONCURRENCY": 4})
+def test_four_jobs_run_at_once_each_recorded(redis):
+    records = [meet.enqueue("four", 4) for _ in range(4)]
+    drain(THREADED, queues=("default",), name="threaded-1")
+    threads = set()
+    for record in records:
+        record.refresh_from_db()
+        assert (record.status, record.attempts, record.worker_name) == (Status.FINISHED, 1, "threaded-1")
+        assert record.progress == 100
+        threads.add(record.result)
+    assert len(threads) == 4  # four threads, one job each
+    assert StartedJobRegistry("default", connection=redis).get_job_ids() == []
+    assert redis.llen("rq:queue:default") == 0
+
+
+@override_settings(JOBS={"WORKER_CONCURRENCY": 2})
+def test_async_jobs_and_failures_and_many_jobs(redis):
+    added = [async_add.enqueue(n, n) for n in range(3)]
+    plain = [jobs.add.enqueue(n, 1) for n in range(20)]
+    failed = jobs.boom.enqueue("no")
+    retried = jobs.fails_then_succeeds.enqueue(1)  # its first attempt fails, RQ pushes it again
+    drain(THREADED, queues=("default",))
+    retried.refresh_from_db()
+    assert (retried.status, retried.attempts, retried.result) == (Status.FINISHED, 2, 2)
+    assert retried.failed_attempts.get().error_class == "builtins.RuntimeError"
+    for n, record in enumerate(added):
+        record.refresh_from_db()
+        assert record.status == Status.FINISHED
+        assert record.result == {"sum": 2 * n, "job": str(record.pk)}
+    assert sorted(Job.objects.filter(pk__in=[r.pk for r in plain]).values_list("result", flat=True)) == [
+        n + 1 for n in range(20)
+    ]
+    failed.refresh_from_db()
+    assert (failed.status, failed.error_class) == (Status.FAILED, "builtins.ValueError")
+
+
+@job(timeout=1)
+def overstays():
+    """Runs for 30 s unless stopped: Python code between short sleeps, where a thread can be stopped."""
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        time.sleep(0.02)
+    return "not stopped"
+
+
+@override_settings(JOBS={"WORKER_CONCURRENCY": 2})
+def test_a_job_over_its_timeout_is_stopped_in_its_thread_and_recorded(redis):
+    slow = overstays.enqueue()
+    quick = jobs.add.enqueue(1, 1)
+    started = time.monotonic()
+    drain(THREADED, queues=("default",))
+    assert time.monotonic() - started < 10
+    slow.refresh_from_db()
+    assert (slow.status, slow.attempts) == (Status.FAILED, 1)
+    assert slow.error_class == "rq.timeouts.JobTimeoutException"
+    assert Job.objects.get(pk=quick.pk).status == Status.FINISHED
+
+
+@pytest.mark.slow
+@override_settings(JOBS={"WORKER_CONCURRENCY": 4})
+def test_rate_limits_and_paused_queues_hold_in_threads(redis):
+    call_command("jobs_queue", "pause", "high")
+    held = jobs.add.using(queue="high").enqueue(1, 1)
+    first_a = fault_jobs.per_customer.enqueue("a", 1)
+    second_a = fault_jobs.per_customer.enqueue("a", 2)
+    first_b = fault_jobs.per_customer.enqueue("b", 1)
+    drain(THREADED, queues=("default", "high"))
+    assert Job.objects.get(pk=held.pk).status == Status.QUEUED
+    assert Job.objects.get(pk=first_b.pk).status == Status.FINISHED
+    # Customer a's two jobs ran side by side: one took the window, the other waits for the next.
+    statuses = {r.pk: Job.objects.get(pk=r.pk) for r in (first_a, second_a)}
+    assert sorted((r.status, r.attempts) for r in statuses.values()) == [
+        (Status.FINISHED, 1),
+        (Status.QUEUED, 0),
+    ]
+    [waiting] = [pk for pk, r in statuses.items() if r.status == Status.QUEUED]
+    scheduled = ScheduledJobRegistry(queue=jobs_connection.get_queue("default"))
+    assert scheduled.get_job_ids() == [str(waiting)]
+
+
+# Real worker processes, where signals are the point.
+
+FAST = {"ABANDONED_AFTER": 4, "WORKER_CONCURRENCY": 3}
+
+
+def _threaded_worker(*queues):
+    return WorkerProcess("--worker-class", THREADED, queues=queues, JOBS_TEST_JOBS=json.dumps(FAST))
+
+
+def _pushed_again(records):
+    """Every record given up by the reaper and its job back in its queue."""
+    retrying = Job.objects.filter(pk__in=[r.pk for r in records], status=Status.RETRYING).count()
+    return retrying == len(records) and jobs_connection.get_queue("default").count == len(records)
+
+
+def _started(records):
+    return Job.objects.filter(pk__in=[r.pk for r in records], status=Status.STARTED).count() == len(records)
+
+
+@pytest.mark.slow
+def test_sigterm_lets_every_running_job_finish_and_takes_no_new_one():
+    running = [fault_jobs.work_for.enqueue(2) for _ in range(3)]
+    worker = _threaded_worker("default")
+    wait_for(lambda: _started(running), timeout=60, message="three jobs running at once")
+    later = jobs.add.enqueue(1, 2)
+    worker.signal(signal.SIGTERM)
+    assert worker.process.wait(timeout=60) == 0
+    output = worker.stop()
+    for record in running:
+        record.refresh_from_db()
+        assert (record.status, record.attempts, record.result) == (Status.FINISHED, 1, 2), output
+    assert Job.objects.get(pk=later.pk).status == Status.QUEUED
+    assert jobs_connection.get_queue("default").get_job_ids() == [str(later.pk)]
+
+
+@pytest.mark.slow
+def test_a_killed_worker_s_running_jobs_are_all_found_and_retried(settings):
+    settings.JOBS = {**settings.JOBS, **FAST}
+    running = [fault_jobs.hang_first_attempt.enqueue(120) for _ in range(3)]
+    victim = _threaded_worker("default")
+    wait_for(lambda: _started(running), timeout=60, message="three jobs running at once")
+    registry = StartedJobRegistry("default", connection=jobs_connection.get_connection("default"))
+    assert sorted(registry.get_job_ids()) == sorted(str(r.pk) for r in running)
+    os.kill(victim.pid, signal.SIGKILL)
+    victim.process.wait(timeout=10)
+    with _threaded_worker("low"):  # the rescuer: it runs the reaper, never the jobs
+        wait_for(lambda: _pushed_again(running), timeout=60, message="the reaper to find all three")
+    drain(THREADED, queues=("default",))
+    for record in running:
+        record.refresh_from_db()
+        assert (record.status, record.attempts, record.result) == (Status.FINISHED, 2, 2)
+        assert record.failed_attempts.get().error_class == "jobs.exceptions.JobAbandoned"
+
+
+@pytest.mark.slow
+def test_django_rq_worker_pool_runs_jobs_with_the_ledger():
+    records = [jobs.add.enqueue(n, n) for n in range(12)]
+    completed = subprocess.run(
+        [sys.executable, str(ROOT / "manage.py"), "rqworker-pool", "--burst", "--num-workers", "2",
+         "--worker-class", THREADED, "default"],
+        env=worker_env(JOBS_TEST_JOBS=json.dumps(FAST)),
+        capture_output=True, text=True, timeout=120, check=False, cwd=ROOT,
+    )  # fmt: skip
+    output = completed.stdout + completed.stderr
+    assert completed.returncode == 0, output
+    finished = Job.objects.filter(pk__in=[r.pk for r in records], status=Status.FINISHED)
+    assert sorted(finished.values_list("result", flat=True)) == [2 * n for n in range(12)], output
+    assert set(finished.values_list("attempts", flat=True)) == {1}
+    assert jobs_connection.get_queue("default").count == 0
+
+
+# The fast path: jobs taken, claimed and recorded in batches.
+
+TAKING_AHEAD = "tests.fault_jobs.TakingAheadWorker"
+
+
+def test_a_deep_queue_is_taken_in_one_batch_and_claimed_and_recorded_in_few(redis, monkeypatch):
+    monkeypatch.setattr(fault_jobs.TakingAheadWorker, "concurrency", 8)
+    records = [jobs.add.enqueue(n, n) for n in range(40)]
+    statements = []
+
+    def count(execute, sql, params, many, context):
+        statements.append(sql)
+        return execute(sql, params, many, context)
+
+    def watch(sender, connection, **kwargs):
+        if count not in connection.execute_wrappers:  # a thread's connection, opened again
+            connection.execute_wrappers.append(count)
+
+    connection_created.connect(watch)
+    try:
+        drain(TAKING_AHEAD, queues=("default",))
+    finally:
+        connection_created.disconnect(watch)
+    finished = Job.objects.filter(pk__in=[r.pk for r in records], status=Status.FINISHED)
+    assert sorted(finished.values_list("result", flat=True)) == sorted(2 * n for n in range(40))
+    assert set(finished.values_list("attempts", flat=True)) == {1}
+    claims = [sql for sql in statements if sql.startswith("UPDATE") and "RETURNING" in sql and "+ 1" in sql]
+    finishes = [sql for sql in statements if sql.startswith("WITH done")]
+    # All 40 taken at once; claimed as threads free up, 8 in the first statement.
+    assert len(claims) <= 40 - 8 + 1
+    assert 1 <= len(finishes) <= 40
+    assert StartedJobRegistry("default", connection=redis).get_job_ids() == []
+    assert [key for key in redis.scan_iter("rq:job:*")] == []  # RQ keeps nothing of them
+
+
+def test_jobs_taken_by_a_worker_that_died_before_claiming_them_are_pushed_again(redis):
+    records = [jobs.add.enqueue(n, 1) for n in range(3)]
+    queue = jobs_connection.get_queue("default")
+    taken = batch.take(queue, None, 3, ttl=-1)  # entries already past their score: a dead worker's
+    assert len(taken) == 3 and queue.count == 0
+    assert reaper.reap() == 3
+    assert sorted(queue.get_job_ids()) == sorted(str(r.pk) for r in records)
+    drain(THREADED, queues=("default",))
+    assert set(Job.objects.filter(pk__in=[r.pk for r in records]).values_list("status", "attempts")) == {
+        (Status.FINISHED, 1)
+    }
+
+
+@pytest.mark.slow
+def test_a_worker_killed_mid_batch_loses_none_of_its_jobs(settings):
+    settings.JOBS = {**settings.JOBS, **FAST}
+    # The first two hang (on their first attempt), the four after them would return at once.
+    records = [fault_jobs.hang_first_attempt.enqueue(120) for _ in range(2)]
+    records += [jobs.add.enqueue(n, n) for n in range(4)]
+    victim = WorkerProcess(
+        "--worker-class", TAKING_AHEAD, queues=("default",), JOBS_TEST_JOBS=json.dumps(FAST)
+    )
+    # All six taken in one batch: two claimed and running, four waiting for a thread, not claimed.
+    registry = StartedJobRegistry("default", connection=jobs_connection.get_connection("default"))
+    wait_for(lambda: len(registry.get_job_ids()) == 6, timeout=60, message="the batch to be taken")
+    wait_for(lambda: Job.objects.filter(status=Status.STARTED).count() == 2, timeout=60, message="two to run")
+    assert Job.objects.filter(status=Status.QUEUED).count() == 4
+    assert jobs_connection.get_queue("default").count == 0
+    os.kill(victim.pid, signal.SIGKILL)
+    victim.process.wait(timeout=10)
+    with _threaded_worker("low"):  # the rescuer
+        wait_for(
+            lambda: jobs_connection.get_queue("default").count == 6,
+            timeout=60,
+            message="the reaper to push all six again",
+        )
+    drain(THREADED, queues=("default",))
+    outcomes = sorted(Job.objects.filter(pk__in=[r.pk for r in records]).values_list("status", "attempts"))
+    # The two that ran were abandoned and retried; the four that waited had not started: never given up.
+    assert outcomes == [(Status.FINISHED, 1)] * 4 + [(Status.FINISHED, 2)] * 2
