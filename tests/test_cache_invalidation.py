@@ -28,7 +28,7 @@ def group_name(pk):
 invalidate_on_change(Group, lambda group: [f"group:{group.pk}"])
 
 
-@cached(ttl=0.3, namespace="short-lived", tags=["everything"])
+@cached(ttl=2, namespace="short-lived", tags=["everything"])
 def short_lived(n):
     return n
 
