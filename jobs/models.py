@@ -333,19 +333,26 @@ class Schedule(models.Model):
             return f"every {self.every}"
         return f"{self.cron} ({self.timezone or settings.TIME_ZONE})"
 
-    def clean(self) -> None:
+    def job_function(self, known: bool = False) -> Any:
+        """The registered job this schedule runs, once its definition is checked (``InvalidSchedule``
+        otherwise; see ``jobs.declarations.check_definition``)."""
         from .declarations import check_definition
+
+        return check_definition(
+            function=self.function,
+            cron=self.cron,
+            every=self.every,
+            timezone=self.timezone,
+            args=self.args,
+            kwargs=self.kwargs,
+            known=known,
+        )
+
+    def clean(self) -> None:
         from .exceptions import InvalidSchedule
 
         try:
-            check_definition(
-                function=self.function,
-                cron=self.cron,
-                every=self.every,
-                timezone=self.timezone,
-                args=self.args,
-                kwargs=self.kwargs,
-            )
+            self.job_function()
         except InvalidSchedule as exc:
             raise ValidationError({exc.field: str(exc)} if exc.field else str(exc)) from exc
 

@@ -100,16 +100,7 @@ def run_now(schedule: Schedule) -> Job:
         locked = Schedule.objects.using(alias).select_for_update().get(pk=schedule.pk)
         if Job.objects.using(alias).waiting().filter(schedule=locked, tick__isnull=True).exists():
             raise JobsError(f"a run of schedule {locked.name!r} asked for earlier is still waiting")
-        job_function = declarations.check_definition(
-            function=locked.function,
-            cron=locked.cron,
-            every=locked.every,
-            timezone=locked.timezone,
-            args=locked.args,
-            kwargs=locked.kwargs,
-            known=True,
-        )
-        return enqueue_run(locked, job_function, tick=None)
+        return enqueue_run(locked, locked.job_function(known=True), tick=None)
 
 
 def enqueue_run(schedule: Schedule, job_function: JobFunction[Any, Any], tick: datetime | None) -> Job:

@@ -34,7 +34,7 @@ from django.utils import timezone
 from redis.exceptions import LockError, RedisError
 from redis.lock import Lock
 
-from .. import declarations, keys, schedules, ticks
+from .. import keys, schedules, ticks
 from ..conf import jobs_settings
 from ..exceptions import JobsError
 from ..models import Job, Schedule
@@ -129,15 +129,7 @@ def fire(schedule: Schedule, now: datetime) -> list[Job]:
 
 def _job_function(schedule: Schedule, due: list[datetime]) -> JobFunction[Any, Any] | None:
     try:
-        return declarations.check_definition(
-            function=schedule.function,
-            cron=schedule.cron,
-            every=schedule.every,
-            timezone=schedule.timezone,
-            args=schedule.args,
-            kwargs=schedule.kwargs,
-            known=True,
-        )
+        return schedule.job_function(known=True)
     except JobsError as exc:
         logger.error(
             "Schedule %r could not run its ticks %s: %s",
