@@ -4,6 +4,6 @@ import json
 import os
 
 from bench.settings import *  # noqa: F403
-from jobsite.settings import JOBS
+from bench.settings import JOBS
 
 JOBS = {**JOBS, **json.loads(os.environ.get("SOAK_JOBS", "{}"))}
