@@ -187,14 +187,14 @@ class SentinelServer:
             stderr=subprocess.DEVNULL,
         )
         deadline = time.monotonic() + timeout
-        while not self._knows_primary():
+        while not self.knows_primary():
             if self.process.poll() is not None:
                 raise RuntimeError(f"redis-server --sentinel exited; see {self.dir}/sentinel.log")
             if time.monotonic() > deadline:
                 raise RuntimeError("the sentinel did not report its primary in time")
             time.sleep(0.05)
 
-    def _knows_primary(self) -> bool:
+    def knows_primary(self) -> bool:
         """What redis-py's ``Sentinel.discover_master`` needs: the primary known, up, and a master."""
         try:
             state = self.client().sentinel_masters().get(self.service)

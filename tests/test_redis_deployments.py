@@ -103,7 +103,11 @@ def _deployments(servers: dict[str, Any]) -> dict[str, Deployment]:
     sentinel_cache = {
         "LOCATION": f"redis://:{password}@{sentinel.service}/1",
         "OPTIONS": {
+            # Two round trips (the sentinel, then the primary) per new connection: as the queues' 5 s,
+            # so that a loaded machine does not turn a slow answer into an outage.
             **CACHE_OPTIONS,
+            "SOCKET_CONNECT_TIMEOUT": 5,
+            "SOCKET_TIMEOUT": 5,
             "CLIENT_CLASS": "django_redis.client.SentinelClient",
             "CONNECTION_FACTORY": "django_redis.pool.SentinelConnectionFactory",
             "SENTINELS": [("127.0.0.1", sentinel.port)],
@@ -165,6 +169,9 @@ def _deployments(servers: dict[str, Any]) -> dict[str, Deployment]:
 
 def _using(servers: dict[str, Any], name: str):
     chosen = _deployments(servers)[name]
+    if name in ("sentinel", "use-redis-cache"):
+        # A sentinel on a loaded machine may judge its primary down for a moment: start from its view.
+        wait_for(servers["sentinel"].knows_primary, timeout=30, message="the sentinel to report its primary")
     chosen.server.client().flushall()
     with override_settings(**chosen.settings()):
         yield chosen
