@@ -15,6 +15,8 @@ from typing import Any
 
 from django.db import connection, connections
 
+from tests import spawner
+
 ROOT = Path(__file__).resolve().parent.parent
 QUEUES = ("default", "high", "low")
 
@@ -91,17 +93,13 @@ def drain(
 
 def run_worker(*options: str, queues: tuple[str, ...] = QUEUES, timeout: float = 120, **env: str) -> str:
     """Drain the queues with ``manage.py rqworker --burst`` in a real process; return its output."""
-    completed = subprocess.run(
+    returncode, output = spawner.run(
         worker_command("--burst", *options, queues=queues),
         env=worker_env(**env),
-        capture_output=True,
-        text=True,
+        cwd=str(ROOT),
         timeout=timeout,
-        check=False,
-        cwd=ROOT,
     )
-    output = completed.stdout + completed.stderr
-    assert completed.returncode == 0, f"rqworker exited with {completed.returncode}:\n{output}"
+    assert returncode == 0, f"rqworker exited with {returncode}:\n{output}"
     return output
 
 
@@ -109,14 +107,8 @@ class WorkerProcess:
     """A long-running ``manage.py rqworker`` that a test starts, signals and stops."""
 
     def __init__(self, *options: str, queues: tuple[str, ...] = QUEUES, **env: str) -> None:
-        self.process = subprocess.Popen(
-            worker_command(*options, queues=queues),
-            env=worker_env(**env),
-            stdout=subprocess.PIPE,
-            stderr=subprocess.STDOUT,
-            text=True,
-            cwd=ROOT,
-            start_new_session=True,
+        self.process = spawner.popen(
+            worker_command(*options, queues=queues), env=worker_env(**env), cwd=str(ROOT), new_session=True
         )
 
     @property

@@ -78,4 +78,3 @@ def test_the_exceptions_are_part_of_the_public_api():
     assert public.PermanentFailure is PermanentFailure
     assert public.RetryLater is RetryLater
     assert issubclass(ArgumentUnavailable, PermanentFailure)
-

@@ -27,6 +27,7 @@ from ..transport.worker import Queue, RQForkingWorker, RQJob, RQSimpleWorker, St
 from ..upkeep import reaper
 from . import execution, ratelimit, refusal
 from .liveness import Heartbeat
+from .logs import keep_signal_handler_lines
 from .maintenance import Maintenance
 from .pause import CHECK_INTERVAL, PausedQueues
 
@@ -71,6 +72,8 @@ class LedgerWorkerMixin(WorkerMixin):
         if kwargs.get("connection") is not None and kwargs.get("prepare_for_work", True):
             wait_for_redis(kwargs["connection"], self.max_connection_wait_time)
         super().__init__(*args, **kwargs)
+        keep_signal_handler_lines(self.log)
+        keep_signal_handler_lines(logger)
         self._maintenance = Maintenance([queue.name for queue in self.queues], self.name)
         self._heartbeat = Heartbeat(self.connection)
         self._paused = PausedQueues([queue.name for queue in self.queues])

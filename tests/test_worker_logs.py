@@ -1,0 +1,91 @@
+"""A line that a signal handler logs while the worker is writing another is kept (RQ logs its warm and cold
+shut downs from its SIGTERM and SIGINT handlers)."""
+
+from __future__ import annotations
+
+import io
+import logging
+import signal
+
+import pytest
+
+from jobs.worker.logs import keep_signal_handler_lines
+
+
+class OneWriteAtATime(io.StringIO):
+    """A stream that refuses a write nested in another, as Python's buffered files do, and that can be
+    interrupted by a signal in the middle of its flush."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.busy = False
+        self.signal_in_flush: int | None = None
+
+    def _enter(self) -> None:
+        if self.busy:
+            raise RuntimeError("reentrant call inside the stream")
+        self.busy = True
+
+    def write(self, text: str) -> int:
+        self._enter()
+        try:
+            return super().write(text)
+        finally:
+            self.busy = False
+
+    def flush(self) -> None:
+        self._enter()
+        try:
+            if self.signal_in_flush is not None:
+                signum, self.signal_in_flush = self.signal_in_flush, None
+                signal.raise_signal(signum)  # runs the Python handler before it returns
+        finally:
+            self.busy = False
+
+
+@pytest.fixture
+def worker(restore_signal_handlers):
+    from django_rq.workers import get_worker
+
+    stream = OneWriteAtATime()
+    handler = logging.StreamHandler(stream)
+    rq_log = logging.getLogger("rq.worker")
+    rq_log.addHandler(handler)
+    level = rq_log.level
+    rq_log.setLevel(logging.INFO)
+    worker = get_worker("default", worker_class="jobs.worker.SimpleWorker")
+    yield worker, stream
+    rq_log.removeHandler(handler)
+    rq_log.setLevel(level)
+
+
+def test_the_warm_shut_down_line_logged_during_another_write_is_written_after_it(worker):
+    worker, stream = worker
+    worker.set_state("busy")  # in the middle of a job: RQ's handler asks for a stop after it
+    signal.signal(signal.SIGTERM, worker.request_stop)
+    stream.signal_in_flush = signal.SIGTERM
+    worker.log.info("job done")
+    lines = stream.getvalue().splitlines()
+    assert lines[0] == "job done"
+    assert "warm shut down requested" in lines[1]
+    assert worker._stop_requested
+
+
+def test_without_it_the_line_is_lost_to_a_reentrant_write(capsys):
+    stream = OneWriteAtATime()
+    log = logging.getLogger("tests.reentrant")
+    log.propagate = False
+    log.addHandler(logging.StreamHandler(stream))
+    previous = signal.signal(signal.SIGUSR1, lambda signum, frame: log.warning("from the signal handler"))
+    try:
+        stream.signal_in_flush = signal.SIGUSR1
+        log.warning("main flow")
+        assert stream.getvalue().splitlines() == ["main flow"]
+        assert "reentrant call" in capsys.readouterr().err
+        keep_signal_handler_lines(log)
+        stream.signal_in_flush = signal.SIGUSR1
+        log.warning("main flow again")
+        assert stream.getvalue().splitlines()[1:] == ["main flow again", "from the signal handler"]
+    finally:
+        signal.signal(signal.SIGUSR1, previous)
+        log.handlers.clear()
