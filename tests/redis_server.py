@@ -7,7 +7,7 @@ import socket
 import subprocess
 import tempfile
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -19,6 +19,14 @@ def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         return sock.getsockname()[1]
+
+
+def answers_as(client: Callable[[], redis.Redis], pid: int) -> bool:
+    """Whether the server on the client's port is the process ``pid`` (not another test process's)."""
+    try:
+        return int(client().info("server")["process_id"]) == pid
+    except (redis.ConnectionError, redis.AuthenticationError, redis.ResponseError):
+        return False
 
 
 @dataclass(frozen=True)
@@ -76,6 +84,7 @@ class RedisServer:
         self.tls = tls
         self.client_options = dict(client_options or {})
         self.process: subprocess.Popen | None = None
+        self._started = False
 
     @property
     def url(self) -> str:
@@ -106,6 +115,20 @@ class RedisServer:
         ]
 
     def start(self, timeout: float = 10) -> None:
+        """Start the server and wait until it answers as this process. Another test process may take the
+        free port between its choice and the bind: the first start then moves to another port; a restart
+        keeps its port (the test's clients know it), and fails."""
+        for _ in range(5):
+            if self._launch(timeout):
+                self._started = True
+                return
+            if self._started:
+                raise RuntimeError(f"redis-server could not listen on port {self.port} again")
+            self.port = free_port()
+        raise RuntimeError(f"redis-server found no port to listen on; see {self.dir}/redis.log")
+
+    def _launch(self, timeout: float) -> bool:
+        """Start redis-server; True once it answers, False if it ended (its port was taken)."""
         args = [
             self.executable,
             *self._listen_options(),
@@ -124,15 +147,10 @@ class RedisServer:
         self.process = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         deadline = time.monotonic() + timeout
         while True:
-            try:
-                if self.client().ping():
-                    return
-            except redis.ConnectionError:
-                pass
+            if answers_as(self.client, self.process.pid):
+                return True
             if self.process.poll() is not None:
-                raise RuntimeError(
-                    f"redis-server exited with {self.process.returncode}; see {self.dir}/redis.log"
-                )
+                return False
             if time.monotonic() > deadline:
                 raise RuntimeError("redis-server did not answer in time")
             time.sleep(0.02)
@@ -160,33 +178,49 @@ class SentinelServer:
     def __init__(self, primary: RedisServer, service: str = "mymaster", password: str | None = None) -> None:
         self.primary = primary
         self.service = service
+        self.password = password
         self.port = free_port()
         self.dir = Path(tempfile.mkdtemp(prefix="jobs-sentinel-"))
         self.config = self.dir / "sentinel.conf"
+        self.process: subprocess.Popen | None = None
+
+    def _write_config(self) -> None:
         lines = [
             f"port {self.port}",
             "bind 127.0.0.1",
             f"dir {self.dir}",
             "logfile sentinel.log",
-            f"sentinel monitor {service} 127.0.0.1 {primary.port} 1",
-            f"sentinel down-after-milliseconds {service} 5000",
+            f"sentinel monitor {self.service} 127.0.0.1 {self.primary.port} 1",
+            f"sentinel down-after-milliseconds {self.service} 5000",
         ]
-        if password is not None:
-            lines.append(f"sentinel auth-pass {service} {password}")
+        if self.password is not None:
+            lines.append(f"sentinel auth-pass {self.service} {self.password}")
         # Sentinel rewrites its configuration file as it learns, so it gets a file of its own.
         self.config.write_text("\n".join(lines) + "\n")
-        self.process: subprocess.Popen | None = None
 
     def client(self) -> redis.Redis:
         return redis.Redis(host="127.0.0.1", port=self.port, socket_timeout=5)
 
     def start(self, timeout: float = 10) -> None:
-        self.process = subprocess.Popen(
-            [self.primary.executable, str(self.config), "--sentinel"],
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
-        )
-        deadline = time.monotonic() + timeout
+        """Start the sentinel on a free port (another, if another test process took that one first) and
+        wait until it reports its primary."""
+        for _ in range(5):
+            self._write_config()
+            self.process = subprocess.Popen(
+                [self.primary.executable, str(self.config), "--sentinel"],
+                stdout=subprocess.DEVNULL,
+                stderr=subprocess.DEVNULL,
+            )
+            deadline = time.monotonic() + timeout
+            while not answers_as(self.client, self.process.pid) and self.process.poll() is None:
+                if time.monotonic() > deadline:
+                    raise RuntimeError("the sentinel did not answer in time")
+                time.sleep(0.02)
+            if self.process.poll() is None:
+                break
+            self.port = free_port()
+        else:
+            raise RuntimeError(f"redis-server --sentinel found no port; see {self.dir}/sentinel.log")
         while not self.knows_primary():
             if self.process.poll() is not None:
                 raise RuntimeError(f"redis-server --sentinel exited; see {self.dir}/sentinel.log")
