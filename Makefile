@@ -12,7 +12,7 @@ STAMP := $(VENV)/.installed
 PG_URL ?= postgres://postgres@127.0.0.1:5432/jobs
 # Each suite run is spread over this many pytest-xdist processes, each with a Redis and a database of its own.
 TEST_PROCESSES ?= 4
-PYTEST := pytest -n $(TEST_PROCESSES) --dist worksteal
+PYTEST := pytest -n $(TEST_PROCESSES) --dist worksteal $(PYTEST_EXTRA)
 
 .PHONY: demo test lint typecheck check test-sqlite test-postgres test-oldest bench browser
 

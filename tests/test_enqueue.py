@@ -1,7 +1,6 @@
 """Enqueue is transactional: the record is written in the caller's transaction and pushed on commit."""
 
 import json
-import subprocess
 import sys
 import threading
 import zlib
@@ -17,7 +16,7 @@ from jobs.models import Job, Status
 from jobs.transport import connection as jobs_connection
 from jobs.transport.runner import RUNNER
 from jobs.upkeep.relay import relay
-from tests import jobs
+from tests import jobs, spawner
 from tests.helpers import ROOT, run_worker, worker_env
 
 
@@ -280,7 +279,7 @@ def test_unique_key_holds_under_concurrent_enqueues():
 ENQUEUE_WHEN_TOLD = """
 import os, time
 from django.db import transaction
-from tests import jobs
+from tests import jobs, spawner
 while not os.path.exists(os.environ["GO_FILE"]):
     time.sleep(0.005)
 with transaction.atomic():
@@ -293,14 +292,12 @@ def test_unique_key_holds_when_many_processes_enqueue_at_once(tmp_path):
     go = tmp_path / "go"
     command = [sys.executable, str(ROOT / "manage.py"), "shell", "-c", ENQUEUE_WHEN_TOLD]
     processes = [
-        subprocess.Popen(
-            command, env=worker_env(GO_FILE=str(go)), cwd=ROOT, stdout=subprocess.PIPE, text=True
-        )
+        spawner.popen(command, env=worker_env(GO_FILE=str(go)), cwd=str(ROOT), new_session=False)
         for _ in range(6)
     ]
     go.touch()
-    outputs = [process.communicate(timeout=120)[0].split()[-1] for process in processes]
-    assert [process.returncode for process in processes] == [0] * 6
+    assert [process.wait(timeout=120) for process in processes] == [0] * 6
+    outputs = [process.stdout.read().split()[-1] for process in processes]
     assert len(set(outputs)) == 1, outputs
     assert Job.objects.filter(unique_key="unique:process-race").count() == 1
     assert queued_ids() == outputs[:1]
