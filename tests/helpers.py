@@ -33,17 +33,23 @@ def staff_user(*codenames: str, username: str = "staff") -> Any:
 
 
 def wait_for(
-    condition: Callable[[], Any], timeout: float = 20, interval: float = 0.05, message: str = ""
+    condition: Callable[[], Any], timeout: float = 20, interval: float = 0.2, message: str = ""
 ) -> Any:
-    """Poll ``condition`` until it returns something truthy; fail the test after ``timeout`` seconds."""
+    """Poll ``condition`` until it returns something truthy; fail the test after ``timeout`` seconds.
+
+    The polls start 10 ms apart and back off to ``interval``: a condition met at once is seen at once, and
+    a long wait (a worker's start, a reaper's pass) does not query the database twenty times a second on
+    a machine that the other test processes share."""
     deadline = time.monotonic() + timeout
+    pause = min(0.01, interval)
     while True:
         value = condition()
         if value:
             return value
         if time.monotonic() > deadline:
             raise AssertionError(f"timed out after {timeout}s waiting for {message or condition}")
-        time.sleep(interval)
+        time.sleep(pause)
+        pause = min(pause * 1.5, interval)
 
 
 def worker_env(**extra: str) -> dict[str, str]:

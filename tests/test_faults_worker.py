@@ -9,7 +9,8 @@ import uuid
 import pytest
 from django.contrib.auth.models import User
 
-from jobs import keys
+from jobs import intervals, keys
+from jobs.conf import jobs_settings
 from jobs.models import Job, Status
 from jobs.transport import connection as jobs_connection
 from jobs.worker import LeanWorker, SimpleWorker
@@ -86,9 +87,10 @@ def test_a_worker_outlives_redis_hung_past_its_socket_timeout(redis_server, work
         os.kill(redis_server.process.pid, signal.SIGSTOP)
         try:
             # Longer than the socket timeout of the worker's blocking dequeue (RQ's: dequeue timeout + 10 s,
-            # the dequeue timeout being at most RELAY_INTERVAL, 5 s).
+            # the worker's dequeue timeout being its shortest upkeep interval, in whole seconds).
+            wake = min(jobs_settings.DUE_INTERVAL, jobs_settings.RELAY_INTERVAL, intervals.reap_interval())
             with pytest.raises(AssertionError):
-                wait_for(lambda: worker.process.poll() is not None, timeout=17)
+                wait_for(lambda: worker.process.poll() is not None, timeout=max(1, int(wake)) + 10 + 2)
         finally:
             os.kill(redis_server.process.pid, signal.SIGCONT)
         following = fault_jobs.count_run.enqueue(f"{tag}-after")
