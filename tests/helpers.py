@@ -13,12 +13,19 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+import pytest
 from django.db import connection, connections
 
 from tests import spawner
 
 ROOT = Path(__file__).resolve().parent.parent
 QUEUES = ("default", "high", "low")
+
+#: For a test that runs a project on a SQLite database of its own (the quick start's, the demo's): on the
+#: PostgreSQL run it would run the very same thing again.
+OWN_SQLITE_DATABASE = pytest.mark.skipif(
+    connection.vendor != "sqlite", reason="runs a project on a SQLite database of its own, as on SQLite"
+)
 
 
 def staff_user(*codenames: str, username: str = "staff") -> Any:

@@ -14,7 +14,7 @@ import redis
 from django.urls import reverse
 
 from jobs.models import Job, Status
-from tests.helpers import ROOT, WorkerProcess, drain, wait_for
+from tests.helpers import OWN_SQLITE_DATABASE, ROOT, WorkerProcess, drain, wait_for
 from tests.redis_server import free_port
 
 
@@ -141,6 +141,7 @@ def test_home_page_lists_the_demos(client):
 
 
 @pytest.mark.slow
+@OWN_SQLITE_DATABASE
 def test_demo_launcher_starts_redis_worker_and_site():
     """`python -m jobsite.demo` (the README's demo command) with no Redis configured."""
     port = free_port()

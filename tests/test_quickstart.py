@@ -22,7 +22,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.helpers import ROOT
+from tests.helpers import OWN_SQLITE_DATABASE, ROOT
 
 BLOCK = re.compile(r"<!-- quickstart: (run|write|append) ?(\S*) -->\n```\w*\n(.*?)```", re.DOTALL)
 ADDRESS = "redis://127.0.0.1:6379"
@@ -128,6 +128,7 @@ class Project:
 
 
 @pytest.mark.slow
+@OWN_SQLITE_DATABASE
 def test_a_new_project_made_from_the_quick_start_runs_jobs_retries_and_caches(tmp_path, redis_server):
     base_url = redis_server.url.rsplit("/", 1)[0]
     project = Project(tmp_path, base_url)
