@@ -7,6 +7,7 @@ import socket
 import subprocess
 import tempfile
 import time
+import uuid
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -175,9 +176,12 @@ class RedisServer:
 class SentinelServer:
     """A Redis Sentinel (``redis-server --sentinel``) that monitors ``primary`` as ``service``."""
 
-    def __init__(self, primary: RedisServer, service: str = "mymaster", password: str | None = None) -> None:
+    def __init__(self, primary: RedisServer, service: str | None = None, password: str | None = None) -> None:
         self.primary = primary
-        self.service = service
+        # A name of its own: django-redis keeps its connection pools for the life of the process, by URL,
+        # and a Sentinel URL names the service, not the sentinel: a second Sentinel of the same name in
+        # this process would get the pool of the first, which asks a sentinel that is gone.
+        self.service = service or f"primary-{uuid.uuid4().hex[:8]}"
         self.password = password
         self.port = free_port()
         self.dir = Path(tempfile.mkdtemp(prefix="jobs-sentinel-"))

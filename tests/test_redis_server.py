@@ -33,3 +33,15 @@ def test_a_sentinel_whose_port_another_process_took_moves_to_another():
         sentinel.cleanup()
         other.cleanup()
         primary.cleanup()
+
+
+def test_two_sentinels_in_one_process_name_their_services_apart():
+    """django-redis keeps a pool per URL for the life of the process, and a Sentinel URL names the service:
+    a module's second set of servers (after xdist moved tests around) must not reuse the first's pools."""
+    primary = RedisServer()
+    sentinels = [SentinelServer(primary), SentinelServer(primary)]
+    try:
+        assert sentinels[0].service != sentinels[1].service
+    finally:
+        for server in (*sentinels, primary):
+            server.cleanup()
