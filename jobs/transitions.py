@@ -80,6 +80,17 @@ def claim(record: Job, worker_name: str) -> int | None:
     return attempt
 
 
+def attempt_claimed_by(record: Job, worker_name: str) -> int | None:
+    """The attempt of ``record`` that ``worker_name`` holds, if the record is started by it: what a claim
+    interrupted by an exception had written, if it had."""
+    if not worker_name:
+        return None
+    attempts = Job.objects.using(_alias(record)).filter(
+        pk=record.pk, status=Status.STARTED, worker_name=worker_name
+    )
+    return attempts.values_list("attempts", flat=True).first()
+
+
 def claim_many(records: Sequence[Job], worker_name: str) -> dict[str, int]:
     """waiting -> started, for a batch of runs on one database, in one UPDATE where the database says
     which rows it changed (else one per record): returns each won run's attempt by record id (text)."""

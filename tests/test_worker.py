@@ -207,3 +207,26 @@ def test_simple_worker_closes_connections_between_jobs_as_django_does_between_re
     pids = [Job.objects.get(pk=record.pk).result for record in records]
     assert None not in pids
     assert len(set(pids)) == 3, pids
+
+
+@pytest.mark.parametrize("step", ["claim", "finish"])
+def test_a_timeout_that_strikes_in_the_claim_or_the_finish_is_recorded(step, monkeypatch):
+    """RQ's alarm for a job's timeout raises wherever the run is: in the claim after the database wrote it,
+    or in the finish before it did, the record still ends failed with the timeout, not left started."""
+    from rq.timeouts import JobTimeoutException
+
+    from jobs import statements
+
+    written = getattr(statements, step)
+
+    def interrupted(*args, **kwargs):
+        if step == "claim":
+            written(*args, **kwargs)  # the database has it, then the alarm strikes
+        raise JobTimeoutException("Task exceeded maximum timeout value (1 seconds)")
+
+    monkeypatch.setattr(statements, step, interrupted)
+    record = jobs.add.enqueue(1, 2)
+    drain()
+    record.refresh_from_db()
+    assert (record.status, record.attempts) == (Status.FAILED, 1)
+    assert record.error_class == "rq.timeouts.JobTimeoutException"

@@ -63,12 +63,29 @@ def _run(job_id: str, function: str, args: list, kwargs: dict, alias: str) -> No
     rq_job = current_rq_job()
     # Not read from the database: the other fields are deferred and load only if the job asks for them.
     record = Job.from_db(alias, ["id", "function"], [job_id, function])
-    attempt = transitions.claim(record, worker_name=(rq_job.worker_name or "") if rq_job else "")
+    worker_name = (rq_job.worker_name or "") if rq_job else ""
+    # RQ's timeout for the job (an alarm) and a second SIGTERM raise wherever the run is, the claim and
+    # the finish included, even after the database wrote them: the run's end is recorded all the same,
+    # not left ``started`` until the reaper gives the run up as abandoned.
+    try:
+        attempt = transitions.claim(record, worker_name=worker_name)
+    except BaseException as exc:
+        interrupted = None
+        with contextlib.suppress(Exception):
+            interrupted = transitions.attempt_claimed_by(record, worker_name)
+        if interrupted is not None:
+            _record_failure(record, interrupted, rq_job, exc)
+        raise
     if attempt is None:
         logger.info("Job %s is no longer waiting (cancelled or already run); skipped", job_id)
         return
     value = perform(record, attempt, args, kwargs, lambda: rq_job)
-    if not transitions.finish(record, attempt, value, push=dispatch):
+    try:
+        finished = transitions.finish(record, attempt, value, push=dispatch)
+    except BaseException as exc:
+        _record_failure(record, attempt, rq_job, exc)  # wins only if the finish was not written
+        raise
+    if not finished:
         if rq_job is not None:
             # RQ's job now belongs to the newer attempt: should RQ's own handling of this run fail
             # (its execution was cleaned up meanwhile), it must not retry it.
