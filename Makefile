@@ -31,7 +31,8 @@ demo: $(STAMP)
 
 ## Lint, Django checks, and the whole suite three times: the newest set on SQLite and on PostgreSQL, the
 ## oldest set on SQLite. All side by side; each step's output is printed whole when it ends.
-test: $(STAMP) browser
+## From a clean checkout the two virtualenvs are built side by side too.
+test: browser
 	$(MAKE) --no-print-directory -j6 --output-sync=target lint typecheck check test-sqlite test-postgres test-oldest
 
 browser:
