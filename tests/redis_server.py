@@ -23,9 +23,11 @@ def free_port() -> int:
 
 
 def answers_as(client: Callable[[], redis.Redis], pid: int) -> bool:
-    """Whether the server on the client's port is the process ``pid`` (not another test process's)."""
+    """Whether the server on the client's port is the process ``pid`` (not another test process's), and
+    has loaded its data (INFO answers while an AOF is loading; PING and the rest do not)."""
     try:
-        return int(client().info("server")["process_id"]) == pid
+        connected = client()
+        return int(connected.info("server")["process_id"]) == pid and bool(connected.ping())
     except (redis.ConnectionError, redis.AuthenticationError, redis.ResponseError):
         return False
 

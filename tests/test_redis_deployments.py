@@ -227,7 +227,8 @@ def test_queues_behind_two_sentinel_services_are_told_apart():
 def test_jobs_run_through_the_deployment(deployment, restore_signal_handlers):
     """Enqueue, a run, a delayed job moved by the due-jobs pass, a rate-limited job; a real worker."""
     now = test_jobs.add.enqueue(2, 3)
-    later = test_jobs.add.using(delay=datetime.timedelta(milliseconds=200)).enqueue(4, 5)
+    # Not due before its push on a loaded machine, or it would go to the queue at once.
+    later = test_jobs.add.using(delay=datetime.timedelta(seconds=2)).enqueue(4, 5)
     limited = due_jobs.limited_count.enqueue("deployment")
     raw = deployment.redis()
     assert raw.llen("rq:queue:default") == 2  # the pushes reached the deployment's Redis
@@ -245,7 +246,7 @@ def test_jobs_run_through_the_deployment(deployment, restore_signal_handlers):
         drain(queues=QUEUES)
         return _record(later.pk).status == Status.FINISHED
 
-    wait_for(moved_and_ran, timeout=10)
+    wait_for(moved_and_ran, timeout=15)
     assert _record(later.pk).result == 9
 
 
