@@ -32,6 +32,18 @@ def answers_as(client: Callable[[], redis.Redis], pid: int) -> bool:
         return False
 
 
+def came_up(process: subprocess.Popen, client: Callable[[], redis.Redis], timeout: float, what: str) -> bool:
+    """True once ``process`` answers on the client's port; False if it ended first (its port was taken)."""
+    deadline = time.monotonic() + timeout
+    while not answers_as(client, process.pid):
+        if process.poll() is not None:
+            return False
+        if time.monotonic() > deadline:
+            raise RuntimeError(f"{what} did not answer in time")
+        time.sleep(0.02)
+    return True
+
+
 @dataclass(frozen=True)
 class Certificates:
     """A certificate authority of the test's own and a server certificate for 127.0.0.1 that it signed."""
@@ -148,15 +160,7 @@ class RedisServer:
             *self.options,
         ]
         self.process = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-        deadline = time.monotonic() + timeout
-        while True:
-            if answers_as(self.client, self.process.pid):
-                return True
-            if self.process.poll() is not None:
-                return False
-            if time.monotonic() > deadline:
-                raise RuntimeError("redis-server did not answer in time")
-            time.sleep(0.02)
+        return came_up(self.process, self.client, timeout, "redis-server")
 
     def stop(self) -> None:
         if self.process is not None and self.process.poll() is None:
@@ -217,16 +221,12 @@ class SentinelServer:
                 stdout=subprocess.DEVNULL,
                 stderr=subprocess.DEVNULL,
             )
-            deadline = time.monotonic() + timeout
-            while not answers_as(self.client, self.process.pid) and self.process.poll() is None:
-                if time.monotonic() > deadline:
-                    raise RuntimeError("the sentinel did not answer in time")
-                time.sleep(0.02)
-            if self.process.poll() is None:
+            if came_up(self.process, self.client, timeout, "the sentinel"):
                 break
             self.port = free_port()
         else:
             raise RuntimeError(f"redis-server --sentinel found no port; see {self.dir}/sentinel.log")
+        deadline = time.monotonic() + timeout
         while not self.knows_primary():
             if self.process.poll() is not None:
                 raise RuntimeError(f"redis-server --sentinel exited; see {self.dir}/sentinel.log")

@@ -28,6 +28,7 @@ import signal
 import socket
 import subprocess
 import sys
+import tempfile
 import threading
 import time
 import traceback
@@ -93,7 +94,7 @@ def _run_child(request: dict[str, Any], output: int) -> None:
     os.dup2(devnull, 0)
     os.dup2(output, 1)
     os.dup2(output, 2)
-    os.closerange(3, os.sysconf("SC_OPEN_MAX") if hasattr(os, "sysconf") else 1024)
+    os.closerange(3, os.sysconf("SC_OPEN_MAX"))
     sys.stdin = open(0, closefd=False)  # noqa: SIM115
     sys.stdout = open(1, "w", closefd=False)  # noqa: SIM115
     sys.stderr = open(2, "w", buffering=1, closefd=False)  # noqa: SIM115
@@ -313,8 +314,6 @@ def run(argv: list[str], env: dict[str, str], cwd: str, timeout: float) -> tuple
     if not forking_enabled():
         completed = subprocess.run(argv, env=env, cwd=cwd, capture_output=True, text=True, timeout=timeout)
         return completed.returncode, completed.stdout + completed.stderr
-    import tempfile
-
     with tempfile.TemporaryFile() as output:
         process = ForkedProcess(argv, env, cwd, output.fileno())
         try:
