@@ -25,6 +25,7 @@ from collections.abc import Sequence
 
 import rq
 from redis import Redis
+from redis.commands.core import Script
 from rq.exceptions import NoSuchJobError
 from rq.executions import ExecutionRegistry
 from rq.intermediate_queue import IntermediateQueue
@@ -60,15 +61,17 @@ logger = logging.getLogger("jobs")
 
 # KEYS: the queue, its started registry, its intermediate list, the prefix of job hashes.
 # ARGV: the id of a job the worker already took (or ""), how many more to take, the entries' score,
-# the number of fields to read, the fields, then one execution id per job. Returns, per job taken
-# besides the first: its id, execution id, and the fields' values.
+# the first 24 hex digits of the execution ids (the job's number in the call makes the other 8), the
+# number of fields to read, then the fields. Returns, per job taken besides the first: its id,
+# execution id, and the fields' values.
 _TAKE = """
-local score, taken = ARGV[3], {}
-local fields = {unpack(ARGV, 5, 4 + tonumber(ARGV[4]))}
-local next_execution = 5 + #fields
+local score, base, taken, number = ARGV[3], ARGV[4], {}, 0
+local fields = {unpack(ARGV, 6, 5 + tonumber(ARGV[5]))}
 local function enter(id)
-  redis.call('ZADD', KEYS[2], score, id .. ':' .. ARGV[next_execution])
-  next_execution = next_execution + 1
+  local execution = base .. string.format('%08x', number)
+  number = number + 1
+  redis.call('ZADD', KEYS[2], score, id .. ':' .. execution)
+  return execution
 end
 if ARGV[1] ~= '' then
   redis.call('LREM', KEYS[3], 1, ARGV[1])
@@ -80,8 +83,7 @@ if count > 0 then
   if ids then
     for _, id in ipairs(ids) do
       taken[#taken + 1] = id
-      taken[#taken + 1] = ARGV[next_execution]
-      enter(id)
+      taken[#taken + 1] = enter(id)
       taken[#taken + 1] = redis.call('HMGET', KEYS[4] .. id, unpack(fields))
     end
   end
@@ -162,24 +164,34 @@ def fast_path_eligible(job: RQJob, default_result_ttl: int) -> bool:
     )
 
 
+_take_scripts: list[Script] = []
+
+
+def _run_take(connection: Redis, keys: list[str], args: list) -> list:
+    """Run the take script on ``connection``; it is registered once (registering hashes its text)."""
+    if not _take_scripts:
+        _take_scripts.append(connection.register_script(_TAKE))
+    return _take_scripts[0](keys=keys, args=args, client=connection)
+
+
 def take(queue: rq.Queue, first: RQJob | None, more: int, ttl: float) -> list[Taken]:
     """Enter ``first`` (a job this worker dequeued, or None) and up to ``more`` further waiting jobs of
     ``queue`` into its started registry, in one round trip; returns them, ``first`` first. A job whose
     hash Redis no longer holds is dropped."""
     connection: Redis = queue.connection
-    executions = [uuid.uuid4().hex for _ in range(more + 1)]
-    script = connection.register_script(_TAKE)
+    base = uuid.uuid4().hex[:24]
     registry_key = queue.started_job_registry.key
-    replies = script(
+    replies = _run_take(
+        connection,
         keys=[
             queue.key,
             registry_key,
             IntermediateQueue.get_intermediate_queue_key(queue.key),
             RQJob.redis_job_namespace_prefix,
         ],
-        args=[first.id if first else "", more, time.time() + ttl, len(FIELDS), *FIELDS, *executions],
+        args=[first.id if first else "", more, time.time() + ttl, base, len(FIELDS), *FIELDS],
     )
-    taken = [] if first is None else [Taken(first.id, queue, f"{first.id}:{executions[0]}", {}, first)]
+    taken = [] if first is None else [Taken(first.id, queue, f"{first.id}:{base}{0:08x}", {}, first)]
     for index in range(0, len(replies), 3):
         job_id, values = replies[index].decode(), replies[index + 2]
         entry = f"{job_id}:{replies[index + 1].decode()}"
