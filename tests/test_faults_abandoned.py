@@ -151,6 +151,39 @@ def test_reaper_command_handles_a_dead_worker_when_no_worker_is_left():
     assert record.failed_attempts.get().error_class == ABANDONED
 
 
+def test_a_job_given_up_as_abandoned_is_announced_with_job_failed(caplog):
+    """The reaper (here in this process, through ``jobs_reap``) sends ``job_failed`` for a job whose
+    worker died on its last attempt, as for one whose function raised; a receiver that raises is
+    logged and stops nothing."""
+    from django.core.management import call_command
+
+    from jobs import signals
+
+    received = []
+
+    def receiver(sender, job, exception, **kwargs):
+        received.append((job.pk, job.status, exception))
+
+    def broken(sender, **kwargs):
+        raise RuntimeError("a receiver broke")
+
+    signals.job_failed.connect(broken, dispatch_uid="test-broken")
+    signals.job_failed.connect(receiver, dispatch_uid="test-received")
+    try:
+        record = fault_jobs.hang_once.enqueue(120)
+        victim, _ = kill_mid_job("jobs.worker.SimpleWorker", record)
+        victim.stop()
+        wait_for(lambda: call_command("jobs_reap") or status_of(record) == Status.FAILED, timeout=30)
+    finally:
+        signals.job_failed.disconnect(dispatch_uid="test-broken")
+        signals.job_failed.disconnect(dispatch_uid="test-received")
+    [(pk, status, exception)] = received
+    assert (pk, status) == (record.pk, Status.FAILED)
+    assert isinstance(exception, JobAbandoned)
+    assert "stopped sending heartbeats" in str(exception)
+    assert "a receiver broke" in caplog.text
+
+
 def test_a_job_taken_by_a_worker_that_died_before_claiming_it_is_pushed_again(redis):
     """What a worker killed between RQ's dequeue and the claim leaves: RQ's job marked started, with an
     execution entry nobody refreshes, out of every list; the record still queued."""

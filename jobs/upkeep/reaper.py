@@ -10,7 +10,9 @@ live execution of it (see ``jobs.worker.liveness``):
 
 The record is then moved by ``jobs.transitions.abandon``, conditional on it still being started with the
 same attempt, to ``retrying`` (and pushed again) when attempts remain, else to ``failed``, with a
-``FailedAttempt`` that gives the reason. A job that finished meanwhile is left alone.
+``FailedAttempt`` that gives the reason. A job that finished meanwhile is left alone. A job failed here
+for good is announced with ``jobs.signals.job_failed`` (its ``exception`` a ``JobAbandoned`` with the
+reason), as one whose function raised on its last attempt.
 """
 
 from __future__ import annotations
@@ -31,9 +33,9 @@ from redis import Redis
 from redis.exceptions import RedisError
 from redis.typing import EncodableT
 
-from .. import dispatch, intervals, keys, transitions
+from .. import dispatch, intervals, keys, signals, transitions
 from ..conf import jobs_settings
-from ..exceptions import ABANDONED, JobNotRegistered
+from ..exceptions import ABANDONED, JobAbandoned, JobNotRegistered
 from ..models import Job
 from ..registry import resolve
 from ..transport import connection, queues
@@ -180,7 +182,24 @@ def abandon(
     )
     if not decided_by_rq:
         _settle_in_redis(record.pk, alias, stale_entries, retrying, reason)
+    if not retrying:
+        _announce_failed(record, reason)
     return True
+
+
+def _announce_failed(record: Job, reason: str) -> None:
+    """``job_failed`` for a job given up: a receiver that raises is logged, and stops neither this
+    reaping turn nor the worker that runs it."""
+    responses = signals.job_failed.send_robust(sender=Job, job=record, exception=JobAbandoned(reason))
+    for receiver, response in responses:
+        if isinstance(response, Exception):
+            logger.error(
+                "Job %s: a receiver of job_failed (%r) raised %r",
+                record.pk,
+                receiver,
+                response,
+                exc_info=(type(response), response, response.__traceback__),
+            )
 
 
 def _retry_delay(record: Job) -> int:
