@@ -46,8 +46,8 @@ from django.db import router, transaction
 from django.db.models import Case, F, QuerySet, Value, When
 from django.utils import timezone
 
-from . import statements
-from .exceptions import DEPENDENCY_FAILED
+from . import signals, statements
+from .exceptions import DEPENDENCY_FAILED, DependencyFailed
 from .models import CANCELLABLE, Dependency, Job, Status
 
 #: What pushes released jobs to Redis once their transaction commits (``jobs.dispatch.dispatch``).
@@ -517,6 +517,7 @@ def _fail_dependents(
     )
     now = timezone.now()
     changed = []
+    failed: dict[Any, str] = {}
     for pk, function in locked:
         blocker = first_blocker[pk]
         outcome = Status.CANCELLED if outcome_of[blocker] == Status.CANCELLED else Status.FAILED
@@ -524,6 +525,8 @@ def _fail_dependents(
         jobs.filter(pk=pk, status=Status.DEFERRED).update(
             status=outcome, finished_at=now, error_class=DEPENDENCY_FAILED, error_message=message
         )
+        if outcome == Status.FAILED:
+            failed[pk] = message
         outcome_of[pk] = outcome
         reasons[pk] = (
             f"{function} ({pk}) was cancelled"
@@ -531,7 +534,15 @@ def _fail_dependents(
             else f"{function} ({pk}) failed: {DEPENDENCY_FAILED}: {message}"
         )
         changed.append(pk)
+    if failed:
+        transaction.on_commit(functools.partial(_announce_dependents_failed, alias, failed), using=alias)
     return changed
+
+
+def _announce_dependents_failed(alias: str, messages: Mapping[Any, str]) -> None:
+    """``job_failed`` for the jobs that a dependency's failure failed, once that is committed."""
+    for record in Job.objects.using(alias).filter(pk__in=list(messages), status=Status.FAILED):
+        signals.announce_failed(record, DependencyFailed(messages[record.pk]))
 
 
 def _wait_again(alias: str, retried: list[Job]) -> None:

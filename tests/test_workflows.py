@@ -8,9 +8,9 @@ import pytest
 from django.db import connection, transaction
 from django.test.utils import CaptureQueriesContext, override_settings
 
-from jobs import allow_failure, transitions
+from jobs import allow_failure, signals, transitions
 from jobs.admin import operations
-from jobs.exceptions import DEPENDENCY_FAILED, InvalidArguments, InvalidJobDefinition
+from jobs.exceptions import DEPENDENCY_FAILED, DependencyFailed, InvalidArguments, InvalidJobDefinition
 from jobs.models import Dependency, Job, Status
 from jobs.transport import connection as jobs_connection
 from jobs.upkeep import reconcile, retention
@@ -97,6 +97,39 @@ def test_a_dependency_that_fails_for_good_fails_its_dependents_down_the_chain_wi
     assert (last.status, last.error_class) == (Status.FAILED, DEPENDENCY_FAILED)
     assert str(middle.pk) in last.error_message and "broken input" in last.error_message
     assert fresh(good).status == Status.FINISHED
+
+
+def test_jobs_failed_by_a_dependency_are_announced_with_job_failed(caplog):
+    """``job_failed`` for the failed job, then for each job its failure failed down the chain (with
+    the reason as a ``DependencyFailed``), once that is committed; a raising receiver stops nothing.
+    Cancelled dependents are not failed, and are not announced."""
+    received = []
+
+    def receiver(sender, job, exception, **kwargs):
+        received.append((job.pk, job.status, exception))
+
+    def broken(sender, **kwargs):
+        raise RuntimeError("a receiver broke")
+
+    signals.job_failed.connect(broken, dispatch_uid="test-broken")
+    signals.job_failed.connect(receiver, dispatch_uid="test-received")
+    try:
+        bad = jobs.boom.enqueue("broken input")
+        middle = jobs.sum_of_dependencies.using(depends_on=bad).enqueue()
+        last = jobs.sum_of_dependencies.using(depends_on=middle).enqueue()
+        drain()
+    finally:
+        signals.job_failed.disconnect(dispatch_uid="test-broken")
+        signals.job_failed.disconnect(dispatch_uid="test-received")
+    by_pk = {str(pk): (status, exception) for pk, status, exception in received}
+    assert len(received) == 3 and set(by_pk) == {str(bad.pk), str(middle.pk), str(last.pk)}
+    assert {status for status, _ in by_pk.values()} == {Status.FAILED}
+    assert isinstance(by_pk[str(bad.pk)][1], ValueError)
+    assert isinstance(by_pk[str(middle.pk)][1], DependencyFailed)
+    assert "broken input" in str(by_pk[str(middle.pk)][1])
+    assert str(middle.pk) in str(by_pk[str(last.pk)][1])
+    logged = [record for record in caplog.records if "a receiver of job_failed" in record.getMessage()]
+    assert len(logged) == 3 and all("a receiver broke" in record.getMessage() for record in logged)
 
 
 def test_retrying_the_failed_dependency_releases_its_dependents_again():

@@ -183,23 +183,8 @@ def abandon(
     if not decided_by_rq:
         _settle_in_redis(record.pk, alias, stale_entries, retrying, reason)
     if not retrying:
-        _announce_failed(record, reason)
+        signals.announce_failed(record, JobAbandoned(reason))
     return True
-
-
-def _announce_failed(record: Job, reason: str) -> None:
-    """``job_failed`` for a job given up: a receiver that raises is logged, and stops neither this
-    reaping turn nor the worker that runs it."""
-    responses = signals.job_failed.send_robust(sender=Job, job=record, exception=JobAbandoned(reason))
-    for receiver, response in responses:
-        if isinstance(response, Exception):
-            logger.error(
-                "Job %s: a receiver of job_failed (%r) raised %r",
-                record.pk,
-                receiver,
-                response,
-                exc_info=(type(response), response, response.__traceback__),
-            )
 
 
 def _retry_delay(record: Job) -> int:

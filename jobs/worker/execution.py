@@ -166,7 +166,7 @@ def _record_failure(record: Job, attempt: int, rq_job: Any, exc: BaseException) 
         logger.warning("Job %s attempt %d failed, will retry: %r", record.pk, attempt, exc)
     else:
         logger.error("Job %s failed after %d attempt(s): %r", record.pk, attempt, exc)
-        signals.job_failed.send(sender=Job, job=record, exception=exc)
+        signals.announce_failed(record, exc)
 
 
 def _encode_result(function: str, value: Any) -> Any:

@@ -38,7 +38,7 @@ def fail_before_run(call: Call, worker_name: str, exc: BaseException) -> bool:
     ):
         return False
     logger.error("Job %s failed before it could start: %r", call.job_id, exc)
-    signals.job_failed.send(sender=Job, job=record, exception=exc)
+    signals.announce_failed(record, exc)
     return True
 
 
