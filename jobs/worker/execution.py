@@ -61,8 +61,7 @@ def run_job(job_id: str, function: str, args: list, kwargs: dict, alias: str = "
 
 def _run(job_id: str, function: str, args: list, kwargs: dict, alias: str) -> None:
     rq_job = current_rq_job()
-    # Not read from the database: the other fields are deferred and load only if the job asks for them.
-    record = Job.from_db(alias, ["id", "function"], [job_id, function])
+    record = unread_record(alias, job_id, function)
     worker_name = (rq_job.worker_name or "") if rq_job else ""
     # RQ's timeout for the job (an alarm) and a second SIGTERM raise wherever the run is, the claim and
     # the finish included, even after the database wrote them: the run's end is recorded all the same,
@@ -96,9 +95,15 @@ def _run(job_id: str, function: str, args: list, kwargs: dict, alias: str) -> No
 
 
 def unclaimed(call: Call) -> Job:
-    """The record of a call, not read from the database: the other fields are deferred and load only if
-    the job asks for them."""
-    return Job.from_db(call.alias, ["id", "function"], [call.job_id, call.function])
+    """The record of a call, not read from the database (``unread_record``)."""
+    return unread_record(call.alias, call.job_id, call.function)
+
+
+def unread_record(alias: str, job_id: str, function: str) -> Job:
+    """A job's record as the ORM would load it, not read from the database: the other fields are
+    deferred and load only if the job asks for them. Its id is a ``UUID``, as on a record read from
+    the database (what RQ gives is text), for the job and for the receivers of the signals."""
+    return Job.from_db(alias, ["id", "function"], [Job._meta.pk.to_python(job_id), function])
 
 
 def perform(record: Job, attempt: int, args: list, kwargs: dict, rq_job: Callable[[], Any]) -> Any:

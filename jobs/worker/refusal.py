@@ -16,6 +16,7 @@ from ..dispatch import dispatch
 from ..exceptions import qualified_name
 from ..models import Job
 from ..transport.runner import Call
+from .execution import unread_record
 
 logger = logging.getLogger("jobs")
 
@@ -49,4 +50,4 @@ def leave_to_relay(call: Call) -> bool:
 
 def _record(call: Call) -> Job:
     # Not read from the database: the transitions need only the id and the alias.
-    return Job.from_db(call.alias, ["id", "function"], [call.job_id, call.function])
+    return unread_record(call.alias, call.job_id, call.function)
