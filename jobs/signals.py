@@ -13,16 +13,21 @@ job_finished = Signal()
 job_failed = Signal()
 
 
-def announce_failed(job: Any, exception: BaseException) -> None:
-    """Send ``job_failed`` from the upkeep or a transition: a receiver that raises is logged, and stops
-    neither the other receivers nor the process's work."""
-    sender = type(job)
-    for receiver, response in job_failed.send_robust(sender=sender, job=job, exception=exception):
+def announce(signal: Signal, job: Any, **kwargs: Any) -> None:
+    """Send ``signal`` for an end that is recorded already: a receiver that raises is logged, and stops
+    neither the other receivers nor the process's work (``job_started`` is sent as is: a receiver that
+    raises fails the job's attempt, as the job's own code would)."""
+    for receiver, response in signal.send_robust(sender=type(job), job=job, **kwargs):
         if isinstance(response, Exception):
             logger.error(
-                "Job %s: a receiver of job_failed (%r) raised %r",
+                "Job %s: a receiver of a lifecycle signal (%r) raised %r",
                 job.pk,
                 receiver,
                 response,
                 exc_info=(type(response), response, response.__traceback__),
             )
+
+
+def announce_failed(job: Any, exception: BaseException) -> None:
+    """``job_failed`` for a job that failed for good, as ``announce`` sends it."""
+    announce(job_failed, job, exception=exception)

@@ -128,8 +128,8 @@ def test_jobs_failed_by_a_dependency_are_announced_with_job_failed(caplog):
     assert isinstance(by_pk[str(middle.pk)][1], DependencyFailed)
     assert "broken input" in str(by_pk[str(middle.pk)][1])
     assert str(middle.pk) in str(by_pk[str(last.pk)][1])
-    logged = [record for record in caplog.records if "a receiver of job_failed" in record.getMessage()]
-    assert len(logged) == 3 and all("a receiver broke" in record.getMessage() for record in logged)
+    logged = [entry for entry in caplog.records if "a receiver of a lifecycle signal" in entry.getMessage()]
+    assert len(logged) == 3 and all("a receiver broke" in entry.getMessage() for entry in logged)
 
 
 def test_retrying_the_failed_dependency_releases_its_dependents_again():

@@ -91,7 +91,7 @@ def _run(job_id: str, function: str, args: list, kwargs: dict, alias: str) -> No
             no_retry(rq_job)
         log_stale_success(record, attempt)
         return
-    signals.job_finished.send(sender=Job, job=record)
+    signals.announce(signals.job_finished, record)
 
 
 def unclaimed(call: Call) -> Job:

@@ -231,7 +231,7 @@ class Recorder:
             self.worker.connection, self.worker.key, [run.taken for run in runs], sum(r.seconds for r in runs)
         )
         for run in finished:
-            signals.job_finished.send(sender=Job, job=run.record)
+            signals.announce(signals.job_finished, run.record)
 
 
 class ThreadedWorker(LedgerWorkerMixin, RQThreadedWorker):
