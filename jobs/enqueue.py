@@ -153,6 +153,7 @@ def _shared_fields(job_function: JobFunction) -> dict[str, Any]:
         "max_attempts": options.attempts,
         "timeout": options.job_timeout,
         "priority": options.priority,
+        "at_front": options.at_front,
         "scheduled_for": run_at,
         "enqueued_at": timezone.now(),
         "dependencies_total": waits_for,

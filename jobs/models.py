@@ -75,6 +75,8 @@ class Job(models.Model):
     timeout = models.PositiveIntegerField(_("timeout (s)"), null=True, blank=True)
     #: Among the waiting jobs of its queue, a job of higher priority starts first (-100 to 100).
     priority = models.SmallIntegerField(_("priority"), default=0)
+    #: Pushed ahead of the waiting jobs of its priority, whenever it is pushed (``at_front``).
+    at_front = models.BooleanField(_("at front"), default=False)
 
     progress = models.FloatField(_("progress (%)"), default=0)
     progress_message = models.CharField(_("progress message"), max_length=255, blank=True)

@@ -8,11 +8,13 @@ from datetime import timedelta
 import pytest
 from django.utils import timezone
 
+from jobs.dispatch import breaker
 from jobs.exceptions import InvalidJobDefinition
 from jobs.models import Job
 from jobs.transport import connection as jobs_connection
 from jobs.transport.queues import push
 from jobs.transport.scheduling import enqueue_due
+from jobs.upkeep.relay import relay
 from tests import jobs
 from tests.helpers import drain
 
@@ -71,6 +73,24 @@ def test_records_pushed_again_by_the_relay_or_the_admin_keep_their_priority():
     push(records)
     drain(queues=("default",))
     assert labels_in_start_order(records) == ["high", "mid", "zero", "low"]
+
+
+def test_a_job_enqueued_at_the_front_is_pushed_there_by_the_relay_and_by_its_release_too():
+    """``at_front`` is kept on the record: the relay (Redis was away at enqueue) and the release of a job
+    that waited for another put it ahead of the waiting jobs of its priority, as its enqueue would."""
+    zeros = [jobs.labelled.enqueue(f"zero {n}") for n in range(2)]
+    breaker.open()  # as after a push that timed out: the record is left to the relay
+    try:
+        relayed = jobs.labelled.using(at_front=True).enqueue("relayed")
+    finally:
+        breaker.close()
+    assert Job.objects.get(pk=relayed.pk).at_front
+    assert relay() == 1
+    dependency = jobs.labelled.using(queue="low").enqueue("dependency")
+    released = jobs.labelled.using(at_front=True, depends_on=dependency).enqueue("released")
+    assert str(released.pk) not in waiting()
+    drain(queues=("low",))
+    assert waiting() == [str(released.pk), str(relayed.pk), *(str(zero.pk) for zero in zeros)]
 
 
 def test_a_due_job_moved_to_its_queue_goes_ahead_of_lower_waiting_jobs():

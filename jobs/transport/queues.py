@@ -59,14 +59,22 @@ def push(records: Sequence[Job], options: JobOptions | None = None) -> None:
     for queue_name, queued in by_queue.items():
         queue = connection.get_queue(queue_name)
         with queue.connection.pipeline() as pipe:
-            if options is not None and len(queued) > 1 and not any(_later(r) for r in queued):
+            if (
+                options is not None
+                and len(queued) > 1
+                and not any(_later(record) or record.at_front != queued[0].at_front for record in queued)
+            ):
                 _add_batch_to_pipeline(queue, queued, pipe, options)
             else:
                 for record in queued:
                     _add_to_pipeline(queue, record, pipe, options or _registered_options(record))
-            waiting = [(str(record.pk), record.priority) for record in queued if not _later(record)]
-            at_front = options is not None and options.at_front
-            priority.place(queue, waiting, front=at_front, pipeline=pipe)
+            for front in (False, True):
+                waiting = [
+                    (str(record.pk), record.priority)
+                    for record in queued
+                    if bool(record.at_front) == front and not _later(record)
+                ]
+                priority.place(queue, waiting, front=front, pipeline=pipe)
             pipe.execute()
 
 
@@ -95,7 +103,7 @@ def _add_batch_to_pipeline(queue: Queue, records: Sequence[Job], pipe: Pipeline,
         rq_job.save(pipeline=pipe)
     ids = [str(record.pk) for record in rest]
     if ids:
-        (pipe.lpush if options.at_front else pipe.rpush)(queue.key, *ids)
+        (pipe.lpush if first.at_front else pipe.rpush)(queue.key, *ids)
 
 
 def _retry_intervals(record: Job, options: JobOptions) -> list[int]:
@@ -121,7 +129,7 @@ def _add_to_pipeline(queue: Queue, record: Job, pipe: Pipeline, options: JobOpti
     )
     if record.scheduled_for is not None and record.scheduled_for > timezone.now():
         return queue.schedule_job(rq_job, _whole_second_after(record.scheduled_for), pipeline=pipe)
-    return queue.enqueue_job(rq_job, pipeline=pipe, at_front=options.at_front)
+    return queue.enqueue_job(rq_job, pipeline=pipe, at_front=record.at_front)
 
 
 def _whole_second_after(moment: datetime) -> datetime:
