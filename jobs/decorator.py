@@ -21,6 +21,8 @@ if TYPE_CHECKING:
 MAX_NAME_LENGTH = 255
 
 P = ParamSpec("P")
+#: Options that the worker reads from the registered job, whatever the call gave: refused by ``using()``.
+PER_FUNCTION = frozenset({"rate_limit", "rate_key"})
 R = TypeVar("R")
 
 
@@ -46,6 +48,12 @@ class JobFunction(Generic[P, R]):
 
     def using(self, **options: Any) -> JobFunction[P, R]:
         """The same job with some options changed, for one enqueue: ``send.using(delay=60).enqueue(...)``."""
+        per_function = sorted(PER_FUNCTION & set(options))
+        if per_function:
+            raise InvalidJobDefinition(
+                f"{' and '.join(per_function)} cannot be given per call: a rate limit holds for every call "
+                f"of {self.name}, in windows shared by all workers; give it to the @job decorator"
+            )
         variant = copy.copy(self)
         variant.options = self.options.replace(**options)
         return variant

@@ -48,6 +48,19 @@ def test_a_rate_key_that_cannot_key_the_call_is_refused_at_enqueue():
     assert not Job.objects.exists()
 
 
+@pytest.mark.parametrize(
+    "options", [{"rate_limit": "1/m"}, {"rate_key": str}, {"rate_limit": "1/m", "priority": 5}]
+)
+def test_a_rate_limit_given_per_call_is_refused_and_nothing_is_recorded(options):
+    """The worker holds a job to the rate limit its decorator gave, in windows shared by every call: one
+    given to ``using()`` would be ignored, so it is refused, naming the option."""
+    with pytest.raises(InvalidJobDefinition, match=r"cannot be given per call.*@job decorator") as refused:
+        jobs.add.using(**options).enqueue(1, 2)
+    assert all(name in str(refused.value) for name in options if name.startswith("rate_"))
+    assert not Job.objects.exists()
+    assert fault_jobs.per_customer.using(priority=5).enqueue("acme", 1).priority == 5  # the others go
+
+
 def test_the_window_is_shared_and_slides(redis):
     limit = RateLimit.parse("2/s")
     assert limit == RateLimit(count=2, seconds=1)
