@@ -154,6 +154,8 @@ def _shared_fields(job_function: JobFunction) -> dict[str, Any]:
         "timeout": options.job_timeout,
         "priority": options.priority,
         "at_front": options.at_front,
+        "backoff": options.backoff if isinstance(options.backoff, str) else list(options.backoff),
+        "backoff_base": options.backoff_base,
         "scheduled_for": run_at,
         "enqueued_at": timezone.now(),
         "dependencies_total": waits_for,

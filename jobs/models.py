@@ -59,6 +59,10 @@ class JobQuerySet(models.QuerySet):
         return self.waiting().filter(undispatched_since__isnull=False)
 
 
+def default_backoff() -> str:
+    return "exponential"
+
+
 class Job(models.Model):
     """The durable record of one job, from enqueue until retention removes it."""
 
@@ -77,6 +81,10 @@ class Job(models.Model):
     priority = models.SmallIntegerField(_("priority"), default=0)
     #: Pushed ahead of the waiting jobs of its priority, whenever it is pushed (``at_front``).
     at_front = models.BooleanField(_("at front"), default=False)
+    #: The backoff between attempts the job was enqueued with: ``"exponential"``, ``"fixed"`` or a list
+    #: of seconds, and the seconds of its first step (None: ``JOBS["BACKOFF_BASE"]``).
+    backoff = models.JSONField(_("backoff"), default=default_backoff)
+    backoff_base = models.PositiveIntegerField(_("backoff base (s)"), null=True, blank=True)
 
     progress = models.FloatField(_("progress (%)"), default=0)
     progress_message = models.CharField(_("progress message"), max_length=255, blank=True)

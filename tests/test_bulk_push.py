@@ -1,13 +1,18 @@
 """A batch pushed to RQ in one go (``jobs.transport.queues``) holds, job for job, what RQ's enqueue writes."""
 
+from datetime import timedelta
+
 import pytest
 from rq.job import Job as RQJob
 from rq.serializers import JSONSerializer
 
 from jobs import job
+from jobs.dispatch import breaker
 from jobs.models import Job, Status
 from jobs.transport import connection as jobs_connection
 from jobs.transport.queues import push
+from jobs.upkeep import reaper
+from jobs.upkeep.relay import relay
 from tests import jobs
 from tests.helpers import drain
 
@@ -91,3 +96,30 @@ def test_a_batch_for_an_unknown_queue_is_refused_and_writes_nothing():
         jobs.add.using(queue="nowhere").enqueue_many([(1, 1), (2, 2)])
     assert Job.objects.count() == 0
     assert jobs_connection.get_queue("default").get_job_ids() == []
+
+
+def _retry_intervals(redis, record):
+    return RQJob.fetch(str(record.pk), connection=redis, serializer=JSONSerializer).retry_intervals
+
+
+def test_a_backoff_given_per_call_holds_for_every_push_of_the_job_and_for_the_reaper(redis):
+    """The backoff is kept on the record: the relay (Redis was away at enqueue), a release after the
+    job's dependencies and the reaper's retry use the one the call gave, not the decorator's."""
+    per_call = flaky.using(backoff=[7], max_attempts=3)
+    breaker.open()  # as after a push that timed out: the record is left to the relay
+    try:
+        relayed = per_call.enqueue(1)
+    finally:
+        breaker.close()
+    assert relay() == 1
+    assert _retry_intervals(redis, relayed) == [7, 7]
+    dependency = jobs.add.using(queue="low").enqueue(1, 1)
+    released = flaky.using(backoff="fixed", backoff_base=11, depends_on=dependency).enqueue(2)
+    drain(queues=("low",))
+    assert _retry_intervals(redis, released) == [11, 11, 11]
+    # The reaper's retry of an attempt whose worker died waits the call's backoff too.
+    Job.objects.filter(pk=relayed.pk).update(status=Status.STARTED, attempts=1, worker_name="gone")
+    assert reaper.abandon(Job.objects.get(pk=relayed.pk), "its worker died")
+    record = Job.objects.get(pk=relayed.pk)
+    assert record.status == Status.RETRYING
+    assert record.scheduled_for - record.failed_attempts.get().failed_at == timedelta(seconds=7)

@@ -67,7 +67,7 @@ def push(records: Sequence[Job], options: JobOptions | None = None) -> None:
                 _add_batch_to_pipeline(queue, queued, pipe, options)
             else:
                 for record in queued:
-                    _add_to_pipeline(queue, record, pipe, options or _registered_options(record))
+                    _add_to_pipeline(queue, record, pipe, options or record_options(record))
             for front in (False, True):
                 waiting = [
                     (str(record.pk), record.priority)
@@ -139,11 +139,16 @@ def _whole_second_after(moment: datetime) -> datetime:
     return moment
 
 
-def _registered_options(record: Job) -> JobOptions:
+def record_options(record: Job) -> JobOptions:
+    """The options a record is pushed again with (by the relay, a release, a retry): its function's,
+    with what the record keeps of its own enqueue (attempts, backoff)."""
     try:
-        return resolve(record.function).options
+        options = resolve(record.function).options
     except JobNotRegistered:
-        return JobOptions()  # the worker will fail it with a clear error
+        options = JobOptions()  # the worker will fail it with a clear error
+    return options.replace(
+        max_attempts=record.max_attempts, backoff=record.backoff, backoff_base=record.backoff_base
+    )
 
 
 # The RQ jobs of records.

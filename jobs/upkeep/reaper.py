@@ -35,9 +35,8 @@ from redis.typing import EncodableT
 
 from .. import dispatch, intervals, keys, signals, transitions
 from ..conf import jobs_settings
-from ..exceptions import ABANDONED, JobAbandoned, JobNotRegistered
+from ..exceptions import ABANDONED, JobAbandoned
 from ..models import Job
-from ..registry import resolve
 from ..transport import connection, queues
 from ..transport.runner import Call
 
@@ -188,11 +187,7 @@ def abandon(
 
 
 def _retry_delay(record: Job) -> int:
-    try:
-        options = resolve(record.function).options
-    except JobNotRegistered:
-        return 0
-    intervals = options.replace(max_attempts=record.max_attempts).retry_intervals()
+    intervals = queues.record_options(record).retry_intervals()
     index = record.attempts - 1
     return intervals[index] if 0 <= index < len(intervals) else 0
 
