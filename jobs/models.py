@@ -59,10 +59,6 @@ class JobQuerySet(models.QuerySet):
         return self.waiting().filter(undispatched_since__isnull=False)
 
 
-def default_backoff() -> str:
-    return "exponential"
-
-
 class Job(models.Model):
     """The durable record of one job, from enqueue until retention removes it."""
 
@@ -82,8 +78,9 @@ class Job(models.Model):
     #: Pushed ahead of the waiting jobs of its priority, whenever it is pushed (``at_front``).
     at_front = models.BooleanField(_("at front"), default=False)
     #: The backoff between attempts the job was enqueued with: ``"exponential"``, ``"fixed"`` or a list
-    #: of seconds, and the seconds of its first step (None: ``JOBS["BACKOFF_BASE"]``).
-    backoff = models.JSONField(_("backoff"), default=default_backoff)
+    #: of seconds, and the seconds of its first step (None: ``JOBS["BACKOFF_BASE"]``). A record written
+    #: before these were kept has no backoff: its job function's holds.
+    backoff = models.JSONField(_("backoff"), null=True, blank=True)
     backoff_base = models.PositiveIntegerField(_("backoff base (s)"), null=True, blank=True)
 
     progress = models.FloatField(_("progress (%)"), default=0)

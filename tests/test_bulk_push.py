@@ -117,6 +117,13 @@ def test_a_backoff_given_per_call_holds_for_every_push_of_the_job_and_for_the_re
     released = flaky.using(backoff="fixed", backoff_base=11, depends_on=dependency).enqueue(2)
     drain(queues=("low",))
     assert _retry_intervals(redis, released) == [11, 11, 11]
+    # A record written before records kept their backoff has none: its function's holds.
+    older = Job.objects.create(
+        function="tests.jobs.fails_then_succeeds", queue="default", args=[1], max_attempts=3
+    )
+    assert older.backoff is None
+    push([older])
+    assert _retry_intervals(redis, older) == [0, 0]
     # The reaper's retry of an attempt whose worker died waits the call's backoff too.
     Job.objects.filter(pk=relayed.pk).update(status=Status.STARTED, attempts=1, worker_name="gone")
     assert reaper.abandon(Job.objects.get(pk=relayed.pk), "its worker died")

@@ -146,6 +146,8 @@ def record_options(record: Job) -> JobOptions:
         options = resolve(record.function).options
     except JobNotRegistered:
         options = JobOptions()  # the worker will fail it with a clear error
+    if record.backoff is None:  # written before the record kept its backoff
+        return options.replace(max_attempts=record.max_attempts)
     return options.replace(
         max_attempts=record.max_attempts, backoff=record.backoff, backoff_base=record.backoff_base
     )
