@@ -28,7 +28,11 @@ def test_a_batch_reads_back_exactly_as_returned_and_as_the_orm_writes_it():
         [([moment, decimal.Decimal("1.50")], {"day": datetime.date(2026, 1, 2)}), ([], {})]
     )
     orm = Job.objects.create(
-        function="tests.jobs.echo_types", queue="default", args=records[0].args, kwargs=records[0].kwargs
+        function="tests.jobs.echo_types",
+        queue="default",
+        args=records[0].args,
+        kwargs=records[0].kwargs,
+        backoff="exponential",  # what an enqueue keeps of the job's options (the model leaves it empty)
     )
     for record in records:
         assert _fields(Job.objects.get(pk=record.pk)) == _fields(record)
