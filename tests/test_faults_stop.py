@@ -3,12 +3,13 @@
 import json
 import os
 import signal
-import time
 import uuid
+from datetime import UTC, datetime, timedelta
 
 import pytest
 from django.core.management import call_command
 from django.db import connection
+from rq.worker import Worker as RQWorker
 
 from jobs import pause
 from jobs.models import Status
@@ -52,6 +53,16 @@ def test_sigterm_finishes_the_current_job_and_takes_no_new_one(worker_class):
     assert jobs_connection.get_queue("default").get_job_ids() == [str(later.pk)]
 
 
+def shutdown_requested_at():
+    """When the worker took a SIGTERM, as it tells RQ (its hash's ``shutdown_requested_date``); None
+    before."""
+    for rq_worker in RQWorker.all(connection=jobs_connection.get_connection("default")):
+        moment = rq_worker.shutdown_requested_date
+        if moment is not None:
+            return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
+    return None
+
+
 def test_a_second_signal_stops_at_once_and_the_job_is_handled_as_abandoned(worker_class, settings):
     settings.JOBS = {**settings.JOBS, **FAST}
     record = fault_jobs.hang_first_attempt.enqueue(120)
@@ -60,7 +71,10 @@ def test_a_second_signal_stops_at_once_and_the_job_is_handled_as_abandoned(worke
     )
     wait_for(lambda: status_of(record) == Status.STARTED, timeout=60, message="the job to start")
     worker.signal(signal.SIGTERM)
-    time.sleep(1.2)  # RQ takes a second signal within one second for a duplicate of the first
+    first = wait_for(shutdown_requested_at, timeout=30, message="the worker to take the first signal")
+    # RQ takes a second signal within one second of the first for a duplicate of it: the second is sent
+    # once a second has passed since the worker took the first (which a loaded machine may take late).
+    wait_for(lambda: datetime.now(UTC) - first > timedelta(seconds=1.1), timeout=10)
     worker.signal(signal.SIGTERM)
     worker.process.wait(timeout=60)
     worker.stop()

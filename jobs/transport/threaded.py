@@ -15,6 +15,7 @@ its main thread waits for a job or a free thread, and otherwise lets the running
 
 from __future__ import annotations
 
+import contextlib
 import ctypes
 import functools
 import heapq
@@ -24,6 +25,7 @@ import time
 from typing import Any
 
 import rq
+from redis.exceptions import RedisError
 from rq.timeouts import BaseDeathPenalty, JobTimeoutException
 from rq.worker import WorkerStatus
 
@@ -209,11 +211,14 @@ class ThreadedExecutionMixin(_WorkerBase):
 
     # Overrides RQ's; checked against rq 2.12 and 3.0 (the warm shutdown that SIGTERM and SIGINT start).
     def _shutdown(self) -> None:
+        if self._running_jobs:
+            # As RQ tells of a busy worker: the worker's hash says since when it is stopping.
+            with contextlib.suppress(RedisError):
+                self.set_shutdown_requested_date()
         if self._waiting_for_work:
             raise StopRequested()
         # Jobs are running, or the main thread is handing one to a thread: stop taking jobs, let them end.
         self._stop_requested = True
-        self.set_shutdown_requested_date()
         self.log.info("Worker %s: stopping once its %d running job(s) end", self.name, self._running_jobs)
 
     # Overrides RQ's; checked against rq 2.12 and 3.0.
