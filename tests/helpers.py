@@ -3,15 +3,16 @@ test's own process, and real worker processes for the tests that are about a pro
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import signal
 import subprocess
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 import pytest
 from django.db import connection, connections
@@ -148,3 +149,45 @@ class WorkerProcess:
 
     def __exit__(self, *exc: object) -> None:
         self.stop()
+
+
+class Heard(NamedTuple):
+    """One lifecycle signal as a receiver got it."""
+
+    signal: Any
+    sender: Any
+    job: Any
+    exception: BaseException | None
+
+
+@contextlib.contextmanager
+def hearing(*signals: Any, broken_first: bool = False) -> Iterator[list[Heard]]:
+    """What ``signals`` send while the block runs, in order; with ``broken_first``, a receiver that
+    raises ``RuntimeError("a receiver broke")`` is connected ahead of the one that listens."""
+    heard: list[Heard] = []
+
+    def broken(sender: Any, **kwargs: Any) -> None:
+        raise RuntimeError("a receiver broke")
+
+    def receiver(signal: Any, sender: Any, job: Any, **kwargs: Any) -> None:
+        heard.append(Heard(signal, sender, job, kwargs.get("exception")))
+
+    for each in signals:
+        if broken_first:
+            each.connect(broken, dispatch_uid="test-broken")
+        each.connect(receiver, dispatch_uid="test-heard")
+    try:
+        yield heard
+    finally:
+        for each in signals:
+            each.disconnect(dispatch_uid="test-broken")
+            each.disconnect(dispatch_uid="test-heard")
+
+
+def receiver_errors(caplog: Any) -> list[str]:
+    """The log lines of lifecycle-signal receivers that raised (``jobs.signals.announce``)."""
+    return [
+        entry.getMessage()
+        for entry in caplog.records
+        if "a receiver of a lifecycle signal" in entry.getMessage()
+    ]

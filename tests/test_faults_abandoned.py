@@ -17,7 +17,7 @@ from jobs.exceptions import JobAbandoned
 from jobs.models import Status
 from jobs.transport import connection as jobs_connection
 from tests import fault_jobs
-from tests.helpers import WorkerProcess, drain, wait_for
+from tests.helpers import WorkerProcess, drain, hearing, wait_for
 
 pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.slow]
 
@@ -159,26 +159,13 @@ def test_a_job_given_up_as_abandoned_is_announced_with_job_failed(caplog):
 
     from jobs import signals
 
-    received = []
-
-    def receiver(sender, job, exception, **kwargs):
-        received.append((job.pk, job.status, exception))
-
-    def broken(sender, **kwargs):
-        raise RuntimeError("a receiver broke")
-
-    signals.job_failed.connect(broken, dispatch_uid="test-broken")
-    signals.job_failed.connect(receiver, dispatch_uid="test-received")
-    try:
+    with hearing(signals.job_failed, broken_first=True) as heard:
         record = fault_jobs.hang_once.enqueue(120)
         victim, _ = kill_mid_job("jobs.worker.SimpleWorker", record)
         victim.stop()
         wait_for(lambda: call_command("jobs_reap") or status_of(record) == Status.FAILED, timeout=30)
-    finally:
-        signals.job_failed.disconnect(dispatch_uid="test-broken")
-        signals.job_failed.disconnect(dispatch_uid="test-received")
-    [(pk, status, exception)] = received
-    assert (pk, status) == (record.pk, Status.FAILED)
+    [(_, _, job, exception)] = heard
+    assert (job.pk, job.status) == (record.pk, Status.FAILED)
     assert isinstance(exception, JobAbandoned)
     assert "stopped sending heartbeats" in str(exception)
     assert "a receiver broke" in caplog.text

@@ -15,7 +15,7 @@ from jobs.models import Dependency, Job, Status
 from jobs.transport import connection as jobs_connection
 from jobs.upkeep import reconcile, retention
 from tests import jobs
-from tests.helpers import drain
+from tests.helpers import drain, hearing, receiver_errors
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -103,33 +103,20 @@ def test_jobs_failed_by_a_dependency_are_announced_with_job_failed(caplog):
     """``job_failed`` for the failed job, then for each job its failure failed down the chain (with
     the reason as a ``DependencyFailed``), once that is committed; a raising receiver stops nothing.
     Cancelled dependents are not failed, and are not announced."""
-    received = []
-
-    def receiver(sender, job, exception, **kwargs):
-        received.append((job.pk, job.status, exception))
-
-    def broken(sender, **kwargs):
-        raise RuntimeError("a receiver broke")
-
-    signals.job_failed.connect(broken, dispatch_uid="test-broken")
-    signals.job_failed.connect(receiver, dispatch_uid="test-received")
-    try:
+    with hearing(signals.job_failed, broken_first=True) as heard:
         bad = jobs.boom.enqueue("broken input")
         middle = jobs.sum_of_dependencies.using(depends_on=bad).enqueue()
         last = jobs.sum_of_dependencies.using(depends_on=middle).enqueue()
         drain()
-    finally:
-        signals.job_failed.disconnect(dispatch_uid="test-broken")
-        signals.job_failed.disconnect(dispatch_uid="test-received")
-    by_pk = {str(pk): (status, exception) for pk, status, exception in received}
-    assert len(received) == 3 and set(by_pk) == {str(bad.pk), str(middle.pk), str(last.pk)}
+    by_pk = {str(job.pk): (job.status, exception) for _, _, job, exception in heard}
+    assert len(heard) == 3 and set(by_pk) == {str(bad.pk), str(middle.pk), str(last.pk)}
     assert {status for status, _ in by_pk.values()} == {Status.FAILED}
     assert isinstance(by_pk[str(bad.pk)][1], ValueError)
     assert isinstance(by_pk[str(middle.pk)][1], DependencyFailed)
     assert "broken input" in str(by_pk[str(middle.pk)][1])
     assert str(middle.pk) in str(by_pk[str(last.pk)][1])
-    logged = [entry for entry in caplog.records if "a receiver of a lifecycle signal" in entry.getMessage()]
-    assert len(logged) == 3 and all("a receiver broke" in entry.getMessage() for entry in logged)
+    logged = receiver_errors(caplog)
+    assert len(logged) == 3 and all("a receiver broke" in line for line in logged)
 
 
 def test_retrying_the_failed_dependency_releases_its_dependents_again():

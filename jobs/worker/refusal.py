@@ -14,9 +14,8 @@ from django.utils import timezone
 from .. import signals, transitions
 from ..dispatch import dispatch
 from ..exceptions import qualified_name
-from ..models import Job
 from ..transport.runner import Call
-from .execution import unread_record
+from .execution import unclaimed
 
 logger = logging.getLogger("jobs")
 
@@ -24,7 +23,7 @@ logger = logging.getLogger("jobs")
 def fail_before_run(call: Call, worker_name: str, exc: BaseException) -> bool:
     """Record a failed attempt, for good, for a job that cannot start; False when the record no longer
     waits (cancelled, or run by another worker)."""
-    record = _record(call)
+    record = unclaimed(call)
     attempt = transitions.claim(record, worker_name=worker_name)
     if attempt is None:
         return False
@@ -45,9 +44,4 @@ def fail_before_run(call: Call, worker_name: str, exc: BaseException) -> bool:
 
 def leave_to_relay(call: Call) -> bool:
     """Mark a waiting record undispatched, so that the relay pushes it again once Redis answers."""
-    return bool(transitions.mark_undispatched([_record(call)], timezone.now()))
-
-
-def _record(call: Call) -> Job:
-    # Not read from the database: the transitions need only the id and the alias.
-    return unread_record(call.alias, call.job_id, call.function)
+    return bool(transitions.mark_undispatched([unclaimed(call)], timezone.now()))
