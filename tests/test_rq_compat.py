@@ -125,3 +125,24 @@ def test_rq_jobs_that_will_not_run_are_lost(redis, status):
     record = Job.objects.create(function="tests.jobs.add", queue="default")
     redis.hset(RQJob.key_for(str(record.pk)), "status", status)
     assert will_not_run([(record.pk, "default")]) == [record.pk]
+
+
+@pytest.mark.parametrize(
+    "worker_class", ["jobs.worker.SimpleWorker", "jobs.worker.LeanWorker", "jobs.worker.ThreadedWorker"]
+)
+def test_a_worker_leaves_its_command_channel_at_once(redis, worker_class):
+    """RQ's pubsub thread waits up to 60 s for a message; with redis-py 8.2, whose ``stop()`` waits for the
+    thread, a worker that stopped it before sending the unsubscribe that wakes it held every exit that long."""
+    import threading
+
+    from django_rq.workers import get_worker
+
+    worker = get_worker("default", worker_class=worker_class)
+    worker.subscribe()
+    wait_for(lambda: redis.pubsub_numsub(worker.pubsub_channel_name)[0][1] == 1, timeout=10)
+    leaving = threading.Thread(target=worker.unsubscribe, daemon=True)
+    leaving.start()
+    leaving.join(timeout=10)
+    assert not leaving.is_alive(), "unsubscribe() waited for the pubsub thread's 60-second read"
+    assert not worker.pubsub_thread.is_alive()
+    assert redis.pubsub_numsub(worker.pubsub_channel_name)[0][1] == 0

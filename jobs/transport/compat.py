@@ -1,14 +1,17 @@
-"""What differs between the RQ versions `jobs` supports, rq 2.12 and rq 3.x, kept in one place.
+"""What differs between the RQ versions `jobs` supports, rq 2.12 and rq 3.x, and between the redis-py
+versions under them, kept in one place.
 
 The rest of the transport reads these names instead of comparing versions itself. Each difference says
-which versions it was checked against (rq 2.12.0 and rq 3.0.0).
+which versions it was checked against (rq 2.12.0 and rq 3.0.0; redis-py 5.0 and 8.2).
 """
 
 from __future__ import annotations
 
+import inspect
 from typing import Any
 
 import rq
+from redis.client import PubSubWorkerThread
 from rq.job import JobStatus
 
 #: rq 3 (checked against 3.0.0, against 2.12.0 for the other side):
@@ -41,3 +44,18 @@ def execution_kwargs(execution: Any) -> dict[str, Any]:
 def worker_executions_key(execution: Any) -> str | None:
     """The key of the set of the running worker's executions (rq 3), or None (rq 2.12 keeps none)."""
     return execution.worker_executions_key if RQ_3 and execution.worker_name else None
+
+
+#: redis-py 8.2 made ``PubSubWorkerThread.stop()`` wait for the thread to end (``stop(timeout=None)``);
+#: before, it only told the thread to stop (checked against redis-py 5.0 and 8.2).
+_STOP_WAITS = "timeout" in inspect.signature(PubSubWorkerThread.stop).parameters
+
+
+def tell_pubsub_thread_to_stop(thread: PubSubWorkerThread) -> None:
+    """Tell a pubsub thread to stop after the message it waits for, without waiting for it to end: the
+    thread waits up to its ``sleep_time`` (RQ's: 60 s) for a message, and a caller that would send that
+    message after this call must not be held here until then."""
+    if _STOP_WAITS:
+        thread.stop(timeout=0)
+    else:
+        thread.stop()

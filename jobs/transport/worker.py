@@ -151,11 +151,12 @@ class WorkerMixin(_WorkerBase):
     def unsubscribe(self) -> None:
         # Overrides RQ's; checked against rq 2.12 and 3.0. RQ unsubscribes, then stops its pubsub thread,
         # which waits up to 60 s for a message: when the unsubscribe's reply reaches the thread before
-        # the stop, the thread waits on, and the worker's exit waits for RQ's one-second join. Stopped
-        # first, the thread ends on that reply.
+        # the stop, the thread waits on, and the worker's exit waits for RQ's one-second join (or, with
+        # redis-py 8.2, whose stop() waits for the thread, up to the whole 60 s). Told to stop first, the
+        # thread ends on that reply.
         if self.pubsub_thread:
             self.log.info("Worker %s: unsubscribing from channel %s", self.name, self.pubsub_channel_name)
-            self.pubsub_thread.stop()
+            compat.tell_pubsub_thread_to_stop(self.pubsub_thread)
             self.pubsub.unsubscribe()
             self.pubsub_thread.join(timeout=1)
             self.pubsub.close()
