@@ -5,9 +5,11 @@ two versions write different keys, so that a worker that forgets one of them fai
 """
 
 import json
+import threading
 import time
 
 import pytest
+from django_rq.workers import get_worker
 from rq import Worker as RQWorker
 from rq.job import Job as RQJob
 
@@ -131,11 +133,9 @@ def test_rq_jobs_that_will_not_run_are_lost(redis, status):
     "worker_class", ["jobs.worker.SimpleWorker", "jobs.worker.LeanWorker", "jobs.worker.ThreadedWorker"]
 )
 def test_a_worker_leaves_its_command_channel_at_once(redis, worker_class):
-    """RQ's pubsub thread waits up to 60 s for a message; with redis-py 8.2, whose ``stop()`` waits for the
-    thread, a worker that stopped it before sending the unsubscribe that wakes it held every exit that long."""
-    import threading
-
-    from django_rq.workers import get_worker
+    """RQ's pubsub thread waits up to 60 s for a message; with redis-py 8.2, whose ``stop()`` waits for
+    the thread, a worker that stopped it before sending the unsubscribe that wakes it held every exit
+    that long."""
 
     worker = get_worker("default", worker_class=worker_class)
     worker.subscribe()
