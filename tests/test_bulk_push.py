@@ -1,4 +1,5 @@
-"""A batch pushed to RQ in one go (``jobs.transport.queues``) holds, job for job, what RQ's enqueue writes."""
+"""A batch pushed to RQ in one go, and a job pushed alone in one command (``jobs.transport.queues``), hold,
+job for job, what RQ's enqueue writes."""
 
 from datetime import timedelta
 
@@ -33,7 +34,7 @@ def _hash(redis, record):
 
 def test_each_job_of_a_batch_is_stored_as_rqs_enqueue_stores_a_single_one(redis):
     batch = jobs.add.enqueue_many([(n, n) for n in range(5)])
-    single = jobs.add.enqueue(7, 7)  # pushed alone: RQ's enqueue_job path
+    single = jobs.add.enqueue(7, 7)  # pushed alone: stored as RQ's enqueue_job stores it (test below)
     expected = {k: v for k, v in _hash(redis, single).items() if k not in PER_JOB}
     for record in batch:
         stored = _hash(redis, record)
@@ -45,6 +46,24 @@ def test_each_job_of_a_batch_is_stored_as_rqs_enqueue_stores_a_single_one(redis)
     queue = jobs_connection.get_queue("default")
     assert queue.get_job_ids() == [*(str(r.pk) for r in batch), str(single.pk)]
     assert redis.smembers("rq:queues") == {b"rq:queue:default"}
+
+
+@pytest.mark.parametrize("at_front", [False, True], ids=["tail", "front"])
+def test_a_job_pushed_alone_is_stored_as_rqs_enqueue_job_stores_it(redis, at_front):
+    records = [
+        Job.objects.create(function="tests.jobs.add", queue="default", args=[n, n], at_front=at_front)
+        for n in range(3)
+    ]
+    push(records[:1])  # alone: one command
+    push(records[1:])  # more than one, with no options (the relay's): RQ's enqueue_job, one after another
+    expected = {k: v for k, v in _hash(redis, records[1]).items() if k not in PER_JOB}
+    assert {k: v for k, v in _hash(redis, records[0]).items() if k not in PER_JOB} == expected
+    assert expected[b"status"] == b"queued" and expected[b"origin"] == b"default"
+    ids = [str(record.pk) for record in records]
+    queue = jobs_connection.get_queue("default")
+    assert queue.get_job_ids() == (ids[::-1] if at_front else ids)
+    assert redis.smembers("rq:queues") == {b"rq:queue:default"}
+    assert redis.ttl(f"rq:job:{records[0].pk}") == -1
 
 
 def test_every_job_of_a_batch_gets_its_own_retries():

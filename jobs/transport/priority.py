@@ -25,7 +25,9 @@ from typing import Any
 
 from redis import Redis
 from redis.client import Pipeline
+from redis.commands.core import Script
 from rq import Queue
+from rq.job import Job
 
 #: Where a job's priority lives in its RQ job's ``meta``.
 META_KEY = "priority"
@@ -156,6 +158,42 @@ for i = 1, n do
 end
 return moved
 """
+
+
+# One job pushed in one command: what RQ's ``enqueue_job`` writes for a job that waits for nothing (the
+# queue added to RQ's set of queues, the job's hash, its id at the tail or the head of the list), then
+# the id put in its place, as ``place`` does.
+# KEYS: the queue, the job's hash, RQ's set of queues. ARGV: the prefix of job hashes, '1' for the head,
+# the job's id, its priority, then the fields and values of its hash.
+_PUSH = (
+    "local function place(KEYS, ARGV)\n"
+    + _PLACE
+    + """
+end
+redis.call('SADD', KEYS[3], KEYS[1])
+redis.call('HSET', KEYS[2], unpack(ARGV, 5))
+redis.call(ARGV[2] == '1' and 'LPUSH' or 'RPUSH', KEYS[1], ARGV[3])
+return place({KEYS[1]}, {ARGV[1], ARGV[2], ARGV[3], ARGV[4]})
+"""
+)
+
+_push_scripts: list[Script] = []
+
+
+def push_one(queue: Queue, rq_job: Job, job_priority: int, *, front: bool = False) -> None:
+    """Write ``rq_job`` (prepared as RQ's ``enqueue_job`` prepares it) and push it to ``queue`` in its
+    place, in one command and so in one round trip, atomically.
+
+    The script is sent by its hash (registered once), which Redis loads on a miss.
+    """
+    args: list[Any] = [queue.job_class.key_for(""), "1" if front else "0", rq_job.id, job_priority]
+    for field_value in rq_job.to_dict().items():
+        args += field_value
+    if not _push_scripts:
+        _push_scripts.append(queue.connection.register_script(_PUSH))
+    _push_scripts[0](
+        keys=[queue.key, rq_job.key, queue.redis_queues_keys], args=args, client=queue.connection
+    )
 
 
 def meta(priority: int) -> dict[str, Any] | None:
