@@ -169,3 +169,13 @@ def test_a_backoff_given_per_call_holds_for_every_push_of_the_job_and_for_the_re
     record = Job.objects.get(pk=relayed.pk)
     assert record.status == Status.RETRYING
     assert record.scheduled_for - record.failed_attempts.get().failed_at == timedelta(seconds=7)
+
+
+def test_a_job_pushed_alone_after_redis_forgot_its_scripts_is_pushed(redis):
+    """A restarted Redis (or ``SCRIPT FLUSH``) no longer holds the push script: it is loaded again."""
+    first = jobs.add.enqueue(1, 1)
+    redis.script_flush()
+    second = jobs.add.enqueue(2, 2)
+    queue = jobs_connection.get_queue("default")
+    assert queue.get_job_ids() == [str(first.pk), str(second.pk)]
+    assert Job.objects.get(pk=second.pk).status == Status.QUEUED
