@@ -6,6 +6,8 @@ import uuid
 import pytest
 
 from jobs import signals
+from jobs.admin import operations
+from jobs.exceptions import DependencyFailed
 from jobs.models import Job, Status
 from jobs.transport import connection as jobs_connection
 from tests import jobs
@@ -56,3 +58,23 @@ def test_a_receiver_of_an_end_that_raises_is_logged_and_changes_nothing(worker_c
     failed_in_rq = jobs_connection.get_queue("default").failed_job_registry.get_job_ids()
     assert failed_in_rq == [str(bad.pk)]
     assert len(receiver_errors(caplog)) == 2
+
+
+def test_a_job_retried_by_a_person_and_the_dependents_its_failure_failed_are_announced_again():
+    with hearing(signals.job_finished, signals.job_failed) as heard:
+        parent = jobs.fails_on_first_attempt.enqueue("p")
+        child = jobs.add.using(depends_on=parent).enqueue(1, 1)
+        drain("jobs.worker.LeanWorker")
+        ends = [(signal, job.pk, type(exception)) for signal, _, job, exception in heard]
+        assert sorted(ends, key=str) == sorted(
+            [(signals.job_failed, parent.pk, RuntimeError), (signals.job_failed, child.pk, DependencyFailed)],
+            key=str,
+        )
+        heard.clear()
+        operations.retry(Job.objects.filter(pk=parent.pk))  # the admin's retry
+        assert Job.objects.get(pk=child.pk).status == Status.DEFERRED
+        drain("jobs.worker.LeanWorker")
+    assert [(signal, job.pk) for signal, _, job, _ in heard] == [
+        (signals.job_finished, parent.pk),
+        (signals.job_finished, child.pk),
+    ]
