@@ -25,7 +25,6 @@ from collections.abc import Sequence
 
 import rq
 from redis import Redis
-from redis.commands.core import Script
 from rq.exceptions import NoSuchJobError
 from rq.executions import ExecutionRegistry
 from rq.intermediate_queue import IntermediateQueue
@@ -34,6 +33,7 @@ from rq.job import JobStatus
 from rq.serializers import JSONSerializer
 
 from ..intervals import failure_ttl
+from . import scripts
 from .runner import RUNNER, Call, call_of
 from .worker import Running
 
@@ -164,16 +164,6 @@ def fast_path_eligible(job: RQJob, default_result_ttl: int) -> bool:
     )
 
 
-_take_scripts: list[Script] = []
-
-
-def _run_take(connection: Redis, keys: list[str], args: list) -> list:
-    """Run the take script on ``connection``; it is registered once (registering hashes its text)."""
-    if not _take_scripts:
-        _take_scripts.append(connection.register_script(_TAKE))
-    return _take_scripts[0](keys=keys, args=args, client=connection)
-
-
 def take(queue: rq.Queue, first: RQJob | None, more: int, ttl: float) -> list[Taken]:
     """Enter ``first`` (a job this worker dequeued, or None) and up to ``more`` further waiting jobs of
     ``queue`` into its started registry, in one round trip; returns them, ``first`` first. A job whose
@@ -181,8 +171,9 @@ def take(queue: rq.Queue, first: RQJob | None, more: int, ttl: float) -> list[Ta
     connection: Redis = queue.connection
     base = uuid.uuid4().hex[:24]
     registry_key = queue.started_job_registry.key
-    replies = _run_take(
+    replies = scripts.run(
         connection,
+        _TAKE,
         keys=[
             queue.key,
             registry_key,

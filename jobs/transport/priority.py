@@ -25,9 +25,10 @@ from typing import Any
 
 from redis import Redis
 from redis.client import Pipeline
-from redis.commands.core import Script
 from rq import Queue
 from rq.job import Job
+
+from . import scripts
 
 #: Where a job's priority lives in its RQ job's ``meta``.
 META_KEY = "priority"
@@ -177,23 +178,17 @@ return place({KEYS[1]}, {ARGV[1], ARGV[2], ARGV[3], ARGV[4]})
 """
 )
 
-_push_scripts: list[Script] = []
-
 
 def push_one(queue: Queue, rq_job: Job, job_priority: int, *, front: bool = False) -> None:
     """Write ``rq_job`` (prepared as RQ's ``enqueue_job`` prepares it) and push it to ``queue`` in its
     place, in one command and so in one round trip, atomically.
 
-    The script is sent by its hash (registered once), which Redis loads on a miss.
+    The script is sent by its hash (``transport.scripts``).
     """
     args: list[Any] = [queue.job_class.key_for(""), "1" if front else "0", rq_job.id, job_priority]
     for field_value in rq_job.to_dict().items():
         args += field_value
-    if not _push_scripts:
-        _push_scripts.append(queue.connection.register_script(_PUSH))
-    _push_scripts[0](
-        keys=[queue.key, rq_job.key, queue.redis_queues_keys], args=args, client=queue.connection
-    )
+    scripts.run(queue.connection, _PUSH, [queue.key, rq_job.key, queue.redis_queues_keys], args)
 
 
 def meta(priority: int) -> dict[str, Any] | None:

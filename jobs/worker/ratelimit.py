@@ -15,6 +15,7 @@ from ..exceptions import JobsError
 from ..keys import rate_limit as rate_limit_key
 from ..options import RateLimit
 from ..registry import resolve
+from ..transport import scripts
 from ..transport.runner import Call
 
 # A sliding window log: the start times (ms, Redis's clock) of the runs in the last window.
@@ -37,9 +38,8 @@ return math.max(1, tonumber(oldest[2]) + window - now_ms)
 
 def acquire(redis: Redis, function: str, bucket: str, limit: RateLimit, member: str) -> float:
     """Take one run from the window; returns 0 if the run may start now, else seconds to wait."""
-    script = redis.register_script(_SCRIPT)
-    wait_ms = script(
-        keys=[rate_limit_key(function, bucket)], args=[limit.seconds * 1000, limit.count, member]
+    wait_ms = scripts.run(
+        redis, _SCRIPT, [rate_limit_key(function, bucket)], [limit.seconds * 1000, limit.count, member]
     )
     return int(wait_ms) / 1000
 
