@@ -9,7 +9,8 @@ priority, still behind those of a higher one.
 
 The ids that RQ's own code puts back on a list (a due job moved from the scheduled registry, a retry
 due at once) are appended at the tail by RQ and placed right after, by the same script: a job that
-became due is taken by a worker in its place from that moment on.
+became due is taken by a worker in its place from that moment on. A job pushed alone is written,
+pushed and placed by one script (``push_one``), which runs the placing script's code after the writes.
 
 A job pushed in its place already (the common case) costs the script a look at the job before it. Jobs
 that must move (one, or a batch of ``enqueue_many``) cost a binary search of the list (which is in
