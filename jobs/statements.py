@@ -207,19 +207,19 @@ def claim_many(alias: str, pks: Sequence[Any], worker_name: str, started_at: dat
     return {str(id_field.to_python(row[0])): int(row[1]) for row in rows}
 
 
-def finish_many(alias: str, finished: Sequence[tuple[Any, int, Any]], finished_at: datetime) -> set[str]:
+def finish_many(alias: str, finished: Sequence[tuple[Any, int, Any, datetime]]) -> set[str]:
     """Mark jobs finished with their results (one UPDATE), each if it is still started by its attempt and
-    no other job waits for it (as ``finish``); ``finished`` holds (id, attempt, result). Returns the ids
-    (as text) that it marked. Only where ``returns_from_update``."""
+    no other job waits for it (as ``finish``); ``finished`` holds (id, attempt, result, finished_at).
+    Returns the ids (as text) that it marked. Only where ``returns_from_update``."""
     connection = connections[alias]
     table, col = _names(connection)
     postgresql = connection.vendor == "postgresql"
     # PostgreSQL types the values from their first row; casts keep a NULL result a json value.
-    row = "(%s::uuid, %s::integer, %s::jsonb)" if postgresql else "(%s, %s, %s)"
+    row = "(%s::uuid, %s::integer, %s::jsonb, %s::timestamptz)" if postgresql else "(%s, %s, %s, %s)"
     values = ", ".join([row] * len(finished))
     sql = (
-        f"WITH done(id, attempt, result) AS (VALUES {values}) "  # noqa: S608
-        f"UPDATE {table} SET {col('status')} = %s, {col('finished_at')} = %s, "
+        f"WITH done(id, attempt, result, finished_at) AS (VALUES {values}) "  # noqa: S608
+        f"UPDATE {table} SET {col('status')} = %s, {col('finished_at')} = done.finished_at, "
         f"{col('result')} = done.result, {col('progress')} = %s FROM done "
         f"WHERE {table}.{col('id')} = done.id AND {table}.{col('attempts')} = done.attempt "
         f"AND {table}.{col('status')} = %s AND {table}.{col('has_dependents')} = %s "
@@ -228,11 +228,15 @@ def finish_many(alias: str, finished: Sequence[tuple[Any, int, Any]], finished_a
     if _async_commit(connection):
         sql += ", " + ASYNC_COMMIT.removeprefix(" RETURNING ")
     params: list[Any] = []
-    for pk, attempt, result in finished:
-        params += [_prepare("id", pk, connection), attempt, _prepare("result", result, connection)]
+    for pk, attempt, result, finished_at in finished:
+        params += [
+            _prepare("id", pk, connection),
+            attempt,
+            _prepare("result", result, connection),
+            _prepare("finished_at", finished_at, connection),
+        ]
     params += [
         Status.FINISHED.value,
-        _prepare("finished_at", finished_at, connection),
         _prepare("progress", 100, connection),
         Status.STARTED.value,
         _prepare("has_dependents", False, connection),

@@ -114,26 +114,25 @@ def claim_many(records: Sequence[Job], worker_name: str) -> dict[str, int]:
     return won
 
 
-def finish_many(runs: Sequence[tuple[Job, int, Any]], push: Push | None = None) -> set[str]:
-    """started -> finished, for a batch of (record, attempt, result) on one database, each if its attempt
-    still holds the record: one UPDATE where the database says which rows it changed (else one per
-    record). A record that other jobs wait for is finished by ``finish``, with their release. Returns
-    the ids (text) of the records it finished."""
+def finish_many(runs: Sequence[tuple[Job, int, Any, datetime | None]], push: Push | None = None) -> set[str]:
+    """started -> finished, for a batch of (record, attempt, result, when it ended) on one database, each
+    if its attempt still holds the record: one UPDATE where the database says which rows it changed (else
+    one per record). A record that other jobs wait for is finished by ``finish``, with their release.
+    Returns the ids (text) of the records it finished. A run whose end is not given ended now."""
     if not runs:
         return set()
     alias = _alias(runs[0][0])
-    finished_at = timezone.now()
+    now = timezone.now()
+    ended = [(record, attempt, result, finished_at or now) for record, attempt, result, finished_at in runs]
     if statements.returns_from_update(alias):
-        won = statements.finish_many(
-            alias, [(record.pk, attempt, result) for record, attempt, result in runs], finished_at
-        )
+        won = statements.finish_many(alias, [(record.pk, *rest) for record, *rest in ended])
     else:
         won = {
             str(record.pk)
-            for record, attempt, result in runs
+            for record, attempt, result, finished_at in ended
             if statements.finish(alias, record.pk, attempt, result, finished_at)
         }
-    for record, attempt, result in runs:
+    for record, attempt, result, finished_at in ended:
         if str(record.pk) in won:
             record.status, record.finished_at, record.result, record.progress = (
                 Status.FINISHED,
@@ -141,20 +140,22 @@ def finish_many(runs: Sequence[tuple[Job, int, Any]], push: Push | None = None) 
                 result,
                 100,
             )
-        elif finish(record, attempt, result, push=push):
+        elif finish(record, attempt, result, push=push, finished_at=finished_at):
             # Not stale: a job with dependents, finished in the transaction that releases them.
             won.add(str(record.pk))
     return won
 
 
-def finish(record: Job, attempt: int, result: Any, push: Push | None = None) -> bool:
+def finish(
+    record: Job, attempt: int, result: Any, push: Push | None = None, finished_at: datetime | None = None
+) -> bool:
     """started -> finished with the run's result, if ``attempt`` still holds the record.
 
     One UPDATE for a job that no other job waits for. The statement skips a job with dependents: its
     finish and the release of its dependents then go in one transaction (and ``push`` takes the
     released ones after the commit).
     """
-    finished_at = timezone.now()
+    finished_at = finished_at or timezone.now()
     alias = _alias(record)
     if not statements.finish(alias, record.pk, attempt, result, finished_at):
         fields = {"status": Status.FINISHED, "finished_at": finished_at, "result": result, "progress": 100}

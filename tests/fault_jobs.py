@@ -87,6 +87,14 @@ def gated_first_attempt(gate, outcome):
     return attempt
 
 
+class ClaimingAheadWorker(ThreadedWorker):
+    """The threaded worker with 4 threads that claims a job ahead of them from the start (the most it
+    may: a quarter of the threads), and takes none ahead unclaimed: it holds five jobs."""
+
+    concurrency = 4
+    claim_ahead = 1000.0
+
+
 class TakingAheadWorker(ThreadedWorker):
     """The threaded worker with 2 threads that takes as many jobs ahead as it may (64): a batch holds
     running jobs and jobs waiting for a thread."""

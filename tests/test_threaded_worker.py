@@ -21,6 +21,7 @@ from jobs.models import Job, Status
 from jobs.transport import batch
 from jobs.transport import connection as jobs_connection
 from jobs.upkeep import reaper
+from jobs.worker import ThreadedWorker
 from tests import fault_jobs, jobs
 from tests.helpers import ROOT, WorkerProcess, drain, wait_for, worker_env
 
@@ -184,6 +185,74 @@ def test_a_killed_worker_s_running_jobs_are_all_found_and_retried(settings):
         record.refresh_from_db()
         assert (record.status, record.attempts, record.result) == (Status.FINISHED, 2, 2)
         assert record.failed_attempts.get().error_class == "jobs.exceptions.JobAbandoned"
+
+
+CLAIMING_AHEAD = "tests.fault_jobs.ClaimingAheadWorker"
+
+
+def _claiming_ahead_worker():
+    return WorkerProcess(
+        "--worker-class", CLAIMING_AHEAD, queues=("default",), JOBS_TEST_JOBS=json.dumps(FAST)
+    )
+
+
+@pytest.mark.slow
+def test_sigterm_lets_the_job_claimed_ahead_of_the_threads_run_and_leaves_the_next_waiting():
+    running = [fault_jobs.work_for.enqueue(2) for _ in range(4)]
+    ahead = jobs.add.enqueue(1, 2)
+    later = jobs.add.enqueue(2, 3)
+    worker = _claiming_ahead_worker()
+    wait_for(lambda: _started([*running, ahead]), timeout=60, message="four running and one claimed ahead")
+    assert jobs_connection.get_queue("default").get_job_ids() == [str(later.pk)]
+    worker.signal(signal.SIGTERM)
+    assert worker.process.wait(timeout=60) == 0
+    output = worker.stop()
+    finished = Job.objects.filter(pk__in=[r.pk for r in [*running, ahead]], status=Status.FINISHED)
+    assert sorted(finished.values_list("attempts", "result")) == [(1, 2)] * 4 + [(1, 3)], output
+    assert Job.objects.get(pk=later.pk).status == Status.QUEUED
+    assert jobs_connection.get_queue("default").get_job_ids() == [str(later.pk)]
+
+
+@pytest.mark.slow
+def test_a_job_claimed_ahead_of_the_threads_counts_as_started_when_its_worker_dies(settings):
+    settings.JOBS = {**settings.JOBS, **FAST}
+    running = [fault_jobs.hang_first_attempt.enqueue(120) for _ in range(4)]
+    ahead = fault_jobs.hang_first_attempt.enqueue(0)
+    later = jobs.add.enqueue(2, 3)
+    victim = _claiming_ahead_worker()
+    wait_for(lambda: _started([*running, ahead]), timeout=60, message="four running and one claimed ahead")
+    wait_for(
+        lambda: Job.objects.filter(pk__in=[r.pk for r in running], progress=1).count() == 4,
+        timeout=60,
+        message="the four running jobs to announce themselves",
+    )
+    os.kill(victim.pid, signal.SIGKILL)
+    victim.process.wait(timeout=10)
+    assert Job.objects.get(pk=ahead.pk).progress == 0  # claimed, never begun
+    given_up = Job.objects.filter(pk__in=[r.pk for r in [*running, ahead]], status=Status.RETRYING)
+    with _threaded_worker("low"):  # the rescuer
+        wait_for(
+            lambda: given_up.count() == 5 and jobs_connection.get_queue("default").count == 6,
+            timeout=60,
+            message="the reaper to retry the five it held",
+        )
+    drain(THREADED, queues=("default",))
+    for record in [*running, ahead]:
+        record.refresh_from_db()
+        assert (record.status, record.attempts, record.result) == (Status.FINISHED, 2, 2)
+        assert record.failed_attempts.get().error_class == "jobs.exceptions.JobAbandoned"
+    assert Job.objects.get(pk=later.pk).attempts == 1
+
+
+def test_jobs_are_claimed_ahead_of_the_threads_for_a_short_while_and_for_a_quarter_of_them_at_most(redis):
+    worker = fault_jobs.ClaimingAheadWorker(["default"], connection=redis)
+    assert worker.claimed_ahead == 1
+    worker._run_time = 0.05
+    for threads, claimed in ((1, 0), (3, 0), (4, 0), (8, 1), (32, 6), (64, 12)):
+        worker.slots, worker.claim_ahead = threads, ThreadedWorker.claim_ahead
+        assert worker.claimed_ahead == claimed, threads
+    worker._run_time = 0.0001  # short jobs: a quarter of the threads
+    assert worker.claimed_ahead == 16
 
 
 @pytest.mark.slow

@@ -146,6 +146,23 @@ def test_the_bulk_transitions_change_the_right_rows_and_count_the_refused():
     assert refused == 2
 
 
+def test_a_batch_of_runs_is_finished_with_the_moment_each_ended_and_only_for_its_attempt():
+    ended = [timezone.now() - timezone.timedelta(seconds=seconds) for seconds in (3, 2)]
+    first, second = (_record(Status.STARTED, attempts=1) for _ in range(2))
+    stale = _record(Status.STARTED, attempts=2)
+    now = _record(Status.STARTED, attempts=1)
+    runs = [(first, 1, "a", ended[0]), (second, 1, "b", ended[1]), (stale, 1, "c", ended[1])]
+    won = transitions.finish_many([*runs, (now, 1, "d", None)])
+    assert won == {str(first.pk), str(second.pk), str(now.pk)}
+    stored = {record.pk: record for record in Job.objects.all()}
+    assert [(stored[r.pk].result, stored[r.pk].finished_at) for r in (first, second)] == [
+        ("a", ended[0]),
+        ("b", ended[1]),
+    ]
+    assert (stored[stale.pk].status, stored[stale.pk].finished_at) == (Status.STARTED, None)
+    assert stored[now.pk].finished_at > ended[1]
+
+
 def test_progress_of_a_run_no_longer_current_changes_nothing():
     record = _record(Status.STARTED, attempts=1)
     token = context.running(record, 1)

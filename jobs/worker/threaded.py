@@ -9,9 +9,15 @@ callbacks; ``transport.batch``): the main thread takes the job RQ's dequeue gave
 holds more, as many more as there is room for, in one round trip, and claims their records in one
 statement. Room is the free threads plus the jobs the threads will get through in about
 ``TAKE_AHEAD_SECONDS`` (by the run time measured so far), so that a deep queue of short jobs is taken in
-batches while a long job is never claimed long before it starts. The job threads run the functions; a
-recorder thread records the jobs that succeeded, as many as have ended since its last turn, in one
-statement and one pipeline: a finished job waits only for the batch being recorded before it. Every job
+batches while a long job is never claimed long before it starts. A job is claimed once a thread is free
+for it, and a few before that, so that a thread that ends a job finds the next one claimed and waiting
+for it rather than waiting for the main thread: as many as the threads will get to in about
+``CLAIM_AHEAD_SECONDS`` by the run time measured so far, and at most a quarter of the threads (none for
+fewer than four). Those count as started: should the worker die, the reaper retries them as it retries
+the running ones. The job threads run the functions; a recorder thread records the jobs that succeeded
+in one statement and one pipeline: those that ended while the batch before them was being recorded, and,
+while other jobs run, those that end within ``RECORD_WAIT_SECONDS`` of the first, each with the moment
+it ended. Every job
 taken (waiting, running, or waiting to be recorded) has its entry in its queue's started registry, kept
 live by the worker's heartbeat thread (``jobs.worker.liveness``), so that the reaper finds every one of
 them if the worker dies: a taken job whose record still waits is pushed again, a started one is
@@ -37,9 +43,11 @@ import traceback
 from collections import defaultdict
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from datetime import datetime
 from typing import Any
 
 from django.db import DatabaseError, close_old_connections, connections
+from django.utils import timezone
 
 from .. import signals, transitions
 from ..conf import jobs_settings
@@ -66,6 +74,10 @@ MAX_AHEAD = 64
 SHORT_JOB = 0.005
 #: Finished jobs recorded in one statement at most.
 MAX_RECORDED = 500
+#: Jobs are claimed ahead of the free threads for about this many seconds of the threads' work.
+CLAIM_AHEAD_SECONDS = 0.01
+#: While other jobs run, a job that succeeded waits this long for others to end, to be recorded with them.
+RECORD_WAIT_SECONDS = 0.01
 
 
 class JobThreads:
@@ -116,6 +128,7 @@ class Run:
     attempt: int | None = None  # None: the record no longer waited, the job is skipped
     result: Any = None
     seconds: float = 0.0
+    ended_at: datetime | None = None
 
 
 @dataclass
@@ -179,6 +192,8 @@ class Recorder:
                 if first is None:
                     return
                 runs = [first]
+                if self.worker.running_jobs:
+                    time.sleep(RECORD_WAIT_SECONDS)
                 while len(runs) < MAX_RECORDED:
                     try:
                         run = self._runs.get_nowait()
@@ -218,7 +233,8 @@ class Recorder:
         finished: list[Run] = []
         for alias_runs in by_alias.values():
             won = transitions.finish_many(
-                [(run.record, run.attempt or 0, run.result) for run in alias_runs], push=dispatch
+                [(run.record, run.attempt or 0, run.result, run.ended_at) for run in alias_runs],
+                push=dispatch,
             )
             for run in alias_runs:
                 if str(run.record.pk) in won:
@@ -241,6 +257,8 @@ class ThreadedWorker(LedgerWorkerMixin, RQThreadedWorker):
     concurrency: int | None = None
     #: Seconds of the threads' work that are taken ahead of the free threads.
     take_ahead = TAKE_AHEAD_SECONDS
+    #: Seconds of the threads' work that are claimed ahead of the free threads.
+    claim_ahead = CLAIM_AHEAD_SECONDS
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
@@ -260,7 +278,13 @@ class ThreadedWorker(LedgerWorkerMixin, RQThreadedWorker):
     def room(self) -> int:
         """How many jobs this worker holds at most: one per thread, and those taken ahead."""
         ahead = int(self.slots * self.take_ahead / max(self._run_time, 1e-4))
-        return self.slots + min(MAX_AHEAD, ahead)
+        return self.slots + self.claimed_ahead + min(MAX_AHEAD, ahead)
+
+    @property
+    def claimed_ahead(self) -> int:
+        """How many jobs are claimed ahead of the free threads at most (see the module)."""
+        ahead = int(self.slots * self.claim_ahead / max(self._run_time, 1e-4))
+        return min(self.slots // 4, ahead)
 
     # Overrides LedgerWorkerMixin's (and RQ's): jobs are taken only when there is room for them.
     def dequeue_job_and_maintain_ttl(self, timeout: int | None, max_idle_time: int | None = None) -> Any:
@@ -296,16 +320,17 @@ class ThreadedWorker(LedgerWorkerMixin, RQThreadedWorker):
         # The jobs taken ahead go to the threads as they free up; then, with room ahead, more jobs are
         # taken once the worker holds about half of what it has room for, so that a deep queue is taken
         # in batches; without, once a thread is free.
-        room = self.room
-        below = self.slots if room == self.slots else max(self.slots, room // 2 + 1)
+        room, claimed = self.room, self.slots + self.claimed_ahead
+        below = claimed if room == claimed else max(claimed, room // 2 + 1)
         while True:
             self._hand_over_ahead()
             # Fewer jobs than this held: threads are free for the next jobs taken ahead (for short jobs,
-            # half the threads, so that their claims go in batches), or there is room for more.
-            batched = max(1, self.slots // 2) if self._run_time < SHORT_JOB else 1
-            than = (
-                self.slots + len(self._ahead) - min(batched, len(self._ahead)) + 1 if self._ahead else below
-            )
+            # half the threads, so that their claims go in batches; with jobs claimed ahead, half of
+            # those), or there is room for more.
+            batched = max(1, (claimed - self.slots + 1) // 2)
+            if self._run_time < SHORT_JOB:
+                batched = max(batched, self.slots // 2)
+            than = claimed + len(self._ahead) - min(batched, len(self._ahead)) + 1 if self._ahead else below
             if self.wait_for_fewer_jobs(than, WAIT_TICK):
                 if not self._ahead:
                     return
@@ -317,10 +342,10 @@ class ThreadedWorker(LedgerWorkerMixin, RQThreadedWorker):
                 self.run_maintenance_tasks()
 
     def _hand_over_ahead(self) -> None:
-        """Claim, in one statement, as many of the jobs taken ahead as there are free threads, and hand
-        them over. A job is claimed only once a thread is free for it, so that a job that waits here
+        """Claim, in one statement, as many of the jobs taken ahead as there are free threads and jobs
+        claimed ahead of them (see the module), and hand them over. A job that waits here unclaimed
         when the worker dies has not started: the reaper pushes it again rather than giving up on it."""
-        free = self.slots - (self.running_jobs - len(self._ahead))
+        free = self.slots + self.claimed_ahead - (self.running_jobs - len(self._ahead))
         if free <= 0 or not self._ahead:
             return
         runs = [self._ahead.popleft() for _ in range(min(free, len(self._ahead)))]
@@ -456,6 +481,7 @@ class ThreadedWorker(LedgerWorkerMixin, RQThreadedWorker):
             except REDIS_DOWN as redis_exc:
                 logger.warning("Job %s failed; Redis could not take it (%s)", taken.job_id, redis_exc)
         else:
+            run.ended_at = timezone.now()
             run.seconds = time.monotonic() - started
             self._run_time = 0.9 * self._run_time + 0.1 * run.seconds
             self._recorder.put(run)
