@@ -1,7 +1,8 @@
 """Jobs that wait 50 ms each (as on a network call), drained by one worker process running N at once.
 
 ``jobs.worker.ThreadedWorker`` at N = 1, 8 and 32 (``JOBS["WORKER_CONCURRENCY"]``) against Dramatiq and
-Celery, each with one process of 32 threads, on the same Redis. Every job marks in Redis when the first
+Celery, each with one process of 32 threads, on the same Redis; and against the ceiling: 32 plain threads
+that run the same function from memory (``bench.bare_threads``). Every job marks in Redis when the first
 job started, when the last one ended and how many ended (``bench.jobs.sleep_and_mark``, the same for all),
 and throughput is jobs / (last end - first start), so that no worker's start-up is counted.
 
@@ -63,6 +64,10 @@ def _celery(client: redis.Redis, jobs: int, concurrency: int) -> list[str]:
     ]  # fmt: skip
 
 
+def _bare_threads(client: redis.Redis, jobs: int, concurrency: int) -> list[str]:
+    return [sys.executable, "-m", "bench.bare_threads", str(concurrency), str(jobs)]
+
+
 def drain(
     client: redis.Redis,
     fill: Callable[[redis.Redis, int, int], list[str]],
@@ -105,16 +110,19 @@ def run(client: redis.Redis, runs: int, jobs: int) -> list[Comparison]:
     many = Case(f"ThreadedWorker, N = {THREADS}")
     dramatiq = Case(f"Dramatiq, {THREADS} threads")
     celery = Case(f"Celery, {THREADS} threads")
+    bare = Case(f"{THREADS} bare threads, no framework")
     for _ in range(runs):
         drain(client, _threaded, max(1, jobs // 10), 1, one)
         drain(client, _threaded, jobs, 8, eight)
         drain(client, _threaded, jobs, THREADS, many)
         drain(client, _dramatiq, jobs, THREADS, dramatiq)
         drain(client, _celery, jobs, THREADS, celery)
+        drain(client, _bare_threads, jobs, THREADS, bare)
     clear(client)
     return [
         Comparison("50 ms jobs, one process, N = 8", "jobs/s", jobs, eight, one, target=">= 6x"),
         Comparison(f"50 ms jobs, one process, N = {THREADS}", "jobs/s", jobs, many, one, target=">= 20x"),
         Comparison(f"50 ms jobs, N = {THREADS}", "jobs/s", jobs, many, dramatiq, target=">= 1x"),
         Comparison(f"50 ms jobs, N = {THREADS}", "jobs/s", jobs, many, celery, target=">= 1x"),
+        Comparison(f"50 ms jobs, N = {THREADS}, the ceiling", "jobs/s", jobs, many, bare),
     ]

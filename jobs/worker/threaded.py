@@ -5,23 +5,27 @@
 to the job threads; it also sends the worker's heartbeats and runs the maintenance.
 
 The fast path, for every `jobs` job that RQ keeps nothing of once it succeeds (no result TTL, no
-callbacks; ``transport.batch``): the main thread takes the job RQ's dequeue gave it and, when the queue
-holds more, as many more as there is room for, in one round trip, and claims their records in one
-statement. Room is the free threads plus the jobs the threads will get through in about
-``TAKE_AHEAD_SECONDS`` (by the run time measured so far), so that a deep queue of short jobs is taken in
-batches while a long job is never claimed long before it starts. A job is claimed once a thread is free
-for it, and a few before that, so that a thread that ends a job finds the next one claimed and waiting
-for it rather than waiting for the main thread: as many as the threads will get to in about
-``CLAIM_AHEAD_SECONDS`` by the run time measured so far, and at most a quarter of the threads (none for
-fewer than four). Those count as started: should the worker die, the reaper retries them as it retries
-the running ones. The job threads run the functions; a recorder thread records the jobs that succeeded
-in one statement and one pipeline: those that ended while the batch before them was being recorded, and,
-while other jobs run, those that end within ``RECORD_WAIT_SECONDS`` of the first, each with the moment
-it ended. Every job
-taken (waiting, running, or waiting to be recorded) has its entry in its queue's started registry, kept
-live by the worker's heartbeat thread (``jobs.worker.liveness``), so that the reaper finds every one of
-them if the worker dies: a taken job whose record still waits is pushed again, a started one is
-retried or failed. A job that fails is recorded at once, and RQ retries or fails it as usual.
+callbacks; ``transport.batch``):
+
+- Taking: the main thread takes the job RQ's dequeue gave it and, when the queue holds more, as many
+  more as there is room for, in one round trip. Room is the free threads plus the jobs the threads will
+  get through in about ``TAKE_AHEAD_SECONDS`` (by the run time measured so far), so that a deep queue
+  of short jobs is taken in batches.
+- Claiming: the records of the jobs taken are claimed in one statement once a thread is free for them,
+  and a few before that, so that a thread that ends a job finds its next one claimed and waiting rather
+  than waiting for the main thread: as many as the threads will get to in about ``CLAIM_AHEAD_SECONDS``
+  by the run time measured so far, at most a quarter of the threads (none for fewer than four). Those
+  count as started. The other jobs taken ahead wait unclaimed, so that a long job is not marked started
+  long before it runs.
+- Recording: a recorder thread records the jobs that succeeded in one statement and one pipeline:
+  those that ended while it recorded the batch before them and, while other jobs run, those that end
+  within ``RECORD_WAIT_SECONDS`` of the first; each with the moment it ended. A job that fails is
+  recorded at once, and RQ retries or fails it as usual.
+
+Every job taken (waiting, claimed, running, or waiting to be recorded) has its entry in its queue's
+started registry, kept live by the worker's heartbeat thread (``jobs.worker.liveness``), so that the
+reaper finds every one of them if the worker dies: a taken job whose record still waits is pushed
+again, a started one (claimed ahead included) is retried or failed.
 
 Any other job (an RQ job that `jobs` did not push, or one with a result TTL) runs in a job thread
 through RQ's own path, as the lean worker runs it.
