@@ -253,6 +253,8 @@ def test_jobs_are_claimed_ahead_of_the_threads_for_a_short_while_and_for_a_quart
         assert worker.claimed_ahead == claimed, threads
     worker._run_time = 0.0001  # short jobs: a quarter of the threads
     assert worker.claimed_ahead == 16
+    worker.claim_ahead = 0  # a job is claimed only once a thread is free for it
+    assert worker.claimed_ahead == 0
 
 
 @pytest.mark.slow
