@@ -280,7 +280,8 @@ class ThreadedWorker(LedgerWorkerMixin, RQThreadedWorker):
 
     @property
     def room(self) -> int:
-        """How many jobs this worker holds at most: one per thread, and those taken ahead."""
+        """How many jobs this worker holds at most: one per thread, those claimed ahead of the threads,
+        and those taken ahead unclaimed."""
         ahead = int(self.slots * self.take_ahead / max(self._run_time, 1e-4))
         return self.slots + self.claimed_ahead + min(MAX_AHEAD, ahead)
 
@@ -324,17 +325,18 @@ class ThreadedWorker(LedgerWorkerMixin, RQThreadedWorker):
         # The jobs taken ahead go to the threads as they free up; then, with room ahead, more jobs are
         # taken once the worker holds about half of what it has room for, so that a deep queue is taken
         # in batches; without, once a thread is free.
-        room, claimed = self.room, self.slots + self.claimed_ahead
-        below = claimed if room == claimed else max(claimed, room // 2 + 1)
+        # The jobs handed to the threads at most: one per thread, and those claimed ahead of them.
+        room, handed = self.room, self.slots + self.claimed_ahead
+        below = handed if room == handed else max(handed, room // 2 + 1)
         while True:
             self._hand_over_ahead()
             # Fewer jobs than this held: threads are free for the next jobs taken ahead (for short jobs,
             # half the threads, so that their claims go in batches; with jobs claimed ahead, half of
             # those), or there is room for more.
-            batched = max(1, (claimed - self.slots + 1) // 2)
+            batched = max(1, (handed - self.slots + 1) // 2)
             if self._run_time < SHORT_JOB:
                 batched = max(batched, self.slots // 2)
-            than = claimed + len(self._ahead) - min(batched, len(self._ahead)) + 1 if self._ahead else below
+            than = handed + len(self._ahead) - min(batched, len(self._ahead)) + 1 if self._ahead else below
             if self.wait_for_fewer_jobs(than, WAIT_TICK):
                 if not self._ahead:
                     return
