@@ -21,12 +21,17 @@ from tests.helpers import WorkerProcess, drain, hearing, wait_for
 
 pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.slow]
 
-WORKER_CLASSES = ["jobs.worker.Worker", "jobs.worker.SimpleWorker", "jobs.worker.LeanWorker"]
+WORKER_CLASSES = [
+    "jobs.worker.Worker",
+    "jobs.worker.SimpleWorker",
+    "jobs.worker.LeanWorker",
+    "jobs.worker.ThreadedWorker",
+]
 FAST = {"ABANDONED_AFTER": 4}
 ABANDONED = f"{JobAbandoned.__module__}.{JobAbandoned.__qualname__}"
 
 
-@pytest.fixture(params=WORKER_CLASSES, ids=["forking", "simple", "lean"])
+@pytest.fixture(params=WORKER_CLASSES, ids=["forking", "simple", "lean", "threaded"])
 def worker_class(request):
     return request.param
 

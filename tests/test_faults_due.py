@@ -87,7 +87,13 @@ def test_rate_limited_jobs_wait_and_run_without_with_scheduler():
 
 
 @pytest.mark.parametrize(
-    "worker_class", ["jobs.worker.Worker", "jobs.worker.SimpleWorker", "jobs.worker.LeanWorker"]
+    "worker_class",
+    [
+        "jobs.worker.Worker",
+        "jobs.worker.SimpleWorker",
+        "jobs.worker.LeanWorker",
+        "jobs.worker.ThreadedWorker",
+    ],
 )
 def test_a_job_pushed_twice_runs_once_and_leaves_nothing_behind(worker_class):
     """Two movers at the same moment push a due job twice: the claim lets one run, and the second
@@ -106,7 +112,7 @@ def test_a_job_pushed_twice_runs_once_and_leaves_nothing_behind(worker_class):
     record.refresh_from_db()
     assert (record.attempts, record.failed_attempts.count(), record.error_class) == (1, 0, "")
     assert fault_jobs.runs_of(tag) == 1
-    if worker_class == "jobs.worker.LeanWorker":
+    if worker_class in ("jobs.worker.LeanWorker", "jobs.worker.ThreadedWorker"):
         # RQ's own paths (SimpleWorker, Worker) file the slower copy as failed in RQ when the faster
         # one has deleted the job's hash: one reason why `jobs` workers run no second mover.
         assert queue.failed_job_registry.get_job_ids() == []

@@ -99,7 +99,9 @@ def test_a_worker_started_while_redis_is_down_waits_for_it(redis_server):
 FAST = {"ABANDONED_AFTER": 4, "RELAY_GRACE": 1, "RECONCILE_INTERVAL": 1}
 
 
-@pytest.mark.parametrize("worker_class", ["jobs.worker.Worker", "jobs.worker.SimpleWorker"])
+@pytest.mark.parametrize(
+    "worker_class", ["jobs.worker.Worker", "jobs.worker.SimpleWorker", "jobs.worker.ThreadedWorker"]
+)
 def test_flushall_waiting_jobs_are_pushed_again_and_the_running_one_is_left_alone(redis, worker_class):
     tag = uuid.uuid4().hex[:8]
     running = fault_jobs.work_for.enqueue(5)

@@ -73,11 +73,14 @@ def assert_attempt_2_kept(record):
     assert str(record.pk) not in queue.scheduled_job_registry.get_job_ids()
 
 
+@pytest.mark.parametrize("worker_class", ["jobs.worker.SimpleWorker", "jobs.worker.ThreadedWorker"])
 @pytest.mark.parametrize("outcome", ["fail", "return"])
-def test_a_stopped_worker_resumed_after_a_newer_attempt_leaves_the_record_alone(tmp_path, outcome):
+def test_a_stopped_worker_resumed_after_a_newer_attempt_leaves_the_record_alone(
+    tmp_path, outcome, worker_class
+):
     gate = tmp_path / "gate"
     record = fault_jobs.gated_first_attempt.enqueue(str(gate), outcome)
-    stale = start_worker("jobs.worker.SimpleWorker", "--burst")
+    stale = start_worker(worker_class, "--burst")
     try:
         assert wait_for(lambda: running_pid(record), timeout=60, message="attempt 1 to start") == stale.pid
         os.kill(stale.pid, signal.SIGSTOP)

@@ -13,7 +13,7 @@ from jobs import intervals, keys
 from jobs.conf import jobs_settings
 from jobs.models import Job, Status
 from jobs.transport import connection as jobs_connection
-from jobs.worker import LeanWorker, SimpleWorker
+from jobs.worker import LeanWorker, SimpleWorker, ThreadedWorker
 from jobs.worker.pause import PausedQueues
 from tests import broken_import_jobs, due_jobs, fault_jobs
 from tests.helpers import WorkerProcess, run_worker, wait_for
@@ -35,7 +35,9 @@ def assert_failed_with(record, error_class, message_part):
 
 
 @pytest.mark.usefixtures("restore_signal_handlers")
-@pytest.mark.parametrize("worker_class", [SimpleWorker, LeanWorker], ids=["simple", "lean"])
+@pytest.mark.parametrize(
+    "worker_class", [SimpleWorker, LeanWorker, ThreadedWorker], ids=["simple", "lean", "threaded"]
+)
 def test_a_rate_key_that_raises_fails_its_job_and_the_next_job_runs(redis, worker_class):
     tag = uuid.uuid4().hex[:8]
     due_jobs.BUCKETS[tag] = "bucket"
@@ -78,7 +80,9 @@ def test_a_module_that_fails_on_import_in_preload_fails_its_job_and_the_next_job
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("worker_class", ["jobs.worker.Worker", "jobs.worker.LeanWorker"])
+@pytest.mark.parametrize(
+    "worker_class", ["jobs.worker.Worker", "jobs.worker.LeanWorker", "jobs.worker.ThreadedWorker"]
+)
 def test_a_worker_outlives_redis_hung_past_its_socket_timeout(redis_server, worker_class):
     tag = uuid.uuid4().hex[:8]
     first = fault_jobs.count_run.enqueue(f"{tag}-before")

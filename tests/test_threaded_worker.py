@@ -322,6 +322,23 @@ def test_jobs_taken_by_a_worker_that_died_before_claiming_them_are_pushed_again(
     }
 
 
+@pytest.mark.parametrize("concurrency", [2, 8])
+def test_a_job_pushed_twice_and_taken_twice_in_one_batch_runs_once(redis, monkeypatch, concurrency):
+    monkeypatch.setattr(fault_jobs.TakingAheadWorker, "concurrency", concurrency)
+    tag = f"twice-{concurrency}-{time.monotonic_ns()}"
+    record = fault_jobs.count_run.enqueue(tag)
+    queue = jobs_connection.get_queue("default")
+    queue.push_job_id(str(record.pk))  # a second mover's push of the same job
+    later = jobs.add.enqueue(1, 2)
+    drain(TAKING_AHEAD, queues=("default",))
+    assert fault_jobs.runs_of(tag) == 1
+    record.refresh_from_db()
+    assert (record.status, record.attempts, record.failed_attempts.count()) == (Status.FINISHED, 1, 0)
+    assert Job.objects.get(pk=later.pk).status == Status.FINISHED
+    assert StartedJobRegistry("default", connection=redis).get_job_ids() == []
+    assert queue.failed_job_registry.get_job_ids() == []
+
+
 @pytest.mark.slow
 def test_a_worker_killed_mid_batch_loses_none_of_its_jobs(settings):
     settings.JOBS = {**settings.JOBS, **FAST}

@@ -465,7 +465,8 @@ class ThreadedWorker(LedgerWorkerMixin, RQThreadedWorker):
                     batch.leave(run.taken)
                 continue
             for run in alias_runs:
-                run.attempt = won.get(str(run.record.pk))
+                # A job pushed twice (two movers) may be taken twice in one batch: one claim, one run.
+                run.attempt = won.pop(str(run.record.pk), None)
                 claimed.append(run)
         return claimed
 
