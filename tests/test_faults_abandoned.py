@@ -131,11 +131,12 @@ def test_killed_work_horse_is_recorded_at_once_and_retried():
 
 
 def test_job_longer_than_the_heartbeat_ttl_is_never_marked_abandoned(worker_class):
-    # ABANDONED_AFTER=2: an entry lives 1s without a refresh, the reaper runs every 0.5s in the rescuer.
+    # An entry lives 2 s without a refresh (refreshed every 0.5 s), the reaper runs every 0.67 s in the
+    # rescuer: the job runs twice as long as its entry lives.
     record = fault_jobs.work_for.enqueue(4)
     with (
-        start_worker(worker_class, "low", ABANDONED_AFTER=2),
-        override_settings(JOBS={"DEFAULT_QUEUE": "default", "ABANDONED_AFTER": 2}),
+        start_worker(worker_class, "low"),
+        override_settings(JOBS={"DEFAULT_QUEUE": "default", **FAST}),
     ):
         drain(worker_class, queues=("default",))
     record.refresh_from_db()
