@@ -31,9 +31,11 @@ def started_at(record):
     return record.started_at if record.status in (Status.STARTED, Status.FINISHED) else None
 
 
-def test_delayed_job_and_retry_start_within_the_target_after_redis_comes_back(aof_redis):
+@pytest.mark.parametrize("worker_class", ["jobs.worker.Worker", "jobs.worker.ThreadedWorker"])
+def test_delayed_job_and_retry_start_within_the_target_after_redis_comes_back(aof_redis, worker_class):
     tag = uuid.uuid4().hex[:8]
-    with WorkerProcess("--with-scheduler", queues=("default",), REDIS_URL=aof_redis.url) as worker:
+    options = ("--worker-class", worker_class, "--with-scheduler")
+    with WorkerProcess(*options, queues=("default",), REDIS_URL=aof_redis.url) as worker:
         retry = due_jobs.fails_once.enqueue(f"{tag}-retry")
         wait_for(lambda: Job.objects.get(pk=retry.pk).status == Status.RETRYING, timeout=60)
         delayed = fault_jobs.count_run.using(delay=timedelta(seconds=2)).enqueue(f"{tag}-delayed")
@@ -49,15 +51,17 @@ def test_delayed_job_and_retry_start_within_the_target_after_redis_comes_back(ao
     assert fault_jobs.runs_of(f"{tag}-delayed") == 1
 
 
-def test_a_second_worker_starts_a_delayed_job_when_the_lock_holder_is_killed():
+@pytest.mark.parametrize("worker_class", ["jobs.worker.Worker", "jobs.worker.ThreadedWorker"])
+def test_a_second_worker_starts_a_delayed_job_when_the_lock_holder_is_killed(worker_class):
     tag = uuid.uuid4().hex[:8]
     redis = jobs_connection.get_connection("default")
-    holder = WorkerProcess("--with-scheduler", queues=("default",))
+    options = ("--worker-class", worker_class, "--with-scheduler")
+    holder = WorkerProcess(*options, queues=("default",))
     wait_for(lambda: len(redis.smembers("rq:workers")) == 1, timeout=60, message="the first worker")
     # A worker that starts RQ's scheduler takes its lock right after registering: let it, if it does.
     with contextlib.suppress(AssertionError):
         wait_for(lambda: redis.exists(LOCK), timeout=3)
-    with WorkerProcess("--with-scheduler", queues=("default",)):
+    with WorkerProcess(*options, queues=("default",)):
         wait_for(lambda: len(redis.smembers("rq:workers")) == 2, timeout=60, message="the second worker")
         record = fault_jobs.count_run.using(delay=timedelta(seconds=4)).enqueue(tag)
         os.killpg(holder.pid, signal.SIGKILL)  # the worker and any process it forked

@@ -31,11 +31,15 @@ def ticks_of(schedule):
     return list(Job.objects.filter(schedule=schedule).order_by("tick").values_list("tick", flat=True))
 
 
-def test_three_workers_fire_each_tick_once_and_outlive_the_role_holder():
+@pytest.mark.parametrize("worker_class", ["jobs.worker.Worker", "jobs.worker.ThreadedWorker"])
+def test_three_workers_fire_each_tick_once_and_outlive_the_role_holder(worker_class):
     tag = uuid.uuid4().hex[:8]
     redis = jobs_connection.get_connection("default")
     names = [f"sched-{tag}-{n}" for n in range(3)]
-    workers = {name: WorkerProcess("--name", name, queues=("default",)) for name in names}
+    workers = {
+        name: WorkerProcess("--worker-class", worker_class, "--name", name, queues=("default",))
+        for name in names
+    }
     try:
         wait_for(lambda: len(redis.smembers("rq:workers")) == 3, timeout=60, message="three workers")
         schedule = Schedule(
