@@ -40,12 +40,11 @@ def test_redis_down_at_enqueue_requests_answer_and_the_relay_pushes_each_job_onc
     assert all(fault_jobs.runs_of(f"{tag}-{n}") == 1 for n in range(20))
 
 
-def test_redis_restart_with_aof_keeps_queued_jobs_and_the_worker_reconnects(client, aof_redis):
+@pytest.mark.parametrize("worker_class", ["jobs.worker.LeanWorker", "jobs.worker.ThreadedWorker"])
+def test_redis_restart_with_aof_keeps_queued_jobs_and_the_worker_reconnects(client, aof_redis, worker_class):
     tag = uuid.uuid4().hex[:8]
     queued = [fault_jobs.count_run.enqueue(f"{tag}-{n}") for n in range(10)]
-    worker = WorkerProcess(
-        "--worker-class", "jobs.worker.LeanWorker", queues=("high",), REDIS_URL=aof_redis.url
-    )
+    worker = WorkerProcess("--worker-class", worker_class, queues=("high",), REDIS_URL=aof_redis.url)
     with worker:
         probe = fault_jobs.count_run.using(queue="high").enqueue(f"{tag}-before")
         wait_for(lambda: Job.objects.get(pk=probe.pk).status == Status.FINISHED, message="the worker")
@@ -69,9 +68,10 @@ def test_redis_restart_with_aof_keeps_queued_jobs_and_the_worker_reconnects(clie
     assert {Job.objects.get(pk=r.pk).status for r in queued} == {Status.FINISHED}
 
 
-def test_a_worker_started_while_redis_is_down_waits_for_it(redis_server):
+@pytest.mark.parametrize("worker_class", ["jobs.worker.SimpleWorker", "jobs.worker.ThreadedWorker"])
+def test_a_worker_started_while_redis_is_down_waits_for_it(redis_server, worker_class):
     redis_server.stop()
-    worker = WorkerProcess("--worker-class", "jobs.worker.SimpleWorker", queues=("default",))
+    worker = WorkerProcess("--worker-class", worker_class, queues=("default",))
     lines: list[str] = []
     reader = threading.Thread(target=lambda: lines.extend(worker.process.stdout), daemon=True)
     reader.start()
