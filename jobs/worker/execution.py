@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import inspect
 import logging
 import traceback as tb
@@ -33,6 +34,7 @@ from ..models import Job
 from ..registry import resolve
 from ..transport.runner import Call, no_retry, retry_in
 from ..transport.worker import current_rq_job
+from . import reconnect
 
 logger = logging.getLogger("jobs")
 
@@ -67,7 +69,9 @@ def _run(job_id: str, function: str, args: list, kwargs: dict, alias: str) -> No
     # the finish included, even after the database wrote them: the run's end is recorded all the same,
     # not left ``started`` until the reaper gives the run up as abandoned.
     try:
-        attempt = transitions.claim(record, worker_name=worker_name)
+        attempt = reconnect.once_more_if_the_connection_died(
+            alias, functools.partial(transitions.claim, record, worker_name=worker_name)
+        )
     except BaseException as exc:
         interrupted = None
         with contextlib.suppress(Exception):
@@ -80,7 +84,9 @@ def _run(job_id: str, function: str, args: list, kwargs: dict, alias: str) -> No
         return
     value = perform(record, attempt, args, kwargs, lambda: rq_job)
     try:
-        finished = transitions.finish(record, attempt, value, push=dispatch)
+        finished = reconnect.once_more_if_the_connection_died(
+            alias, functools.partial(transitions.finish, record, attempt, value, push=dispatch)
+        )
     except BaseException as exc:
         _record_failure(record, attempt, rq_job, exc)  # wins only if the finish was not written
         raise

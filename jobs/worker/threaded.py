@@ -63,7 +63,7 @@ from ..transport.batch import Taken
 from ..transport.runner import Call, call_of
 from ..transport.threaded import JobTimeoutException, RQThreadedWorker
 from ..transport.worker import Queue, RQJob, StopRequested
-from . import execution, ratelimit
+from . import execution, ratelimit, reconnect
 from .base import REDIS_DOWN, LedgerWorkerMixin
 
 logger = logging.getLogger("jobs")
@@ -235,10 +235,10 @@ class Recorder:
             if run.attempt is not None:
                 by_alias[run.call.alias].append(run)
         finished: list[Run] = []
-        for alias_runs in by_alias.values():
-            won = transitions.finish_many(
-                [(run.record, run.attempt or 0, run.result, run.ended_at) for run in alias_runs],
-                push=dispatch,
+        for alias, alias_runs in by_alias.items():
+            ends = [(run.record, run.attempt or 0, run.result, run.ended_at) for run in alias_runs]
+            won = reconnect.once_more_if_the_connection_died(
+                alias, functools.partial(transitions.finish_many, ends, push=dispatch)
             )
             for run in alias_runs:
                 if str(run.record.pk) in won:
@@ -455,9 +455,12 @@ class ThreadedWorker(LedgerWorkerMixin, RQThreadedWorker):
             by_alias[run.call.alias].append(run)
         claimed = []
         close_old_connections()
-        for alias_runs in by_alias.values():
+        for alias, alias_runs in by_alias.items():
+            records = [run.record for run in alias_runs]
             try:
-                won = transitions.claim_many([run.record for run in alias_runs], worker_name=self.name)
+                won = reconnect.once_more_if_the_connection_died(
+                    alias, functools.partial(transitions.claim_many, records, worker_name=self.name)
+                )
             except DatabaseError as exc:
                 for run in alias_runs:
                     self._heartbeat.discard(run.taken.running(self.key))
