@@ -95,7 +95,8 @@ def test_a_second_signal_stops_at_once_and_the_job_is_handled_as_abandoned(worke
 @pytest.mark.parametrize("worker_class", ["jobs.worker.SimpleWorker", "jobs.worker.ThreadedWorker"])
 def test_worker_whose_database_connections_are_killed_reconnects_and_loses_no_job(worker_class):
     tag = uuid.uuid4().hex
-    env = {"CONN_MAX_AGE": "600", "JOBS_TEST_JOBS": json.dumps(FAST)}
+    # One job thread: the one whose connection is killed with the probe's records the next failure.
+    env = {"CONN_MAX_AGE": "600", "JOBS_TEST_JOBS": json.dumps({**FAST, "WORKER_CONCURRENCY": 1})}
     with WorkerProcess("--worker-class", worker_class, queues=("default",), **env) as worker:
         probe = jobs.database_backend_pid.enqueue()
         wait_for(lambda: status_of(probe) == Status.FINISHED, timeout=60)
@@ -107,6 +108,8 @@ def test_worker_whose_database_connections_are_killed_reconnects_and_loses_no_jo
                 "WHERE datname = current_database() AND pid <> pg_backend_pid()"
             )
             assert probe.result in [pid for _, pid in cursor.fetchall()]
+        failing = jobs.boom.enqueue("after the kill")
+        wait_for(lambda: status_of(failing) == Status.FAILED, timeout=90, message="the failure's record")
         record = fault_jobs.count_run.enqueue(tag)
         wait_for(lambda: status_of(record) == Status.FINISHED, timeout=90, message="the job to run")
         assert worker.process.poll() is None
@@ -114,6 +117,12 @@ def test_worker_whose_database_connections_are_killed_reconnects_and_loses_no_jo
     # Claimed and recorded once each, on new connections: not failed, held back or given up meanwhile.
     record.refresh_from_db()
     assert (record.attempts, record.failed_attempts.count()) == (1, 0)
+    failing.refresh_from_db()
+    assert (failing.attempts, failing.error_class, failing.error_message) == (
+        1,
+        "builtins.ValueError",
+        "after the kill",
+    )
 
 
 @pytest.mark.skipif(connection.vendor != "sqlite", reason="moves the SQLite file away")

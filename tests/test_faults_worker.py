@@ -8,12 +8,13 @@ import uuid
 
 import pytest
 from django.contrib.auth.models import User
+from django.db import DatabaseError, connection, connections
 
-from jobs import intervals, keys
+from jobs import intervals, keys, transitions
 from jobs.conf import jobs_settings
 from jobs.models import Job, Status
 from jobs.transport import connection as jobs_connection
-from jobs.worker import LeanWorker, SimpleWorker, ThreadedWorker
+from jobs.worker import LeanWorker, SimpleWorker, ThreadedWorker, reconnect
 from jobs.worker.pause import PausedQueues
 from tests import broken_import_jobs, due_jobs, fault_jobs
 from tests.helpers import WorkerProcess, run_worker, wait_for
@@ -115,3 +116,46 @@ def test_paused_queues_read_while_redis_is_down_keep_what_redis_said_last(redis,
     redis_server.stop()
     paused._read_at = float("-inf")  # due for a read now
     assert paused.current() == {"high"}
+
+
+def _kill_own_backend():
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT pg_backend_pid()")
+        pid = cursor.fetchone()[0]
+    other = connections.create_connection("default")
+    try:
+        with other.cursor() as cursor:
+            cursor.execute("SELECT pg_terminate_backend(%s)", [pid])
+    finally:
+        other.close()
+
+
+@pytest.mark.skipif(connection.vendor != "postgresql", reason="terminates a PostgreSQL backend")
+def test_a_record_sent_on_a_connection_that_died_is_sent_again_on_a_new_one():
+    record = fault_jobs.count_run.enqueue(uuid.uuid4().hex)
+    attempt = transitions.claim(record, worker_name="w")
+    _kill_own_backend()
+    # Ending an attempt is a transaction: Django replaces the dead connection on its way out of it.
+    failed = reconnect.once_more_if_the_connection_died(
+        "default",
+        lambda: transitions.fail_attempt(
+            record, attempt, error_class="E", error_message="m", traceback="t", retrying=False
+        ),
+    )
+    assert failed
+    record.refresh_from_db()
+    assert (record.status, record.error_class, record.failed_attempts.count()) == (Status.FAILED, "E", 1)
+
+
+def test_a_statement_that_fails_on_a_live_connection_is_not_sent_again():
+    fault_jobs.count_run.enqueue(uuid.uuid4().hex)  # the connection is open
+    sent = []
+
+    def statement():
+        sent.append(1)
+        with connection.cursor() as cursor:
+            cursor.execute("SELECT * FROM no_such_table")
+
+    with pytest.raises(DatabaseError):
+        reconnect.once_more_if_the_connection_died("default", statement)
+    assert len(sent) == 1

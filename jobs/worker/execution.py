@@ -15,7 +15,7 @@ import traceback as tb
 from collections.abc import Callable
 from typing import Any
 
-from django.db import close_old_connections
+from django.db import close_old_connections, router
 
 from .. import context, signals, transitions
 from ..codec import decode_arguments, encode
@@ -149,15 +149,19 @@ def _record_failure(record: Job, attempt: int, rq_job: Any, exc: BaseException) 
     if isinstance(exc, SystemExit | KeyboardInterrupt):
         # A second SIGTERM or SIGINT (RQ's cold shutdown) stopped a non-forking worker in the job.
         error_class, message = ABANDONED, "The worker was stopped at once (cold shutdown) during this job."
-    won = transitions.fail_attempt(
-        record,
-        attempt,
-        error_class=error_class,
-        error_message=message,
-        traceback="".join(tb.format_exception(exc)),
-        retrying=retrying,
-        delay=delay,
-        push=dispatch,
+    won = reconnect.once_more_if_the_connection_died(
+        record._state.db or router.db_for_write(Job),
+        functools.partial(
+            transitions.fail_attempt,
+            record,
+            attempt,
+            error_class=error_class,
+            error_message=message,
+            traceback="".join(tb.format_exception(exc)),
+            retrying=retrying,
+            delay=delay,
+            push=dispatch,
+        ),
     )
     if (permanent or not won) and rq_job is not None:
         # RQ then fails its job instead of scheduling a retry: a permanent error, or a stale run whose

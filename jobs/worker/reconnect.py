@@ -14,13 +14,17 @@ T = TypeVar("T")
 
 
 def once_more_if_the_connection_died(alias: str, statement: Callable[[], T]) -> T:
-    """``statement()``; if it fails and leaves the connection of ``alias`` unusable (outside a
-    transaction), ``statement()`` again on a new connection."""
+    """``statement()``; if it fails on a connection of ``alias`` that was open before it and is dead
+    now (Django may already have closed it, or opened another, on the way out of a transaction),
+    ``statement()`` again on a new connection. Inside a transaction of the caller's, never."""
+    connection = connections[alias]
+    kept = connection.connection
     try:
         return statement()
     except DatabaseError:
-        connection = connections[alias]
-        if connection.in_atomic_block or (connection.connection is not None and connection.is_usable()):
+        if kept is None or connection.in_atomic_block:
             raise
+        if connection.connection is kept and connection.is_usable():
+            raise  # the connection lives: the statement itself failed
         connection.close()
         return statement()
