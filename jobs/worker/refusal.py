@@ -6,6 +6,7 @@ run), is failed here without running; one that met a Redis outage before it star
 
 from __future__ import annotations
 
+import functools
 import logging
 import traceback as tb
 
@@ -15,6 +16,7 @@ from .. import signals, transitions
 from ..dispatch import dispatch
 from ..exceptions import qualified_name
 from ..transport.runner import Call
+from . import reconnect
 from .execution import unclaimed
 
 logger = logging.getLogger("jobs")
@@ -24,7 +26,9 @@ def fail_before_run(call: Call, worker_name: str, exc: BaseException) -> bool:
     """Record a failed attempt, for good, for a job that cannot start; False when the record no longer
     waits (cancelled, or run by another worker)."""
     record = unclaimed(call)
-    attempt = transitions.claim(record, worker_name=worker_name)
+    attempt = reconnect.once_more_if_the_connection_died(
+        call.alias, functools.partial(transitions.claim, record, worker_name=worker_name)
+    )
     if attempt is None:
         return False
     if not transitions.fail_attempt(
