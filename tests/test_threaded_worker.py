@@ -12,6 +12,7 @@ import time
 
 import pytest
 from django.core.management import call_command
+from django.db import connection
 from django.db.backends.signals import connection_created
 from django.test import override_settings
 from rq.registry import ScheduledJobRegistry, StartedJobRegistry
@@ -185,6 +186,34 @@ def test_a_killed_worker_s_running_jobs_are_all_found_and_retried(settings):
         record.refresh_from_db()
         assert (record.status, record.attempts, record.result) == (Status.FINISHED, 2, 2)
         assert record.failed_attempts.get().error_class == "jobs.exceptions.JobAbandoned"
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(connection.vendor != "sqlite", reason="moves the SQLite file away")
+def test_a_job_that_ends_while_the_database_is_gone_is_recorded_once_it_is_back():
+    path = connection.settings_dict["NAME"]
+    record = fault_jobs.work_for.enqueue(2)
+    worker = _threaded_worker("default")
+    lines: list[str] = []
+    reader = threading.Thread(target=lambda: lines.extend(worker.process.stdout), daemon=True)
+    reader.start()
+    with worker:
+        wait_for(lambda: Job.objects.get(pk=record.pk).progress == 1, timeout=60, message="the job to run")
+        connection.close()
+        os.replace(path, path + ".away")
+        try:
+            wait_for(
+                lambda: any("could not be recorded yet" in line for line in lines),
+                timeout=60,
+                message="the job to end while the database is gone",
+            )
+        finally:
+            os.replace(path + ".away", path)
+        wait_for(lambda: Job.objects.get(pk=record.pk).status == Status.FINISHED, timeout=60)
+    reader.join(timeout=10)
+    record.refresh_from_db()
+    assert (record.attempts, record.result, record.failed_attempts.count()) == (1, 2, 0), "".join(lines)
+    assert "left to the reaper" not in "".join(lines)
 
 
 CLAIMING_AHEAD = "tests.fault_jobs.ClaimingAheadWorker"

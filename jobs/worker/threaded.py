@@ -82,6 +82,8 @@ MAX_RECORDED = 500
 CLAIM_AHEAD_SECONDS = 0.01
 #: While other jobs run, a job that succeeded waits this long for others to end, to be recorded with them.
 RECORD_WAIT_SECONDS = 0.01
+#: While the database fails, the record of jobs that succeeded is tried again for this many seconds.
+RECORD_PATIENCE_SECONDS = 30
 
 
 class JobThreads:
@@ -229,6 +231,34 @@ class Recorder:
                 self.worker.heartbeat_thread.discard(run.taken.running(self.worker.key))
             close_old_connections()
 
+    def _write(self, alias: str, ends: list[tuple[Job, int, Any, datetime | None]]) -> set[str]:
+        """Finish the records of one database (``transitions.finish_many``); while the database fails,
+        again for ``RECORD_PATIENCE_SECONDS``, on a new connection each time: the jobs ran, and their
+        entries stay live meanwhile. Returns the ids of the records finished."""
+        finish = functools.partial(transitions.finish_many, ends, push=dispatch)
+        deadline, wait, failed = time.monotonic() + RECORD_PATIENCE_SECONDS, 0.25, False
+        while True:
+            try:
+                won = reconnect.once_more_if_the_connection_died(alias, finish)
+            except DatabaseError as exc:
+                if time.monotonic() + wait > deadline:
+                    raise
+                if not failed:
+                    logger.warning(
+                        "%d finished job(s) could not be recorded yet (%s); trying again for %d s",
+                        len(ends),
+                        exc,
+                        RECORD_PATIENCE_SECONDS,
+                    )
+                failed = True
+                time.sleep(wait)
+                wait = min(2 * wait, 5.0)
+                connections[alias].close()
+                continue
+            if failed:
+                logger.info("%d finished job(s) recorded once the database answered", len(ends))
+            return won
+
     def _finish(self, runs: list[Run]) -> None:
         by_alias: dict[str, list[Run]] = defaultdict(list)
         for run in runs:
@@ -236,9 +266,8 @@ class Recorder:
                 by_alias[run.call.alias].append(run)
         finished: list[Run] = []
         for alias, alias_runs in by_alias.items():
-            ends = [(run.record, run.attempt or 0, run.result, run.ended_at) for run in alias_runs]
-            won = reconnect.once_more_if_the_connection_died(
-                alias, functools.partial(transitions.finish_many, ends, push=dispatch)
+            won = self._write(
+                alias, [(run.record, run.attempt or 0, run.result, run.ended_at) for run in alias_runs]
             )
             for run in alias_runs:
                 if str(run.record.pk) in won:
