@@ -23,6 +23,11 @@ def reaper_suspects() -> str:
     return _key("reaper", "suspects")
 
 
+def reaper_stranded() -> str:
+    """A hash of jobs found in RQ's intermediate lists, not started: job id -> when first seen so."""
+    return _key("reaper", "stranded")
+
+
 def reconcile_lock() -> str:
     return _key("reconcile", "lock")
 

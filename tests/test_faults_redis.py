@@ -9,6 +9,8 @@ import pytest
 from django.core.management import call_command
 from django.db import transaction
 
+from jobs import keys
+from jobs.conf import jobs_settings
 from jobs.models import Job, Status
 from jobs.transport import connection as jobs_connection
 from tests import fault_jobs
@@ -132,16 +134,22 @@ def test_reconcile_command_pushes_again_what_redis_lost(redis):
     assert jobs_connection.get_queue("default").count == 3
 
 
-def test_job_a_dead_worker_left_in_rqs_intermediate_list_is_pushed_again(redis):
+def test_job_a_dead_worker_left_in_rqs_intermediate_list_is_pushed_again_within_abandoned_after(redis):
     record = fault_jobs.count_run.enqueue(uuid.uuid4().hex)
+    running = fault_jobs.count_run.enqueue(uuid.uuid4().hex)
     queue = jobs_connection.get_queue("default")
     redis.lmove(queue.key, queue.intermediate_queue_key)  # what a worker's dequeue did before it died
-    call_command("jobs_reconcile")  # first seen there: a live worker may be about to start it
+    redis.lmove(queue.key, queue.intermediate_queue_key)  # ...and a job RQ's own path started
+    redis.zadd(queue.started_job_registry.key, {f"{running.pk}:execution": time.time() + 60})
+    call_command("jobs_reap")  # first seen there: a live worker may be about to take it
     assert queue.count == 0
-    first_seen = queue.intermediate_queue.get_first_seen_key(str(record.pk))
-    redis.set(first_seen, time.time() - 120)  # ...and still there a minute later
-    call_command("jobs_reconcile")
+    stranded = keys.reaper_stranded()
+    assert list(redis.hgetall(stranded)) == [str(record.pk).encode()]
+    # ...and still there ABANDONED_AFTER later.
+    redis.hset(stranded, str(record.pk), time.time() - jobs_settings.ABANDONED_AFTER)
+    call_command("jobs_reap")
     assert queue.get_job_ids() == [str(record.pk)]
-    assert queue.intermediate_queue.get_job_ids() == []
+    assert queue.intermediate_queue.get_job_ids() == [str(running.pk)]  # a started job stays
+    assert redis.hgetall(stranded) == {}
     drain("jobs.worker.SimpleWorker", queues=("default",))
     assert Job.objects.get(pk=record.pk).status == Status.FINISHED

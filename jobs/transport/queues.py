@@ -318,27 +318,16 @@ def overdue(batch: Iterable[tuple[Any, str]], before: datetime) -> list[tuple[An
     return late
 
 
-def take_stuck(queue_names: Iterable[str]) -> list[str]:
-    """Take out of RQ's intermediate lists the jobs a worker took and died before starting; their ids.
+def intermediate_job_ids(queue_name: str) -> list[str]:
+    """The ids in a queue's intermediate list: jobs a worker's dequeue moved there, not yet taken or
+    started (RQ moves a job through it when a worker listens on one queue)."""
+    return connection.get_queue(queue_name).intermediate_queue.get_job_ids()
 
-    RQ's own rule (seen there, not started, for over a minute), without waiting for RQ's ten-minute
-    registry cleanup.
-    """
-    stuck = []
-    for name in queue_names:
-        queue = connection.get_queue(name)
-        intermediate = queue.intermediate_queue
-        job_ids = intermediate.get_job_ids()
-        if not job_ids:
-            continue
-        started = set(queue.started_job_registry.get_job_ids(cleanup=False))
-        for job_id in job_ids:
-            if job_id in started or intermediate.set_first_seen(job_id):
-                continue
-            if intermediate.should_be_cleaned_up(job_id):
-                intermediate.remove(job_id)
-                stuck.append(job_id)
-    return stuck
+
+def remove_from_intermediate(queue_name: str, job_ids: Sequence[str]) -> None:
+    intermediate = connection.get_queue(queue_name).intermediate_queue
+    for job_id in job_ids:
+        intermediate.remove(job_id)
 
 
 # RQ's started and failed registries, for the reaper.

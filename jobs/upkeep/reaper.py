@@ -64,7 +64,11 @@ def reap(using: str | None = None, limit: int = 500) -> int:
         # comes first: a record the reaper moves to retrying would otherwise look taken and unclaimed.
         names = {*settings.RQ_QUEUES, *(record.queue for record in started)}
         entries = {queue_name: queues.started_entries(queue_name) for queue_name in names}
-        return _rescue_taken(alias, entries) + _reap(started, entries, redis)
+        return (
+            _rescue_stranded(alias, entries, redis)
+            + _rescue_taken(alias, entries)
+            + _reap(started, entries, redis)
+        )
     finally:
         with contextlib.suppress(RedisError):
             lock.release()
@@ -119,6 +123,52 @@ def _rescue_taken(alias: str, entries_by_queue: dict[str, dict[str, dict[str, fl
             ", ".join(str(record.pk) for record in waiting[:20]),
         )
         dispatch.dispatch(waiting)
+        rescued += len(waiting)
+    return rescued
+
+
+def _rescue_stranded(
+    alias: str, entries_by_queue: dict[str, dict[str, dict[str, float]]], redis: Redis
+) -> int:
+    """Jobs a worker's dequeue moved into RQ's intermediate list and the worker died with before it took
+    or started them: no entry in the started registry, and still there ``ABANDONED_AFTER`` seconds
+    after a pass first found them so (a live worker takes a job out within moments). RQ's own cleanup
+    finds them only after a minute, every ten minutes; they are pushed again here."""
+    key = keys.reaper_stranded()
+    seen = {
+        job_id.decode() if isinstance(job_id, bytes) else job_id: float(at)
+        for job_id, at in redis.hgetall(key).items()
+    }
+    now = time.time()
+    waiting_since: dict[EncodableT, EncodableT] = {}
+    stranded: dict[str, list[str]] = defaultdict(list)
+    for queue_name, entries in entries_by_queue.items():
+        for job_id in queues.intermediate_job_ids(queue_name):
+            if job_id in entries:
+                continue  # started (RQ's own path keeps a running job there)
+            first = seen.get(job_id, now)
+            if now - first >= jobs_settings.ABANDONED_AFTER:
+                stranded[queue_name].append(job_id)
+            else:
+                waiting_since[job_id] = first
+    with redis.pipeline() as pipe:
+        pipe.delete(key)
+        if waiting_since:
+            pipe.hset(key, mapping=waiting_since)
+        pipe.execute()
+    rescued = 0
+    for queue_name, job_ids in stranded.items():
+        queues.remove_from_intermediate(queue_name, job_ids)
+        # Read again: a record that ran meanwhile no longer waits and is not pushed.
+        waiting = list(Job.objects.using(alias).waiting().filter(pk__in=job_ids, undispatched_since=None))
+        if waiting:
+            logger.warning(
+                "%d job(s) left in RQ's intermediate list by a worker that died before taking them: "
+                "pushing them again: %s",
+                len(waiting),
+                ", ".join(str(record.pk) for record in waiting[:20]),
+            )
+            dispatch.dispatch(waiting)
         rescued += len(waiting)
     return rescued
 

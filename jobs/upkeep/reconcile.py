@@ -16,9 +16,7 @@ Each pass also catches up on workflows (``jobs.upkeep.workflows``).
 A waiting record whose RQ job still sits in RQ's scheduled registry well past its time (no worker's
 due-jobs task reached its queue) is moved to its queue with the due jobs of that queue.
 
-A worker that dies between taking a job from its queue and starting it leaves the job in RQ's
-intermediate list, where RQ's own cleanup finds it only every ten minutes: the reconciler applies RQ's
-rule (there for over a minute, not started) on each pass.
+A job a worker left in RQ's intermediate list when it died is the reaper's (``jobs.upkeep.reaper``).
 """
 
 from __future__ import annotations
@@ -27,7 +25,6 @@ import contextlib
 import logging
 from datetime import timedelta
 
-from django.conf import settings
 from django.db import router
 from django.utils import timezone
 from redis.exceptions import RedisError
@@ -59,14 +56,7 @@ def reconcile(using: str | None = None) -> int:
 
 
 def _reconcile(alias: str) -> int:
-    return workflows.catch_up(alias) + _rescue_intermediate(alias) + _rescue_lost(alias)
-
-
-def _rescue_intermediate(alias: str) -> int:
-    """Jobs a worker moved to RQ's intermediate list and died before starting: RQ's own rule (seen
-    there, not started, for over a minute) without waiting for RQ's ten-minute registry cleanup."""
-    stuck = queues.take_stuck(settings.RQ_QUEUES)
-    return _push_again(alias, stuck, "taken from Redis by a worker that died before starting them")
+    return workflows.catch_up(alias) + _rescue_lost(alias)
 
 
 def _push_again(alias: str, pks: list, why: str) -> int:
