@@ -19,8 +19,9 @@ callbacks; ``transport.batch``):
   long before it runs.
 - Recording: a recorder thread records the jobs that succeeded in one statement and one pipeline:
   those that ended while it recorded the batch before them and, while other jobs run, those that end
-  within ``RECORD_WAIT_SECONDS`` of the first; each with the moment it ended. A job that fails is
-  recorded at once, and RQ retries or fails it as usual.
+  within ``RECORD_WAIT_SECONDS`` of the first; each with the moment it ended. While the database
+  fails, it keeps them and tries again for ``RECORD_PATIENCE_SECONDS``. A job that fails is recorded
+  at once, and RQ retries or fails it as usual.
 
 Every job taken (waiting, claimed, running, or waiting to be recorded) has its entry in its queue's
 started registry, kept live by the worker's heartbeat thread (``jobs.worker.liveness``), so that the
