@@ -22,7 +22,7 @@ import logging
 import os
 import time
 from collections import defaultdict
-from collections.abc import Iterable, Sequence
+from collections.abc import Sequence
 from datetime import timedelta
 from typing import Any
 
@@ -39,6 +39,7 @@ from ..exceptions import ABANDONED, JobAbandoned
 from ..models import Job
 from ..transport import connection, queues
 from ..transport.runner import Call
+from . import rescue
 
 logger = logging.getLogger("jobs")
 
@@ -113,11 +114,11 @@ def _rescue_taken(alias: str, entries_by_queue: dict[str, dict[str, dict[str, fl
         dead = {job_id: found for job_id, found in entries.items() if max(found.values()) < now}
         if not dead:
             continue
-        waiting = _still_waiting(alias, dead)
+        waiting = rescue.still_waiting(alias, dead)
         if not waiting:
             continue
         queues.remove_started_entries(queue_name, [e for record in waiting for e in dead[str(record.pk)]])
-        rescued += _push_again(waiting, "taken by a worker that died before starting them")
+        rescued += rescue.push_again(waiting, "taken by a worker that died before starting them")
     return rescued
 
 
@@ -154,25 +155,8 @@ def _rescue_stranded(
     for queue_name, job_ids in stranded.items():
         queues.remove_from_intermediate(queue_name, job_ids)
         why = "left in RQ's intermediate list by a worker that died before taking them"
-        rescued += _push_again(_still_waiting(alias, job_ids), why)
+        rescued += rescue.push_again(rescue.still_waiting(alias, job_ids), why)
     return rescued
-
-
-def _still_waiting(alias: str, job_ids: Iterable[str]) -> list[Job]:
-    """The records of ``job_ids`` that wait, read now: one that ran meanwhile is not pushed again."""
-    return list(Job.objects.using(alias).waiting().filter(pk__in=list(job_ids), undispatched_since=None))
-
-
-def _push_again(records: list[Job], why: str) -> int:
-    if records:
-        logger.warning(
-            "%d job(s) %s: pushing them again: %s",
-            len(records),
-            why,
-            ", ".join(str(record.pk) for record in records[:20]),
-        )
-        dispatch.dispatch(records)
-    return len(records)
 
 
 def _reap_missing(missing: list[Job], redis: Redis, now: float) -> int:

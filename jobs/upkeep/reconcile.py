@@ -29,11 +29,11 @@ from django.db import router
 from django.utils import timezone
 from redis.exceptions import RedisError
 
-from .. import dispatch, keys
+from .. import keys
 from ..conf import jobs_settings
 from ..models import Job
 from ..transport import connection, queues
-from . import due, workflows
+from . import due, rescue, workflows
 
 logger = logging.getLogger("jobs")
 
@@ -57,20 +57,6 @@ def reconcile(using: str | None = None) -> int:
 
 def _reconcile(alias: str) -> int:
     return workflows.catch_up(alias) + _rescue_lost(alias)
-
-
-def _push_again(alias: str, pks: list, why: str) -> int:
-    # Read again: a record that ran meanwhile is no longer waiting and must not be pushed.
-    records = list(Job.objects.using(alias).waiting().filter(pk__in=pks, undispatched_since=None))
-    if records:
-        logger.warning(
-            "%d waiting job(s) %s: pushing them again: %s",
-            len(records),
-            why,
-            ", ".join(str(r.pk) for r in records[:20]),
-        )
-        dispatch.dispatch(records)
-    return len(records)
 
 
 def _rescue_lost(alias: str) -> int:
@@ -101,4 +87,4 @@ def _rescue_lost(alias: str) -> int:
         lost = queues.will_not_run(batch)
         if lost:
             why = "unknown to Redis (its data was lost, or their run ended before the record was claimed)"
-            pushed += _push_again(alias, lost, why)
+            pushed += rescue.push_again(rescue.still_waiting(alias, lost), why)
