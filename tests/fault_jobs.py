@@ -8,8 +8,10 @@ import os
 import time
 
 from django.db import connection
+from rq.job import Job as RQJob
 
 from jobs import current_job, job, set_progress
+from jobs.transport import connection as jobs_connection
 from jobs.worker import ThreadedWorker
 
 
@@ -84,6 +86,20 @@ def gated_first_attempt(gate, outcome):
         set_progress(50, "attempt 1 went on past its gate")
         if outcome == "fail":
             raise RuntimeError("attempt 1 failed past its gate")
+    return attempt
+
+
+@job(max_attempts=2, backoff=[0])
+def fail_once_its_rq_job_is_gone():
+    """Its first attempt waits (30 s at most) until Redis no longer holds its RQ job (the run of another
+    copy of it ended it), then fails; the second returns its number."""
+    attempt = current_job().attempts
+    if attempt == 1:
+        redis = jobs_connection.get_connection("default")
+        deadline = time.monotonic() + 30
+        while redis.exists(RQJob.key_for(str(current_job().pk))) and time.monotonic() < deadline:
+            time.sleep(0.01)
+        raise RuntimeError("attempt 1 failed once its RQ job was gone")
     return attempt
 
 

@@ -368,6 +368,20 @@ def test_a_job_pushed_twice_and_taken_twice_in_one_batch_runs_once(redis, monkey
     assert queue.failed_job_registry.get_job_ids() == []
 
 
+def test_a_job_whose_rq_job_the_losing_copy_ended_is_still_retried_at_once(redis, monkeypatch):
+    # Two copies of one job in one batch: the first claims the record and runs; the second finds the
+    # record started, is skipped, and its end deletes RQ's job while the first still runs.
+    monkeypatch.setattr(fault_jobs.TakingAheadWorker, "concurrency", 2)
+    record = fault_jobs.fail_once_its_rq_job_is_gone.enqueue()
+    jobs_connection.get_queue("default").push_job_id(str(record.pk))  # a second mover's push
+    drain(TAKING_AHEAD, queues=("default",))
+    record.refresh_from_db()
+    # The first attempt failed with RQ's job gone; its retry (due at once) ran in the same burst, not
+    # left for the reconciler's next pass.
+    assert (record.status, record.attempts, record.result) == (Status.FINISHED, 2, 2)
+    assert StartedJobRegistry("default", connection=redis).get_job_ids() == []
+
+
 @pytest.mark.slow
 def test_a_worker_killed_mid_batch_loses_none_of_its_jobs(settings):
     settings.JOBS = {**settings.JOBS, **FAST}

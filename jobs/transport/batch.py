@@ -237,17 +237,18 @@ def _keys_of(job_id: str) -> list[str]:
     ]
 
 
-def end_failure(taken: Taken, exc_string: str, worker_key: str) -> None:
+def end_failure(taken: Taken, exc_string: str, worker_key: str) -> bool:
     """End a job that failed as RQ ends one: retried by RQ's retry machinery while it has retries left
     (checked against rq 2.12 and 3.0: ``Job.retry``, ``Job.should_retry``), else failed into the
-    queue's ``FailedJobRegistry``."""
+    queue's ``FailedJobRegistry``. False when Redis no longer held the job (the end of another copy of
+    it, pushed twice, deleted it): nothing retries it then."""
     queue = taken.queue
     try:
         # Read again whole: RQ writes the whole hash back.
         job = RQJob.fetch(taken.job.id, connection=queue.connection, serializer=JSONSerializer)
     except NoSuchJobError:
         queue.connection.zrem(queue.started_job_registry.key, taken.entry)
-        return
+        return False
     # What the run decided of its retry (``transport.runner``: no_retry, retry_in).
     job.retries_left, job.retry_intervals = taken.job.retries_left, taken.job.retry_intervals
     with queue.connection.pipeline() as pipe:
@@ -259,3 +260,4 @@ def end_failure(taken: Taken, exc_string: str, worker_key: str) -> None:
             queue.failed_job_registry.add(job, ttl=failure_ttl(), exc_string=exc_string, pipeline=pipe)
         pipe.hincrby(worker_key, "failed_job_count", 1)
         pipe.execute()
+    return True

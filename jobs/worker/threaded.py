@@ -64,6 +64,7 @@ from ..transport.batch import Taken
 from ..transport.runner import Call, call_of
 from ..transport.threaded import JobTimeoutException, RQThreadedWorker
 from ..transport.worker import Queue, RQJob, StopRequested
+from ..upkeep import rescue
 from . import execution, ratelimit, reconnect
 from .base import REDIS_DOWN, LedgerWorkerMixin
 
@@ -517,7 +518,8 @@ class ThreadedWorker(LedgerWorkerMixin, RQThreadedWorker):
         except Exception as exc:
             self._heartbeat.discard(run.taken.running(self.key))
             try:
-                batch.end_failure(run.taken, "".join(traceback.format_exception(exc)), self.key)
+                if not batch.end_failure(run.taken, "".join(traceback.format_exception(exc)), self.key):
+                    self._push_again(run)
             except REDIS_DOWN as redis_exc:
                 logger.warning("Job %s failed; Redis could not take it (%s)", taken.job_id, redis_exc)
         else:
@@ -528,6 +530,16 @@ class ThreadedWorker(LedgerWorkerMixin, RQThreadedWorker):
         finally:
             close_old_connections()
             self.job_ended()
+
+    def _push_again(self, run: Run) -> None:
+        """A failed job whose RQ job another copy's end deleted: its retry, if the record waits for one, is
+        pushed from the record (RQ has nothing left to retry), not left to the reconciler's next pass."""
+        try:
+            waiting = rescue.still_waiting(run.call.alias, [run.record.pk])
+        except DatabaseError as exc:
+            logger.warning("Job %s failed; its retry is left to the reconciler (%s)", run.call.job_id, exc)
+            return
+        rescue.push_again(waiting, "lost their RQ job while they ran (a copy of it, pushed twice, ended)")
 
     def _through_rq(self, job: RQJob, queue: Queue, narrowed: bool) -> None:
         self._threads.submit(lambda: self._run(job, queue, narrowed))
