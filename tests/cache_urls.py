@@ -250,6 +250,11 @@ def device(request):
     return HttpResponse(f"{request.device} page #{_ran('device')}")
 
 
+@cache_view(ttl=60)
+def prices(request):
+    return HttpResponse(f"prices in {request.currency} #{_ran('prices')}")
+
+
 class TimezoneMiddleware:
     """Activates the time zone a visitor chose (in a cookie), as Django's documentation shows."""
 
@@ -278,6 +283,20 @@ class DeviceMiddleware:
         return response
 
 
+class CurrencyMiddleware:
+    """Tells the view the visitor's currency, kept in their session (``?currency=`` sets it), before the
+    view runs."""
+
+    def __init__(self, get_response):
+        self.get_response = get_response
+
+    def __call__(self, request):
+        if "currency" in request.GET:
+            request.session["currency"] = request.GET["currency"]
+        request.currency = request.session.get("currency", "EUR")
+        return self.get_response(request)
+
+
 urlpatterns += [
     path("whoami", whoami),
     path("whoami-keyed", whoami_keyed),
@@ -292,4 +311,5 @@ urlpatterns += [
     path("themed", themed),
     path("scripted", scripted),
     path("device", device),
+    path("prices", prices),
 ]

@@ -134,6 +134,17 @@ def test_the_key_holds_the_active_time_zone():
     assert b.get("/clock").content == b"12:00 UTC #2"
 
 
+@pytest.mark.parametrize("first", [[], [CACHE_MIDDLEWARE]], ids=["decorator", "middleware"])
+def test_a_session_a_middleware_read_before_the_view_keys_the_page(first):
+    with override_settings(MIDDLEWARE=[*first, *SITE, "tests.cache_urls.CurrencyMiddleware"]):
+        a, b = Client(), Client()
+        assert a.get("/prices", {"currency": "USD"}).content == b"prices in USD #1"
+        assert a.get("/prices").content == b"prices in USD #2"  # the session read: keyed by its cookie
+        assert b.get("/prices").content == b"prices in EUR #3", "another visitor's session's page"
+        assert a.get("/prices").content == b"prices in USD #2"
+        assert b.get("/prices").content == b"prices in EUR #3"
+
+
 def test_the_key_holds_the_cookies_the_view_read():
     a, b, c = Client(), Client(), Client()
     a.cookies["theme"] = "dark"

@@ -226,6 +226,8 @@ class CachedView(CachePolicy):
     def __call__(self, request: HttpRequest, *args: Any, **kwargs: Any) -> HttpResponseBase:
         if request.method not in ("GET", "HEAD"):
             return self.view(request, *args, **kwargs)
+        # Read before our own look at the user (a middleware's): the page may depend on it.
+        session_read = _session_accessed(request)
         reason = self.refusal_before(request)
         if reason is not None:
             return self.bypass(request, reason, self.view(request, *args, **kwargs))
@@ -249,11 +251,11 @@ class CachedView(CachePolicy):
             # This request refreshes the entry; the others are served the stale one meanwhile.
             try:
                 stats.count(self.namespace, "refreshes")
-                return self._compute(cache, key, base, request, args, kwargs)
+                return self._compute(cache, key, base, request, args, kwargs, session_read)
             finally:
                 _quietly(cache, cache.release_refresh, key)
         stats.count(self.namespace, "misses")
-        return self._compute(cache, key, base, request, args, kwargs)
+        return self._compute(cache, key, base, request, args, kwargs, session_read)
 
     def refusal_before(self, request: HttpRequest) -> str | None:
         """Why a request may not be served from the cache nor fill it, if it may not (cheap checks first)."""
@@ -289,7 +291,14 @@ class CachedView(CachePolicy):
         return _mark(self.view(request, *args, **kwargs), "ERROR")
 
     def _compute(
-        self, cache: CacheStore, key: str, base: list[Any], request: HttpRequest, args: Any, kwargs: Any
+        self,
+        cache: CacheStore,
+        key: str,
+        base: list[Any],
+        request: HttpRequest,
+        args: Any,
+        kwargs: Any,
+        session_read: bool,
     ) -> HttpResponseBase:
         lock = cache.lock(key)
         try:
@@ -307,6 +316,7 @@ class CachedView(CachePolicy):
                     return self._respond(request, payload, fresh_until, "HIT")
             storable = acquired and request.method == "GET"
             response, watch = _run_watched(self, request, args, kwargs, render=storable)
+            watch.session_read = watch.session_read or session_read
             if not storable:
                 return _mark(response, "MISS")
             reason = self.refusal(request, response) or ("language" if watch.locale_changed else None)
@@ -491,6 +501,11 @@ class _WatchedCookies(dict):
     def items(self):
         self.all = True
         return super().items()
+
+
+def _session_accessed(request: HttpRequest) -> bool:
+    session: Any = getattr(request, "session", None)
+    return bool(getattr(session, "accessed", False))
 
 
 def _run_watched(
