@@ -125,6 +125,7 @@ urlpatterns = [
     path("counter", counter),
     path("any", any_method),
     path("article/<slug:slug>", article),
+    path("article-by-name/<str:slug>", article),
     path("news", news),
 ]
 

@@ -188,7 +188,8 @@ def test_counts_are_not_sent_on_every_hit(redis):
         ({"namespace": "has space"}, "namespace must be"),
         ({"namespace": "x" * 121}, "namespace must be"),
         ({"tags": "product"}, "tags must be a list"),
-        ({"tags": ["a b"]}, "a tag must be"),
+        ({"tags": [""]}, "a tag must be"),
+        ({"tags": [42]}, "a tag must be"),
         ({"models": [object]}, "models must be model classes"),
     ],
 )

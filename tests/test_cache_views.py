@@ -2,6 +2,8 @@
 
 import time
 
+from urllib.parse import quote
+
 import pytest
 from django.contrib.auth.models import User
 from django.test import override_settings
@@ -185,6 +187,16 @@ def test_view_invalidation_by_tag(client):
     client.get("/article/a")
     client.get("/article/b")
     assert runs("article") == 3
+
+
+@pytest.mark.parametrize("slug", ["a" * 300, "two words", "tab\tand\nnewline", "é" * 250])
+def test_a_tag_made_of_any_text_from_the_url_is_stored_and_invalidated(client, slug):
+    path = f"/article-by-name/{quote(slug)}"
+    assert client.get(path).content == f"{slug} #1".encode()
+    assert client.get(path).content == f"{slug} #1".encode()
+    assert invalidate_tags("article:" + "a" * 299) == 0  # another tag, not a prefix of it
+    assert invalidate_tags(f"article:{slug}") == 1
+    assert client.get(path).content == f"{slug} #2".encode()
 
 
 def test_stale_page_served_while_one_request_refreshes_it(client):

@@ -21,7 +21,9 @@ from ..conf import jobs_settings
 from ..exceptions import InvalidCacheDefinition, UncacheableArgument
 
 _SAFE_NAMESPACE = re.compile(r"[A-Za-z0-9_.\-]{1,120}")
-_TAG = re.compile(r"[^\s]{1,200}")
+#: A tag that reads so is its set's name as it is; any other (long, with spaces: from a URL, say) is
+#: hashed, into a name with a space that no tag kept as it is can have.
+_PLAIN_TAG = re.compile(r"[^\s]{1,200}")
 
 
 def namespace_for(explicit: str | None, default: str) -> str:
@@ -39,8 +41,8 @@ def namespace_for(explicit: str | None, default: str) -> str:
 
 
 def check_tag(tag: Any) -> str:
-    if not isinstance(tag, str) or not _TAG.fullmatch(tag):
-        raise InvalidCacheDefinition(f"a tag must be 1 to 200 characters without spaces, not {tag!r}")
+    if not isinstance(tag, str) or not tag:
+        raise InvalidCacheDefinition(f"a tag must be a non-empty string, not {tag!r}")
     return tag
 
 
@@ -121,6 +123,8 @@ def refresh_flag(entry_key: str) -> str:
 
 def tag(name: str) -> str:
     """A sorted set of the entries stored under a tag, scored by when each expires."""
+    if not _PLAIN_TAG.fullmatch(name):
+        name = f"hashed {_digest(name.encode())}"
     return f"{jobs_settings.CACHE_PREFIX}:tags:{name}"
 
 
