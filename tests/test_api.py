@@ -310,3 +310,49 @@ def test_a_post_without_the_csrf_token_is_refused_in_json_and_records_nothing(re
         headers={"X-CSRFToken": token},
     )
     assert response.status_code == 202, response.content
+
+
+def _csrf_browser():
+    from django.test import Client
+
+    browser = Client(enforce_csrf_checks=True)
+    browser.force_login(user_with("add_job", "view_job"))
+    browser.cookies["csrftoken"] = "k" * 32
+    return browser
+
+
+@pytest.mark.parametrize(
+    ("body", "content_type", "status", "message"),
+    [
+        ("x=" + "y" * 3_000_000, "application/x-www-form-urlencoded", 413, "too large"),
+        (
+            "&".join(f"a{n}=1" for n in range(1200)),
+            "application/x-www-form-urlencoded",
+            400,
+            "DATA_UPLOAD_MAX_NUMBER_FIELDS",
+        ),
+        (b"abc", "multipart/form-data", 415, "JSON"),
+        (b"--x\r\nnot a part", "multipart/form-data; boundary=x", 415, "JSON"),
+    ],
+    ids=[
+        "form-over-the-bound",
+        "form-with-too-many-fields",
+        "multipart-without-boundary",
+        "broken-multipart",
+    ],
+)
+def test_a_body_django_cannot_parse_is_refused_in_json_and_records_nothing(
+    redis, db, body, content_type, status, message
+):
+    # Django's CSRF check parses a form body before the view looks at it.
+    browser = _csrf_browser()
+    response = browser.post(LIST, body, content_type=content_type, headers={"X-CSRFToken": "k" * 32})
+    assert message in refusal(response, status, None)
+    nothing_recorded(redis)
+
+
+def test_too_many_query_parameters_are_refused_in_json(viewer):
+    query = "&".join(f"a{n}=1" for n in range(1200))
+    assert "DATA_UPLOAD_MAX_NUMBER_FIELDS" in refusal(viewer.get(f"{LIST}?{query}"), 400, None)
+    record = jobs.add.enqueue(1, 2)
+    assert viewer.get(f"{LIST}{record.pk}/?{query}").json()["id"] == str(record.pk)  # none read

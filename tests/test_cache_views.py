@@ -1,7 +1,6 @@
 """@cache_view through Django's test client and middleware, against the real Redis."""
 
 import time
-
 from urllib.parse import quote
 
 import pytest

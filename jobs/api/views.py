@@ -15,8 +15,9 @@ from collections.abc import Callable
 from http import HTTPStatus
 from typing import Any
 
-from django.core.exceptions import PermissionDenied, RequestDataTooBig
+from django.core.exceptions import PermissionDenied, RequestDataTooBig, SuspiciousOperation
 from django.http import Http404, HttpRequest, HttpResponse, JsonResponse
+from django.http.multipartparser import MultiPartParserError
 from django.middleware.csrf import CsrfViewMiddleware
 from django.shortcuts import get_object_or_404
 from django.views.decorators.csrf import csrf_exempt
@@ -28,6 +29,7 @@ from ..registry import lookup
 from .serializers import job_as_dict
 
 MAX_LIMIT = 500
+NOT_JSON = 'send the body as JSON, with "Content-Type: application/json"'
 #: The fields of an enqueue request's body; any other is refused rather than ignored.
 BODY_FIELDS = ("function", "args", "kwargs")
 
@@ -65,10 +67,11 @@ def api_view(*methods: str) -> Callable[[View], View]:
                 )
                 response["Allow"] = ", ".join(methods)
                 return response
-            refused = _csrf_refusal(request, view, args, kwargs)
-            if refused is not None:
-                return refused
             try:
+                # Django's CSRF check parses a form body (request.POST) before the view looks at it.
+                refused = _csrf_refusal(request, view, args, kwargs)
+                if refused is not None:
+                    return refused
                 return view(request, *args, **kwargs)
             except PermissionDenied as exc:
                 return error(str(exc) or "you do not have the permission this needs", HTTPStatus.FORBIDDEN)
@@ -76,6 +79,10 @@ def api_view(*methods: str) -> Callable[[View], View]:
                 return error(str(exc) or "not found", HTTPStatus.NOT_FOUND)
             except RequestDataTooBig:
                 return error("the body is too large", HTTPStatus.REQUEST_ENTITY_TOO_LARGE)
+            except MultiPartParserError:
+                return error(NOT_JSON, HTTPStatus.UNSUPPORTED_MEDIA_TYPE)
+            except SuspiciousOperation as exc:  # too many fields or files in the query string or a form
+                return error(f"the request cannot be read: {exc}")
 
         return wrapped
 
@@ -153,9 +160,7 @@ def _enqueue(request: HttpRequest) -> JsonResponse:
 def _read_call(request: HttpRequest) -> tuple[str, list, dict[str, Any]] | JsonResponse:
     """The function name and arguments an enqueue request's body holds, or the answer that refuses it."""
     if request.content_type != "application/json":
-        return error(
-            'send the body as JSON, with "Content-Type: application/json"', HTTPStatus.UNSUPPORTED_MEDIA_TYPE
-        )
+        return error(NOT_JSON, HTTPStatus.UNSUPPORTED_MEDIA_TYPE)
     body = _parse(request.body)
     if isinstance(body, JsonResponse):
         return body
