@@ -2,13 +2,17 @@
 
 import logging
 import signal
+import subprocess
+import sys
+import time
 
 import pytest
 from django.test import override_settings
+from redis.exceptions import RedisError
 
 from jobs.cache import cached, invalidate_tags, stats
 from tests import cache_urls
-from tests.helpers import wait_for
+from tests.helpers import wait_for, worker_env
 
 pytestmark = [pytest.mark.urls("tests.cache_urls"), pytest.mark.slow]
 
@@ -77,3 +81,30 @@ def test_hung_redis_costs_one_socket_timeout_then_is_bypassed(redis_server, capl
     assert len(warnings_about_the_cache(caplog)) == 1
     # redis-py 5.0 names the address ("Timeout reading from 127.0.0.1:…"), later ones "socket".
     assert "Timeout reading from" in warnings_about_the_cache(caplog)[0].getMessage()
+
+
+def test_while_the_cache_leaves_a_hung_redis_alone_so_do_its_counts(redis_server):
+    stats.flush()
+    redis_server.process.send_signal(signal.SIGSTOP)
+    try:
+        with override_settings(JOBS={"CACHE_RETRY_AFTER": 60}):
+            assert triple(8) == 24  # pays the socket timeout once; the cache is then left alone
+            started = time.monotonic()
+            for _ in range(5):
+                stats.count("faults", "hits")
+                assert stats.flush() is False
+            assert time.monotonic() - started < 0.2, "a flush waited for the hung Redis"
+            with pytest.raises(RedisError):
+                stats.read()
+            assert time.monotonic() - started < 0.2, "a read waited for the hung Redis"
+    finally:
+        redis_server.process.send_signal(signal.SIGCONT)
+    wait_for(lambda: redis_server.client().ping(), timeout=10)
+    assert stats.flush() is True  # kept meanwhile, added once Redis may be used again
+    assert stats.read()["faults"]["hits"] == 5
+
+
+def test_a_process_that_exits_adds_its_counts_before_it_goes(redis, db):
+    script = "import django; django.setup(); from jobs.cache import stats; stats.count('leaving', 'hits')"
+    subprocess.run([sys.executable, "-c", script], env=worker_env(), check=True, timeout=60)
+    assert stats.read()["leaving"]["hits"] == 1

@@ -4,8 +4,11 @@ from __future__ import annotations
 
 import importlib
 import json
+import os
 import re
+import signal
 import sys
+import time
 from datetime import timedelta
 from pathlib import Path
 
@@ -17,9 +20,10 @@ from django.test.utils import CaptureQueriesContext, override_settings
 from django.utils import timezone
 from prometheus_client.parser import text_string_to_metric_families
 
-from jobs import transitions
+from jobs import dispatch, transitions
 from jobs.admin import figures
 from jobs.cache import stats
+from jobs.conf import jobs_settings
 from jobs.exceptions import JobsConfigurationError
 from jobs.metrics import collector, window
 from jobs.models import Job, Status
@@ -327,6 +331,32 @@ def test_redis_down_leaves_the_ledger_figures_and_says_what_is_missing(client, t
     for part in ("rq", "paused", "cache"):
         assert value(found, "jobs_metrics_part_up", part=part) == 0
     assert not any(name.startswith("rq_jobs") for name, _ in found)
+
+
+@pytest.mark.slow
+def test_a_hung_redis_costs_one_scrape_one_socket_timeout_and_the_next_ones_none(
+    client, token_settings, redis_server
+):
+    Job.objects.create(function="tests.jobs.add", queue="default", status=Status.FAILED)
+    samples(client)  # every part read once, while Redis answers
+    timeout = jobs_settings.REDIS_SOCKET_TIMEOUT
+    os.kill(redis_server.process.pid, signal.SIGSTOP)
+    try:
+        took = []
+        for _ in range(3):
+            started = time.monotonic()
+            found = samples(client)
+            took.append(time.monotonic() - started)
+            assert total(found, "jobs_records", queue="default", status="failed") == 1
+            for part in ("rq", "paused", "cache"):
+                assert value(found, "jobs_metrics_part_up", part=part) == 0
+    finally:
+        os.kill(redis_server.process.pid, signal.SIGCONT)
+        dispatch.breaker.close()
+    # The first waits out one read of the queues' Redis (and the cache's shorter one), not one per part;
+    # the next ones leave Redis alone, well within Prometheus' default scrape timeout (10 s).
+    assert timeout * 0.9 <= took[0] < timeout + 2, took
+    assert max(took[1:]) < 1, took
 
 
 @pytest.mark.django_db(transaction=True)

@@ -1,11 +1,14 @@
 """Counters per namespace: hits, misses, stale serves, refreshes, errors, and bypasses by reason.
 
 A hit must cost one Redis round trip, so counts are kept in the process and added to Redis (one
-pipeline of ``HINCRBY``) at most every ``JOBS['CACHE_STATS_INTERVAL']`` seconds, and by ``flush()``.
+pipeline of ``HINCRBY``) at the first count ``JOBS['CACHE_STATS_INTERVAL']`` seconds after the last
+flush, by ``flush()`` and ``read()``, and when the process exits.
 """
 
 from __future__ import annotations
 
+import atexit
+import contextlib
 import functools
 import threading
 import time
@@ -43,7 +46,8 @@ def _interval() -> float:
 
 
 def flush() -> bool:
-    """Add this process's counts to Redis; on failure they are kept for the next try."""
+    """Add this process's counts to Redis; on failure they are kept for the next try. While the cache
+    leaves Redis alone after a failure (``CACHE_RETRY_AFTER``), so does this."""
     global _flushed_at
     with _lock:
         _flushed_at = time.monotonic()
@@ -51,18 +55,36 @@ def flush() -> bool:
         _pending.clear()
     if not taken:
         return True
+    cache = store()
     try:
-        client = store().client()
-        with client.pipeline(transaction=False) as pipe:
+        if not cache.available():
+            raise _LeftAlone()
+        with cache.client().pipeline(transaction=False) as pipe:
             for (namespace, kind), amount in taken.items():
                 pipe.hincrby(keys.cache_stats(namespace), kind, amount)
                 pipe.sadd(keys.cache_namespaces(), namespace)
             pipe.execute()
-    except (RedisError, OSError):
+    except (RedisError, OSError) as exc:
         with _lock:
             _pending.update(taken)
+        if not isinstance(exc, _LeftAlone):
+            cache.failed(exc)
         return False
     return True
+
+
+@atexit.register
+def _flush_at_exit() -> None:
+    if _pending:
+        with contextlib.suppress(Exception):
+            flush()
+
+
+class _LeftAlone(RedisError):
+    """The cache leaves Redis alone for now: a failure a moment ago."""
+
+    def __init__(self) -> None:
+        super().__init__("the cache leaves Redis alone for a few seconds after it failed")
 
 
 def read() -> dict[str, dict[str, Any]]:
@@ -71,12 +93,19 @@ def read() -> dict[str, dict[str, Any]]:
     Each namespace has its ``KINDS``, ``bypasses`` (their sum) and ``reasons`` (bypasses by reason).
     """
     flush()
-    client = store().client()
-    namespaces = sorted(_text(n) for n in client.smembers(keys.cache_namespaces()))
-    with client.pipeline(transaction=False) as pipe:
-        for namespace in namespaces:
-            pipe.hgetall(keys.cache_stats(namespace))
-        rows = pipe.execute()
+    cache = store()
+    if not cache.available():
+        raise _LeftAlone()
+    client = cache.client()
+    try:
+        namespaces = sorted(_text(n) for n in client.smembers(keys.cache_namespaces()))
+        with client.pipeline(transaction=False) as pipe:
+            for namespace in namespaces:
+                pipe.hgetall(keys.cache_stats(namespace))
+            rows = pipe.execute()
+    except (RedisError, OSError) as exc:
+        cache.failed(exc)
+        raise
     return {namespace: _figures(row) for namespace, row in zip(namespaces, rows, strict=True)}
 
 

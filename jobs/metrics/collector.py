@@ -23,7 +23,9 @@ from prometheus_client.core import (
 )
 from prometheus_client.registry import Collector, CollectorRegistry
 from redis.exceptions import RedisError
+from redis.exceptions import TimeoutError as RedisTimeoutError
 
+from .. import dispatch
 from ..admin import figures
 from ..cache import stats
 from ..cache.store import ERRORS
@@ -37,6 +39,11 @@ logger = logging.getLogger("jobs")
 #: Database queries of one scrape: the ledger by queue, function and status, the oldest waiting job
 #: per queue, the undispatched records, and the window's two.
 QUERIES = 5
+#: The parts read from the queues' Redis. A hung Redis costs a read its whole socket timeout: once one
+#: timed out, they are left out for ``ENQUEUE_RETRY_AFTER`` seconds, as this process's pushes are
+#: (``jobs.dispatch``), so that a scrape answers well within Prometheus' timeout. The cache's part
+#: follows the cache's own rule (``CACHE_RETRY_AFTER``).
+QUEUES_REDIS = ("rq", "paused")
 #: Cache counters exported, with the name of their family.
 CACHE_COUNTERS = {
     "hits": "jobs_cache_hits",
@@ -62,7 +69,7 @@ class JobsCollector(Collector):
         yield from self._ledger()
         yield from self._window()
         for part, read in (("rq", self._rq), ("paused", self._paused), ("cache", self._cache)):
-            families = _guarded(part, read)
+            families = None if part in QUEUES_REDIS and dispatch.breaker.is_open() else _guarded(part, read)
             up.add_metric([part], 0 if families is None else 1)
             yield from families or []
         yield up
@@ -175,7 +182,9 @@ class JobsCollector(Collector):
 def _guarded(part: str, read: Callable[[], list[Metric]]) -> list[Metric] | None:
     try:
         return read()
-    except (*ERRORS, JobsConfigurationError):
+    except (*ERRORS, JobsConfigurationError) as exc:
+        if part in QUEUES_REDIS and isinstance(exc, RedisTimeoutError):
+            dispatch.breaker.open()
         logger.warning("Metrics: the %s figures could not be read", part, exc_info=True)
         return None
 
