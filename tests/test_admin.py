@@ -324,6 +324,28 @@ def test_retry_all_matching_needs_the_permission_and_valid_filters(viewer, opera
     assert Job.objects.get().status == Status.FAILED
 
 
+@pytest.mark.parametrize("param", ["status__exact", "queue__exact", "function", "q", "enqueued_at__gte"])
+def test_a_nul_character_in_a_filter_or_the_search_is_refused_not_a_500(operator, param):
+    # PostgreSQL refuses NUL in text: Django's own filters would send it and fail with a DataError.
+    make(Status.FAILED)
+    assert operator.get(LIST, {param: "a\x00b"}).status_code == 302  # Django's "invalid lookup" answer
+    assert operator.get(f"{LIST}retry-failed/", {param: "a\x00b"}).status_code == 302
+    response = operator.post(f"{LIST}retry-failed/?{param}=a%00b")
+    assert response.status_code == 302
+    assert Job.objects.get().status == Status.FAILED
+
+
+def test_a_search_of_many_words_searches_the_first_ones_and_says_so(operator):
+    make(Status.FAILED, function="tests.jobs.boom")
+    words = " ".join(["tests.jobs.boom", *(f"w{n}" for n in range(3000))])
+    response = operator.get(LIST, {"q": words})
+    assert response.status_code == 200
+    assert "only its first 20 were searched" in response.content.decode()
+    assert response.context["cl"].result_count == 0  # every word must match, as in Django's search
+    assert operator.get(LIST, {"q": "tests.jobs.boom"}).context["cl"].result_count == 1
+    assert operator.get(f"{LIST}retry-failed/", {"q": words}).status_code == 200
+
+
 @pytest.mark.django_db(transaction=True)
 @pytest.mark.slow
 def test_a_retried_job_runs_again_through_a_real_worker_and_keeps_its_history(client):

@@ -14,12 +14,14 @@ from django.contrib import admin, messages
 from django.contrib.admin.models import CHANGE, LogEntry
 from django.contrib.admin.options import IncorrectLookupParameters
 from django.contrib.admin.utils import unquote
+from django.contrib.admin.views.main import ChangeList
 from django.contrib.contenttypes.models import ContentType
 from django.core.exceptions import PermissionDenied
 from django.db.models import QuerySet
 from django.http import Http404, HttpRequest, HttpResponse, HttpResponseRedirect, QueryDict
 from django.template.response import TemplateResponse
 from django.urls import path, reverse
+from django.utils.text import smart_split
 from django.utils.translation import gettext, ngettext
 from django.utils.translation import gettext_lazy as _
 from django.views.decorators.http import require_POST
@@ -67,6 +69,20 @@ class FunctionFilter(admin.SimpleListFilter):
 
     def queryset(self, request: HttpRequest, queryset: QuerySet[Job]) -> QuerySet[Job]:
         return queryset.filter(function=self.value()) if self.value() else queryset
+
+
+#: A search reads this many words at most: each is one more condition on every searched column.
+MAX_SEARCH_WORDS = 20
+
+
+class JobChangeList(ChangeList):
+    """Django's change list, refusing a NUL character in a filter or the search as an invalid lookup (as
+    an unknown field is): PostgreSQL cannot compare text with one, and the query would fail."""
+
+    def get_queryset(self, request: HttpRequest, *args: Any, **kwargs: Any) -> QuerySet[Job]:
+        if any("\x00" in value for _name, values in request.GET.lists() for value in values):
+            raise IncorrectLookupParameters(gettext("A filter or the search holds a NUL character."))
+        return super().get_queryset(request, *args, **kwargs)
 
 
 class FailedAttemptInline(admin.StackedInline):
@@ -151,6 +167,21 @@ class JobAdmin(admin.ModelAdmin):
     readonly_fields = tuple(
         name for _title, options in fieldsets for name in cast("tuple[str, ...]", options["fields"])
     )
+
+    def get_changelist(self, request: HttpRequest, **kwargs: Any) -> type[ChangeList]:
+        return JobChangeList
+
+    def get_search_results(self, request: HttpRequest, queryset: QuerySet[Job], search_term: str) -> Any:
+        words = list(smart_split(search_term))
+        if len(words) > MAX_SEARCH_WORDS:
+            search_term = " ".join(words[:MAX_SEARCH_WORDS])
+            if not getattr(request, "_jobs_search_cut", False):
+                request._jobs_search_cut = True  # type: ignore[attr-defined]
+                message = gettext("The search has %(count)d words: only its first %(max)d were searched.")
+                self.message_user(
+                    request, message % {"count": len(words), "max": MAX_SEARCH_WORDS}, messages.WARNING
+                )
+        return super().get_search_results(request, queryset, search_term)
 
     # Columns and fields -------------------------------------------------------------------------
 
