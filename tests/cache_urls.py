@@ -252,6 +252,11 @@ def device(request):
 
 
 @cache_view(ttl=60)
+def skinned(request):
+    return HttpResponse(f"skin {request.skin} #{_ran('skinned')}")
+
+
+@cache_view(ttl=60)
 def prices(request):
     return HttpResponse(f"prices in {request.currency} #{_ran('prices')}")
 
@@ -284,6 +289,17 @@ class DeviceMiddleware:
         return response
 
 
+class SkinMiddleware:
+    """Tells the view the visitor's skin, read from a cookie before the view runs."""
+
+    def __init__(self, get_response):
+        self.get_response = get_response
+
+    def __call__(self, request):
+        request.skin = request.COOKIES.get("skin", "plain")
+        return self.get_response(request)
+
+
 class CurrencyMiddleware:
     """Tells the view the visitor's currency, kept in their session (``?currency=`` sets it), before the
     view runs."""
@@ -313,4 +329,5 @@ urlpatterns += [
     path("scripted", scripted),
     path("device", device),
     path("prices", prices),
+    path("skinned", skinned),
 ]

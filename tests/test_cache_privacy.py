@@ -180,6 +180,29 @@ def test_with_the_middleware_a_vary_added_after_the_view_is_in_the_key():
     assert Client().get("/device", headers=desktop).content == b"desktop page #2"
 
 
+# A site without sessions: no "Vary: Cookie" keys every page by the whole Cookie header.
+@override_settings(
+    MIDDLEWARE=[
+        CACHE_MIDDLEWARE,
+        "django.middleware.csrf.CsrfViewMiddleware",
+        "tests.cache_urls.SkinMiddleware",
+    ]
+)
+def test_with_the_middleware_a_cookie_a_middleware_read_before_the_view_is_in_the_key():
+    a, b, c = Client(), Client(), Client()
+    a.cookies["skin"] = "dark"
+    b.cookies["skin"] = "light"
+    assert a.get("/skinned").content == b"skin dark #1"
+    assert b.get("/skinned").content == b"skin light #2"
+    assert c.get("/skinned").content == b"skin plain #3"
+    assert a.get("/skinned").content == b"skin dark #1"
+    assert c.get("/skinned").content == b"skin plain #3"
+    # The CSRF cookie, which CsrfViewMiddleware reads on every request, keys nothing of its own.
+    d = Client()
+    d.cookies["csrftoken"] = "x" * 32
+    assert d.get("/skinned").content == b"skin plain #3"
+
+
 @override_settings(MIDDLEWARE=[CACHE_MIDDLEWARE, *SITE])
 def test_with_the_middleware_the_cases_above_still_hold():
     a, b = Client(), Client()

@@ -5,7 +5,8 @@ set cookies (sessions, messages, CSRF), add ``Vary`` headers or a CSP nonce, whi
 see. With this middleware first in ``MIDDLEWARE`` (the outermost), a cached view still looks its page up
 (after the other middleware's request phase, so the session, the user and the language are known), but
 stores a page only when the whole response, as it leaves the site, is proven the same for everyone its
-key holds: no cookie set, no ``Vary: *``, its ``Vary`` headers in the key.
+key holds: no cookie set, no ``Vary: *``, its ``Vary`` headers in the key, and the cookies that any
+middleware read, before the view or after it, in the key as those the view read.
 """
 
 from __future__ import annotations
@@ -29,7 +30,7 @@ class CacheViewMiddleware:
         self.get_response = get_response
 
     def __call__(self, request: HttpRequest) -> HttpResponseBase:
-        deferred = Deferred()
+        deferred = Deferred(request)
         setattr(request, DEFERRED, deferred)
         try:
             response = self.get_response(request)

@@ -116,12 +116,26 @@ class Pending:
 
 
 class Deferred:
-    """Set on a request by CacheViewMiddleware: the page to store, if any, once the response is built."""
+    """Set on a request by CacheViewMiddleware: the page to store, if any, once the response is built, and
+    the cookies read meanwhile by any middleware as well as by the view."""
 
-    __slots__ = ("pending",)
+    __slots__ = ("cookies", "pending")
 
-    def __init__(self) -> None:
+    def __init__(self, request: HttpRequest) -> None:
         self.pending: Pending | None = None
+        self.cookies = _WatchedCookies(request.COOKIES)
+        request.COOKIES = self.cookies
+
+    def cookies_read(self) -> tuple[frozenset[str], bool]:
+        """The cookies read during the request but those whose use is in the key or refused otherwise
+        (the session's, CSRF's, the language's, the messages'), and whether all were read."""
+        accounted = {
+            settings.SESSION_COOKIE_NAME,
+            settings.CSRF_COOKIE_NAME,
+            settings.LANGUAGE_COOKIE_NAME,
+            MESSAGES_COOKIE,
+        }
+        return frozenset(self.cookies.read - accounted), self.cookies.all
 
     def hand_over(self, pending: Pending) -> None:
         # A cached view called by another one: the outer view's page is the response.
@@ -407,6 +421,10 @@ class CachedView(CachePolicy):
         reason = self.refusal(request, response)
         if reason is not None:
             return self.bypass(request, reason, response)
+        deferred: Deferred = getattr(request, DEFERRED)
+        read, all_read = deferred.cookies_read()
+        pending.watch.cookies_read |= read
+        pending.watch.all_cookies_read |= all_read
         vary, cookies = self._varies(response, pending.watch)
         key = self.key(pending.cache, request, pending.base, vary, cookies)
         fresh = self._put(pending.cache, key, pending.payload, pending.tags)
@@ -466,7 +484,7 @@ class _WatchedCookies(dict):
     """``request.COOKIES`` while a view runs: it remembers which cookies the view read."""
 
     def __init__(self, cookies: dict[str, str]) -> None:
-        super().__init__(cookies)
+        super().__init__(dict.items(cookies))  # not as a read of all of them, should they be watched too
         self.read: set[str] = set()
         self.all = False
 
