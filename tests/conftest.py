@@ -37,11 +37,14 @@ def redis_server():
 
 @pytest.fixture(autouse=True)
 def redis(redis_server):
-    """A clean Redis for every test (restarted if a test stopped it), and an enqueue breaker closed
-    again: one test's hung Redis must not leave the next test's pushes to the relay."""
+    """A clean Redis for every test (restarted if a test stopped it), and the enqueue breaker and the
+    cache's failures forgotten: one test's hung Redis must not leave the next test's pushes to the relay
+    or its cached calls uncached."""
+    from jobs.cache.store import forget_stores
     from jobs.dispatch import breaker
 
     breaker.close()
+    forget_stores()
     if redis_server.process is None:
         redis_server.start()
     client = redis_server.client()

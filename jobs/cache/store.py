@@ -192,7 +192,12 @@ def store(alias: str | None = None) -> CacheStore:
     return found
 
 
+def forget_stores() -> None:
+    """Forget every store, and so what each knew of Redis's failures (as a change of settings does)."""
+    _stores.clear()
+
+
 @receiver(setting_changed)
 def _reset_on_change(*, setting: str, **kwargs: Any) -> None:
     if setting in {"CACHES", "JOBS"}:
-        _stores.clear()
+        forget_stores()
