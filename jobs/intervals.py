@@ -21,8 +21,10 @@ def beat_interval() -> float:
 
 
 def reap_interval() -> float:
-    """Seconds between two passes of the reaper, so that detection stays within ABANDONED_AFTER."""
-    return max(0.5, jobs_settings.ABANDONED_AFTER / 6)
+    """Seconds between two passes of the reaper, so that detection stays within ABANDONED_AFTER: an entry
+    lapses within a TTL (half of it) of its worker's death, a pass finds it within an eighth, and a pass
+    at least two heartbeats (a quarter) and at most an eighth later confirms it."""
+    return max(0.5, jobs_settings.ABANDONED_AFTER / 8)
 
 
 def failure_ttl() -> int:

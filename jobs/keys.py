@@ -23,6 +23,11 @@ def reaper_suspects() -> str:
     return _key("reaper", "suspects")
 
 
+def reaper_expired() -> str:
+    """A hash of jobs whose registry entry was found past its score: job id -> when first found so."""
+    return _key("reaper", "expired")
+
+
 def reaper_stranded() -> str:
     """A hash of jobs found in RQ's intermediate lists, not started: job id -> when first seen so."""
     return _key("reaper", "stranded")

@@ -52,6 +52,14 @@ def count_run(name):
     return name
 
 
+@job(max_attempts=2, backoff=[0])
+def count_run_for(name, seconds):
+    """``count_run``, then runs for ``seconds``."""
+    count_run.run([name], {})
+    time.sleep(seconds)
+    return name
+
+
 def runs_of(name=None):
     with connection.cursor() as cursor:
         cursor.execute("CREATE TABLE IF NOT EXISTS fault_runs (name VARCHAR(100))")

@@ -1,12 +1,14 @@
 """Finding jobs whose worker died, and retrying or failing them with the reason.
 
 A record is abandoned when it says ``started`` and RQ's ``StartedJobRegistry`` of its queue holds no
-live execution of it (see ``jobs.worker.liveness``):
+live execution of it (see ``jobs.worker.liveness``), on two passes at least two heartbeats apart:
 
-- an entry whose score has passed belongs to a worker that stopped refreshing it: dead, at once;
-- no entry at all (Redis lost its data, or RQ's own cleanup took the entry): suspect; a live worker
-  writes its entry back within one heartbeat, so the job is reaped only if it is still missing on a
-  later pass, at least two heartbeats after it was first seen so.
+- an entry whose score has passed belongs to a worker that stopped refreshing it, or to a live one whose
+  refreshes Redis could not take for a while (it hung past the entry's TTL, or came back from its
+  append-only file with the scores it had): a live worker writes it again within a heartbeat or two
+  once Redis answers, a dead one never does;
+- no entry at all (Redis lost its data, or RQ's own cleanup took the entry): likewise, a live worker
+  writes it back within one heartbeat.
 
 The record is then moved by ``jobs.transitions.abandon``, conditional on it still being started with the
 same attempt, to ``retrying`` (and pushed again) when attempts remain, else to ``failed``, with a
@@ -65,19 +67,50 @@ def reap(using: str | None = None, limit: int = 500) -> int:
         # comes first: a record the reaper moves to retrying would otherwise look taken and unclaimed.
         names = {*settings.RQ_QUEUES, *(record.queue for record in started)}
         entries = {queue_name: queues.started_entries(queue_name) for queue_name in names}
+        dead = _dead_entries(entries, redis, time.time())
         return (
             _rescue_stranded(alias, entries, redis)
-            + _rescue_taken(alias, entries)
-            + _reap(started, entries, redis)
+            + _rescue_taken(alias, dead)
+            + _reap(started, entries, dead, redis)
         )
     finally:
         with contextlib.suppress(RedisError):
             lock.release()
 
 
-def _reap(
-    started: list[Job], entries_by_queue: dict[str, dict[str, dict[str, float]]], lock_redis: Redis
-) -> int:
+Entries = dict[str, dict[str, dict[str, float]]]  # queue -> job id -> entry -> score
+
+
+def _dead_entries(entries_by_queue: Entries, redis: Redis, now: float) -> Entries:
+    """The entries whose score had passed on a pass at least two heartbeats ago and still has: the jobs
+    of dead workers. The others whose score has passed are noted, with when they were first found so."""
+    key = keys.reaper_expired()
+    seen = {
+        job_id.decode() if isinstance(job_id, bytes) else job_id: float(at)
+        for job_id, at in redis.hgetall(key).items()
+    }
+    grace = 2 * intervals.beat_interval()
+    dead: Entries = defaultdict(dict)
+    expired_since: dict[EncodableT, EncodableT] = {}
+    for queue_name, entries in entries_by_queue.items():
+        for job_id, found in entries.items():
+            if max(found.values()) >= now:
+                continue
+            first = seen.get(job_id, now)
+            if now - first >= grace:
+                dead[queue_name][job_id] = found
+            else:
+                expired_since[job_id] = first
+    with redis.pipeline() as pipe:
+        pipe.delete(key)
+        if expired_since:
+            pipe.hset(key, mapping=expired_since)
+            pipe.expire(key, int(jobs_settings.ABANDONED_AFTER * 4) + 60)
+        pipe.execute()
+    return dead
+
+
+def _reap(started: list[Job], entries_by_queue: Entries, dead_by_queue: Entries, lock_redis: Redis) -> int:
     by_queue: dict[str, list[Job]] = defaultdict(list)
     for record in started:
         by_queue[record.queue].append(record)
@@ -85,12 +118,12 @@ def _reap(
     dead: list[tuple[Job, dict[str, float]]] = []
     missing: list[Job] = []
     for queue_name, records in by_queue.items():
-        entries = entries_by_queue[queue_name]
+        entries, dead_entries = entries_by_queue[queue_name], dead_by_queue.get(queue_name, {})
         for record in records:
             found = entries.get(str(record.pk))
             if not found:
                 missing.append(record)
-            elif max(found.values()) < now:
+            elif str(record.pk) in dead_entries:
                 dead.append((record, found))
     handled = 0
     for record, found in dead:
@@ -104,14 +137,12 @@ def _reap(
     return handled
 
 
-def _rescue_taken(alias: str, entries_by_queue: dict[str, dict[str, dict[str, float]]]) -> int:
+def _rescue_taken(alias: str, dead_by_queue: Entries) -> int:
     """Jobs a worker took from their queue and died with before it claimed their record: RQ counts them
     started, with an entry that its worker stopped refreshing, while the record still waits. RQ's own
     cleanup finds them only every ten minutes; they are pushed again here, their dead entries dropped."""
-    now = time.time()
     rescued = 0
-    for queue_name, entries in entries_by_queue.items():
-        dead = {job_id: found for job_id, found in entries.items() if max(found.values()) < now}
+    for queue_name, dead in dead_by_queue.items():
         if not dead:
             continue
         waiting = rescue.still_waiting(alias, dead)
@@ -122,9 +153,7 @@ def _rescue_taken(alias: str, entries_by_queue: dict[str, dict[str, dict[str, fl
     return rescued
 
 
-def _rescue_stranded(
-    alias: str, entries_by_queue: dict[str, dict[str, dict[str, float]]], redis: Redis
-) -> int:
+def _rescue_stranded(alias: str, entries_by_queue: Entries, redis: Redis) -> int:
     """Jobs a worker's dequeue moved into RQ's intermediate list and the worker died with before it took
     or started them: no entry in the started registry, and still there ``ABANDONED_AFTER`` seconds
     after a pass first found them so (a live worker takes a job out within moments). RQ's own cleanup

@@ -1,7 +1,8 @@
 """``manage.py jobs_reap``: retry or fail the started jobs whose worker is gone.
 
-Workers do this on their own every ``ABANDONED_AFTER / 6`` seconds; run this from cron where every
-worker may be busy with long jobs, or none runs.
+Workers do this on their own every ``ABANDONED_AFTER / 8`` seconds; run this from cron where every
+worker may be busy with long jobs, or none runs. A run notes the dead-looking jobs, and a later run (at
+least two heartbeats later, as cron's minute is) retries or fails those still so.
 """
 
 from __future__ import annotations
