@@ -72,19 +72,40 @@ def test_the_window_is_shared_and_slides(redis):
 
 
 @pytest.mark.slow
-def test_jobs_over_the_limit_wait_and_none_is_dropped_or_charged_an_attempt():
+# A threaded worker that takes every job ahead of its two threads: the limit holds when they start.
+@pytest.mark.parametrize("worker_class", ["jobs.worker.SimpleWorker", "tests.fault_jobs.TakingAheadWorker"])
+def test_jobs_over_the_limit_wait_and_none_is_dropped_or_charged_an_attempt(worker_class):
     records = [fault_jobs.limited.enqueue(n) for n in range(6)]
-    with WorkerProcess("--worker-class", "jobs.worker.SimpleWorker", "--with-scheduler", queues=("default",)):
+    with WorkerProcess("--worker-class", worker_class, "--with-scheduler", queues=("default",)):
         wait_for(
             lambda: Job.objects.filter(pk__in=[r.pk for r in records], status=Status.FINISHED).count() == 6,
             timeout=90,
             message="the rate-limited jobs",
         )
     started = sorted(Job.objects.filter(pk__in=[r.pk for r in records]).values_list("started_at", flat=True))
-    # 2/s: six runs cannot all start within two seconds, however fast the worker.
+    # 2/s: six runs cannot all start within two seconds, however fast the worker, and no second holds
+    # more than two starts.
     assert started[-1] - started[0] >= timedelta(seconds=2)
+    gaps = [later - earlier for earlier, later in zip(started, started[2:], strict=False)]
+    assert min(gaps) >= timedelta(seconds=1), started
     assert set(Job.objects.filter(pk__in=[r.pk for r in records]).values_list("attempts", flat=True)) == {1}
     assert not FailedAttempt.objects.exists()
+
+
+def test_jobs_taken_ahead_of_busy_threads_start_within_their_rate_limit():
+    # Both threads busy for 2.5 s with jobs of a higher priority; the limited ones wait ahead of them.
+    blockers = [fault_jobs.work_for.using(priority=10).enqueue(2.5) for _ in range(2)]
+    records = [fault_jobs.limited.enqueue(n) for n in range(6)]
+    with WorkerProcess("--worker-class", "tests.fault_jobs.TakingAheadWorker", queues=("default",)):
+        everything = [r.pk for r in blockers + records]
+        wait_for(
+            lambda: Job.objects.filter(pk__in=everything, status=Status.FINISHED).count() == 8,
+            timeout=90,
+            message="the jobs",
+        )
+    started = sorted(Job.objects.filter(pk__in=[r.pk for r in records]).values_list("started_at", flat=True))
+    gaps = [later - earlier for earlier, later in zip(started, started[2:], strict=False)]
+    assert min(gaps) >= timedelta(seconds=1), started  # 2/s when they start, not when they were taken
 
 
 @pytest.mark.slow

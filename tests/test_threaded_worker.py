@@ -9,15 +9,17 @@ import subprocess
 import sys
 import threading
 import time
+from datetime import timedelta
 
 import pytest
 from django.core.management import call_command
 from django.db import connection
 from django.db.backends.signals import connection_created
 from django.test import override_settings
+from django.utils import timezone
 from rq.registry import ScheduledJobRegistry, StartedJobRegistry
 
-from jobs import current_job, job, set_progress
+from jobs import current_job, job, pause, set_progress
 from jobs.models import Job, Status
 from jobs.transport import batch
 from jobs.transport import connection as jobs_connection
@@ -381,6 +383,59 @@ def test_a_job_whose_rq_job_the_losing_copy_ended_is_still_retried_at_once(redis
     # The first attempt failed with RQ's job gone; its retry (due at once) ran in the same burst, not
     # left for the reconciler's next pass.
     assert (record.status, record.attempts, record.result) == (Status.FINISHED, 2, 2)
+    assert StartedJobRegistry("default", connection=redis).get_job_ids() == []
+
+
+def _on_first_claim(monkeypatch, action):
+    """Run ``action(worker)`` while the worker's first claim is on its way."""
+    claims = []
+    claim = ThreadedWorker._claim
+
+    def claiming(self, runs):
+        claims.append(len(runs))
+        if len(claims) == 1:
+            action(self)
+        return claim(self, runs)
+
+    monkeypatch.setattr(ThreadedWorker, "_claim", claiming)
+    return claims
+
+
+def test_a_stop_asked_while_the_worker_claims_claims_and_takes_no_more(redis, monkeypatch):
+    monkeypatch.setattr(fault_jobs.TakingAheadWorker, "concurrency", 2)
+    records = [jobs.add.enqueue(n, n) for n in range(12)]
+    claims = _on_first_claim(monkeypatch, lambda worker: worker.request_stop(signal.SIGTERM, None))
+    drain(TAKING_AHEAD, queues=("default",))
+    assert claims == [2]  # all 12 taken at once, two claimed: the SIGTERM came during that claim
+    statuses = [Job.objects.get(pk=r.pk).status for r in records]
+    assert statuses == [Status.FINISHED] * 2 + [Status.QUEUED] * 10
+    # The ten taken ahead are back at the front of the queue, in their order.
+    assert jobs_connection.get_queue("default").get_job_ids() == [str(r.pk) for r in records[2:]]
+    assert StartedJobRegistry("default", connection=redis).get_job_ids() == []
+
+
+def test_a_queue_paused_while_its_jobs_wait_ahead_keeps_them_queued(redis, monkeypatch):
+    monkeypatch.setattr(fault_jobs.TakingAheadWorker, "concurrency", 2)
+    records = [fault_jobs.work_for.enqueue(0.5) for _ in range(12)]
+    paused_at = []
+
+    def pause_default(worker):
+        pause.pause("default")
+        paused_at.append(timezone.now())
+
+    _on_first_claim(monkeypatch, pause_default)
+    try:
+        drain(TAKING_AHEAD, queues=("default",))
+    finally:
+        pause.resume("default")
+    started = Job.objects.filter(pk__in=[r.pk for r in records]).exclude(started_at=None)
+    # A worker reads the paused queues at most once a second: none starts a second after the pause.
+    assert all(
+        at <= paused_at[0] + timedelta(seconds=1.2) for at in started.values_list("started_at", flat=True)
+    )
+    waiting = [r for r in records if Job.objects.get(pk=r.pk).status == Status.QUEUED]
+    assert len(waiting) >= 4 and started.count() + len(waiting) == 12
+    assert jobs_connection.get_queue("default").get_job_ids() == [str(r.pk) for r in waiting]
     assert StartedJobRegistry("default", connection=redis).get_job_ids() == []
 
 

@@ -16,7 +16,8 @@ callbacks; ``transport.batch``):
   than waiting for the main thread: as many as the threads will get to in about ``CLAIM_AHEAD_SECONDS``
   by the run time measured so far, at most a quarter of the threads (none for fewer than four). Those
   count as started. The other jobs taken ahead wait unclaimed, so that a long job is not marked started
-  long before it runs.
+  long before it runs. A queue's pause and a function's rate limit are checked just before the claim,
+  and a worker asked to stop claims no more and puts back the jobs it took ahead.
 - Recording: a recorder thread records the jobs that succeeded in one statement and one pipeline:
   those that ended while it recorded the batch before them and, while other jobs run, those that end
   within ``RECORD_WAIT_SECONDS`` of the first; each with the moment it ended. While the database
@@ -328,6 +329,8 @@ class ThreadedWorker(LedgerWorkerMixin, RQThreadedWorker):
         try:
             while True:
                 self._wait_for_room()
+                if self._stop_requested:  # asked while the main thread claimed: no new job is taken
+                    raise StopRequested()
                 # A job that runs, or whose end is being recorded, while the queues are read may push
                 # one (a retry due at once, a job that waited for it).
                 busy = self.running_jobs or self._recorder.pending
@@ -360,6 +363,8 @@ class ThreadedWorker(LedgerWorkerMixin, RQThreadedWorker):
         room, handed = self.room, self.slots + self.claimed_ahead
         below = handed if room == handed else max(handed, room // 2 + 1)
         while True:
+            if self._stop_requested:
+                raise StopRequested()
             self._hand_over_ahead()
             # Fewer jobs than this held: threads are free for the next jobs taken ahead (for short jobs,
             # half the threads, so that their claims go in batches; with jobs claimed ahead, half of
@@ -381,11 +386,26 @@ class ThreadedWorker(LedgerWorkerMixin, RQThreadedWorker):
     def _hand_over_ahead(self) -> None:
         """Claim, in one statement, as many of the jobs taken ahead as there are free threads and jobs
         claimed ahead of them (see the module), and hand them over. A job that waits here unclaimed
-        when the worker dies has not started: the reaper pushes it again rather than giving up on it."""
+        when the worker dies has not started: the reaper pushes it again rather than giving up on it.
+
+        Whether a job may start (its queue not paused, its rate limit not reached) is decided here,
+        just before its claim, however long it waited ahead; once the worker is asked to stop, none is
+        claimed (``finish_running`` puts them back)."""
         free = self.slots + self.claimed_ahead - (self.running_jobs - len(self._ahead))
-        if free <= 0 or not self._ahead:
+        if free <= 0 or not self._ahead or self._stop_requested:
             return
-        runs = [self._ahead.popleft() for _ in range(min(free, len(self._ahead)))]
+        self._put_back_paused()
+        runs: list[Run] = []
+        while self._ahead and len(runs) < free:
+            run = self._ahead.popleft()
+            if self._held(run.taken, run.call):  # put back, or set to run later, by _held_back
+                self._heartbeat.discard(run.taken.running(self.key))
+                batch.leave(run.taken)
+                self.job_ended()
+            else:
+                runs.append(run)
+        if not runs:
+            return
         held = Held(len(runs), {run.taken.entry: run.taken for run in runs})
         waiting, self._waiting_for_work = self._waiting_for_work, False
         try:
@@ -408,8 +428,22 @@ class ThreadedWorker(LedgerWorkerMixin, RQThreadedWorker):
 
     def _put_back_ahead(self) -> None:
         """A stopping worker's jobs taken ahead, not claimed: back to the front of their queues."""
-        while self._ahead:
-            taken = self._ahead.popleft().taken
+        ahead, self._ahead = list(self._ahead), collections.deque()
+        self._put_back(ahead)
+
+    def _put_back_paused(self) -> None:
+        """The jobs taken ahead whose queue is paused now: back to the front of their queue."""
+        paused = self._paused.current()
+        if not paused or not any(run.taken.queue.name in paused for run in self._ahead):
+            return
+        back = [run for run in self._ahead if run.taken.queue.name in paused]
+        self._ahead = collections.deque(run for run in self._ahead if run.taken.queue.name not in paused)
+        self._put_back(back)
+
+    def _put_back(self, runs: list[Run]) -> None:
+        # The last first, so that they are at the front of their queues in the order they were taken.
+        for run in reversed(runs):
+            taken = run.taken
             self._heartbeat.discard(taken.running(self.key))
             try:
                 batch.put_back(taken)
@@ -452,25 +486,20 @@ class ThreadedWorker(LedgerWorkerMixin, RQThreadedWorker):
         for item in taken:
             run = self._ready(item)
             del held.unsettled[item.entry]
-            if isinstance(run, Run):
-                self._ahead.append(run)  # counted as held from now on by the jobs taken ahead
-                held.count -= 1
-            elif run:  # handed to RQ's path
-                held.count -= 1
+            held.count -= 1  # counted from now on by the jobs taken ahead, or by RQ's path
+            if run is not None:
+                self._ahead.append(run)
         self._hand_over_ahead()
 
-    def _ready(self, taken: Taken) -> Run | bool:
-        """The run of a job just taken; or, when it is not to run now, whether it was handed to RQ's own
-        path (a job not for the fast path) rather than held back (its queue paused, its rate limit)."""
+    def _ready(self, taken: Taken) -> Run | None:
+        """The run of a job just taken; None for a job not for the fast path, handed to RQ's own path."""
         call = taken.call(self.default_result_ttl)
-        if call is not None and not self._held(taken, call):
+        if call is not None:
             return Run(taken, call, execution.unclaimed(call))
         self._heartbeat.discard(taken.running(self.key))
         batch.leave(taken)
-        if call is None:
-            self._through_rq(taken.job, taken.queue, narrowed=False)
-            return True
-        return False
+        self._through_rq(taken.job, taken.queue, narrowed=False)
+        return None
 
     def _held(self, taken: Taken, call: Call) -> bool:
         """``_held_back``, with RQ's job read only for a job of a paused queue or a rate-limited function."""
