@@ -22,7 +22,12 @@ def get_connection(queue_name: str) -> Redis:
     A Redis that accepts connections but does not answer must not hang a commit hook: where the
     queue's configuration sets no socket timeouts, the ``JOBS`` defaults apply.
     """
-    client = django_rq.get_connection(queue_name)
+    return with_timeouts(django_rq.get_connection(queue_name))
+
+
+def with_timeouts(client: Redis) -> Redis:
+    """``client``, whose new connections time out as the ``JOBS`` defaults say where its configuration
+    sets no socket timeouts."""
     pool_kwargs = client.connection_pool.connection_kwargs
     for name, default in (
         ("socket_connect_timeout", jobs_settings.REDIS_CONNECT_TIMEOUT),
