@@ -81,32 +81,49 @@ def reap(using: str | None = None, limit: int = 500) -> int:
 Entries = dict[str, dict[str, dict[str, float]]]  # queue -> job id -> entry -> score
 
 
+class Sightings:
+    """Jobs a pass finds in some state (dead-looking, missing, stranded), with when a pass first found each
+    so, kept in a Redis hash from one pass to the next: a job is acted on only when found so again long
+    enough after, since a live worker mends its own within moments."""
+
+    def __init__(self, redis: Redis, key: str, now: float) -> None:
+        self.redis, self.key, self.now = redis, key, now
+        self._seen = {
+            job_id.decode() if isinstance(job_id, bytes) else job_id: float(at)
+            for job_id, at in redis.hgetall(key).items()
+        }
+        self._kept: dict[EncodableT, EncodableT] = {}
+
+    def for_at_least(self, job_id: str, seconds: float) -> bool:
+        """``job_id`` is found so on this pass: whether it was first found so ``seconds`` ago or more
+        (it is then forgotten, being acted on); else it is noted."""
+        first = self._seen.get(job_id, self.now)
+        if self.now - first >= seconds:
+            return True
+        self._kept[job_id] = first
+        return False
+
+    def save(self) -> None:
+        """Keep what this pass noted, and only that."""
+        with self.redis.pipeline() as pipe:
+            pipe.delete(self.key)
+            if self._kept:
+                pipe.hset(self.key, mapping=self._kept)
+                pipe.expire(self.key, int(jobs_settings.ABANDONED_AFTER * 4) + 60)
+            pipe.execute()
+
+
 def _dead_entries(entries_by_queue: Entries, redis: Redis, now: float) -> Entries:
     """The entries whose score had passed on a pass at least two heartbeats ago and still has: the jobs
-    of dead workers. The others whose score has passed are noted, with when they were first found so."""
-    key = keys.reaper_expired()
-    seen = {
-        job_id.decode() if isinstance(job_id, bytes) else job_id: float(at)
-        for job_id, at in redis.hgetall(key).items()
-    }
+    of dead workers. The others whose score has passed are noted."""
+    expired = Sightings(redis, keys.reaper_expired(), now)
     grace = 2 * intervals.beat_interval()
     dead: Entries = defaultdict(dict)
-    expired_since: dict[EncodableT, EncodableT] = {}
     for queue_name, entries in entries_by_queue.items():
         for job_id, found in entries.items():
-            if max(found.values()) >= now:
-                continue
-            first = seen.get(job_id, now)
-            if now - first >= grace:
+            if max(found.values()) < now and expired.for_at_least(job_id, grace):
                 dead[queue_name][job_id] = found
-            else:
-                expired_since[job_id] = first
-    with redis.pipeline() as pipe:
-        pipe.delete(key)
-        if expired_since:
-            pipe.hset(key, mapping=expired_since)
-            pipe.expire(key, int(jobs_settings.ABANDONED_AFTER * 4) + 60)
-        pipe.execute()
+    expired.save()
     return dead
 
 
@@ -158,28 +175,15 @@ def _rescue_stranded(alias: str, entries_by_queue: Entries, redis: Redis) -> int
     or started them: no entry in the started registry, and still there ``ABANDONED_AFTER`` seconds
     after a pass first found them so (a live worker takes a job out within moments). RQ's own cleanup
     finds them only after a minute, every ten minutes; they are pushed again here."""
-    key = keys.reaper_stranded()
-    seen = {
-        job_id.decode() if isinstance(job_id, bytes) else job_id: float(at)
-        for job_id, at in redis.hgetall(key).items()
-    }
-    now = time.time()
-    waiting_since: dict[EncodableT, EncodableT] = {}
+    in_intermediate = Sightings(redis, keys.reaper_stranded(), time.time())
     stranded: dict[str, list[str]] = defaultdict(list)
     for queue_name, entries in entries_by_queue.items():
         for job_id in queues.intermediate_job_ids(queue_name):
             if job_id in entries:
                 continue  # started (RQ's own path keeps a running job there)
-            first = seen.get(job_id, now)
-            if now - first >= jobs_settings.ABANDONED_AFTER:
+            if in_intermediate.for_at_least(job_id, jobs_settings.ABANDONED_AFTER):
                 stranded[queue_name].append(job_id)
-            else:
-                waiting_since[job_id] = first
-    with redis.pipeline() as pipe:
-        pipe.delete(key)
-        if waiting_since:
-            pipe.hset(key, mapping=waiting_since)
-        pipe.execute()
+    in_intermediate.save()
     rescued = 0
     for queue_name, job_ids in stranded.items():
         queues.remove_from_intermediate(queue_name, job_ids)
@@ -190,33 +194,17 @@ def _rescue_stranded(alias: str, entries_by_queue: Entries, redis: Redis) -> int
 
 def _reap_missing(missing: list[Job], redis: Redis, now: float) -> int:
     """Two passes: note when a started job was first found unknown to Redis; reap it on a later pass."""
-    suspects_key = keys.reaper_suspects()
-    if not missing:
-        redis.delete(suspects_key)
-        return 0
-    ids = [str(record.pk) for record in missing]
-    seen = dict(zip(ids, redis.hmget(suspects_key, ids), strict=True))
+    unknown = Sightings(redis, keys.reaper_suspects(), now)
     grace = 2 * intervals.beat_interval()
     handled = 0
-    fresh: dict[EncodableT, EncodableT] = {}
     for record in missing:
-        first = seen.get(str(record.pk))
-        if first is None:
-            fresh[str(record.pk)] = now
-        elif now - float(first) >= grace:
+        if unknown.for_at_least(str(record.pk), grace):
             reason = (
                 f"Redis holds no execution of this job (its data was lost, or the worker "
                 f"{record.worker_name or '(unknown)'} died and RQ's cleanup removed it)."
             )
             handled += abandon(record, reason)
-        else:
-            fresh[str(record.pk)] = float(first)
-    with redis.pipeline() as pipe:
-        pipe.delete(suspects_key)
-        if fresh:
-            pipe.hset(suspects_key, mapping=fresh)
-            pipe.expire(suspects_key, int(jobs_settings.ABANDONED_AFTER * 4) + 60)
-        pipe.execute()
+    unknown.save()
     return handled
 
 
