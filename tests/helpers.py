@@ -9,6 +9,7 @@ import os
 import signal
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -124,6 +125,15 @@ class WorkerProcess:
         self.process = spawner.popen(
             worker_command(*options, queues=queues), env=worker_env(**env), cwd=str(ROOT), new_session=True
         )
+        #: The worker's output so far, line by line: read as it comes, so that a worker that logs much
+        #: never blocks on a full pipe.
+        self.lines: list[str] = []
+        self._reader = threading.Thread(target=self._read, daemon=True)
+        self._reader.start()
+
+    def _read(self) -> None:
+        if self.process.stdout is not None:
+            self.lines.extend(self.process.stdout)
 
     @property
     def pid(self) -> int:
@@ -142,7 +152,8 @@ class WorkerProcess:
             except subprocess.TimeoutExpired:
                 os.killpg(self.process.pid, signal.SIGKILL)
                 self.process.wait(timeout=10)
-        return self.process.stdout.read() if self.process.stdout else ""
+        self._reader.join(timeout=10)
+        return "".join(self.lines)
 
     def __enter__(self) -> WorkerProcess:
         return self

@@ -3,7 +3,6 @@
 import json
 import os
 import signal
-import threading
 import time
 import uuid
 
@@ -76,9 +75,7 @@ def test_redis_restart_with_aof_keeps_queued_jobs_and_the_worker_reconnects(clie
 def test_a_worker_started_while_redis_is_down_waits_for_it(redis_server, worker_class):
     redis_server.stop()
     worker = WorkerProcess("--worker-class", worker_class, queues=("default",))
-    lines: list[str] = []
-    reader = threading.Thread(target=lambda: lines.extend(worker.process.stdout), daemon=True)
-    reader.start()
+    lines = worker.lines
     with worker:
         record = fault_jobs.count_run.enqueue(uuid.uuid4().hex)  # recorded, left to the relay
         assert record.undispatched_since is not None
@@ -94,7 +91,6 @@ def test_a_worker_started_while_redis_is_down_waits_for_it(redis_server, worker_
         wait_for(
             lambda: Job.objects.get(pk=record.pk).status == Status.FINISHED, timeout=60, message="the job"
         )
-    reader.join(timeout=10)
     output = "".join(lines)
     assert output.count("Redis does not answer") == 1, output
     assert "Traceback" not in output, output

@@ -196,9 +196,7 @@ def test_a_job_that_ends_while_the_database_is_gone_is_recorded_once_it_is_back(
     path = connection.settings_dict["NAME"]
     record = fault_jobs.work_for.enqueue(2)
     worker = _threaded_worker("default")
-    lines: list[str] = []
-    reader = threading.Thread(target=lambda: lines.extend(worker.process.stdout), daemon=True)
-    reader.start()
+    lines = worker.lines
     with worker:
         wait_for(lambda: Job.objects.get(pk=record.pk).progress == 1, timeout=60, message="the job to run")
         connection.close()
@@ -212,7 +210,6 @@ def test_a_job_that_ends_while_the_database_is_gone_is_recorded_once_it_is_back(
         finally:
             os.replace(path + ".away", path)
         wait_for(lambda: Job.objects.get(pk=record.pk).status == Status.FINISHED, timeout=60)
-    reader.join(timeout=10)
     record.refresh_from_db()
     assert (record.attempts, record.result, record.failed_attempts.count()) == (1, 2, 0), "".join(lines)
     assert "left to the reaper" not in "".join(lines)
