@@ -363,12 +363,13 @@ class Schedule(models.Model):
         except InvalidSchedule as exc:
             raise ValidationError({exc.field: str(exc)} if exc.field else str(exc)) from exc
 
-    def first_tick_after(self, moment: datetime) -> datetime:
-        """The schedule's first tick after ``moment`` (and after its last tick)."""
-        from .ticks import next_tick
+    def first_tick_after(self, moment: datetime) -> datetime | None:
+        """The schedule's first tick after ``moment`` (and after its last tick); None when it has ended
+        (a cron expression whose year field has passed): it is then never due again."""
+        from .ticks import tick_after
 
         after = max(moment, self.last_tick) if self.last_tick else moment
-        return next_tick(after=after, cron=self.cron, every=self.every, zone_name=self.timezone)
+        return tick_after(after=after, cron=self.cron, every=self.every, zone_name=self.timezone)
 
 
 class Dependency(models.Model):

@@ -74,6 +74,9 @@ def sync(using: str | None = None) -> Synced:
         names = getattr(outcome, kind)
         if names:
             logger.info("Schedules %s: %s", kind, ", ".join(sorted(names)))
+    written = Schedule.objects.using(alias).filter(name__in=outcome.created + outcome.updated)
+    for name in written.filter(next_tick=None).values_list("name", flat=True):
+        logger.warning("Schedule %r has no tick after now (its cron's years passed): it never fires", name)
     return outcome
 
 

@@ -72,7 +72,18 @@ def instant(wall: datetime, tz: ZoneInfo) -> datetime:
 def next_tick(
     *, after: datetime, cron: str = "", every: timedelta | None = None, zone_name: str = ""
 ) -> datetime:
-    """The first tick strictly after the aware instant ``after``, in UTC."""
+    """The first tick strictly after the aware instant ``after``, in UTC; ``InvalidSchedule`` if none."""
+    tick = tick_after(after=after, cron=cron, every=every, zone_name=zone_name)
+    if tick is None:
+        raise InvalidSchedule(f"{cron!r} has no tick after {after.isoformat()}", "cron")
+    return tick
+
+
+def tick_after(
+    *, after: datetime, cron: str = "", every: timedelta | None = None, zone_name: str = ""
+) -> datetime | None:
+    """The first tick strictly after the aware instant ``after``, in UTC; None when the schedule has
+    ended (a cron expression whose year field has passed)."""
     if every is not None:
         check_every(every)
         steps = (after - EPOCH) // every + 1
@@ -86,8 +97,8 @@ def next_tick(
     for _ in range(MAX_STEPS):
         try:
             candidate = instant(steps.get_next(datetime), tz)
-        except CroniterError as exc:
-            raise InvalidSchedule(f"{cron!r} has no tick after {after.isoformat()}", "cron") from exc
+        except CroniterError:
+            return None
         if candidate > after:
             return candidate
     raise InvalidSchedule(f"{cron!r} has no tick within {MAX_STEPS} steps after {after.isoformat()}")
@@ -98,8 +109,8 @@ def ticks_between(
 ) -> list[datetime]:
     """Ticks ``t`` with ``start < t <= end``, in order."""
     found: list[datetime] = []
-    tick = next_tick(after=start, cron=cron, every=every, zone_name=zone_name)
-    while tick <= end:
+    tick = tick_after(after=start, cron=cron, every=every, zone_name=zone_name)
+    while tick is not None and tick <= end:
         found.append(tick)
-        tick = next_tick(after=tick, cron=cron, every=every, zone_name=zone_name)
+        tick = tick_after(after=tick, cron=cron, every=every, zone_name=zone_name)
     return found

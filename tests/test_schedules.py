@@ -224,6 +224,32 @@ def test_each_due_tick_is_fired_once():
 
 
 @pytest.mark.django_db
+def test_the_last_tick_of_a_cron_with_years_fires_and_the_schedule_then_rests(caplog):
+    # croniter reads a sixth field as the seconds and a seventh as the year: midnight every day of 2026.
+    last = datetime(2026, 12, 31, tzinfo=UTC)
+    schedule = make(cron="0 0 * * * 0 2026", next_tick=last - timedelta(days=1))
+    assert len(fire_due(now=last - timedelta(days=1) + timedelta(seconds=5))) == 1
+    fired = fire_due(now=last + timedelta(seconds=5))
+    assert [r.tick for r in fired] == [last]  # the last tick is fired, not dropped
+    schedule.refresh_from_db()
+    assert (schedule.last_tick, schedule.next_tick, schedule.enabled) == (last, None, True)
+    assert fire_due(now=last + timedelta(days=400)) == []  # never due again
+    assert "fired its last tick" in caplog.text
+
+
+@pytest.mark.django_db
+def test_a_declared_schedule_whose_years_have_passed_syncs_beside_the_others(declared_here, caplog):
+    declared_here += ["ended", "fine"]
+    jobs_api.schedule(jobs.add, cron="0 0 * * * 0 2025", args=[1, 2], name="ended")
+    jobs_api.schedule(jobs.add, cron="0 9 * * *", args=[1, 2], name="fine")
+    schedules.sync()
+    assert Schedule.objects.get(name="ended").next_tick is None
+    assert Schedule.objects.get(name="fine").next_tick is not None
+    assert "'ended' has no tick after now" in caplog.text
+    call_command("migrate", "jobs", verbosity=0)  # syncs again, without an error
+
+
+@pytest.mark.django_db
 def test_two_firers_with_the_same_view_make_one_run():
     make(every=timedelta(minutes=1), cron="", next_tick=T0)
     first, second = Schedule.objects.get(), Schedule.objects.get()

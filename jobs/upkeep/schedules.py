@@ -56,7 +56,7 @@ class Plan:
     """What one pass does with a due schedule."""
 
     fire: list[datetime]
-    next_tick: datetime
+    next_tick: datetime | None  # None: the schedule has ended, and is never due again
     #: Ticks missed and not fired, if any: from the first of them until this moment (the grace's start).
     skipped: tuple[datetime, datetime] | None = None
 
@@ -116,6 +116,8 @@ def fire(schedule: Schedule, now: datetime) -> list[Job]:
                 record = _record(schedule, job_function, tick)
                 if record is not None:
                     fired.append(record)
+    if steps.next_tick is None:
+        logger.warning("Schedule %r fired its last tick: its cron has no tick after now", schedule.name)
     if steps.skipped:
         first, until = steps.skipped
         logger.warning(
