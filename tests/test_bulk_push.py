@@ -4,6 +4,7 @@ job for job, what RQ's enqueue writes."""
 from datetime import timedelta
 
 import pytest
+from django.utils import timezone
 from rq.job import Job as RQJob
 from rq.serializers import JSONSerializer
 
@@ -119,6 +120,32 @@ def test_the_relay_pushes_many_records_one_by_one_with_their_own_options(redis):
     records = [Job.objects.create(function="tests.jobs.add", queue="default", args=[n, n]) for n in range(3)]
     push(records)
     assert jobs_connection.get_queue("default").get_job_ids() == [str(r.pk) for r in records]
+
+
+@pytest.mark.parametrize("order", ["later-first", "due-first"])
+def test_the_relay_pushes_delayed_and_due_records_of_one_queue_in_any_order(redis, order):
+    later = Job.objects.create(
+        function="tests.jobs.add",
+        queue="default",
+        args=[1, 1],
+        status=Status.SCHEDULED,
+        scheduled_for=timezone.now() + timedelta(minutes=10),
+        undispatched_since=timezone.now(),
+    )
+    due = [
+        Job.objects.create(
+            function="tests.jobs.add", queue="default", args=[n, n], undispatched_since=timezone.now()
+        )
+        for n in range(2)
+    ]
+    push([later, *due] if order == "later-first" else [*due, later])
+    queue = jobs_connection.get_queue("default")
+    assert queue.get_job_ids() == [str(r.pk) for r in due]
+    assert queue.scheduled_job_registry.get_job_ids() == [str(later.pk)]
+    Job.objects.filter(pk=later.pk).update(scheduled_for=timezone.now() + timedelta(minutes=20))
+    redis.flushall()
+    assert relay() == 3  # the relay reads its batch in no particular order
+    assert sorted(queue.get_job_ids()) == sorted(str(r.pk) for r in due)
 
 
 def test_a_batch_runs_to_the_end_on_a_real_worker():

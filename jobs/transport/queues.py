@@ -64,6 +64,9 @@ def push(records: Sequence[Job], options: JobOptions | None = None) -> None:
             _push_one(queue, record, options or record_options(record))
             continue
         with queue.connection.pipeline() as pipe:
+            # In MULTI from the start: RQ's enqueue_job switches a pipeline it is given to MULTI, which
+            # redis-py refuses once commands are queued (a delayed record's before a due one's).
+            pipe.multi()
             if (
                 options is not None
                 and len(queued) > 1
