@@ -7,7 +7,7 @@ from typing import Any, NamedTuple
 
 from . import transitions
 from .exceptions import JobsError
-from .models import Job
+from .models import Dependency, Job
 
 
 class _Run(NamedTuple):
@@ -59,9 +59,20 @@ def set_progress(percent: float, message: str = "") -> bool:
 def dependency_results() -> list[Any]:
     """The results of the running job's dependencies (``depends_on``), in the order they were given:
     how a job in a chain or a group's callback reads what the jobs before it returned. A dependency
-    that failed or was cancelled, and was allowed to, gives None. An empty list outside a job.
+    that failed or was cancelled, and was allowed to, gives None, as one deleted since. An empty list
+    outside a job.
     """
     run = _current.get()
     if run is None:
         return []
-    return list(run.record.dependencies().values_list("result", flat=True))
+    record = run.record
+    results = list(record.dependencies().values_list("result", flat=True))
+    if len(results) >= record.dependencies_total:
+        return results
+    # Some were deleted (their links with them): each result left stays in its place, the others None.
+    placed: list[Any] = [None] * record.dependencies_total
+    links = Dependency.objects.using(record._state.db).filter(dependent=record)
+    for position, result in links.values_list("position", "dependency__result"):
+        if position < len(placed):
+            placed[position] = result
+    return placed

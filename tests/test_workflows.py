@@ -340,6 +340,33 @@ def test_retention_keeps_a_finished_dependency_while_a_job_still_waits_to_read_i
     assert retention.prune().finished == 1
 
 
+@override_settings(JOBS={"DEFAULT_QUEUE": "default", "RETAIN_FINISHED": 1, "RETAIN_FINISHED_PER_QUEUE": None})
+def test_retention_keeps_a_finished_dependency_while_a_job_that_failed_with_it_may_be_retried():
+    first, second = jobs.add.enqueue(1, 1), jobs.fails_on_first_attempt.enqueue("x")
+    callback = jobs.dependency_results_as_given.using(depends_on=[first, second]).enqueue()
+    assert transitions.finish(first, transitions.claim(first, "w"), 2)
+    Job.objects.filter(pk=first.pk).update(finished_at=first.finished_at - timedelta(hours=1))
+    drain()  # the second fails (its only attempt), and fails the callback
+    assert fresh(callback).status == Status.FAILED
+    # Retrying the failed dependency brings the callback back, and it reads the first's result then.
+    assert retention.prune().finished == 0
+    operations.retry(Job.objects.filter(pk=second.pk))
+    drain()
+    assert fresh(callback).result == [2, "x"]
+
+
+def test_a_dependency_deleted_before_its_dependent_runs_gives_none_in_its_place():
+    first, second = jobs.add.enqueue(1, 1), jobs.add.enqueue(2, 2)
+    callback = jobs.dependency_results_as_given.using(depends_on=[first, second]).enqueue()
+    drain()
+    assert fresh(callback).result == [2, 4]
+    Job.objects.filter(pk=first.pk).delete()  # its links go with it
+    Job.objects.filter(pk=callback.pk).update(status=Status.FAILED)
+    operations.retry(Job.objects.filter(pk=callback.pk))  # it runs again, and reads its dependencies
+    drain()
+    assert fresh(callback).result == [None, 4]  # not [4]: each result left stays in its place
+
+
 def test_a_fan_out_after_one_job_waits_for_it():
     first = jobs.add.enqueue(1, 1)
     parts = jobs.dependency_results_as_given.using(depends_on=first).enqueue_many([("a",), ("b",)])

@@ -69,8 +69,10 @@ def prune(using: str | None = None, limit: int | None = None) -> Pruned:
 
 
 def _read_by_a_waiting_job() -> Exists:
-    """Records that a job which has not ended yet depends on: it reads their results when it runs."""
-    return Exists(Dependency.objects.filter(dependency=OuterRef("pk"), dependent__status__in=ACTIVE))
+    """Records that a job which has not ended yet depends on, or one that failed and may be retried (or
+    brought back by the retry of a dependency that failed): it reads their results when it runs."""
+    may_run = (*ACTIVE, Status.FAILED)
+    return Exists(Dependency.objects.filter(dependency=OuterRef("pk"), dependent__status__in=may_run))
 
 
 def _delete(queryset: QuerySet[Job], limit: int | None) -> int:
