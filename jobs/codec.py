@@ -22,7 +22,7 @@ import uuid
 from typing import Any
 
 from django.apps import apps
-from django.db import models
+from django.db import connections, models, router
 
 from .conf import jobs_settings
 from .exceptions import ArgumentNotSerializable, ArgumentUnavailable
@@ -127,7 +127,12 @@ def encode(value: Any, where: str = "value", depth: int = 0) -> Any:  # noqa: C9
     if isinstance(value, models.Model):
         if value.pk is None:
             raise ArgumentNotSerializable(f"{where} is an unsaved {type(value).__name__}; save it first")
-        return {MARKER: ["model", value._meta.label_lower, encode(value.pk, f"{where}.pk")]}
+        reference = ["model", value._meta.label_lower, encode(value.pk, f"{where}.pk")]
+        # A row read from another database than the model's own (router's) is read again from there.
+        database = value._state.db
+        if database is not None and database != router.db_for_read(type(value)):
+            reference.append(database)
+        return {MARKER: reference}
     if getattr(value, "is_anonymous", False) is True:
         # AnonymousUser, which request.user wraps in a SimpleLazyObject for a visitor not signed in.
         raise ArgumentNotSerializable(
@@ -150,14 +155,18 @@ _DECODERS = {
 }
 
 
-def _model_instance(label: str, pk: Any) -> models.Model:
-    """The row a model argument refers to, read again; one that is gone can never come back."""
+def _model_instance(label: str, pk: Any, database: str | None = None) -> models.Model:
+    """The row a model argument refers to, read again (from the database it was read from, when that
+    was not the model's own); one that is gone can never come back."""
     try:
         model = apps.get_model(label)
     except LookupError as exc:
         raise ArgumentUnavailable(f"the model {label} of an argument no longer exists") from exc
+    if database is not None and database not in connections.databases:
+        raise ArgumentUnavailable(f"the database {database!r} of an argument is not configured here")
+    manager = model._default_manager if database is None else model._default_manager.db_manager(database)
     try:
-        return model._default_manager.get(pk=decode(pk))
+        return manager.get(pk=decode(pk))
     except model.DoesNotExist as exc:
         raise ArgumentUnavailable(
             f"the {label} with primary key {pk!r} given as an argument no longer exists"

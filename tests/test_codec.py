@@ -12,7 +12,7 @@ from django.test import override_settings
 from django.utils.functional import SimpleLazyObject
 
 from jobs.codec import decode_arguments, encode, encode_arguments
-from jobs.exceptions import ArgumentNotSerializable, InvalidArguments
+from jobs.exceptions import ArgumentNotSerializable, ArgumentUnavailable, InvalidArguments
 from jobs.models import Job, Status
 from tests.helpers import drain
 from tests.jobs import echo_types
@@ -42,6 +42,18 @@ def test_model_instance_travels_by_reference():
     User.objects.filter(pk=user.pk).update(username="ada2")
     (fetched,), _ = decode_arguments(args, {})
     assert fetched.username == "ada2"
+
+
+@pytest.mark.django_db(databases=["default", "other"])
+def test_a_model_instance_from_another_database_is_read_again_from_that_database():
+    User.objects.using("default").create(pk=4242, username="on-default")
+    theirs = User.objects.db_manager("other").create(pk=4242, username="on-other")
+    args, _ = encode_arguments([theirs], {})
+    assert args == [{"__jobs__": ["model", "auth.user", 4242, "other"]}]
+    (fetched,), _ = decode_arguments(args, {})
+    assert (fetched.username, fetched._state.db) == ("on-other", "other")
+    with pytest.raises(ArgumentUnavailable, match="database 'gone'"):
+        decode_arguments([{"__jobs__": ["model", "auth.user", 4242, "gone"]}], {})
 
 
 @pytest.mark.parametrize(
