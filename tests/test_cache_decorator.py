@@ -9,7 +9,7 @@ from django.test import override_settings
 from jobs.cache import cached, stats
 from jobs.cache.keys import digest
 from jobs.cache.store import store
-from jobs.exceptions import InvalidCacheDefinition
+from jobs.exceptions import InvalidCacheDefinition, UncacheableArgument
 from tests import cache_functions as fns
 
 
@@ -188,6 +188,9 @@ def test_counts_are_not_sent_on_every_hit(redis):
         ({"namespace": "has space"}, "namespace must be"),
         ({"namespace": "x" * 121}, "namespace must be"),
         ({"tags": "product"}, "tags must be a list"),
+        ({"ttl": float("inf")}, "ttl must be"),
+        ({"ttl": 10**20}, "ttl must be"),
+        ({"stale": float("nan")}, "stale must be"),
         ({"tags": [""]}, "a tag must be"),
         ({"tags": [42]}, "a tag must be"),
         ({"models": [object]}, "models must be model classes"),
@@ -215,3 +218,46 @@ def test_digest_is_stable_across_equivalent_values():
     assert digest([(1, 2)]) == digest([[1, 2]])
     assert digest([{"b": 1, "a": 2}]) == digest([{"a": 2, "b": 1}])
     assert digest([1]) != digest(["1"]) != digest([1.0]) != digest([True])
+
+
+class TwoPartValue:
+    """Pickles with one argument but needs two to load: an entry that is stored and cannot be read."""
+
+    def __init__(self, first, second):
+        self.parts = (first, second)
+
+    def __reduce__(self):
+        return (TwoPartValue, (self.parts[0],))
+
+
+TWO_PART_RUNS = []
+
+
+@cached(ttl=60, namespace="two-part")
+def two_part(n):
+    TWO_PART_RUNS.append(n)
+    return TwoPartValue(n, n)
+
+
+def test_an_entry_that_cannot_be_read_counts_as_missing(redis, caplog):
+    TWO_PART_RUNS.clear()
+    assert two_part(1).parts == (1, 1)
+    assert two_part(1).parts == (1, 1)  # stored, unreadable: computed again, not raised to the caller
+    assert TWO_PART_RUNS == [1, 1]
+    assert "cannot be read" in caplog.text
+
+
+def test_an_argument_that_holds_itself_is_refused_by_name():
+    looped = [1]
+    looped.append(looped)
+    with pytest.raises(UncacheableArgument, match="argument 'x' is nested too deeply, or holds itself"):
+        fns.square(looped)
+
+
+@pytest.mark.django_db
+def test_text_primary_keys_that_look_alike_are_apart():
+    from django.contrib.sessions.models import Session
+
+    assert digest([Session(session_key="k\x1f[1"), 5], ("a", "b")) != digest(
+        [Session(session_key="k"), [5]], ("a", "b")
+    )

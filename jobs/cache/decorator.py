@@ -15,6 +15,7 @@ from django.db import models as db_models
 
 from ..conf import jobs_settings
 from ..exceptions import ArgumentNotSerializable, InvalidCacheDefinition
+from ..intervals import NEVER
 from . import keys, stats
 from .invalidation import watch_model
 from .refresh import refresh_entry, refreshable
@@ -31,12 +32,15 @@ UNSTORABLE = (pickle.PicklingError, TypeError, AttributeError, ValueError)
 
 
 def check_seconds(name: str, value: Any, allow_zero: bool = False) -> None:
+    """A number of seconds from 0 (or just above) to ten years, which Redis can expire an entry by."""
     if value is None:
         return
     number = isinstance(value, int | float) and not isinstance(value, bool)
-    if not number or not (value >= 0 if allow_zero else value > 0):
+    if not number or not (value >= 0 if allow_zero else value > 0) or not value <= NEVER:
         bound = ">= 0" if allow_zero else "> 0"
-        raise InvalidCacheDefinition(f"{name} must be a number of seconds {bound}, not {value!r}")
+        raise InvalidCacheDefinition(
+            f"{name} must be a number of seconds {bound} and at most {NEVER} (ten years), not {value!r}"
+        )
 
 
 def static_tags(tags: Tags) -> tuple[str, ...] | None:

@@ -63,7 +63,13 @@ def digest(parts: Iterable[Any], names: Sequence[str] = ()) -> str:
         elif kind is str and "\x1f" not in value and "\\" not in value:
             out.append("s" + value)
         else:
-            _normalise(value, f"argument {names[index]!r}" if index < len(names) else f"value {index}", out)
+            where = f"argument {names[index]!r}" if index < len(names) else f"value {index}"
+            try:
+                _normalise(value, where, out)
+            except RecursionError:
+                raise UncacheableArgument(
+                    f"{where} is nested too deeply, or holds itself, to be part of a cache key"
+                ) from None
     return _digest("\x1f".join(out).encode("utf-8", "surrogatepass"))
 
 
@@ -96,7 +102,8 @@ def _normalise(value: Any, where: str, out: list[str]) -> None:  # noqa: C901 - 
     elif isinstance(value, models.Model):
         if value.pk is None:
             raise UncacheableArgument(f"{where} is an unsaved {kind.__name__}: it has no key to cache by")
-        out.append(f"m{value._meta.label_lower}:{value.pk}")
+        out.append(f"m{value._meta.label_lower}")
+        _normalise(value.pk, f"{where}.pk", out)  # a text key is escaped as any text
     elif isinstance(value, datetime.date | datetime.time | decimal.Decimal | uuid.UUID):
         out.append(f"{kind.__name__}:{value.isoformat() if hasattr(value, 'isoformat') else value}")
     elif isinstance(value, bool | int | float | str):  # subclasses, e.g. IntEnum, StrEnum

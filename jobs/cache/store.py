@@ -104,7 +104,11 @@ class CacheStore:
         raw = self.client().get(key)
         if raw is None:
             return MISSING, None, 0.0
-        fresh_until, payload = self.codec.decode(raw)
+        try:
+            fresh_until, payload = self.codec.decode(raw)
+        except Exception as exc:  # stored, but it does not load (a class changed since): computed again
+            logger.warning("A cache entry %s cannot be read (%r); it counts as missing", key, exc)
+            return MISSING, None, 0.0
         return (FRESH if time.time() < fresh_until else STALE), payload, fresh_until
 
     def put(self, key: str, payload: Any, ttl: float, stale: float, tags: Iterable[str] = ()) -> float:
