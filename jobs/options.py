@@ -14,6 +14,7 @@ from django.utils import timezone
 
 from .conf import jobs_settings
 from .exceptions import InvalidJobDefinition
+from .intervals import NEVER
 
 Backoff = Literal["exponential", "fixed"] | Sequence[int]
 UniqueKey = str | Callable[..., str] | None
@@ -130,10 +131,10 @@ class JobOptions:
         else:
             intervals = tuple(self.backoff)
             if not intervals or any(
-                not isinstance(i, int) or isinstance(i, bool) or i < 0 for i in intervals
+                not isinstance(i, int) or isinstance(i, bool) or not 0 <= i <= NEVER for i in intervals
             ):
                 raise InvalidJobDefinition(
-                    "a backoff list must hold one or more whole numbers of seconds >= 0"
+                    f"a backoff list must hold one or more whole numbers of seconds from 0 to {NEVER}"
                 )
             object.__setattr__(self, "backoff", intervals)
         if self.queue is not None and (not isinstance(self.queue, str) or not self.queue):
@@ -142,17 +143,20 @@ class JobOptions:
             isinstance(self.unique_key, str) or callable(self.unique_key)
         ):
             raise InvalidJobDefinition("unique_key must be a string or a callable that returns one")
-        if isinstance(self.unique_key, str) and not (0 < len(self.unique_key) <= 255):
-            raise InvalidJobDefinition("unique_key must be 1 to 255 characters long")
+        if isinstance(self.unique_key, str):
+            _check_unique_key(self.unique_key, "unique_key")
         if self.delay is not None and self.at is not None:
             raise InvalidJobDefinition("give either delay or at, not both")
         if self.delay is not None:
             delay = self.delay
-            if isinstance(delay, int | float) and not isinstance(delay, bool):
+            if isinstance(delay, int | float) and not isinstance(delay, bool) and 0 <= delay <= NEVER:
                 delay = timedelta(seconds=delay)
                 object.__setattr__(self, "delay", delay)
-            if not isinstance(delay, timedelta) or delay < timedelta(0):
-                raise InvalidJobDefinition("delay must be a non-negative timedelta or number of seconds")
+            if not isinstance(delay, timedelta) or not timedelta(0) <= delay <= timedelta(seconds=NEVER):
+                raise InvalidJobDefinition(
+                    f"delay must be a timedelta or a number of seconds from 0 to {NEVER} (ten years), "
+                    f"not {self.delay!r}"
+                )
         if self.at is not None and (not isinstance(self.at, datetime) or timezone.is_naive(self.at)):
             raise InvalidJobDefinition("at must be a timezone-aware datetime")
         _check_rate_limit(self.rate_limit, self.rate_key)
@@ -219,9 +223,23 @@ class JobOptions:
         if self.unique_key is None or isinstance(self.unique_key, str):
             return self.unique_key
         key = self.unique_key(*args, **kwargs)
-        if not isinstance(key, str) or not (0 < len(key) <= 255):
-            raise InvalidJobDefinition("unique_key callable must return a string of 1 to 255 characters")
+        if not isinstance(key, str):
+            raise InvalidJobDefinition(f"unique_key callable must return a string, not {key!r}")
+        _check_unique_key(key, "the unique_key callable's key")
         return key
+
+
+def _check_unique_key(key: str, what: str) -> None:
+    """1 to 255 characters that every supported database stores (PostgreSQL refuses NUL, and any refuses
+    a lone surrogate)."""
+    if not 0 < len(key) <= 255:
+        raise InvalidJobDefinition(f"{what} must be 1 to 255 characters long")
+    if "\x00" in key:
+        raise InvalidJobDefinition(f"{what} must not hold a NUL character")
+    try:
+        key.encode("utf-8")
+    except UnicodeEncodeError as exc:
+        raise InvalidJobDefinition(f"{what} is not valid Unicode text: {exc.reason}") from None
 
 
 def _check_rate_limit(rate_limit: str | None, rate_key: Any) -> None:
@@ -245,6 +263,12 @@ def _check_priority(priority: Any) -> None:
         )
 
 
+#: The largest whole number every supported database stores in the record's integer columns.
+MAX_INT = 2**31 - 1
+
+
 def _check_positive_int(name: str, value: Any) -> None:
-    if value is not None and (not isinstance(value, int) or isinstance(value, bool) or value < 1):
-        raise InvalidJobDefinition(f"{name} must be a whole number >= 1, not {value!r}")
+    if value is not None and (
+        not isinstance(value, int) or isinstance(value, bool) or not 1 <= value <= MAX_INT
+    ):
+        raise InvalidJobDefinition(f"{name} must be a whole number from 1 to {MAX_INT}, not {value!r}")

@@ -11,17 +11,27 @@ from jobs.options import JobOptions
 @pytest.mark.parametrize(
     ("options", "message"),
     [
-        ({"timeout": 0}, "timeout must be a whole number >= 1"),
-        ({"timeout": 1.5}, "timeout must be a whole number >= 1"),
-        ({"max_attempts": True}, "max_attempts must be a whole number >= 1"),
+        ({"timeout": 0}, "timeout must be a whole number from 1 to 2147483647"),
+        ({"timeout": 1.5}, "timeout must be a whole number from 1"),
+        ({"timeout": 2**63}, "timeout must be a whole number from 1 to 2147483647"),
+        ({"max_attempts": True}, "max_attempts must be a whole number from 1"),
+        ({"max_attempts": 2**31}, "max_attempts must be a whole number from 1"),
+        ({"backoff_base": 2**63}, "backoff_base must be a whole number from 1"),
         ({"backoff": "linear"}, "backoff must be 'exponential', 'fixed' or a list"),
         ({"backoff": []}, "one or more whole numbers"),
         ({"backoff": [1, -2]}, "one or more whole numbers"),
+        ({"backoff": [10**15]}, "one or more whole numbers of seconds from 0 to"),
         ({"queue": ""}, "queue must be a queue name"),
         ({"unique_key": 42}, "unique_key must be a string or a callable"),
         ({"unique_key": "x" * 256}, "1 to 255 characters"),
+        ({"unique_key": "a\x00b"}, "unique_key must not hold a NUL character"),
+        ({"unique_key": "lone \ud800"}, "unique_key is not valid Unicode text"),
         ({"delay": 5, "at": datetime.datetime(2030, 1, 1, tzinfo=datetime.UTC)}, "either delay or at"),
-        ({"delay": -1}, "delay must be a non-negative"),
+        ({"delay": -1}, "delay must be a timedelta or a number of seconds from 0"),
+        ({"delay": float("nan")}, "delay must be a timedelta or a number of seconds from 0"),
+        ({"delay": float("inf")}, "delay must be a timedelta or a number of seconds from 0"),
+        ({"delay": 10**12}, "delay must be a timedelta or a number of seconds from 0"),
+        ({"delay": datetime.timedelta(days=10**6)}, "delay must be a timedelta or a number of seconds"),
         ({"at": datetime.datetime(2030, 1, 1)}, "timezone-aware"),
         ({"colour": "red"}, "unknown job option"),
     ],
@@ -78,3 +88,11 @@ def test_fixed_and_listed_backoff():
 
 def test_delay_in_seconds_becomes_timedelta():
     assert JobOptions(delay=90).delay == datetime.timedelta(seconds=90)
+
+
+def test_a_unique_key_a_callable_makes_is_checked_as_a_given_one():
+    options = JobOptions(unique_key=lambda name: f"report:{name}")
+    assert options.unique_key_for(["may"], {}) == "report:may"
+    for name, message in [("a\x00b", "must not hold a NUL character"), ("\ud800", "not valid Unicode")]:
+        with pytest.raises(InvalidJobDefinition, match=message):
+            options.unique_key_for([name], {})
