@@ -1,7 +1,11 @@
 """Invalidation by tag and on a model's save or delete, against the real Redis and database."""
 
+import contextlib
+import threading
+
 import pytest
 from django.contrib.auth.models import Group, User
+from django.db import connections, transaction
 
 from jobs.cache import cached, invalidate_on_change, invalidate_tags
 from jobs.exceptions import InvalidCacheDefinition
@@ -31,6 +35,19 @@ invalidate_on_change(Group, lambda group: [f"group:{group.pk}"])
 @cached(ttl=2, namespace="short-lived", tags=["everything"])
 def short_lived(n):
     return n
+
+
+#: Set by a test: the reader waits on it after it read the row, before its value is stored.
+READ_GATE: dict[str, threading.Event] = {}
+
+
+@cached(ttl=60, namespace="slow-group-name", tags=lambda pk: [f"group:{pk}"])
+def slow_group_name(pk):
+    name = Group.objects.get(pk=pk).name
+    if "read" in READ_GATE:
+        READ_GATE["read"].set()
+        assert READ_GATE["go on"].wait(timeout=30)
+    return name
 
 
 @pytest.fixture(autouse=True)
@@ -102,14 +119,15 @@ def test_invalidation_waits_for_the_commit(django_capture_on_commit_callbacks):
     assert user_count() == 1
 
 
-def test_instance_tags_drop_only_that_instances_entries(django_capture_on_commit_callbacks):
+# Committed for real: a value computed in a transaction that changed its rows is not stored.
+@pytest.mark.django_db(transaction=True)
+def test_instance_tags_drop_only_that_instances_entries():
     a = Group.objects.create(name="a")
     b = Group.objects.create(name="b")
     group_name(a.pk)
     group_name(b.pk)
-    with django_capture_on_commit_callbacks(execute=True):
-        a.name = "A"
-        a.save()
+    a.name = "A"
+    a.save()
     assert group_name(a.pk) == "A"
     assert group_name(b.pk) == "b"
     assert seen == [f"group:{a.pk}", f"group:{b.pk}", f"group:{a.pk}"]
@@ -120,3 +138,40 @@ def test_invalidate_on_change_takes_a_model_and_a_callable():
         invalidate_on_change(object, lambda o: [])
     with pytest.raises(TypeError, match="model class and a callable"):
         invalidate_on_change(Group, ["group"])
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_value_read_before_a_change_committed_is_not_stored_after_its_invalidation():
+    group = Group.objects.create(name="old")
+    READ_GATE.update({"read": threading.Event(), "go on": threading.Event()})
+    results = []
+
+    def read():
+        try:
+            results.append(slow_group_name(group.pk))
+        finally:
+            connections.close_all()  # this thread's own
+
+    reader = threading.Thread(target=read)
+    try:
+        reader.start()
+        assert READ_GATE["read"].wait(timeout=30)  # the reader has the old row
+        group.name = "new"
+        group.save()  # commits, and drops the tag: nothing is stored yet
+        READ_GATE["go on"].set()
+        reader.join(timeout=30)
+    finally:
+        READ_GATE.clear()
+    assert results == ["old"]  # what that reader read, computed before the change
+    assert slow_group_name(group.pk) == "new"  # not the old value, stored after the invalidation
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_value_computed_in_a_transaction_that_changed_its_row_is_not_stored():
+    group = Group.objects.create(name="committed")
+    with contextlib.suppress(RuntimeError), transaction.atomic():
+        group.name = "never-committed"
+        group.save()
+        assert group_name(group.pk) == "never-committed"
+        raise RuntimeError("rolled back")
+    assert group_name(group.pk) == "committed"

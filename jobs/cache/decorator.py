@@ -16,7 +16,7 @@ from django.db import models as db_models
 from ..conf import jobs_settings
 from ..exceptions import ArgumentNotSerializable, InvalidCacheDefinition
 from ..intervals import NEVER
-from . import keys, stats
+from . import invalidation, keys, stats
 from .invalidation import watch_model
 from .refresh import refresh_entry, refreshable
 from .store import ERRORS, FRESH, MISSING, CacheStore, release, store
@@ -202,26 +202,37 @@ class CachedFunction(CachePolicy, Generic[P, R]):
             # The holder is slow: compute without the cache rather than wait any longer.
             return self.func(*args, **kwargs)
         try:
+            tags = self._tags_of(args, kwargs)
             try:
                 state, value, _ = cache.get(key)
+                generations = cache.generations(tags)
             except ERRORS as exc:
                 return self._uncached(cache, exc, args, kwargs)
             if state is FRESH:
                 return value
             value = self.func(*args, **kwargs)
-            self._store(cache, key, value, args, kwargs)
+            self._store(cache, key, value, tags, generations)
             return value
         finally:
             release(lock)
 
-    def _store(self, cache: CacheStore, key: str, value: Any, args: Any, kwargs: Any) -> None:
-        if value is None and not self.cache_none:
-            return
+    def _tags_of(self, args: Any, kwargs: Any) -> tuple[str, ...]:
         tags = self._static_tags
         if tags is None:
             tags = tuple(keys.check_tag(tag) for tag in self._tags(*args, **kwargs))
+        return tags + self._model_tags
+
+    def _store(
+        self, cache: CacheStore, key: str, value: Any, tags: tuple[str, ...], generations: list[Any]
+    ) -> None:
+        """Store a value computed since ``generations`` were read of its ``tags``: unless one of them was
+        invalidated meanwhile, or is to be when the transaction it was computed in commits."""
+        if value is None and not self.cache_none:
+            return
+        if invalidation.pending(tags):
+            return  # computed from rows this transaction changed, which may yet be rolled back
         try:
-            cache.put(key, value, self.ttl, self.stale, tags + self._model_tags)
+            cache.put(key, value, self.ttl, self.stale, tags, generations)
         except ERRORS as exc:
             cache.failed(exc)
             stats.count(self.namespace, "errors")
@@ -247,9 +258,11 @@ class CachedFunction(CachePolicy, Generic[P, R]):
         """Compute a call again and store it (what the refresh job runs)."""
         cache = store(self.alias)
         key = self.key(cache, *args, **kwargs)
+        tags = self._tags_of(args, kwargs)
         try:
+            generations = cache.generations(tags)
             value = self.func(*args, **kwargs)
-            self._store(cache, key, value, args, kwargs)
+            self._store(cache, key, value, tags, generations)
             stats.count(self.namespace, "refreshes")
         finally:
             try:

@@ -6,7 +6,7 @@ import functools
 from collections.abc import Callable, Iterable
 from typing import Any
 
-from django.db import models, router, transaction
+from django.db import connections, models, router, transaction
 from django.db.models.signals import post_delete, post_save
 
 from . import keys
@@ -64,3 +64,23 @@ def _changed(
     names = tuple(tags(instance))
     using = kwargs.get("using") or router.db_for_write(sender)
     transaction.on_commit(functools.partial(invalidate_tags, *names, alias=alias), using=using)
+
+
+def pending(tags: Iterable[str]) -> bool:
+    """Whether a transaction open in this thread is to drop one of ``tags`` when it commits (a watched
+    row changed in it): a value computed now may hold that change, which a rollback would undo while
+    the value stayed cached."""
+    wanted = set(tags)
+    if not wanted:
+        return False
+    for connection in connections.all(initialized_only=True):
+        if not connection.in_atomic_block:
+            continue
+        for _savepoints, callback, *_ in connection.run_on_commit:
+            if (
+                isinstance(callback, functools.partial)
+                and callback.func is invalidate_tags
+                and wanted.intersection(callback.args)
+            ):
+                return True
+    return False

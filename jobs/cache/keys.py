@@ -135,5 +135,10 @@ def tag(name: str) -> str:
     return f"{jobs_settings.CACHE_PREFIX}:tags:{name}"
 
 
+def tag_generation(name: str) -> str:
+    """How many times a tag was invalidated (lately): a value computed meanwhile is not stored."""
+    return tag(name) + ":generation"
+
+
 def model_tag(model: type[models.Model]) -> str:
     return f"model:{model._meta.label_lower}"

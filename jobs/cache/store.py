@@ -15,7 +15,7 @@ import logging
 import random
 import threading
 import time
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from typing import Any
 
 from django.core.cache import caches
@@ -29,6 +29,7 @@ from redis.lock import Lock
 
 from ..conf import jobs_settings
 from ..exceptions import JobsConfigurationError
+from ..transport import scripts
 from . import keys
 
 logger = logging.getLogger("jobs")
@@ -111,8 +112,25 @@ class CacheStore:
             return MISSING, None, 0.0
         return (FRESH if time.time() < fresh_until else STALE), payload, fresh_until
 
-    def put(self, key: str, payload: Any, ttl: float, stale: float, tags: Iterable[str] = ()) -> float:
-        """Store a payload, fresh for ``ttl`` less up to ``CACHE_JITTER`` of it; returns the fresh seconds."""
+    def generations(self, tags: Sequence[str]) -> list[Any]:
+        """What ``put`` is to find of ``tags`` for a value computed from now on: read before computing."""
+        if not tags:
+            return []
+        return list(self.client().mget([self.key(keys.tag_generation(t)) for t in tags]))
+
+    def put(
+        self,
+        key: str,
+        payload: Any,
+        ttl: float,
+        stale: float,
+        tags: Sequence[str] = (),
+        generations: Sequence[Any] | None = None,
+    ) -> float:
+        """Store a payload, fresh for ``ttl`` less up to ``CACHE_JITTER`` of it; returns the fresh seconds.
+
+        With the ``generations`` of its tags read before the payload was computed, it is stored only if
+        none of them was invalidated since (0: it was not): the payload may hold what they replaced."""
         fresh = ttl * (1 - jobs_settings.CACHE_JITTER * random.random())  # noqa: S311 - jitter only
         data = self.codec.encode((time.time() + fresh, payload), allow_int=False)
         expires_ms = max(1, int((fresh + stale) * 1000))
@@ -122,6 +140,16 @@ class CacheStore:
             return fresh
         seconds = int(fresh + stale) + 1
         now_ms = int(time.time() * 1000)
+        if generations is not None:
+            generation_keys = [self.key(keys.tag_generation(t)) for t in tags]
+            expected = [b"" if g is None else g for g in generations]
+            stored = scripts.run(
+                self.client(),
+                _PUT_UNLESS_INVALIDATED,
+                keys=[key, *tag_keys, *generation_keys],
+                args=[data, expires_ms, now_ms, seconds, len(tag_keys), *expected],
+            )
+            return fresh if stored else 0.0
         with self.client().pipeline(transaction=False) as pipe:
             pipe.set(key, data, px=expires_ms)
             for tag_key in tag_keys:
@@ -164,14 +192,39 @@ class CacheStore:
         client = self.client()
         for tag in tags:
             tag_key = self.key(keys.tag(keys.check_tag(tag)))
-            # Read and drop the index at once: an entry tagged after this lands in a new one.
+            generation_key = self.key(keys.tag_generation(tag))
+            # Read and drop the index at once: an entry tagged after this lands in a new one. The new
+            # generation keeps a value computed before this from being stored after it.
             with client.pipeline(transaction=True) as pipe:
                 pipe.zrange(tag_key, 0, -1)
                 pipe.delete(tag_key)
-                members, _ = pipe.execute()
+                pipe.incr(generation_key)
+                pipe.expire(generation_key, GENERATION_TTL)
+                members, *_ = pipe.execute()
             if members:
                 deleted += client.delete(*members)
         return deleted
+
+
+#: Seconds a tag's generation outlives its last invalidation: far longer than any computation.
+GENERATION_TTL = 24 * 3600
+
+# KEYS: the entry, its N tag indexes, their N generations. ARGV: the data, its expiry (ms), now (ms), the
+# indexes' expiry (s), N, then the generation each tag had when the value's computation began ('' none).
+_PUT_UNLESS_INVALIDATED = """
+local n = tonumber(ARGV[5])
+for i = 1, n do
+  if (redis.call('GET', KEYS[1 + n + i]) or '') ~= ARGV[5 + i] then return 0 end
+end
+redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[2])
+for i = 1, n do
+  redis.call('ZADD', KEYS[1 + i], tonumber(ARGV[3]) + tonumber(ARGV[2]), KEYS[1])
+  redis.call('ZREMRANGEBYSCORE', KEYS[1 + i], '-inf', ARGV[3])
+  redis.call('EXPIRE', KEYS[1 + i], ARGV[4], 'NX')
+  redis.call('EXPIRE', KEYS[1 + i], ARGV[4], 'GT')
+end
+return 1
+"""
 
 
 def release(lock: Lock) -> None:

@@ -41,7 +41,7 @@ from django.utils.translation import gettext_lazy as _
 from redis.lock import Lock
 
 from ..exceptions import InvalidCacheDefinition
-from . import keys, stats
+from . import invalidation, keys, stats
 from .decorator import UNSTORABLE, CachePolicy, Tags
 from .store import ERRORS, FRESH, MISSING, CacheStore, release, store
 
@@ -102,6 +102,7 @@ class Pending:
     watch: Watch
     payload: tuple[int, dict[str, str], bytes]
     tags: tuple[str, ...]
+    generations: list[Any]
     lock: Lock
     inner: HttpResponse = field(repr=False)
 
@@ -329,6 +330,12 @@ class CachedView(CachePolicy):
                 if state is FRESH:
                     return self._respond(request, payload, fresh_until, "HIT")
             storable = acquired and request.method == "GET"
+            tags = self._tags_of(request, args, kwargs)
+            try:
+                # Read before the view runs: a tag invalidated while it runs keeps its page out.
+                generations = cache.generations(tags) if storable else []
+            except ERRORS as exc:
+                return self._uncached(cache, exc, request, args, kwargs)
             response, watch = _run_watched(self, request, args, kwargs, render=storable)
             watch.session_read = watch.session_read or session_read
             if not storable:
@@ -336,12 +343,11 @@ class CachedView(CachePolicy):
             reason = self.refusal(request, response) or ("language" if watch.locale_changed else None)
             if reason is not None or not isinstance(response, HttpResponse):
                 return self.bypass(request, reason or "streaming", response)
-            tags = self._tags_of(request, args, kwargs)
             deferred = getattr(request, DEFERRED, None)
             if deferred is None:
-                return self._store(cache, request, response, base, watch, tags)
+                return self._store(cache, request, response, base, watch, tags, generations)
             payload = self._payload(response)
-            deferred.hand_over(Pending(self, cache, base, watch, payload, tags, lock, response))
+            deferred.hand_over(Pending(self, cache, base, watch, payload, tags, generations, lock, response))
             handed_over = True
             return _mark(response, "MISS")
         finally:
@@ -386,10 +392,19 @@ class CachedView(CachePolicy):
         return response.status_code, headers, content
 
     def _put(
-        self, cache: CacheStore, key: str, payload: tuple[int, dict[str, str], bytes], tags: tuple[str, ...]
+        self,
+        cache: CacheStore,
+        key: str,
+        payload: tuple[int, dict[str, str], bytes],
+        tags: tuple[str, ...],
+        generations: list[Any],
     ) -> float:
+        """Store a page; returns how long it is fresh (0: not stored, a tag of it was invalidated while
+        it was built, or is to be when the transaction it was built in commits)."""
+        if invalidation.pending(tags):
+            return 0.0
         try:
-            return cache.put(key, payload, self.ttl, self.stale, tags)
+            return cache.put(key, payload, self.ttl, self.stale, tags, generations)
         except ERRORS as exc:
             cache.failed(exc)
             stats.count(self.namespace, "errors")
@@ -405,10 +420,11 @@ class CachedView(CachePolicy):
         base: list[Any],
         watch: Watch,
         tags: tuple[str, ...],
+        generations: list[Any],
     ) -> HttpResponseBase:
         vary, cookies = self._varies(response, watch)
         payload = self._payload(response)
-        fresh = self._put(cache, self.key(cache, request, base, vary, cookies), payload, tags)
+        fresh = self._put(cache, self.key(cache, request, base, vary, cookies), payload, tags, generations)
         self._headers(response, fresh)
         _mark(response, "MISS")
         return get_conditional_response(request, etag=response["ETag"], response=response) or response
@@ -427,7 +443,7 @@ class CachedView(CachePolicy):
         pending.watch.all_cookies_read |= all_read
         vary, cookies = self._varies(response, pending.watch)
         key = self.key(pending.cache, request, pending.base, vary, cookies)
-        fresh = self._put(pending.cache, key, pending.payload, pending.tags)
+        fresh = self._put(pending.cache, key, pending.payload, pending.tags, pending.generations)
         self._headers(response, fresh)
         return get_conditional_response(request, etag=response.get("ETag"), response=response) or response
 
