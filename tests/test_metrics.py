@@ -432,3 +432,11 @@ def test_the_grafana_dashboard_names_only_metrics_the_endpoint_exports(client, t
 def test_the_grafana_dashboard_has_a_row_for_each_section_of_the_admin_dashboard():
     rows = [panel["title"] for panel in json.loads(DASHBOARD.read_text())["panels"] if panel["type"] == "row"]
     assert rows == [str(section.title) for section in figures.SECTIONS]
+
+
+def test_a_run_that_ended_before_it_started_by_the_clocks_counts_as_none():
+    histogram = window.Histogram()
+    histogram.observe(-30.0)  # started on a host whose clock is ahead
+    histogram.observe(2.0)
+    assert histogram.total == 2.0
+    assert histogram.counts[0] == 1

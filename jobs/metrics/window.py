@@ -42,6 +42,9 @@ class Histogram:
     total: float = 0.0
 
     def observe(self, seconds: float) -> None:
+        # A negative duration (two hosts' clocks apart: started on one, ended on the other) counts as
+        # none, since Prometheus takes a histogram's sum for a counter that never goes down.
+        seconds = max(0.0, seconds)
         self.per_bucket[bisect_left(BUCKETS, seconds)] += 1
         self.total += seconds
 
