@@ -418,3 +418,10 @@ def test_get_result_of_a_record_whose_task_is_gone():
     record = Job.objects.create(function="tests.tasks.removed_since", queue="default")
     with pytest.raises(TaskResultDoesNotExist):
         default_task_backend.get_result(str(record.pk))
+
+
+def test_every_status_of_a_record_reads_as_a_task_status():
+    result = tasks.add.enqueue(1, 2)
+    for status in Status:
+        Job.objects.filter(pk=result.id).update(status=status)
+        assert tasks.add.get_result(result.id).status is not None, status

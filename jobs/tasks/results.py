@@ -15,6 +15,7 @@ STATUSES = {
     Status.QUEUED: TaskResultStatus.READY,
     Status.SCHEDULED: TaskResultStatus.READY,
     Status.RETRYING: TaskResultStatus.READY,
+    Status.DEFERRED: TaskResultStatus.READY,  # waiting for other jobs (depends_on): not started yet
     Status.STARTED: TaskResultStatus.RUNNING,
     Status.FINISHED: TaskResultStatus.SUCCESSFUL,
     Status.FAILED: TaskResultStatus.FAILED,
