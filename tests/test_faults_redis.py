@@ -9,13 +9,18 @@ import uuid
 import pytest
 from django.core.management import call_command
 from django.db import transaction
+from django.test import override_settings
+from redis.exceptions import RedisError
 
 from jobs import keys
 from jobs.conf import jobs_settings
 from jobs.models import Job, Status
 from jobs.transport import connection as jobs_connection
+from jobs.upkeep import reaper
+from jobs.upkeep.relay import relay
 from tests import fault_jobs
 from tests.helpers import WorkerProcess, drain, wait_for
+from tests.redis_server import RedisServer
 
 pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.slow]
 
@@ -149,6 +154,36 @@ def test_a_redis_hung_past_the_entries_ttl_leaves_a_live_workers_jobs_alone(redi
         record.refresh_from_db()
         assert (record.attempts, record.failed_attempts.count()) == (1, 0)
     assert [fault_jobs.runs_of(f"{tag}-{n}") for n in range(len(records))] == [1] * len(records)
+
+
+def test_a_queue_whose_redis_is_down_holds_back_only_its_own_records(settings):
+    # "default" and "high" on one Redis, "low" on another, which is down: the relay pushes the others.
+    first, second = RedisServer(), RedisServer()
+    first.start()
+    second.start()
+    try:
+        queues = {name: {**config, "URL": first.url} for name, config in settings.RQ_QUEUES.items()}
+        queues["low"] = {**queues["low"], "URL": second.url}
+        with override_settings(RQ_QUEUES=queues):
+            second.stop()
+            held = fault_jobs.count_run.using(queue="low").enqueue(uuid.uuid4().hex)  # the oldest
+            first.stop()
+            records = [fault_jobs.count_run.enqueue(uuid.uuid4().hex) for _ in range(3)]
+            first.start()
+            assert relay() == 3  # the records of the Redis that answers; the oldest waits for its own
+            assert Job.objects.undispatched().get() == held
+            with pytest.raises(RedisError):
+                relay()  # only the one whose Redis is down is left: that is an error
+            assert reaper.reap() == 0  # the upkeep of the other queues goes on
+            drain("jobs.worker.SimpleWorker", queues=("default",))
+            assert {Job.objects.get(pk=r.pk).status for r in records} == {Status.FINISHED}
+            second.start()
+            assert relay() == 1
+            drain("jobs.worker.SimpleWorker", queues=("low",))
+            assert Job.objects.get(pk=held.pk).status == Status.FINISHED
+    finally:
+        first.cleanup()
+        second.cleanup()
 
 
 def test_reconcile_command_pushes_again_what_redis_lost(redis):

@@ -66,7 +66,9 @@ def reap(using: str | None = None, limit: int = 500) -> int:
         # Each queue's started registry is read once a pass, for both kinds of dead run. The rescue
         # comes first: a record the reaper moves to retrying would otherwise look taken and unclaimed.
         names = {*settings.RQ_QUEUES, *(record.queue for record in started)}
-        entries = {queue_name: queues.started_entries(queue_name) for queue_name in names}
+        entries = _entries_of(names)
+        # A queue whose Redis is down tells nothing of its jobs: they wait for it, the others do not.
+        started = [record for record in started if record.queue in entries]
         dead = _dead_entries(entries, redis, time.time())
         return (
             _rescue_stranded(alias, entries, redis)
@@ -79,6 +81,24 @@ def reap(using: str | None = None, limit: int = 500) -> int:
 
 
 Entries = dict[str, dict[str, dict[str, float]]]  # queue -> job id -> entry -> score
+
+
+def _entries_of(queue_names: set[str]) -> Entries:
+    """The started registry's entries of each queue whose Redis answers."""
+    entries: Entries = {}
+    down: set[tuple] = set()
+    for queue_name in sorted(queue_names):
+        server = connection.server_of(queue_name)
+        if server in down:
+            continue
+        try:
+            entries[queue_name] = queues.started_entries(queue_name)
+        except RedisError as exc:
+            down.add(server)
+            logger.warning(
+                "Reaper: the Redis of queue %s does not answer (%s); its jobs wait for it", queue_name, exc
+            )
+    return entries
 
 
 class Sightings:

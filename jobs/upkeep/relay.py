@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+from collections import defaultdict
 
 from django.db import router
 from redis.exceptions import RedisError
@@ -18,19 +19,41 @@ logger = logging.getLogger("jobs")
 def relay(limit: int = 500, using: str | None = None) -> int:
     """Push records whose dispatch failed at commit time; returns how many were pushed.
 
-    A Redis lock keeps two workers from pushing the same records at once.
+    Each Redis server's records are pushed on their own, under a lock on that server that keeps two
+    workers from pushing the same records at once: a server that is down holds back its own queues'
+    records only. Raises the first Redis error when no server could take its records.
     """
     alias = using or router.db_for_write(Job)
     pending = list(Job.objects.using(alias).undispatched().order_by("undispatched_since")[:limit])
-    if not pending:
-        return 0
-    redis = connection.get_connection(pending[0].queue)
+    by_server: dict[tuple, list[Job]] = defaultdict(list)
+    for record in pending:
+        by_server[connection.server_of(record.queue)].append(record)
+    pushed, errors = 0, []
+    for records in by_server.values():
+        try:
+            pushed += _relay(alias, records)
+        except RedisError as exc:
+            errors.append(exc)
+            logger.warning(
+                "%d job(s) of queue(s) %s wait for their Redis: %s",
+                len(records),
+                ", ".join(sorted({record.queue for record in records})),
+                exc,
+            )
+    if errors and not pushed:
+        raise errors[0]
+    return pushed
+
+
+def _relay(alias: str, records: list[Job]) -> int:
+    """Push the records of one Redis server, under its lock."""
+    redis = connection.get_connection(records[0].queue)
     lock = redis.lock(keys.relay_lock(), timeout=60, blocking=False)
     if not lock.acquire():
         return 0
     try:
         # Rows may have been pushed by another relay between the read and the lock.
-        pending = list(Job.objects.using(alias).undispatched().filter(pk__in=[r.pk for r in pending]))
+        pending = list(Job.objects.using(alias).undispatched().filter(pk__in=[r.pk for r in records]))
         # A record that ran before (retried from the admin, rescued by the reaper) may still have its old
         # RQ job in RQ's failed or started registry: it goes, so that RQ's tools show the new run only.
         ran_before = [record for record in pending if record.attempts]
@@ -41,5 +64,6 @@ def relay(limit: int = 500, using: str | None = None) -> int:
     finally:
         with contextlib.suppress(RedisError):
             lock.release()
-    logger.info("Relayed %d job(s) to Redis", len(pending))
+    if pending:
+        logger.info("Relayed %d job(s) to Redis", len(pending))
     return len(pending)
