@@ -204,8 +204,7 @@ class CachedFunction(CachePolicy, Generic[P, R]):
         try:
             tags = self._tags_of(args, kwargs)
             try:
-                state, value, _ = cache.get(key)
-                generations = cache.generations(tags)
+                state, value, _, generations = cache.get_for_update(key, tags)
             except ERRORS as exc:
                 return self._uncached(cache, exc, args, kwargs)
             if state is FRESH:
@@ -260,7 +259,7 @@ class CachedFunction(CachePolicy, Generic[P, R]):
         key = self.key(cache, *args, **kwargs)
         tags = self._tags_of(args, kwargs)
         try:
-            generations = cache.generations(tags)
+            generations = cache.get_for_update(key, tags)[3] if tags else []
             value = self.func(*args, **kwargs)
             self._store(cache, key, value, tags, generations)
             stats.count(self.namespace, "refreshes")

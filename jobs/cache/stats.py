@@ -56,21 +56,19 @@ def flush() -> bool:
     if not taken:
         return True
     cache = store()
-    try:
-        if not cache.available():
-            raise _LeftAlone()
-        with cache.client().pipeline(transaction=False) as pipe:
-            for (namespace, kind), amount in taken.items():
-                pipe.hincrby(keys.cache_stats(namespace), kind, amount)
-                pipe.sadd(keys.cache_namespaces(), namespace)
-            pipe.execute()
-    except (RedisError, OSError) as exc:
-        with _lock:
-            _pending.update(taken)
-        if not isinstance(exc, _LeftAlone):
+    if cache.available():
+        try:
+            with cache.client().pipeline(transaction=False) as pipe:
+                for (namespace, kind), amount in taken.items():
+                    pipe.hincrby(keys.cache_stats(namespace), kind, amount)
+                    pipe.sadd(keys.cache_namespaces(), namespace)
+                pipe.execute()
+            return True
+        except (RedisError, OSError) as exc:
             cache.failed(exc)
-        return False
-    return True
+    with _lock:
+        _pending.update(taken)
+    return False
 
 
 @atexit.register

@@ -102,7 +102,20 @@ class CacheStore:
 
     def get(self, key: str) -> tuple[str, Any, float]:
         """``(FRESH | STALE | MISSING, payload, fresh_until)`` for a made key, in one ``GET``."""
-        raw = self.client().get(key)
+        return self._entry(key, self.client().get(key))
+
+    def get_for_update(self, key: str, tags: Sequence[str]) -> tuple[str, Any, float, list[Any]]:
+        """``get``, and the generations of ``tags`` that ``put`` is to find of a value computed from now
+        on, in one round trip."""
+        if not tags:
+            return (*self.get(key), [])
+        with self.client().pipeline(transaction=False) as pipe:
+            pipe.get(key)
+            pipe.mget([self.key(keys.tag_generation(t)) for t in tags])
+            raw, generations = pipe.execute()
+        return (*self._entry(key, raw), list(generations))
+
+    def _entry(self, key: str, raw: Any) -> tuple[str, Any, float]:
         if raw is None:
             return MISSING, None, 0.0
         try:
@@ -112,12 +125,6 @@ class CacheStore:
             return MISSING, None, 0.0
         return (FRESH if time.time() < fresh_until else STALE), payload, fresh_until
 
-    def generations(self, tags: Sequence[str]) -> list[Any]:
-        """What ``put`` is to find of ``tags`` for a value computed from now on: read before computing."""
-        if not tags:
-            return []
-        return list(self.client().mget([self.key(keys.tag_generation(t)) for t in tags]))
-
     def put(
         self,
         key: str,
@@ -125,43 +132,39 @@ class CacheStore:
         ttl: float,
         stale: float,
         tags: Sequence[str] = (),
-        generations: Sequence[Any] | None = None,
+        generations: Sequence[Any] = (),
     ) -> float:
         """Store a payload, fresh for ``ttl`` less up to ``CACHE_JITTER`` of it; returns the fresh seconds.
 
-        With the ``generations`` of its tags read before the payload was computed, it is stored only if
-        none of them was invalidated since (0: it was not): the payload may hold what they replaced."""
+        A tagged payload comes with the ``generations`` of its tags read before it was computed
+        (``get_for_update``): it is stored only if none of them was invalidated since (0: it was not),
+        since it may hold what they replaced."""
         fresh = ttl * (1 - jobs_settings.CACHE_JITTER * random.random())  # noqa: S311 - jitter only
         data = self.codec.encode((time.time() + fresh, payload), allow_int=False)
         expires_ms = max(1, int((fresh + stale) * 1000))
-        tag_keys = [self.key(keys.tag(t)) for t in tags]
-        if not tag_keys:
+        if not tags:
             self.client().set(key, data, px=expires_ms)
             return fresh
-        seconds = int(fresh + stale) + 1
-        now_ms = int(time.time() * 1000)
-        if generations is not None:
-            generation_keys = [self.key(keys.tag_generation(t)) for t in tags]
-            expected = [b"" if g is None else g for g in generations]
-            stored = scripts.run(
-                self.client(),
-                _PUT_UNLESS_INVALIDATED,
-                keys=[key, *tag_keys, *generation_keys],
-                args=[data, expires_ms, now_ms, seconds, len(tag_keys), *expected],
-            )
-            return fresh if stored else 0.0
-        with self.client().pipeline(transaction=False) as pipe:
-            pipe.set(key, data, px=expires_ms)
-            for tag_key in tag_keys:
-                # A tag's index holds its entries scored by when they expire; the expired ones are
-                # dropped at every write, so a tag that is written for ever holds only live entries.
-                pipe.zadd(tag_key, {key: now_ms + expires_ms})
-                pipe.zremrangebyscore(tag_key, "-inf", now_ms)
-                # The index lives as long as its longest-lived entry.
-                pipe.expire(tag_key, seconds, nx=True)
-                pipe.expire(tag_key, seconds, gt=True)
-            pipe.execute()
-        return fresh
+        if len(generations) != len(tags):
+            raise ValueError("put() needs the generation of each tag, read before the payload was computed")
+        stored = scripts.run(
+            self.client(),
+            _PUT_UNLESS_INVALIDATED,
+            keys=[
+                key,
+                *(self.key(keys.tag(t)) for t in tags),
+                *(self.key(keys.tag_generation(t)) for t in tags),
+            ],
+            args=[
+                data,
+                expires_ms,
+                int(time.time() * 1000),
+                int(fresh + stale) + 1,
+                len(tags),
+                *(b"" if g is None else g for g in generations),
+            ],
+        )
+        return fresh if stored else 0.0
 
     def delete(self, *made_keys: str) -> int:
         return self.client().delete(*made_keys) if made_keys else 0
@@ -211,6 +214,8 @@ GENERATION_TTL = 24 * 3600
 
 # KEYS: the entry, its N tag indexes, their N generations. ARGV: the data, its expiry (ms), now (ms), the
 # indexes' expiry (s), N, then the generation each tag had when the value's computation began ('' none).
+# A tag's index holds its entries scored by when they expire, and drops the expired ones at every write
+# (so that a tag written for ever holds only live entries); it lives as long as its longest-lived entry.
 _PUT_UNLESS_INVALIDATED = """
 local n = tonumber(ARGV[5])
 for i = 1, n do

@@ -322,20 +322,18 @@ class CachedView(CachePolicy):
             return self._uncached(cache, exc, request, args, kwargs)
         handed_over = False
         try:
+            storable = acquired and request.method == "GET"
+            tags = self._tags_of(request, args, kwargs) if storable else ()
+            generations: list[Any] = []
             if acquired:
                 try:
-                    state, payload, fresh_until = cache.get(key)
+                    # The generations are read before the view runs: a tag invalidated while it runs
+                    # keeps its page out.
+                    state, payload, fresh_until, generations = cache.get_for_update(key, tags)
                 except ERRORS as exc:
                     return self._uncached(cache, exc, request, args, kwargs)
                 if state is FRESH:
                     return self._respond(request, payload, fresh_until, "HIT")
-            storable = acquired and request.method == "GET"
-            tags = self._tags_of(request, args, kwargs)
-            try:
-                # Read before the view runs: a tag invalidated while it runs keeps its page out.
-                generations = cache.generations(tags) if storable else []
-            except ERRORS as exc:
-                return self._uncached(cache, exc, request, args, kwargs)
             response, watch = _run_watched(self, request, args, kwargs, render=storable)
             watch.session_read = watch.session_read or session_read
             if not storable:

@@ -434,11 +434,10 @@ class ThreadedWorker(LedgerWorkerMixin, RQThreadedWorker):
     def _put_back_paused(self) -> None:
         """The jobs taken ahead whose queue is paused now: back to the front of their queue."""
         paused = self._paused.current()
-        if not paused or not any(run.taken.queue.name in paused for run in self._ahead):
-            return
-        back = [run for run in self._ahead if run.taken.queue.name in paused]
-        self._ahead = collections.deque(run for run in self._ahead if run.taken.queue.name not in paused)
-        self._put_back(back)
+        back = [run for run in self._ahead if run.taken.queue.name in paused] if paused else []
+        if back:
+            self._ahead = collections.deque(run for run in self._ahead if run.taken.queue.name not in paused)
+            self._put_back(back)
 
     def _put_back(self, runs: list[Run]) -> None:
         # The last first, so that they are at the front of their queues in the order they were taken.
