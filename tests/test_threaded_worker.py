@@ -17,7 +17,9 @@ from django.db import connection
 from django.db.backends.signals import connection_created
 from django.test import override_settings
 from django.utils import timezone
+from rq.job import Job as RQJob
 from rq.registry import ScheduledJobRegistry, StartedJobRegistry
+from rq.serializers import JSONSerializer
 
 from jobs import current_job, job, pause, set_progress
 from jobs.models import Job, Status
@@ -463,3 +465,45 @@ def test_a_worker_killed_mid_batch_loses_none_of_its_jobs(settings):
     outcomes = sorted(Job.objects.filter(pk__in=[r.pk for r in records]).values_list("status", "attempts"))
     # The two that ran were abandoned and retried; the four that waited had not started: never given up.
     assert outcomes == [(Status.FINISHED, 1)] * 4 + [(Status.FINISHED, 2)] * 2
+
+
+# The job RQ's dequeue gives is read with its take (``batch.unread_on_dequeue``).
+
+
+def test_a_dequeued_job_whose_rq_job_is_gone_is_passed_over(redis):
+    queue = jobs_connection.get_queue("default")
+    queue.push_job_id("deleted-meanwhile")  # its hash is gone (deleted from RQ's side)
+    record = jobs.add.enqueue(2, 3)
+
+    def hung(signum, frame):
+        raise AssertionError("the burst did not end: the job that is gone is still counted as running")
+
+    previous = signal.signal(signal.SIGALRM, hung)
+    signal.alarm(60)
+    try:
+        drain(THREADED, queues=("default",))
+    finally:
+        signal.alarm(0)
+        signal.signal(signal.SIGALRM, previous)
+    record.refresh_from_db()
+    assert (record.status, record.result) == (Status.FINISHED, 5)
+    assert StartedJobRegistry("default", connection=redis).get_job_ids() == []
+    assert queue.intermediate_queue.get_job_ids() == []
+
+
+@pytest.mark.parametrize("worker_class", [THREADED, TAKING_AHEAD])
+def test_other_rq_jobs_dequeued_or_taken_ahead_run_on_rqs_path_whole(redis, worker_class):
+    # First in the queue (dequeued), or behind one of ours (taken ahead in its batch).
+    queue = jobs_connection.get_queue("default")
+    if worker_class == TAKING_AHEAD:
+        record = jobs.add.enqueue(2, 2)
+    rq_job = queue.enqueue("tests.jobs.not_a_job", result_ttl=600, meta={"kept": True}, description="mine")
+    if worker_class == THREADED:
+        record = jobs.add.enqueue(2, 2)
+    drain(worker_class, queues=("default",))
+    rq_job = RQJob.fetch(rq_job.id, connection=redis, serializer=JSONSerializer)
+    assert (rq_job.get_status(), rq_job.return_value()) == ("finished", "should never run")
+    assert (rq_job.meta, rq_job.description, rq_job.result_ttl) == ({"kept": True}, "mine", 600)
+    assert rq_job.created_at is not None and rq_job.enqueued_at is not None
+    record.refresh_from_db()
+    assert (record.status, record.result) == (Status.FINISHED, 4)

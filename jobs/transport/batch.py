@@ -15,6 +15,7 @@ Checked against rq 2.12 and 3.0: the keys (``Queue.key``, ``StartedJobRegistry.k
 
 from __future__ import annotations
 
+import functools
 import json
 import logging
 import time
@@ -22,6 +23,7 @@ import uuid
 import zlib
 from collections import defaultdict
 from collections.abc import Sequence
+from typing import Any
 
 import rq
 from redis import Redis
@@ -34,7 +36,7 @@ from rq.serializers import JSONSerializer
 
 from ..intervals import failure_ttl
 from . import scripts
-from .runner import RUNNER, Call, call_of
+from .runner import RUNNER, Call
 from .worker import Running
 
 #: The fields of a job hash that the fast path reads: what running a `jobs` job and telling whether it
@@ -60,18 +62,24 @@ FIELDS = (
 logger = logging.getLogger("jobs")
 
 # KEYS: the queue, its started registry, its intermediate list, the prefix of job hashes.
-# ARGV: the id of a job the worker already took (or ""), how many more to take, the entries' score,
-# the first 24 hex digits of the execution ids (the job's number in the call makes the other 8), the
-# number of fields to read, then the fields. Returns, per job taken besides the first: its id,
-# execution id, and the fields' values.
+# ARGV: the id of a job the worker dequeued (or ""), how many more to take, the entries' score, the
+# first 24 hex digits of the execution ids (the job's number in the call makes the other 8), the
+# number of fields to read, then the fields. Returns, per job taken (the one dequeued first): its id,
+# execution id, and the fields' values. A job whose hash is gone is not entered, and not returned.
 _TAKE = """
 local score, base, taken, number = ARGV[3], ARGV[4], {}, 0
 local fields = {unpack(ARGV, 6, 5 + tonumber(ARGV[5]))}
 local function enter(id)
+  local values = redis.call('HMGET', KEYS[4] .. id, unpack(fields))
+  if not values[1] then
+    return
+  end
   local execution = base .. string.format('%08x', number)
   number = number + 1
   redis.call('ZADD', KEYS[2], score, id .. ':' .. execution)
-  return execution
+  taken[#taken + 1] = id
+  taken[#taken + 1] = execution
+  taken[#taken + 1] = values
 end
 if ARGV[1] ~= '' then
   redis.call('LREM', KEYS[3], 1, ARGV[1])
@@ -82,9 +90,7 @@ if count > 0 then
   local ids = redis.call('LPOP', KEYS[1], count)
   if ids then
     for _, id in ipairs(ids) do
-      taken[#taken + 1] = id
-      taken[#taken + 1] = enter(id)
-      taken[#taken + 1] = redis.call('HMGET', KEYS[4] .. id, unpack(fields))
+      enter(id)
     end
   end
 end
@@ -97,14 +103,12 @@ class Taken:
     fast path read of its hash; RQ's job is made from that only when it is needed (a failure, a job held
     back), since reading a whole job costs more than running a short one."""
 
-    def __init__(
-        self, job_id: str, queue: rq.Queue, entry: str, fields: dict[str, bytes], job: RQJob | None = None
-    ) -> None:
+    def __init__(self, job_id: str, queue: rq.Queue, entry: str, fields: dict[str, bytes]) -> None:
         self.job_id = job_id
         self.queue = queue
         self.entry = entry
         self.fields = fields
-        self._job = job
+        self._job: RQJob | None = None
         self._running: Running | None = None
 
     @property
@@ -121,9 +125,9 @@ class Taken:
         return self._running
 
     def call(self, default_result_ttl: int) -> Call | None:
-        """What the job runs, when it is one for the fast path (``fast_path_eligible``); else None."""
-        if self._job is not None:
-            return call_of(self._job) if fast_path_eligible(self._job, default_result_ttl) else None
+        """What the job runs, when it is one for the fast path: a `jobs` job that RQ keeps nothing of once
+        it succeeds (no result TTL, callbacks, repeats or group, as the lean worker's
+        ``takes_fast_path``); else None."""
         fields = self.fields
         result_ttl = int(fields["result_ttl"]) if fields.get("result_ttl") else default_result_ttl
         if result_ttl != 0 or any(fields.get(name) for name in _NOT_ON_THE_FAST_PATH):
@@ -132,16 +136,17 @@ class Taken:
             data = zlib.decompress(fields["data"])
         except zlib.error:
             data = fields["data"]
-        func_name, _instance, args, _kwargs = json.loads(data)
-        if func_name != RUNNER:
+        try:
+            func_name, _instance, args, _kwargs = json.loads(data)
+            if func_name != RUNNER:
+                return None
+            job_id, function, call_args, call_kwargs, *alias = args
+        except (ValueError, TypeError):  # not a job `jobs` pushed: RQ's path fails it as RQ does
             return None
-        job_id, function, call_args, call_kwargs, *alias = args
         return Call(job_id, function, call_args, call_kwargs, alias[0] if alias else "default")
 
     @property
     def timeout(self) -> float | None:
-        if self._job is not None:
-            return self._job.timeout
         value = self.fields.get("timeout")
         return int(value) if value else None
 
@@ -151,47 +156,90 @@ class Taken:
 _NOT_ON_THE_FAST_PATH = ("repeats_left", "success_callback_name", "failure_callback_name", "group_id")
 
 
-def fast_path_eligible(job: RQJob, default_result_ttl: int) -> bool:
-    """Whether RQ keeps nothing of this job once it succeeds: a `jobs` job with no result TTL (as the
-    lean worker's ``takes_fast_path``)."""
-    return (
-        job.func_name == RUNNER
-        and job.get_result_ttl(default_result_ttl) == 0
-        and job.repeats_left is None
-        and job.success_callback is None
-        and job.failure_callback is None
-        and not job.group_id
-    )
+@functools.cache
+def unread_on_dequeue(queue_class: type[rq.Queue]) -> type[rq.Queue]:
+    """``queue_class``, whose ``dequeue_any`` gives the job it pops unread: RQ's job with its id only.
+    ``take`` reads what the fast path needs of its hash in the round trip that enters it into the
+    started registry, rather than RQ reading the whole hash (and parsing its dates) in one of its own.
+
+    Checked against rq 2.12 and 3.0: ``dequeue_any`` makes the job it popped with ``job_class.fetch``,
+    and builds the queue it returns with that job class, which is set back here."""
+
+    class UnreadOnDequeue(queue_class):  # type: ignore[valid-type,misc]
+        @classmethod
+        def dequeue_any(
+            cls,
+            queues: Any,
+            timeout: int | None,
+            connection: Redis,
+            job_class: type[RQJob] | None = None,
+            serializer: Any = None,
+            death_penalty_class: Any = None,
+        ) -> tuple[RQJob, rq.Queue] | None:
+            job_class = job_class or cls.job_class
+            result = super().dequeue_any(
+                queues,
+                timeout,
+                connection=connection,
+                job_class=_unread(job_class),
+                serializer=serializer,
+                death_penalty_class=death_penalty_class,
+            )
+            if result is not None:
+                result[1].job_class = job_class
+            return result
+
+    UnreadOnDequeue.__qualname__ = UnreadOnDequeue.__name__ = queue_class.__name__
+    return UnreadOnDequeue
 
 
-def take(queue: rq.Queue, first: RQJob | None, more: int, ttl: float) -> list[Taken]:
-    """Enter ``first`` (a job this worker dequeued, or None) and up to ``more`` further waiting jobs of
-    ``queue`` into its started registry, in one round trip; returns them, ``first`` first. A job whose
-    hash Redis no longer holds is dropped."""
-    connection: Redis = queue.connection
+#: The job class of each worker's, whose ``fetch`` makes the job unread.
+_unread_classes: dict[type[RQJob], type[RQJob]] = {}
+
+
+def _unread(job_class: type[RQJob]) -> type[RQJob]:
+    if job_class not in _unread_classes:
+
+        class Unread(job_class):  # type: ignore[valid-type,misc]
+            @classmethod
+            def fetch(cls, id: str, connection: Redis | None = None, serializer: Any = None) -> RQJob:
+                return job_class(id, connection=connection, serializer=serializer)
+
+        _unread_classes[job_class] = Unread
+    return _unread_classes[job_class]
+
+
+def take(queue: rq.Queue, first: str | None, more: int, ttl: float) -> list[Taken]:
+    """Enter ``first`` (the id of a job this worker dequeued, or None) and up to ``more`` further waiting
+    jobs of ``queue`` into its started registry, and read what the fast path needs of their hashes, in
+    one round trip; returns them, ``first`` first. A job whose hash Redis no longer holds is dropped."""
     base = uuid.uuid4().hex[:24]
-    registry_key = queue.started_job_registry.key
     replies = scripts.run(
-        connection,
+        queue.connection,
         _TAKE,
         keys=[
             queue.key,
-            registry_key,
+            queue.started_job_registry.key,
             IntermediateQueue.get_intermediate_queue_key(queue.key),
             RQJob.redis_job_namespace_prefix,
         ],
-        args=[first.id if first else "", more, time.time() + ttl, base, len(FIELDS), *FIELDS],
+        args=[first or "", more, time.time() + ttl, base, len(FIELDS), *FIELDS],
     )
-    taken = [] if first is None else [Taken(first.id, queue, f"{first.id}:{base}{0:08x}", {}, first)]
+    taken = []
     for index in range(0, len(replies), 3):
         job_id, values = replies[index].decode(), replies[index + 2]
-        entry = f"{job_id}:{replies[index + 1].decode()}"
-        if values[0] is None:  # no data: the job hash is gone
-            connection.zrem(registry_key, entry)
-            continue
         fields = {name: value for name, value in zip(FIELDS, values, strict=True) if value is not None}
-        taken.append(Taken(job_id, queue, entry, fields))
+        taken.append(Taken(job_id, queue, f"{job_id}:{replies[index + 1].decode()}", fields))
     return taken
+
+
+def read_whole(taken: Taken) -> RQJob | None:
+    """RQ's job of a job taken, read whole, for RQ's own path; None if Redis no longer holds it."""
+    queue = taken.queue
+    try:
+        return queue.job_class.fetch(taken.job_id, connection=queue.connection, serializer=queue.serializer)
+    except NoSuchJobError:
+        return None
 
 
 def leave(taken: Taken) -> None:

@@ -62,7 +62,7 @@ from ..intervals import entry_ttl
 from ..models import Job
 from ..transport import batch
 from ..transport.batch import Taken
-from ..transport.runner import Call, call_of
+from ..transport.runner import Call
 from ..transport.threaded import JobTimeoutException, RQThreadedWorker
 from ..transport.worker import Queue, RQJob, StopRequested
 from ..upkeep import rescue
@@ -87,6 +87,8 @@ CLAIM_AHEAD_SECONDS = 0.01
 RECORD_WAIT_SECONDS = 0.01
 #: While the database fails, the record of jobs that succeeded is tried again for this many seconds.
 RECORD_PATIENCE_SECONDS = 30
+#: An idle worker's main thread waits at most this long for a job thread to take the job it handed over.
+HAND_OVER_WAIT = 0.005
 
 
 class JobThreads:
@@ -95,10 +97,16 @@ class JobThreads:
     def __init__(self, size: int, name: str) -> None:
         self.size = size
         self.name = name
-        self._calls: queue_module.SimpleQueue[Callable[[], object] | None] = queue_module.SimpleQueue()
+        self._calls: queue_module.SimpleQueue[tuple[Callable[[], object], threading.Event | None] | None] = (
+            queue_module.SimpleQueue()
+        )
         self._threads: list[threading.Thread] = []
 
-    def submit(self, call: Callable[[], object]) -> None:
+    def submit(self, call: Callable[[], object], until_taken: bool = False) -> None:
+        """Hand ``call`` to the next free thread. With ``until_taken``, return once a thread has it (for
+        ``HAND_OVER_WAIT`` seconds at most): the caller then holds no lock that the thread must wait for
+        before it starts (Python's: a thread woken while the caller runs Python waits for the caller's
+        next blocking call)."""
         if not self._threads:
             self._threads = [
                 threading.Thread(target=self._loop, name=f"{self.name}-{n}", daemon=True)
@@ -106,7 +114,10 @@ class JobThreads:
             ]
             for thread in self._threads:
                 thread.start()
-        self._calls.put(call)
+        taken = threading.Event() if until_taken else None
+        self._calls.put((call, taken))
+        if taken is not None:
+            taken.wait(HAND_OVER_WAIT)
 
     def stop(self) -> None:
         """Let each thread end once the calls handed to it are done, and wait for them."""
@@ -118,7 +129,10 @@ class JobThreads:
 
     def _loop(self) -> None:
         try:
-            while (call := self._calls.get()) is not None:
+            while (item := self._calls.get()) is not None:
+                call, taken = item
+                if taken is not None:
+                    taken.set()
                 try:
                     call()
                 except Exception:
@@ -298,6 +312,9 @@ class ThreadedWorker(LedgerWorkerMixin, RQThreadedWorker):
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
+        # The job dequeued is read with its take (``batch.take``); RQ logs its id, not its description.
+        self.queue_class = batch.unread_on_dequeue(self.queue_class)
+        self.log_job_description = False
         self.slots = int(self.concurrency or jobs_settings.WORKER_CONCURRENCY)
         self._threads = JobThreads(self.slots, name=f"{self.name}-job")
         self._recorder = Recorder(self)
@@ -407,6 +424,8 @@ class ThreadedWorker(LedgerWorkerMixin, RQThreadedWorker):
         if not runs:
             return
         held = Held(len(runs), {run.taken.entry: run.taken for run in runs})
+        # The worker's only job: its thread starts it at once (``JobThreads.submit``).
+        alone = len(runs) == 1 and self.running_jobs == 1
         waiting, self._waiting_for_work = self._waiting_for_work, False
         try:
             for run in self._claim(runs):
@@ -414,7 +433,7 @@ class ThreadedWorker(LedgerWorkerMixin, RQThreadedWorker):
                     logger.info("Job %s is no longer waiting (cancelled or already run)", run.call.job_id)
                     self._recorder.put(run)
                 else:
-                    self._threads.submit(functools.partial(self._perform, run))
+                    self._threads.submit(functools.partial(self._perform, run), until_taken=alone)
                     held.count -= 1
                 held.unsettled.pop(run.taken.entry, None)
             held.unsettled.clear()  # those _claim left are out of the registry
@@ -452,9 +471,7 @@ class ThreadedWorker(LedgerWorkerMixin, RQThreadedWorker):
 
     # Overrides LedgerWorkerMixin's (and RQ's): the main thread hands jobs to the job threads.
     def execute_job(self, job: RQJob, queue: Queue) -> None:
-        if not batch.fast_path_eligible(job, self.default_result_ttl):
-            self._through_rq(job, queue, self._narrowed)
-            return
+        # ``job`` is unread (``batch.unread_on_dequeue``): its take reads it.
         held = Held()
         try:
             self._take(job, queue, held)
@@ -472,11 +489,14 @@ class ThreadedWorker(LedgerWorkerMixin, RQThreadedWorker):
         """Take ``job`` and the jobs there is room for; claim those there are free threads for and hand
         them over, and keep the others ahead."""
         try:
-            taken = batch.take(queue, job, max(0, self.room - self.running_jobs), entry_ttl())
+            taken = batch.take(queue, job.id, max(0, self.room - self.running_jobs), entry_ttl())
         except REDIS_DOWN as exc:
-            self._after_redis_failed(job, queue, call_of(job), exc)
+            # Still in the intermediate list, or entered and not kept live: the reaper pushes it again.
+            logger.warning("Job %s could not be taken (Redis: %s); the reaper pushes it again", job.id, exc)
             return
-        for _ in taken[1:]:
+        # Without the job dequeued when its hash is gone: it stays counted in ``held`` until the end.
+        more = taken[1:] if taken and taken[0].job_id == job.id else taken
+        for _ in more:
             self.job_began()
             held.count += 1
         for item in taken:
@@ -497,7 +517,11 @@ class ThreadedWorker(LedgerWorkerMixin, RQThreadedWorker):
             return Run(taken, call, execution.unclaimed(call))
         self._heartbeat.discard(taken.running(self.key))
         batch.leave(taken)
-        self._through_rq(taken.job, taken.queue, narrowed=False)
+        job = batch.read_whole(taken)
+        if job is None:  # gone meanwhile
+            self.job_ended()
+            return None
+        self._through_rq(job, taken.queue, narrowed=False)
         return None
 
     def _held(self, taken: Taken, call: Call) -> bool:
