@@ -263,34 +263,30 @@ def insert_batch(alias: str, common: dict[str, Any], rows: Iterable[dict[str, An
     ``INSERT ... SELECT`` from arrays of the varying values (``UNNEST``), elsewhere ``executemany``.
     Returns the records.
 
-    Fields that neither gives take their default; each shared value is prepared once.
+    Fields that neither gives take their default; each shared value is prepared once (``_prepared``).
     """
     connection = connections[alias]
     rows = list(rows)
     if not rows:
         return []
-    fields = _meta.concrete_fields
-    varying = [field for field in fields if field.attname in rows[0]]
-    if not any(field.primary_key for field in varying):
+    given = rows[0].keys()
+    if _meta.pk.attname not in given:
         raise ValueError("each row of a batch gives its id")
     shared = {
         field.attname: common[field.attname] if field.attname in common else field.get_default()
-        for field in fields
-        if field not in varying
+        for field in _meta.concrete_fields
+        if field.attname not in given
     }
-    prepared = {
-        field.attname: field.get_db_prep_save(shared[field.attname], connection)
-        for field in fields
-        if field.attname in shared
+    prepared = {name: _prepared(connection, name, value) for name, value in shared.items()}
+    records = [
+        Job.from_db(alias, _ATTNAMES, [row[name] if name in row else shared[name] for name in _ATTNAMES])
+        for row in rows
+    ]
+    columns = {
+        name: [_FIELDS[name].get_db_prep_save(row[name], connection) for row in rows]
+        for name in _ATTNAMES
+        if name in given
     }
-    records = []
-    columns: dict[str, list] = {field.attname: [] for field in varying}
-    for row in rows:
-        records.append(
-            Job.from_db(alias, _ATTNAMES, [row.get(f.attname, shared.get(f.attname)) for f in fields])
-        )
-        for field in varying:
-            columns[field.attname].append(field.get_db_prep_save(row[field.attname], connection))
     with connection.cursor() as cursor:
         if connection.vendor == "postgresql" and len(rows) > 1:
             cursor.execute(
@@ -300,7 +296,7 @@ def insert_batch(alias: str, common: dict[str, Any], rows: Iterable[dict[str, An
         else:
             sql = _sql(connection, "insert")
             params = [
-                [columns[f.attname][index] if f.attname in columns else prepared[f.attname] for f in fields]
+                [columns[name][index] if name in columns else prepared[name] for name in _ATTNAMES]
                 for index in range(len(rows))
             ]
             if len(params) == 1:
@@ -308,6 +304,27 @@ def insert_batch(alias: str, common: dict[str, Any], rows: Iterable[dict[str, An
             else:
                 cursor.executemany(sql, params)
     return records
+
+
+#: Values of the types whose prepared value ``_prepared`` keeps (statuses, as text enums, are text).
+_KEPT_TYPES = (str, int, type(None))
+#: Their prepared values, by database, field, type and value: a job function's enqueues prepare the
+#: same few values (its name, queue, status, attempts, timeout) again and again.
+_prepared_cache: dict[tuple[str, str, type, Any], Any] = {}
+
+
+def _prepared(connection: BaseDatabaseWrapper, name: str, value: Any) -> Any:
+    """``get_db_prep_save`` of the field ``name``, kept for a text, a number or None."""
+    if not isinstance(value, _KEPT_TYPES):
+        return _FIELDS[name].get_db_prep_save(value, connection)
+    key = (connection.alias, name, type(value), value)
+    try:
+        return _prepared_cache[key]
+    except KeyError:
+        if len(_prepared_cache) >= 10_000:
+            _prepared_cache.clear()
+        prepared = _prepared_cache[key] = _FIELDS[name].get_db_prep_save(value, connection)
+        return prepared
 
 
 _unnest_cache: dict[tuple[str, tuple[str, ...]], str] = {}

@@ -12,11 +12,14 @@ import pytest
 from django_rq.workers import get_worker
 from rq import Worker as RQWorker
 from rq.job import Job as RQJob
+from rq.serializers import JSONSerializer
+from rq.utils import utcparse
 
 from jobs import job
 from jobs.models import Job, Status
 from jobs.transport import compat
 from jobs.transport.queues import will_not_run
+from tests import jobs
 from tests.helpers import WorkerProcess, run_worker, wait_for
 
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -146,3 +149,40 @@ def test_a_worker_leaves_its_command_channel_at_once(redis, worker_class):
     assert not leaving.is_alive(), "unsubscribe() waited for the pubsub thread's 60-second read"
     assert not worker.pubsub_thread.is_alive()
     assert redis.pubsub_numsub(worker.pubsub_channel_name)[0][1] == 0
+
+
+def _rq_hash(redis, record):
+    return {key.decode(): value for key, value in redis.hgetall(f"rq:job:{record.pk}").items()}
+
+
+@pytest.mark.parametrize(
+    "options",
+    [{}, {"priority": 7, "timeout": 30}, {"max_attempts": 4, "backoff": [1, 5]}, {"queue": "high"}],
+    ids=["plain", "priority-and-timeout", "retries", "other-queue"],
+)
+def test_a_pushed_job_s_rq_hash_is_the_one_rqs_enqueue_job_writes(redis, options):
+    from jobs.transport import connection, queues
+
+    record = jobs.add.using(**options).enqueue(1, 2)
+    pushed = _rq_hash(redis, record)
+    # What RQ itself writes for the same job: made by create_job, written by enqueue_job.
+    queue = connection.get_queue(record.queue)
+    redis.delete(f"rq:job:{record.pk}", queue.key)
+    queue.enqueue_job(queues._rq_job(queue, record, jobs.add.using(**options).options))
+    written = _rq_hash(redis, record)
+    for moment in ("created_at", "enqueued_at"):
+        assert abs(utcparse(pushed.pop(moment).decode()) - utcparse(written.pop(moment).decode())).total_seconds() < 5
+    assert pushed == written
+    run_job = RQJob.fetch(str(record.pk), connection=redis, serializer=JSONSerializer)
+    assert run_job.args[:2] == [str(record.pk), "tests.jobs.add"]
+
+
+def test_a_record_pushed_again_gets_rq_retries_only_for_the_attempts_it_has_left(redis):
+    from jobs.transport import queues
+
+    record = jobs.fails_then_succeeds.enqueue(5)  # max_attempts=3, backoff=[0]
+    Job.objects.filter(pk=record.pk).update(attempts=1)
+    record.refresh_from_db()
+    queues.push([record])
+    rq_hash = _rq_hash(redis, record)
+    assert (rq_hash["retries_left"], json.loads(rq_hash["retry_intervals"])) == (b"1", [0])

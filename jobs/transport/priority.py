@@ -27,7 +27,6 @@ from typing import Any
 from redis import Redis
 from redis.client import Pipeline
 from rq import Queue
-from rq.job import Job
 
 from . import scripts
 
@@ -180,16 +179,19 @@ return place({KEYS[1]}, {ARGV[1], ARGV[2], ARGV[3], ARGV[4]})
 )
 
 
-def push_one(queue: Queue, rq_job: Job, job_priority: int, *, front: bool = False) -> None:
-    """Write ``rq_job`` (prepared as RQ's ``enqueue_job`` prepares it) and push it to ``queue`` in its
-    place, in one command and so in one round trip, atomically.
+def push_one(
+    queue: Queue, job_id: str, job_hash: dict[str, Any], job_priority: int, *, front: bool = False
+) -> None:
+    """Write an RQ job's hash (``job_hash``, as RQ's ``enqueue_job`` writes it) and push the job to
+    ``queue`` in its place, in one command and so in one round trip, atomically.
 
     The script is sent by its hash (``transport.scripts``).
     """
-    args: list[Any] = [queue.job_class.key_for(""), "1" if front else "0", rq_job.id, job_priority]
-    for field_value in rq_job.to_dict().items():
+    args: list[Any] = [queue.job_class.key_for(""), "1" if front else "0", job_id, job_priority]
+    for field_value in job_hash.items():
         args += field_value
-    scripts.run(queue.connection, _PUSH, [queue.key, rq_job.key, queue.redis_queues_keys], args)
+    keys = [queue.key, queue.job_class.key_for(job_id), queue.redis_queues_keys]
+    scripts.run(queue.connection, _PUSH, keys, args)
 
 
 def meta(priority: int) -> dict[str, Any] | None:

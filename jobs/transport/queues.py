@@ -6,6 +6,8 @@ reached; the callers decide what an outage means for the ledger.
 
 from __future__ import annotations
 
+import json
+import zlib
 from collections import defaultdict
 from collections.abc import Iterable, Iterator, Sequence
 from datetime import datetime, timedelta
@@ -22,6 +24,8 @@ from rq.job import Job as RQJob
 from rq.job import JobStatus
 from rq.registry import FailedJobRegistry, FinishedJobRegistry, ScheduledJobRegistry, StartedJobRegistry
 from rq.serializers import JSONSerializer
+from rq.utils import now as rq_now
+from rq.utils import utcformat
 
 from ..conf import jobs_settings
 from ..exceptions import JobNotRegistered
@@ -188,13 +192,47 @@ def _retry_intervals(record: Job, options: JobOptions) -> list[int]:
 
 
 def _push_one(queue: Queue, record: Job, options: JobOptions) -> None:
-    """Push one record that is due, in one command (``priority.push_one``): its RQ job is made and
-    prepared as RQ's ``enqueue_job`` makes and prepares it (checked against rq 2.12 and 3.0:
-    ``Queue._prepare_for_queue`` sets the origin, the enqueue time, the default timeout and the queued
-    status that ``Job.save`` then writes)."""
-    rq_job = _rq_job(queue, record, options)
-    queue._prepare_for_queue(rq_job)
-    priority.push_one(queue, rq_job, record.priority, front=record.at_front)
+    """Push one record that is due, in one command (``priority.push_one``), with the hash RQ's
+    ``enqueue_job`` writes for its RQ job (``_job_hash``)."""
+    job_hash = _job_hash(queue, record, options)
+    priority.push_one(queue, str(record.pk), job_hash, record.priority, front=record.at_front)
+
+
+#: The fields of an RQ job's hash that differ between two records pushed to one queue with the same
+#: timeout: those ``_job_hash`` writes for each record.
+_OWN_FIELDS = ("created_at", "enqueued_at", "data", "description", "retries_left", "retry_intervals", "meta")
+#: The other fields' values, as RQ writes them, by queue, serializer, timeout and TTLs.
+_hash_templates: dict[tuple[Any, ...], tuple[dict[str, Any], Any]] = {}
+
+
+def _job_hash(queue: Queue, record: Job, options: JobOptions) -> dict[str, Any]:
+    """The hash RQ's ``enqueue_job`` writes for a record's RQ job: the fields that records share as RQ
+    made them once (``create_job`` and ``_prepare_for_queue``, then ``Job.to_dict``), the record's
+    own as ``Job.to_dict`` makes them (checked against rq 2.12 and 3.0), without making an RQ job
+    for every push."""
+    result_ttl, failure = jobs_settings.RQ_RESULT_TTL, failure_ttl()
+    key = (queue.name, queue._default_timeout, queue.serializer, record.timeout, result_ttl, failure)
+    if key not in _hash_templates:
+        template = queue.create_job(
+            RUNNER, timeout=record.timeout, result_ttl=result_ttl, failure_ttl=failure, job_id="template"
+        )
+        queue._prepare_for_queue(template)
+        shared = {name: value for name, value in template.to_dict().items() if name not in _OWN_FIELDS}
+        _hash_templates[key] = (shared, template.serializer)
+    shared, serializer = _hash_templates[key]
+    now_text = utcformat(rq_now())
+    own: dict[str, Any] = {
+        "created_at": now_text,
+        "enqueued_at": now_text,
+        "data": zlib.compress(serializer.dumps((RUNNER, None, runner_args(record), {}))),
+        "description": f"{record.function} [{record.pk}]",
+    }
+    if intervals := _retry_intervals(record, options):
+        own["retries_left"] = len(intervals)
+        own["retry_intervals"] = json.dumps(intervals)
+    if job_meta := priority.meta(record.priority):
+        own["meta"] = serializer.dumps(job_meta)
+    return {**shared, **own}
 
 
 def _add_to_pipeline(queue: Queue, record: Job, pipe: Pipeline, options: JobOptions) -> RQJob:
@@ -207,7 +245,7 @@ def _add_to_pipeline(queue: Queue, record: Job, pipe: Pipeline, options: JobOpti
 def _rq_job(queue: Queue, record: Job, options: JobOptions) -> RQJob:
     # Computed per record, so that jobs that fail together do not retry together. A record pushed again
     # (relay, reaper, reconciler) gets RQ retries only for the attempts it has left.
-    intervals = options.replace(max_attempts=record.max_attempts).retry_intervals()[record.attempts :]
+    intervals = _retry_intervals(record, options)
     return queue.create_job(
         RUNNER,
         args=runner_args(record),
