@@ -63,12 +63,12 @@ logger = logging.getLogger("jobs")
 
 # KEYS: the queue, its started registry, its intermediate list, the prefix of job hashes.
 # ARGV: the id of a job the worker dequeued (or ""), how many more to take, the entries' score, the
-# first 24 hex digits of the execution ids (the job's number in the call makes the other 8), the
-# number of fields to read, then the fields. Returns, per job taken (the one dequeued first): its id,
+# first 24 hex digits of the execution ids (the job's number in the call makes the other 8). The fields
+# read (``FIELDS``) are written into the script. Returns, per job taken (the one dequeued first): its id,
 # execution id, and the fields' values. A job whose hash is gone is not entered, and not returned.
 _TAKE = """
 local score, base, taken, number = ARGV[3], ARGV[4], {}, 0
-local fields = {unpack(ARGV, 6, 5 + tonumber(ARGV[5]))}
+local fields = {FIELDS}
 local function enter(id)
   local values = redis.call('HMGET', KEYS[4] .. id, unpack(fields))
   if not values[1] then
@@ -95,7 +95,7 @@ if count > 0 then
   end
 end
 return taken
-"""
+""".replace("{FIELDS}", "{" + ", ".join(f"'{name}'" for name in FIELDS) + "}")
 
 
 class Taken:
@@ -223,7 +223,7 @@ def take(queue: rq.Queue, first: str | None, more: int, ttl: float) -> list[Take
             IntermediateQueue.get_intermediate_queue_key(queue.key),
             RQJob.redis_job_namespace_prefix,
         ],
-        args=[first or "", more, time.time() + ttl, base, len(FIELDS), *FIELDS],
+        args=[first or "", more, time.time() + ttl, base],
     )
     taken = []
     for index in range(0, len(replies), 3):
