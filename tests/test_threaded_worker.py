@@ -17,6 +17,7 @@ from django.db import connection
 from django.db.backends.signals import connection_created
 from django.test import override_settings
 from django.utils import timezone
+from redis import exceptions as redis_exceptions
 from rq.job import Job as RQJob
 from rq.registry import ScheduledJobRegistry, StartedJobRegistry
 from rq.serializers import JSONSerializer
@@ -507,3 +508,23 @@ def test_other_rq_jobs_dequeued_or_taken_ahead_run_on_rqs_path_whole(redis, work
     assert rq_job.created_at is not None and rq_job.enqueued_at is not None
     record.refresh_from_db()
     assert (record.status, record.result) == (Status.FINISHED, 4)
+
+
+def test_a_dequeued_job_whose_take_meets_a_redis_outage_is_left_to_the_relay(redis, monkeypatch):
+    record = jobs.add.enqueue(3, 4)
+    take = batch.take
+
+    def lost_once(*args, **kwargs):
+        monkeypatch.setattr(batch, "take", take)
+        raise redis_exceptions.ConnectionError("Redis went away at the take")
+
+    monkeypatch.setattr(batch, "take", lost_once)
+    drain(THREADED, queues=("default",))
+    record.refresh_from_db()
+    assert (record.status, record.attempts) == (Status.QUEUED, 0)
+    assert record.undispatched_since is not None  # the relay pushes it within seconds, not the reaper
+    queue = jobs_connection.get_queue("default")
+    assert (queue.get_job_ids(), queue.intermediate_queue.get_job_ids()) == ([], [])
+    drain(THREADED, queues=("default",))  # its maintenance runs the relay
+    record.refresh_from_db()
+    assert (record.status, record.result, record.attempts) == (Status.FINISHED, 7, 1)

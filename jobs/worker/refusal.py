@@ -10,14 +10,17 @@ import functools
 import logging
 import traceback as tb
 
+from django.core.exceptions import ValidationError
+from django.db import router
 from django.utils import timezone
 
 from .. import signals, transitions
 from ..dispatch import dispatch
 from ..exceptions import qualified_name
+from ..models import Job
 from ..transport.runner import Call
 from . import reconnect
-from .execution import unclaimed
+from .execution import unclaimed, unread_record
 
 logger = logging.getLogger("jobs")
 
@@ -49,3 +52,13 @@ def fail_before_run(call: Call, worker_name: str, exc: BaseException) -> bool:
 def leave_to_relay(call: Call) -> bool:
     """Mark a waiting record undispatched, so that the relay pushes it again once Redis answers."""
     return bool(transitions.mark_undispatched([unclaimed(call)], timezone.now()))
+
+
+def leave_id_to_relay(job_id: str) -> bool:
+    """``leave_to_relay`` for a job known by its id only (Redis failed before RQ's job, which names the
+    record's database, was read): its waiting record on the default database, if any."""
+    try:
+        record = unread_record(router.db_for_write(Job), job_id, "")
+    except ValidationError:  # not an id of the ledger's: another RQ job
+        return False
+    return bool(transitions.mark_undispatched([record], timezone.now()))

@@ -40,6 +40,7 @@ when the thread ends.
 from __future__ import annotations
 
 import collections
+import contextlib
 import functools
 import logging
 import queue as queue_module
@@ -66,7 +67,7 @@ from ..transport.runner import Call
 from ..transport.threaded import JobTimeoutException, RQThreadedWorker
 from ..transport.worker import Queue, RQJob, StopRequested
 from ..upkeep import rescue
-from . import execution, ratelimit, reconnect
+from . import execution, ratelimit, reconnect, refusal
 from .base import REDIS_DOWN, LedgerWorkerMixin
 
 logger = logging.getLogger("jobs")
@@ -491,8 +492,7 @@ class ThreadedWorker(LedgerWorkerMixin, RQThreadedWorker):
         try:
             taken = batch.take(queue, job.id, max(0, self.room - self.running_jobs), entry_ttl())
         except REDIS_DOWN as exc:
-            # Still in the intermediate list, or entered and not kept live: the reaper pushes it again.
-            logger.warning("Job %s could not be taken (Redis: %s); the reaper pushes it again", job.id, exc)
+            self._take_failed(job, queue, exc)
             return
         # Without the job dequeued when its hash is gone: it stays counted in ``held`` until the end.
         more = taken[1:] if taken and taken[0].job_id == job.id else taken
@@ -509,6 +509,17 @@ class ThreadedWorker(LedgerWorkerMixin, RQThreadedWorker):
             if run is not None:
                 self._ahead.append(run)
         self._hand_over_ahead()
+
+    def _take_failed(self, job: RQJob, queue: Queue, exc: Exception) -> None:
+        """Redis failed at the take of the job dequeued: its record is left to the relay (a job that was
+        entered all the same, its reply lost, is not kept live: the reaper finds it too)."""
+        logger.warning("Job %s could not start (Redis: %s); its record is left to the relay", job.id, exc)
+        try:
+            refusal.leave_id_to_relay(job.id)
+        except DatabaseError as db_exc:
+            logger.warning("Job %s: the database could not take it either (%s)", job.id, db_exc)
+        with contextlib.suppress(*REDIS_DOWN):
+            self.forget_taken(job, queue)
 
     def _ready(self, taken: Taken) -> Run | None:
         """The run of a job just taken; None for a job not for the fast path, handed to RQ's own path."""
