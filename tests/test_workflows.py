@@ -77,6 +77,16 @@ def test_the_ledger_counts_down_what_a_job_waits_for():
     assert list(children[0].dependents()) == [fresh(callback)]
 
 
+def test_a_job_named_twice_is_one_dependency_allowed_to_fail_only_if_every_mention_allows_it():
+    first = jobs.add.enqueue(1, 2)
+    twice = jobs.dependency_results_as_given.using(depends_on=[first, first, allow_failure(first)]).enqueue()
+    [link] = Dependency.objects.filter(dependent=twice)
+    assert (link.dependency_id, link.allow_failure) == (first.pk, False)
+    assert (fresh(twice).dependencies_total, fresh(twice).dependencies_pending) == (1, 1)
+    drain()
+    assert (fresh(twice).status, fresh(twice).result) == (Status.FINISHED, [3])
+
+
 def test_a_job_without_dependents_still_finishes_with_one_statement():
     record = jobs.noop.enqueue()
     attempt = transitions.claim(record, "w")
