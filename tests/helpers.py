@@ -61,6 +61,22 @@ def wait_for(
         pause = min(pause * 1.5, interval)
 
 
+@contextlib.contextmanager
+def within(seconds: int, what: str) -> Iterator[None]:
+    """Fail, rather than hang, if the block (a burst worker in this process) runs over ``seconds``."""
+
+    def over(signum: int, frame: Any) -> None:
+        raise AssertionError(f"{what} did not end within {seconds} s")
+
+    previous = signal.signal(signal.SIGALRM, over)
+    signal.alarm(seconds)
+    try:
+        yield
+    finally:
+        signal.alarm(0)
+        signal.signal(signal.SIGALRM, previous)
+
+
 def worker_env(**extra: str) -> dict[str, str]:
     env = dict(os.environ)
     env["DJANGO_SETTINGS_MODULE"] = "tests.settings"

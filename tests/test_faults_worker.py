@@ -2,22 +2,26 @@
 that fails on import in the forking worker's preload, Redis hung past the socket timeout. Each time the
 job's record says why, and the next job runs."""
 
+import json
 import os
 import signal
 import uuid
+import zlib
 
 import pytest
 from django.contrib.auth.models import User
 from django.db import DatabaseError, connection, connections
+from rq.registry import StartedJobRegistry
 
 from jobs import intervals, keys, transitions
 from jobs.conf import jobs_settings
 from jobs.models import Job, Status
 from jobs.transport import connection as jobs_connection
+from jobs.transport.runner import RUNNER
 from jobs.worker import LeanWorker, SimpleWorker, ThreadedWorker, reconnect
 from jobs.worker.pause import PausedQueues
 from tests import broken_import_jobs, due_jobs, fault_jobs
-from tests.helpers import WorkerProcess, run_worker, wait_for
+from tests.helpers import WorkerProcess, run_worker, wait_for, within
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -159,3 +163,39 @@ def test_a_statement_that_fails_on_a_live_connection_is_not_sent_again():
     with pytest.raises(DatabaseError):
         reconnect.once_more_if_the_connection_died("default", statement)
     assert len(sent) == 1
+
+
+@pytest.mark.usefixtures("restore_signal_handlers")
+@pytest.mark.parametrize(
+    "worker_class", [SimpleWorker, LeanWorker, ThreadedWorker], ids=["simple", "lean", "threaded"]
+)
+@pytest.mark.parametrize(
+    "data",
+    [b"not json", json.dumps([RUNNER, None, [1], {}]).encode(), json.dumps([RUNNER, None, "x", {}]).encode()],
+    ids=["not-json", "too-few-arguments", "arguments-not-a-list"],
+)
+def test_an_rq_job_whose_payload_does_not_load_is_failed_in_rq_and_the_next_job_runs(
+    redis, worker_class, data
+):
+    queue = jobs_connection.get_queue("default")
+    redis.hset(
+        "rq:job:unreadable",
+        mapping={
+            "data": zlib.compress(data),
+            "origin": "default",
+            "status": "queued",
+            "description": "unreadable",
+            "created_at": "2026-12-05T00:00:00.000000Z",
+            "timeout": 180,
+            "result_ttl": 0,
+        },
+    )
+    queue.push_job_id("unreadable")
+    record = fault_jobs.count_run.enqueue(f"after-unreadable-{uuid.uuid4()}")
+    with within(60, "the burst"):
+        burst(worker_class, redis)
+    record.refresh_from_db()
+    assert record.status == Status.FINISHED
+    assert "unreadable" in queue.failed_job_registry.get_job_ids()
+    assert StartedJobRegistry("default", connection=redis).get_job_ids() == []
+    assert queue.intermediate_queue.get_job_ids() == []
