@@ -16,8 +16,10 @@ from jobs import keys
 from jobs.conf import jobs_settings
 from jobs.models import Job, Status
 from jobs.transport import connection as jobs_connection
+from jobs.transport.worker import Running
 from jobs.upkeep import reaper
 from jobs.upkeep.relay import relay
+from jobs.worker.liveness import Heartbeat
 from tests import fault_jobs
 from tests.helpers import WorkerProcess, drain, wait_for
 from tests.redis_server import RedisServer
@@ -217,3 +219,29 @@ def test_job_a_dead_worker_left_in_rqs_intermediate_list_is_pushed_again_within_
     assert redis.hgetall(stranded) == {}
     drain("jobs.worker.SimpleWorker", queues=("default",))
     assert Job.objects.get(pk=record.pk).status == Status.FINISHED
+
+
+def test_a_heartbeat_held_up_by_a_hung_redis_beats_again_as_soon_as_it_answers(redis_server, redis, settings):
+    # Entries live 8 s, a beat every 2 s. The client has no socket timeout: a beat sent while Redis hangs
+    # waits for it, and lands with the score it was given before the wait.
+    settings.JOBS = {**settings.JOBS, "ABANDONED_AFTER": 16}
+    client = redis_server.client()
+    heartbeat = Heartbeat(client)
+    heartbeat.add(Running("rq:wip:default", "beating:1", None, "rq:worker:beating"))
+    try:
+        wait_for(lambda: client.zscore("rq:wip:default", "beating:1"), timeout=10, message="a first beat")
+        os.kill(redis_server.process.pid, signal.SIGSTOP)
+        try:
+            time.sleep(5)  # over two beats: one is sent, and waits
+        finally:
+            os.kill(redis_server.process.pid, signal.SIGCONT)
+        answered_at = time.time()
+        # Within half a beat, a score reckoned after the wait (the one sent during it is 2 s old or more).
+        wait_for(
+            lambda: client.zscore("rq:wip:default", "beating:1") > answered_at + 8 - 1,
+            timeout=1,
+            interval=0.02,
+            message="a beat with a fresh score",
+        )
+    finally:
+        heartbeat.stop()

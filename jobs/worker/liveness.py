@@ -77,8 +77,9 @@ class Heartbeat:
             self._running.clear()
 
     def _loop(self) -> None:
-        failing = False
-        while not self._stopped.wait(beat_interval()):
+        failing, wait = False, beat_interval()
+        while not self._stopped.wait(wait):
+            began = time.monotonic()
             try:
                 self.beat()
                 failing = False
@@ -89,6 +90,9 @@ class Heartbeat:
             except Exception:
                 # The thread outlives what it meets: a job without heartbeats would look abandoned.
                 logger.exception("Heartbeat failed; retrying")
+            # A beat that took longer than the interval (Redis hung, or the connection timed out) wrote
+            # scores reckoned before the wait, which may have lapsed meanwhile: the next beat goes at once.
+            wait = 0 if time.monotonic() - began > beat_interval() else beat_interval()
 
     def beat(self) -> None:
         with self._lock:
