@@ -201,7 +201,7 @@ def _push_one(queue: Queue, record: Job, options: JobOptions) -> None:
 #: The fields of an RQ job's hash that differ between two records pushed to one queue with the same
 #: timeout: those ``_job_hash`` writes for each record.
 _OWN_FIELDS = ("created_at", "enqueued_at", "data", "description", "retries_left", "retry_intervals", "meta")
-#: The other fields' values, as RQ writes them, by queue, serializer, timeout and TTLs.
+#: The other fields' values, as RQ writes them, by queue, job class, serializer, timeout and TTLs.
 _hash_templates: dict[tuple[Any, ...], tuple[dict[str, Any], Any]] = {}
 
 
@@ -211,8 +211,18 @@ def _job_hash(queue: Queue, record: Job, options: JobOptions) -> dict[str, Any]:
     own as ``Job.to_dict`` makes them (checked against rq 2.12 and 3.0), without making an RQ job
     for every push."""
     result_ttl, failure = jobs_settings.RQ_RESULT_TTL, failure_ttl()
-    key = (queue.name, queue._default_timeout, queue.serializer, record.timeout, result_ttl, failure)
+    key = (
+        queue.name,
+        queue.job_class,
+        queue._default_timeout,
+        queue.serializer,
+        record.timeout,
+        result_ttl,
+        failure,
+    )
     if key not in _hash_templates:
+        if len(_hash_templates) >= 1_000:  # timeouts given per call, each different
+            _hash_templates.clear()
         template = queue.create_job(
             RUNNER, timeout=record.timeout, result_ttl=result_ttl, failure_ttl=failure, job_id="template"
         )
