@@ -103,11 +103,14 @@ class Taken:
     fast path read of its hash; RQ's job is made from that only when it is needed (a failure, a job held
     back), since reading a whole job costs more than running a short one."""
 
-    def __init__(self, job_id: str, queue: rq.Queue, entry: str, fields: dict[str, bytes]) -> None:
+    def __init__(
+        self, job_id: str, queue: rq.Queue, entry: str, fields: dict[str, bytes], registry_key: str
+    ) -> None:
         self.job_id = job_id
         self.queue = queue
         self.entry = entry
         self.fields = fields
+        self.registry_key = registry_key  # the queue's StartedJobRegistry's
         self._job: RQJob | None = None
         self._running: Running | None = None
 
@@ -121,7 +124,7 @@ class Taken:
     def running(self, worker_key: str) -> Running:
         """The keys the heartbeat keeps live while this job runs or waits to be recorded."""
         if self._running is None:
-            self._running = Running(self.queue.started_job_registry.key, self.entry, None, worker_key)
+            self._running = Running(self.registry_key, self.entry, None, worker_key)
         return self._running
 
     def call(self, default_result_ttl: int) -> Call | None:
@@ -214,12 +217,13 @@ def take(queue: rq.Queue, first: str | None, more: int, ttl: float) -> list[Take
     jobs of ``queue`` into its started registry, and read what the fast path needs of their hashes, in
     one round trip; returns them, ``first`` first. A job whose hash Redis no longer holds is dropped."""
     base = uuid.uuid4().hex[:24]
+    registry_key = queue.started_job_registry.key
     replies = scripts.run(
         queue.connection,
         _TAKE,
         keys=[
             queue.key,
-            queue.started_job_registry.key,
+            registry_key,
             IntermediateQueue.get_intermediate_queue_key(queue.key),
             RQJob.redis_job_namespace_prefix,
         ],
@@ -229,7 +233,7 @@ def take(queue: rq.Queue, first: str | None, more: int, ttl: float) -> list[Take
     for index in range(0, len(replies), 3):
         job_id, values = replies[index].decode(), replies[index + 2]
         fields = {name: value for name, value in zip(FIELDS, values, strict=True) if value is not None}
-        taken.append(Taken(job_id, queue, f"{job_id}:{replies[index + 1].decode()}", fields))
+        taken.append(Taken(job_id, queue, f"{job_id}:{replies[index + 1].decode()}", fields, registry_key))
     return taken
 
 
@@ -245,7 +249,7 @@ def read_whole(taken: Taken) -> RQJob | None:
 def leave(taken: Taken) -> None:
     """Take a job, not run, out of the started registry (it went back to its queue or to the scheduled
     registry meanwhile)."""
-    taken.queue.connection.zrem(taken.queue.started_job_registry.key, taken.entry)
+    taken.queue.connection.zrem(taken.registry_key, taken.entry)
 
 
 def put_back(taken: Taken) -> None:
@@ -295,12 +299,12 @@ def end_failure(taken: Taken, exc_string: str, worker_key: str) -> bool:
         # Read again whole: RQ writes the whole hash back.
         job = RQJob.fetch(taken.job.id, connection=queue.connection, serializer=JSONSerializer)
     except NoSuchJobError:
-        queue.connection.zrem(queue.started_job_registry.key, taken.entry)
+        queue.connection.zrem(taken.registry_key, taken.entry)
         return False
     # What the run decided of its retry (``transport.runner``: no_retry, retry_in).
     job.retries_left, job.retry_intervals = taken.job.retries_left, taken.job.retry_intervals
     with queue.connection.pipeline() as pipe:
-        pipe.zrem(queue.started_job_registry.key, taken.entry)
+        pipe.zrem(taken.registry_key, taken.entry)
         if job.should_retry:
             job.retry(queue, pipe)
         else:
