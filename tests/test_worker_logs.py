@@ -8,6 +8,8 @@ import logging
 import signal
 
 import pytest
+from rq.exceptions import StopRequested
+from rq.timeouts import JobTimeoutException
 
 from jobs.worker.logs import keep_signal_handler_lines
 
@@ -88,4 +90,37 @@ def test_without_it_the_line_is_lost_to_a_reentrant_write(capsys):
         assert stream.getvalue().splitlines()[1:] == ["main flow again", "from the signal handler"]
     finally:
         signal.signal(signal.SIGUSR1, previous)
+        log.handlers.clear()
+
+
+def test_a_stop_asked_during_a_write_of_an_idle_worker_is_not_swallowed_by_logging(worker, capsys):
+    # RQ's handler stops an idle worker by raising StopRequested in whatever runs: here, the write of a
+    # line (RQ's "Job OK", once the job's end is written). Logging would take it for a failed write.
+    worker, stream = worker
+    worker.set_state("idle")
+    signal.signal(signal.SIGTERM, worker.request_stop)
+    stream.signal_in_flush = signal.SIGTERM
+    with pytest.raises(StopRequested):
+        worker.log.info("job done")
+    assert "Logging error" not in capsys.readouterr().err
+
+
+def test_a_job_timeout_during_a_write_is_not_swallowed_by_logging(capsys):
+    stream = OneWriteAtATime()
+    log = logging.getLogger("tests.timeout_in_write")
+    log.propagate = False
+    log.addHandler(logging.StreamHandler(stream))
+    keep_signal_handler_lines(log)
+
+    def timed_out(signum, frame):
+        raise JobTimeoutException("Task exceeded maximum timeout value (1 seconds)")
+
+    previous = signal.signal(signal.SIGALRM, timed_out)  # as RQ's UnixSignalDeathPenalty raises it
+    try:
+        stream.signal_in_flush = signal.SIGALRM
+        with pytest.raises(JobTimeoutException):
+            log.warning("a job's line")
+        assert "Logging error" not in capsys.readouterr().err
+    finally:
+        signal.signal(signal.SIGALRM, previous)
         log.handlers.clear()

@@ -26,6 +26,7 @@ from rq.intermediate_queue import IntermediateQueue
 from rq.job import Job as RQJob
 from rq.job import JobStatus
 from rq.serializers import JSONSerializer
+from rq.timeouts import BaseTimeoutException
 from rq.utils import now, utcformat
 from rq.worker import WorkerStatus
 
@@ -37,6 +38,7 @@ from .runner import RUNNER
 Queue = rq.Queue
 
 __all__ = [
+    "BaseTimeoutException",
     "LeanExecutionMixin",
     "Queue",
     "RQForkingWorker",

@@ -1,18 +1,27 @@
-"""Log lines written from signal handlers, kept.
+"""Log lines written from signal handlers, kept, and what signal handlers raise, not swallowed.
 
 RQ logs from its SIGINT and SIGTERM handlers ("warm shut down requested", "cold shut down"). A signal
 handler runs between two bytecodes of the main flow; when that is inside a write of the same stream (a
 ``StreamHandler`` flushing ``sys.stdout``), Python refuses the nested write with ``RuntimeError: reentrant
 call``, and ``logging`` prints a traceback in place of the line. The worker's handlers keep a line emitted
 while they are already emitting, and write it as soon as the interrupted write ends.
+
+RQ's handlers also raise: ``StopRequested`` stops an idle worker (SIGTERM), ``JobTimeoutException`` a job
+over its timeout (SIGALRM). Raised during a write, ``logging`` would take either for a failed write,
+print it and go on: the stop, or the timeout, would be lost. The worker's handlers let them through.
 """
 
 from __future__ import annotations
 
 import logging
+import sys
 from typing import Any
 
+from ..transport.worker import BaseTimeoutException, StopRequested
+
 _MARK = "_jobs_keeps_reentrant_lines"
+#: What a signal handler of the worker raises to stop it, or to end a job: never a failed write.
+_FROM_SIGNAL_HANDLERS = (StopRequested, BaseTimeoutException)
 
 
 def _keep_reentrant_lines(handler: logging.Handler) -> None:
@@ -37,7 +46,17 @@ def _keep_reentrant_lines(handler: logging.Handler) -> None:
         finally:
             emitting = False
 
+    handle_error = handler.handleError
+
+    # Called by ``emit`` inside its ``except Exception``: the exception being handled is the write's.
+    def handle_error_unless_from_a_signal_handler(record: logging.LogRecord) -> None:
+        raised = sys.exc_info()[1]
+        if isinstance(raised, _FROM_SIGNAL_HANDLERS):
+            raise raised
+        handle_error(record)
+
     handler.emit = emit_once  # type: ignore[method-assign]
+    handler.handleError = handle_error_unless_from_a_signal_handler  # type: ignore[method-assign]
     setattr(handler, _MARK, True)
 
 
