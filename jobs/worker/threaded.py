@@ -7,17 +7,18 @@ to the job threads; it also sends the worker's heartbeats and runs the maintenan
 The fast path, for every `jobs` job that RQ keeps nothing of once it succeeds (no result TTL, no
 callbacks; ``transport.batch``):
 
-- Taking: the main thread takes the job RQ's dequeue gave it and, when the queue holds more, as many
-  more as there is room for, in one round trip. Room is the free threads plus the jobs the threads will
-  get through in about ``TAKE_AHEAD_SECONDS`` (by the run time measured so far), so that a deep queue
-  of short jobs is taken in batches.
+- Taking: the main thread takes the job RQ's dequeue gave it (unread: the take reads it) and, when the
+  queue holds more, as many more as there is room for, in one round trip. Room is the free threads
+  plus the jobs the threads will get through in about ``TAKE_AHEAD_SECONDS`` (by the run time measured
+  so far), so that a deep queue of short jobs is taken in batches.
 - Claiming: the records of the jobs taken are claimed in one statement once a thread is free for them,
   and a few before that, so that a thread that ends a job finds its next one claimed and waiting rather
   than waiting for the main thread: as many as the threads will get to in about ``CLAIM_AHEAD_SECONDS``
   by the run time measured so far, at most a quarter of the threads (none for fewer than four). Those
   count as started. The other jobs taken ahead wait unclaimed, so that a long job is not marked started
   long before it runs. A queue's pause and a function's rate limit are checked just before the claim,
-  and a worker asked to stop claims no more and puts back the jobs it took ahead.
+  and a worker asked to stop claims no more and puts back the jobs it took ahead. The only job of an
+  idle worker is started by its thread while the main thread waits for it to do so.
 - Recording: a recorder thread records the jobs that succeeded in one statement and one pipeline:
   those that ended while it recorded the batch before them and, while other jobs run, those that end
   within ``RECORD_WAIT_SECONDS`` of the first; each with the moment it ended. While the database
