@@ -181,6 +181,18 @@ def claim_many(alias: str, pks: Sequence[Any], worker_name: str, started_at: dat
     """Mark the waiting jobs among ``pks`` started (one UPDATE); returns the attempt each now runs, by id
     (as text). Only where ``returns_from_update``."""
     connection = connections[alias]
+    table, col = _names(connection)
+    waiting = ", ".join(["%s"] * len(WAITING))
+    ids = ", ".join(["%s"] * len(pks))
+    sql = (
+        f"UPDATE {table} SET {col('status')} = %s, {col('started_at')} = %s, "  # noqa: S608
+        f"{col('finished_at')} = NULL, {col('worker_name')} = %s, "
+        f"{col('attempts')} = {col('attempts')} + 1, {col('undispatched_since')} = NULL "
+        f"WHERE {col('id')} IN ({ids}) AND {col('status')} IN ({waiting}) "
+        f"RETURNING {col('id')}, {col('attempts')}"
+    )
+    if _async_commit(connection):
+        sql += ", " + ASYNC_COMMIT.removeprefix(" RETURNING ")
     params = [
         Status.STARTED.value,
         _prepare("started_at", started_at, connection),
@@ -190,34 +202,9 @@ def claim_many(alias: str, pks: Sequence[Any], worker_name: str, started_at: dat
     ]
     id_field = _FIELDS["id"]
     with connection.cursor() as cursor:
-        cursor.execute(_claim_many_sql(connection, len(pks)), params)
+        cursor.execute(sql, params)
         rows = cursor.fetchall()
     return {str(id_field.to_python(row[0])): int(row[1]) for row in rows}
-
-
-#: The SQL of ``claim_many`` by database vendor, number of jobs and asynchronous commit.
-_claim_many_cache: dict[tuple[str, int, bool], str] = {}
-
-
-def _claim_many_sql(connection: BaseDatabaseWrapper, count: int) -> str:
-    key = (connection.vendor, count, _async_commit(connection))
-    if key in _claim_many_cache:
-        return _claim_many_cache[key]
-    table, col = _names(connection)
-    waiting = ", ".join(["%s"] * len(WAITING))
-    ids = ", ".join(["%s"] * count)
-    sql = (
-        f"UPDATE {table} SET {col('status')} = %s, {col('started_at')} = %s, "  # noqa: S608
-        f"{col('finished_at')} = NULL, {col('worker_name')} = %s, "
-        f"{col('attempts')} = {col('attempts')} + 1, {col('undispatched_since')} = NULL "
-        f"WHERE {col('id')} IN ({ids}) AND {col('status')} IN ({waiting}) "
-        f"RETURNING {col('id')}, {col('attempts')}"
-    )
-    if key[2]:
-        sql += ", " + ASYNC_COMMIT.removeprefix(" RETURNING ")
-    if len(_claim_many_cache) < 1_000:
-        _claim_many_cache[key] = sql
-    return sql
 
 
 def finish_many(alias: str, finished: Sequence[tuple[Any, int, Any, datetime]]) -> set[str]:
