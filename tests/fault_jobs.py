@@ -7,7 +7,7 @@ message, so that a test can kill exactly that process.
 import os
 import time
 
-from django.db import connection
+from django.db import DatabaseError, connection, transaction
 from rq.job import Job as RQJob
 
 from jobs import current_job, job, set_progress
@@ -43,11 +43,22 @@ def work_for(seconds):
     return seconds
 
 
+def _create_runs_table(cursor):
+    """The table of runs, made by the first run. Two runs that make it at the same moment race on
+    PostgreSQL, whose ``IF NOT EXISTS`` does not see a table another transaction is creating: the loser
+    finds it made."""
+    try:
+        with transaction.atomic():
+            cursor.execute("CREATE TABLE IF NOT EXISTS fault_runs (name VARCHAR(100))")
+    except DatabaseError:
+        cursor.execute("SELECT 1 FROM fault_runs LIMIT 1")  # made by the other run, else raises
+
+
 @job(max_attempts=1)
 def count_run(name):
     """Counts its runs in a table of its own, so that a test sees double runs."""
     with connection.cursor() as cursor:
-        cursor.execute("CREATE TABLE IF NOT EXISTS fault_runs (name VARCHAR(100))")
+        _create_runs_table(cursor)
         cursor.execute("INSERT INTO fault_runs (name) VALUES (%s)", [name])
     return name
 
@@ -62,7 +73,7 @@ def count_run_for(name, seconds):
 
 def runs_of(name=None):
     with connection.cursor() as cursor:
-        cursor.execute("CREATE TABLE IF NOT EXISTS fault_runs (name VARCHAR(100))")
+        _create_runs_table(cursor)
         if name is None:
             cursor.execute("SELECT name, COUNT(*) FROM fault_runs GROUP BY name")
             return dict(cursor.fetchall())
