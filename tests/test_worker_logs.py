@@ -6,12 +6,13 @@ from __future__ import annotations
 import io
 import logging
 import signal
+import threading
 
 import pytest
 from rq.exceptions import StopRequested
 from rq.timeouts import JobTimeoutException
 
-from jobs.worker.logs import keep_signal_handler_lines
+from jobs.worker.logs import HeldLog, keep_signal_handler_lines
 
 
 class OneWriteAtATime(io.StringIO):
@@ -124,3 +125,59 @@ def test_a_job_timeout_during_a_write_is_not_swallowed_by_logging(capsys):
     finally:
         signal.signal(signal.SIGALRM, previous)
         log.handlers.clear()
+
+
+def test_held_lines_of_one_thread_are_written_once_released_in_their_order():
+    stream = io.StringIO()
+    logger = logging.getLogger("tests.held")
+    logger.propagate = False
+    logger.setLevel(logging.DEBUG)
+    handler = logging.StreamHandler(stream)
+    handler.setFormatter(logging.Formatter("%(levelname)s %(message)s %(funcName)s"))
+    logger.addHandler(handler)
+    log = HeldLog(logger)
+    try:
+        log.hold()
+        log.info("dequeued %s", "job-1")
+        log.debug("details")
+        log.warning("Redis is slow")  # not held
+        other = threading.Thread(target=log.info, args=("from another thread",))
+        other.start()
+        other.join()
+        assert stream.getvalue().splitlines() == [
+            "WARNING Redis is slow test_held_lines_of_one_thread_are_written_once_released_in_their_order",
+            "INFO from another thread run",
+        ]
+        log.release()
+        assert stream.getvalue().splitlines()[2:] == ["INFO dequeued job-1 release", "DEBUG details release"]
+        log.info("after")  # no longer held
+        assert stream.getvalue().splitlines()[4] == (
+            "INFO after test_held_lines_of_one_thread_are_written_once_released_in_their_order"
+        )
+        assert log.level == logging.DEBUG
+    finally:
+        logger.handlers.clear()
+
+
+@pytest.mark.django_db(transaction=True)
+def test_the_threaded_worker_writes_rqs_line_about_each_job_it_dequeued(redis):
+    from tests import jobs
+    from tests.helpers import drain
+
+    stream = io.StringIO()
+    handler = logging.StreamHandler(stream)
+    rq_log = logging.getLogger("rq.worker")
+    rq_log.addHandler(handler)
+    level = rq_log.level
+    rq_log.setLevel(logging.INFO)
+    try:
+        records = [jobs.add.enqueue(n, 1) for n in range(3)]
+        drain("jobs.worker.ThreadedWorker", queues=("default",), name="threaded-logs")
+    finally:
+        rq_log.removeHandler(handler)
+        rq_log.setLevel(level)
+    lines = stream.getvalue().splitlines()
+    # The first job is dequeued by RQ and logged by it; the others, taken with it, are not dequeued.
+    assert [line for line in lines if str(records[0].pk) in line] == [
+        f"Worker threaded-logs: default: {records[0].pk}"
+    ]

@@ -9,12 +9,16 @@ while they are already emitting, and write it as soon as the interrupted write e
 RQ's handlers also raise: ``StopRequested`` stops an idle worker (SIGTERM), ``JobTimeoutException`` a job
 over its timeout (SIGALRM). Raised during a write, ``logging`` would take either for a failed write,
 print it and go on: the stop, or the timeout, would be lost. The worker's handlers let them through.
+
+``HeldLog`` holds a thread's INFO lines for a moment: the threaded worker writes RQ's line about a job it
+dequeued once the job is handed over to its thread.
 """
 
 from __future__ import annotations
 
 import logging
 import sys
+import threading
 from typing import Any
 
 from ..transport.worker import BaseTimeoutException, StopRequested
@@ -67,3 +71,42 @@ def keep_signal_handler_lines(logger: Any) -> None:
         for handler in current.handlers:
             _keep_reentrant_lines(handler)
         current = current.parent if current.propagate else None
+
+
+class HeldLog(logging.LoggerAdapter):
+    """A worker's logger whose INFO and DEBUG lines from one thread are held while it says so, and
+    written, in their order, once released (a warning or an error is written at once).
+
+    The threaded worker holds RQ's line about a job it dequeued ("default: <id>") until the job has
+    started: making the line and writing it to the console is not on the path from enqueue to start.
+    """
+
+    def __init__(self, logger: logging.Logger) -> None:
+        super().__init__(logger, {})
+        self._thread: int | None = None
+        self._held: list[tuple[int, object, tuple, dict[str, Any]]] = []
+
+    @property
+    def level(self) -> int:
+        """The logger's own level (RQ reads it to start its scheduler)."""
+        return self.logger.level
+
+    def hold(self) -> None:
+        """Hold the INFO and DEBUG lines this thread logs from now on, until ``release``."""
+        self._thread = threading.get_ident()
+
+    def release(self) -> None:
+        """Write the lines held, and hold no more."""
+        self._thread = None
+        held, self._held = self._held, []
+        for level, msg, args, kwargs in held:
+            self.logger.log(level, msg, *args, **kwargs)
+
+    def log(self, level: int, msg: object, *args: Any, **kwargs: Any) -> None:
+        if level <= logging.INFO and self._thread == threading.get_ident():
+            if self.isEnabledFor(level):
+                self._held.append((level, msg, args, kwargs))
+            return
+        # The line names the caller, not this method.
+        kwargs["stacklevel"] = kwargs.get("stacklevel", 1) + 1
+        super().log(level, msg, *args, **kwargs)

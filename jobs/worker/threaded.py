@@ -70,6 +70,7 @@ from ..transport.worker import Queue, RQJob, StopRequested
 from ..upkeep import rescue
 from . import execution, ratelimit, reconnect, refusal
 from .base import REDIS_DOWN, LedgerWorkerMixin
+from .logs import HeldLog
 
 logger = logging.getLogger("jobs")
 
@@ -317,6 +318,9 @@ class ThreadedWorker(LedgerWorkerMixin, RQThreadedWorker):
         # The job dequeued is read with its take (``batch.take``); RQ logs its id, not its description.
         self.queue_class = batch.unread_on_dequeue(self.queue_class)
         self.log_job_description = False
+        self._held_log = HeldLog(self.log)
+        # RQ logs through it as through its logger: RQ's calls are the methods a LoggerAdapter has.
+        self.log = self._held_log  # type: ignore[assignment]
         self.slots = int(self.concurrency or jobs_settings.WORKER_CONCURRENCY)
         self._threads = JobThreads(self.slots, name=f"{self.name}-job")
         self._recorder = Recorder(self)
@@ -357,6 +361,7 @@ class ThreadedWorker(LedgerWorkerMixin, RQThreadedWorker):
                 try:
                     result = super().dequeue_job_and_maintain_ttl(timeout, max_idle_time)
                 except BaseException:
+                    self._held_log.release()
                     self.job_ended()
                     raise
                 if result is not None:
@@ -373,6 +378,12 @@ class ThreadedWorker(LedgerWorkerMixin, RQThreadedWorker):
                     self._recorder.wait_recorded(WAIT_TICK)
         finally:
             self.waiting_for_work(False)
+
+    # Overrides RQ's; checked against rq 2.12 and 3.0: called once a job is dequeued, before RQ logs it.
+    def reorder_queues(self, reference_queue: Queue) -> None:
+        super().reorder_queues(reference_queue)
+        # RQ's line about the job is written once the job is handed over (``execute_job``).
+        self._held_log.hold()
 
     def _wait_for_room(self) -> None:
         # The jobs taken ahead go to the threads as they free up; then, with room ahead, more jobs are
@@ -484,6 +495,7 @@ class ThreadedWorker(LedgerWorkerMixin, RQThreadedWorker):
             logger.exception("Worker %s: taking jobs with %s failed; taking the next ones", self.name, job.id)
             held.drop_entries(self)
         finally:
+            self._held_log.release()
             for _ in range(held.count):
                 self.job_ended()
 
