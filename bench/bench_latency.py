@@ -8,6 +8,7 @@ idle again, blocked on the queue, when the next job arrives.
 
 from __future__ import annotations
 
+import os
 import signal
 import statistics
 import subprocess
@@ -18,10 +19,11 @@ from pathlib import Path
 
 import django_rq
 import redis
+from django.db import connection
 from rq import Queue
 from rq.serializers import JSONSerializer
 
-from bench.bench_drain import JOBS_SIMPLE, LEAN, ROOT, RQ_SIMPLE, THREADED, Worker
+from bench.bench_drain import JOBS_SIMPLE, LEAN, ROOT, RQ_SIMPLE, THREADED, THREADED_ASYNC, Worker
 from bench.jobs import STAMPS_KEY, plain_stamp, stamp
 from bench.measure import Case, Comparison, clear
 
@@ -57,6 +59,7 @@ def sample(client: redis.Redis, worker: Worker, samples: int, log: Path) -> tupl
         process = subprocess.Popen(
             [sys.executable, "manage.py", "rqworker", *worker.options, "default"],
             cwd=ROOT,
+            env={**os.environ, "BENCH_JOBS": worker.jobs_settings or "{}"},
             stdout=out,
             stderr=subprocess.STDOUT,
         )
@@ -77,7 +80,10 @@ def sample(client: redis.Redis, worker: Worker, samples: int, log: Path) -> tupl
 
 
 def run(client: redis.Redis, runs: int, samples: int, log_dir: Path) -> list[Comparison]:
-    workers = (RQ_SIMPLE, JOBS_SIMPLE, LEAN, THREADED)
+    # PostgreSQL: also the recommended worker whose claims do not wait for the WAL flush (the enqueue's
+    # INSERT still does: it is the caller's).
+    postgresql = connection.vendor == "postgresql"
+    workers = (RQ_SIMPLE, JOBS_SIMPLE, LEAN, THREADED, *((THREADED_ASYNC,) if postgresql else ()))
     p50 = {worker: Case(worker.label) for worker in workers}
     p99 = {worker: Case(worker.label) for worker in workers}
     call = {worker: Case(worker.label) for worker in workers}
@@ -89,7 +95,7 @@ def run(client: redis.Redis, runs: int, samples: int, log_dir: Path) -> list[Com
             call[worker].runs.append(statistics.median(calls))
     clear(client)
     comparisons = []
-    for ours in (JOBS_SIMPLE, LEAN, THREADED):
+    for ours in workers[1:]:
         comparisons.append(
             Comparison(
                 "enqueue-to-start p50, idle worker",
