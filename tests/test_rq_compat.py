@@ -7,6 +7,7 @@ two versions write different keys, so that a worker that forgets one of them fai
 import json
 import threading
 import time
+import zlib
 
 import pytest
 from django_rq.workers import get_worker
@@ -20,7 +21,7 @@ from jobs.models import Job, Status
 from jobs.transport import compat
 from jobs.transport.queues import will_not_run
 from tests import jobs
-from tests.helpers import WorkerProcess, run_worker, wait_for
+from tests.helpers import WorkerProcess, drain, run_worker, wait_for
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -173,9 +174,26 @@ def test_a_pushed_job_s_rq_hash_is_the_one_rqs_enqueue_job_writes(redis, options
     for moment in ("created_at", "enqueued_at"):
         apart = utcparse(pushed.pop(moment).decode()) - utcparse(written.pop(moment).decode())
         assert abs(apart.total_seconds()) < 5
+    # The payload, short, is not compressed (RQ compresses every one, and reads both).
+    assert pushed.pop("data") == zlib.decompress(written.pop("data"))
     assert pushed == written
     run_job = RQJob.fetch(str(record.pk), connection=redis, serializer=JSONSerializer)
     assert run_job.args[:2] == [str(record.pk), "tests.jobs.add"]
+
+
+@pytest.mark.parametrize("worker_class", ["jobs.worker.SimpleWorker", "jobs.worker.ThreadedWorker"])
+def test_a_payload_is_compressed_from_a_kilobyte_on_and_runs_either_way(redis, worker_class):
+    from jobs.transport.queues import COMPRESSED_FROM
+
+    short, long = jobs.add.enqueue("x", "y"), jobs.add.enqueue("x" * COMPRESSED_FROM, "y")
+    short_data, long_data = (_rq_hash(redis, record)["data"] for record in (short, long))
+    assert json.loads(short_data)[2][:2] == [str(short.pk), "tests.jobs.add"]
+    assert json.loads(zlib.decompress(long_data))[2][:2] == [str(long.pk), "tests.jobs.add"]
+    drain(worker_class, queues=("default",))
+    short.refresh_from_db()
+    long.refresh_from_db()
+    assert (short.status, short.result) == (Status.FINISHED, "xy")
+    assert (long.status, long.result) == (Status.FINISHED, "x" * COMPRESSED_FROM + "y")
 
 
 def test_a_record_pushed_again_gets_rq_retries_only_for_the_attempts_it_has_left(redis):

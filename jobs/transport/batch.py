@@ -15,6 +15,7 @@ Checked against rq 2.12 and 3.0: the keys (``Queue.key``, ``StartedJobRegistry.k
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import json
 import logging
@@ -135,10 +136,10 @@ class Taken:
         result_ttl = int(fields["result_ttl"]) if fields.get("result_ttl") else default_result_ttl
         if result_ttl != 0 or any(fields.get(name) for name in _NOT_ON_THE_FAST_PATH):
             return None
-        try:
-            data = zlib.decompress(fields["data"])
-        except zlib.error:
-            data = fields["data"]
+        data = fields["data"]
+        if not data.startswith(b"["):  # compressed: RQ's, or a long payload (``queues.COMPRESSED_FROM``)
+            with contextlib.suppress(zlib.error):
+                data = zlib.decompress(data)
         try:
             func_name, _instance, args, _kwargs = json.loads(data)
             if func_name != RUNNER:

@@ -105,16 +105,19 @@ def _add_batch_to_pipeline(queue: Queue, records: Sequence[Job], pipe: Pipeline,
     first, *rest = records
     rq_job = _add_to_pipeline(queue, first, pipe, options)
     shared = rq_job.to_dict()
-    hashes = []
-    for record in rest:
-        intervals = _retry_intervals(record, options)
-        rq_job.id = str(record.pk)
-        rq_job.args = runner_args(record)
-        rq_job.description = f"{record.function} [{record.pk}]"
-        rq_job.retries_left = len(intervals) if intervals else None
-        rq_job.retry_intervals = intervals or None
-        rq_job.meta = priority.meta(record.priority) or {}
-        hashes.append((rq_job.id, rq_job.to_dict()))
+    common = {name: value for name, value in shared.items() if name not in OWN_FIELDS}
+    hashes = [
+        (
+            str(record.pk),
+            {
+                **common,
+                **_own_fields(
+                    record, options, rq_job.serializer, shared["created_at"], shared["enqueued_at"]
+                ),
+            },
+        )
+        for record in rest
+    ]
     _write_batch(queue, shared, hashes, pipe, front=first.at_front)
 
 
@@ -185,6 +188,17 @@ def _write_batch(
         pipe.eval(_WRITE_BATCH, 1, queue.key, *args)
 
 
+#: A job's payload (its function and arguments) is compressed from this size on, as RQ compresses every
+#: one: a smaller one costs more to compress (zlib sets up its window on each call, 20 to 60 µs) than it
+#: saves. RQ reads both (``Job.restore`` takes data that is not compressed as it is).
+COMPRESSED_FROM = 1024
+
+
+def _payload(data: bytes) -> bytes:
+    """A job's payload as its RQ hash holds it (see ``COMPRESSED_FROM``)."""
+    return zlib.compress(data) if len(data) >= COMPRESSED_FROM else data
+
+
 def _retry_intervals(record: Job, options: JobOptions) -> list[int]:
     if record.max_attempts != options.attempts:
         options = options.replace(max_attempts=record.max_attempts)
@@ -198,9 +212,6 @@ def _push_one(queue: Queue, record: Job, options: JobOptions) -> None:
     priority.push_one(queue, str(record.pk), job_hash, record.priority, front=record.at_front)
 
 
-#: The fields of an RQ job's hash that differ between two records pushed to one queue with the same
-#: timeout: those ``_job_hash`` writes for each record.
-_OWN_FIELDS = ("created_at", "enqueued_at", "data", "description", "retries_left", "retry_intervals", "meta")
 #: The other fields' values, as RQ writes them, by queue, job class, serializer, timeout and TTLs.
 _hash_templates: dict[tuple[Any, ...], tuple[dict[str, Any], Any]] = {}
 
@@ -227,14 +238,22 @@ def _job_hash(queue: Queue, record: Job, options: JobOptions) -> dict[str, Any]:
             RUNNER, timeout=record.timeout, result_ttl=result_ttl, failure_ttl=failure, job_id="template"
         )
         queue._prepare_for_queue(template)
-        shared = {name: value for name, value in template.to_dict().items() if name not in _OWN_FIELDS}
+        shared = {name: value for name, value in template.to_dict().items() if name not in OWN_FIELDS}
         _hash_templates[key] = (shared, template.serializer)
     shared, serializer = _hash_templates[key]
     now_text = utcformat(rq_now())
+    return {**shared, **_own_fields(record, options, serializer, now_text, now_text)}
+
+
+def _own_fields(
+    record: Job, options: JobOptions, serializer: Any, created_at: str, enqueued_at: str
+) -> dict[str, Any]:
+    """The fields of a record's RQ job hash that are its own, as ``Job.to_dict`` makes them (checked
+    against rq 2.12 and 3.0), but its payload, compressed only from ``COMPRESSED_FROM`` on."""
     own: dict[str, Any] = {
-        "created_at": now_text,
-        "enqueued_at": now_text,
-        "data": zlib.compress(serializer.dumps((RUNNER, None, runner_args(record), {}))),
+        "created_at": created_at,
+        "enqueued_at": enqueued_at,
+        "data": _payload(serializer.dumps((RUNNER, None, runner_args(record), {}))),
         "description": f"{record.function} [{record.pk}]",
     }
     if intervals := _retry_intervals(record, options):
@@ -242,7 +261,7 @@ def _job_hash(queue: Queue, record: Job, options: JobOptions) -> dict[str, Any]:
         own["retry_intervals"] = json.dumps(intervals)
     if job_meta := priority.meta(record.priority):
         own["meta"] = serializer.dumps(job_meta)
-    return {**shared, **own}
+    return own
 
 
 def _add_to_pipeline(queue: Queue, record: Job, pipe: Pipeline, options: JobOptions) -> RQJob:
