@@ -122,6 +122,21 @@ def fail_once_its_rq_job_is_gone():
     return attempt
 
 
+#: What the first attempt of ``stop_redis_then_fail`` calls before it raises (a test sets it: it stops
+#: the test's Redis).
+before_failing = None
+
+
+@job(max_attempts=2, backoff=[0])
+def stop_redis_then_fail(name):
+    """Its first attempt stops Redis (``before_failing``) and fails: the worker ends it, a retry, with no
+    Redis to take the retry. The second counts its run."""
+    if current_job().attempts == 1:
+        before_failing()
+        raise RuntimeError(f"attempt 1 of {name} failed with Redis gone")
+    return count_run(name)
+
+
 class ClaimingAheadWorker(ThreadedWorker):
     """The threaded worker with 4 threads that claims a job ahead of them from the start (the most it
     may: a quarter of the threads), and takes none ahead unclaimed: it holds five jobs."""

@@ -1,8 +1,10 @@
 """Cases 2, 3 and 4: Redis down at enqueue, Redis restarted (AOF on), Redis losing its data."""
 
+import contextlib
 import json
 import os
 import signal
+import threading
 import time
 import uuid
 
@@ -48,6 +50,41 @@ def test_redis_down_at_enqueue_requests_answer_and_the_relay_pushes_each_job_onc
         Status.FINISHED
     }
     assert all(fault_jobs.runs_of(f"{tag}-{n}") == 1 for n in range(20))
+
+
+@pytest.mark.parametrize(
+    "worker_class", ["jobs.worker.SimpleWorker", "jobs.worker.LeanWorker", "jobs.worker.ThreadedWorker"]
+)
+def test_a_retry_that_redis_could_not_take_is_left_to_the_relay(redis_server, monkeypatch, worker_class):
+    # The record says retrying before the worker hands the retry to Redis: when Redis has gone away in
+    # between, the relay pushes it once Redis answers (within RELAY_INTERVAL), not the reconciler after
+    # RELAY_GRACE.
+    tag = uuid.uuid4().hex[:8]
+    monkeypatch.setattr(fault_jobs, "before_failing", redis_server.stop)
+    record = fault_jobs.stop_redis_then_fail.enqueue(tag)
+    seen = []
+
+    def restart_once_left_to_the_relay():
+        with contextlib.suppress(AssertionError):
+            wait_for(
+                lambda: Job.objects.filter(pk=record.pk, undispatched_since__isnull=False).exists(),
+                timeout=20,
+            )
+            seen.append(Job.objects.get(pk=record.pk).status)
+        redis_server.start()
+
+    restarter = threading.Thread(target=restart_once_left_to_the_relay)
+    restarter.start()
+    try:
+        drain(worker_class, queues=("default",))
+    finally:
+        restarter.join()
+    assert seen == [Status.RETRYING], "the retry was not left to the relay"
+    relay()
+    drain(worker_class, queues=("default",))
+    record.refresh_from_db()
+    assert (record.status, record.attempts) == (Status.FINISHED, 2)
+    assert fault_jobs.runs_of(tag) == 1
 
 
 @pytest.mark.parametrize("worker_class", ["jobs.worker.LeanWorker", "jobs.worker.ThreadedWorker"])

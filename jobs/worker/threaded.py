@@ -597,7 +597,7 @@ class ThreadedWorker(LedgerWorkerMixin, RQThreadedWorker):
                 if not batch.end_failure(run.taken, "".join(traceback.format_exception(exc)), self.key):
                     self._push_again(run)
             except REDIS_DOWN as redis_exc:
-                logger.warning("Job %s failed; Redis could not take it (%s)", taken.job_id, redis_exc)
+                self._leave_retry_to_relay(run, redis_exc)
         else:
             run.ended_at = timezone.now()
             run.seconds = time.monotonic() - started
@@ -606,6 +606,26 @@ class ThreadedWorker(LedgerWorkerMixin, RQThreadedWorker):
         finally:
             close_old_connections()
             self.job_ended()
+
+    def _leave_retry_to_relay(self, run: Run, exc: Exception) -> None:
+        """A failed job that Redis could not take: its record, when it waits for a retry, is left to the
+        relay, which pushes it once Redis answers (the record said retrying before Redis was asked)."""
+        try:
+            left = refusal.leave_to_relay(run.call)
+        except DatabaseError as db_exc:
+            logger.warning(
+                "Job %s failed; neither Redis (%s) nor the database (%s) took its retry",
+                run.call.job_id,
+                exc,
+                db_exc,
+            )
+            return
+        if left:
+            logger.warning(
+                "Job %s failed; Redis could not take its retry (%s), left to the relay", run.call.job_id, exc
+            )
+        else:
+            logger.warning("Job %s failed; Redis could not take it (%s)", run.call.job_id, exc)
 
     def _push_again(self, run: Run) -> None:
         """A failed job whose RQ job another copy's end deleted: its retry, if the record waits for one, is
