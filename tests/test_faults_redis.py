@@ -53,14 +53,14 @@ def test_redis_down_at_enqueue_requests_answer_and_the_relay_pushes_each_job_onc
 
 
 @pytest.mark.parametrize(
-    "worker_class", ["jobs.worker.SimpleWorker", "jobs.worker.LeanWorker", "jobs.worker.ThreadedWorker"]
+    "worker_class",
+    [f"jobs.worker.{name}" for name in ("Worker", "SimpleWorker", "LeanWorker", "ThreadedWorker")],
 )
-def test_a_retry_that_redis_could_not_take_is_left_to_the_relay(redis_server, monkeypatch, worker_class):
+def test_a_retry_that_redis_could_not_take_is_left_to_the_relay(redis_server, worker_class):
     # The record says retrying before the worker hands the retry to Redis: when Redis has gone away in
     # between, the relay pushes it once Redis answers (within RELAY_INTERVAL), not the reconciler after
     # RELAY_GRACE.
     tag = uuid.uuid4().hex[:8]
-    monkeypatch.setattr(fault_jobs, "before_failing", redis_server.stop)
     record = fault_jobs.stop_redis_then_fail.enqueue(tag)
     seen = []
 
