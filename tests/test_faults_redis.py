@@ -10,7 +10,7 @@ import uuid
 
 import pytest
 from django.core.management import call_command
-from django.db import transaction
+from django.db import connections, transaction
 from django.test import override_settings
 from redis.exceptions import RedisError
 
@@ -65,13 +65,16 @@ def test_a_retry_that_redis_could_not_take_is_left_to_the_relay(redis_server, wo
     seen = []
 
     def restart_once_left_to_the_relay():
-        with contextlib.suppress(AssertionError):
-            wait_for(
-                lambda: Job.objects.filter(pk=record.pk, undispatched_since__isnull=False).exists(),
-                timeout=20,
-            )
-            seen.append(Job.objects.get(pk=record.pk).status)
-        redis_server.start()
+        try:
+            with contextlib.suppress(AssertionError):
+                wait_for(
+                    lambda: Job.objects.filter(pk=record.pk, undispatched_since__isnull=False).exists(),
+                    timeout=20,
+                )
+                seen.append(Job.objects.get(pk=record.pk).status)
+            redis_server.start()
+        finally:
+            connections.close_all()  # this thread's own
 
     restarter = threading.Thread(target=restart_once_left_to_the_relay)
     restarter.start()
