@@ -2,6 +2,7 @@
 
 import contextlib
 import json
+import logging
 import os
 import signal
 import threading
@@ -14,7 +15,7 @@ from django.db import connections, transaction
 from django.test import override_settings
 from redis.exceptions import RedisError
 
-from jobs import keys
+from jobs import intervals, keys, signals
 from jobs.conf import jobs_settings
 from jobs.models import Job, Status
 from jobs.transport import connection as jobs_connection
@@ -87,6 +88,65 @@ def test_a_retry_that_redis_could_not_take_is_left_to_the_relay(redis_server, wo
     drain(worker_class, queues=("default",))
     record.refresh_from_db()
     assert (record.status, record.attempts) == (Status.FINISHED, 2)
+    assert fault_jobs.runs_of(tag) == 1
+
+
+@pytest.mark.parametrize(
+    "worker_class", ["jobs.worker.SimpleWorker", "jobs.worker.LeanWorker", "jobs.worker.ThreadedWorker"]
+)
+def test_a_job_whose_end_redis_could_not_take_is_announced_and_its_rq_job_ended_by_the_reaper(
+    aof_redis, settings, worker_class
+):
+    # The record says finished; Redis, gone at the job's end, kept (in its append-only file) the job's
+    # entry in the started registry. Once the entry has lapsed the reaper takes it out with the RQ job,
+    # as the job's end would have: RQ's own cleanup would file it as failed (or retry it).
+    settings.JOBS = {**settings.JOBS, "ABANDONED_AFTER": 4}
+    tag = uuid.uuid4().hex[:8]
+    record = fault_jobs.stop_redis_then_return.enqueue(tag)
+
+    # Redis comes back once the worker has given up on the job's end (it says so in a warning).
+    gave_up = threading.Event()
+    handler = logging.Handler(logging.WARNING)
+    handler.emit = lambda line: gave_up.set()  # type: ignore[method-assign]
+    logging.getLogger("jobs").addHandler(handler)
+
+    def restart_once_the_worker_gave_up():
+        gave_up.wait(timeout=30)
+        aof_redis.start()
+
+    restarter = threading.Thread(target=restart_once_the_worker_gave_up)
+    restarter.start()
+    announced = []
+
+    def on_finished(sender, job, **kwargs):
+        announced.append(job.pk)
+
+    signals.job_finished.connect(on_finished)
+    try:
+        drain(worker_class, queues=("default",))
+    finally:
+        signals.job_finished.disconnect(on_finished)
+        logging.getLogger("jobs").removeHandler(handler)
+        restarter.join()
+    assert gave_up.is_set()
+    record.refresh_from_db()
+    assert (record.status, record.attempts) == (Status.FINISHED, 1)
+    assert announced == [record.pk]  # announced all the same: the record is finished
+    redis = aof_redis.client()
+    registry = jobs_connection.get_queue("default").started_job_registry
+    assert redis.zcard(registry.key) == 1  # what Redis kept of the run
+    # Two passes of the reaper, the second two heartbeats after the first, once the entry has lapsed.
+    wait_for(lambda: redis.zrange(registry.key, 0, -1, withscores=True)[0][1] < time.time(), timeout=10)
+    reaper.reap()
+    time.sleep(2.1 * intervals.beat_interval())  # the reaper's own rule: two heartbeats between passes
+    reaper.reap()
+    assert redis.zcard(registry.key) == 0
+    assert not redis.exists(f"rq:job:{record.pk}")
+    registry.cleanup()  # RQ's own, as a worker runs it every ten minutes
+    failed = jobs_connection.get_queue("default").failed_job_registry
+    assert failed.get_job_ids() == []
+    record.refresh_from_db()
+    assert (record.status, record.attempts) == (Status.FINISHED, 1)
     assert fault_jobs.runs_of(tag) == 1
 
 

@@ -15,6 +15,10 @@ same attempt, to ``retrying`` (and pushed again) when attempts remain, else to `
 ``FailedAttempt`` that gives the reason. A job that finished meanwhile is left alone. A job failed here
 for good is announced with ``jobs.signals.job_failed`` (its ``exception`` a ``JobAbandoned`` with the
 reason), as one whose function raised on its last attempt.
+
+A dead entry of a job whose record has ended (its worker recorded the end, and Redis failed at the end's
+own pipeline) goes, with what RQ keeps of the job, as the end would have done: RQ's own cleanup would
+otherwise file a job that finished as failed, or retry it.
 """
 
 from __future__ import annotations
@@ -38,7 +42,7 @@ from redis.typing import EncodableT
 from .. import dispatch, intervals, keys, signals, transitions
 from ..conf import jobs_settings
 from ..exceptions import ABANDONED, JobAbandoned
-from ..models import Job
+from ..models import FINAL, Job, Status
 from ..transport import connection, queues
 from ..transport.runner import Call
 from . import rescue
@@ -46,6 +50,8 @@ from . import rescue
 logger = logging.getLogger("jobs")
 
 ERROR_CLASS = ABANDONED
+#: What RQ's failed registry says of a job that failed while Redis could not take its end.
+FAILED_WITHOUT_ITS_END = "The job failed (its record says why); Redis could not take its end at the time."
 
 
 def reap(using: str | None = None, limit: int = 500) -> int:
@@ -70,11 +76,13 @@ def reap(using: str | None = None, limit: int = 500) -> int:
         # A queue whose Redis is down tells nothing of its jobs: they wait for it, the others do not.
         started = [record for record in started if record.queue in entries]
         dead = _dead_entries(entries, redis, time.time())
-        return (
+        handled = (
             _rescue_stranded(alias, entries, redis)
             + _rescue_taken(alias, dead)
             + _reap(started, entries, dead, redis)
         )
+        _drop_ended(alias, dead)
+        return handled
     finally:
         with contextlib.suppress(RedisError):
             lock.release()
@@ -188,6 +196,33 @@ def _rescue_taken(alias: str, dead_by_queue: Entries) -> int:
         queues.remove_started_entries(queue_name, [e for record in waiting for e in dead[str(record.pk)]])
         rescued += rescue.push_again(waiting, "taken by a worker that died before starting them")
     return rescued
+
+
+def _drop_ended(alias: str, dead_by_queue: Entries) -> None:
+    """Dead entries of jobs whose record has ended: their worker recorded the end, and Redis failed at
+    the end's own pipeline (or the worker died between the two). The entries go, with what RQ keeps of
+    the job, as the end would have done; one that failed is filed in RQ's failed registry. Left there,
+    RQ's own cleanup would file a job that finished as failed, or retry it."""
+    for queue_name, dead in dead_by_queue.items():
+        if not dead:
+            continue
+        ended = list(
+            Job.objects.using(alias).filter(pk__in=list(dead), status__in=FINAL).only("pk", "queue", "status")
+        )
+        if not ended:
+            continue
+        queues.remove_started_entries(queue_name, [e for record in ended for e in dead[str(record.pk)]])
+        for record in ended:
+            if record.status == Status.FAILED:
+                queues.file_as_failed(queue_name, str(record.pk), FAILED_WITHOUT_ITS_END)
+        queues.delete([record for record in ended if record.status != Status.FAILED])
+        logger.info(
+            "Reaper: %d job(s) of queue %s had ended without Redis taking their end; RQ's record of them "
+            "now agrees: %s",
+            len(ended),
+            queue_name,
+            ", ".join(str(record.pk) for record in ended[:20]),
+        )
 
 
 def _rescue_stranded(alias: str, entries_by_queue: Entries, redis: Redis) -> int:

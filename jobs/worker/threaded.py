@@ -239,10 +239,17 @@ class Recorder:
         close_old_connections()
         try:
             self._finish(runs)
-        except (DatabaseError, *REDIS_DOWN) as exc:
+        except DatabaseError as exc:
             # Their entries are no longer kept live: the reaper retries those whose record says started.
             logger.warning(
                 "%d finished job(s) could not be recorded (%s); left to the reaper", len(runs), exc
+            )
+        except REDIS_DOWN as exc:
+            # Recorded; their entries lapse, and the reaper ends what RQ keeps of them.
+            logger.warning(
+                "%d finished job(s) recorded; Redis could not take their end (%s), left to the reaper",
+                len(runs),
+                exc,
             )
         except Exception:
             logger.exception("%d finished job(s) could not be recorded; left to the reaper", len(runs))
@@ -296,11 +303,16 @@ class Recorder:
                     execution.log_stale_success(run.record, run.attempt or 0)
         for run in runs:  # before the entries go: a heartbeat must not write one back
             self.worker.heartbeat_thread.discard(run.taken.running(self.worker.key))
-        batch.end_successes(
-            self.worker.connection, self.worker.key, [run.taken for run in runs], sum(r.seconds for r in runs)
-        )
-        for run in finished:
-            signals.announce(signals.job_finished, run.record)
+        try:
+            batch.end_successes(
+                self.worker.connection,
+                self.worker.key,
+                [run.taken for run in runs],
+                sum(r.seconds for r in runs),
+            )
+        finally:  # the records are finished, whether Redis took the end or not
+            for run in finished:
+                signals.announce(signals.job_finished, run.record)
 
 
 class ThreadedWorker(LedgerWorkerMixin, RQThreadedWorker):
