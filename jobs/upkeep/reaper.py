@@ -76,13 +76,13 @@ def reap(using: str | None = None, limit: int = 500) -> int:
         # A queue whose Redis is down tells nothing of its jobs: they wait for it, the others do not.
         started = [record for record in started if record.queue in entries]
         dead = _dead_entries(entries, redis, time.time())
-        handled = (
+        # First the jobs that had ended before this pass: the records this pass ends are not theirs.
+        _drop_ended(alias, dead)
+        return (
             _rescue_stranded(alias, entries, redis)
             + _rescue_taken(alias, dead)
             + _reap(started, entries, dead, redis)
         )
-        _drop_ended(alias, dead)
-        return handled
     finally:
         with contextlib.suppress(RedisError):
             lock.release()
