@@ -136,6 +136,16 @@ def stop_redis_then_fail(name):
 
 
 @job(max_attempts=1)
+def stop_redis_then_fail_for_good(name):
+    """Shuts Redis down, then fails its only attempt: the worker records the failure with no Redis to end
+    its RQ job."""
+    count_run(name)
+    with contextlib.suppress(RedisError):
+        jobs_connection.get_connection("default").shutdown(nosave=True)
+    raise RuntimeError(f"{name} failed with Redis gone")
+
+
+@job(max_attempts=1)
 def stop_redis_then_return(name):
     """Shuts Redis down, then succeeds: the worker records its end with no Redis to end its RQ job."""
     with contextlib.suppress(RedisError):  # Redis closes the connection as it goes

@@ -14,6 +14,8 @@ from django.core.management import call_command
 from django.db import connections, transaction
 from django.test import override_settings
 from redis.exceptions import RedisError
+from rq.job import Job as RQJob
+from rq.serializers import JSONSerializer
 
 from jobs import intervals, keys, signals
 from jobs.conf import jobs_settings
@@ -91,18 +93,25 @@ def test_a_retry_that_redis_could_not_take_is_left_to_the_relay(redis_server, wo
     assert fault_jobs.runs_of(tag) == 1
 
 
+@pytest.mark.parametrize("outcome", ["finished", "failed"])
 @pytest.mark.parametrize(
     "worker_class", ["jobs.worker.SimpleWorker", "jobs.worker.LeanWorker", "jobs.worker.ThreadedWorker"]
 )
 def test_a_job_whose_end_redis_could_not_take_is_announced_and_its_rq_job_ended_by_the_reaper(
-    aof_redis, settings, worker_class
+    aof_redis, settings, worker_class, outcome
 ):
-    # The record says finished; Redis, gone at the job's end, kept (in its append-only file) the job's
-    # entry in the started registry. Once the entry has lapsed the reaper takes it out with the RQ job,
-    # as the job's end would have: RQ's own cleanup would file it as failed (or retry it).
+    # The record says how the job ended; Redis, gone at the job's end, kept (in its append-only file)
+    # the job's entry in the started registry. Once the entry has lapsed the reaper ends the RQ job as
+    # the job's end would have: RQ's own cleanup would file a finished job as failed (or retry it).
     settings.JOBS = {**settings.JOBS, "ABANDONED_AFTER": 4}
     tag = uuid.uuid4().hex[:8]
-    record = fault_jobs.stop_redis_then_return.enqueue(tag)
+    function = (
+        fault_jobs.stop_redis_then_return
+        if outcome == "finished"
+        else fault_jobs.stop_redis_then_fail_for_good
+    )
+    record = function.enqueue(tag)
+    signal = signals.job_finished if outcome == "finished" else signals.job_failed
 
     # Redis comes back once the worker has given up on the job's end (it says so in a warning).
     gave_up = threading.Event()
@@ -121,17 +130,17 @@ def test_a_job_whose_end_redis_could_not_take_is_announced_and_its_rq_job_ended_
     def on_finished(sender, job, **kwargs):
         announced.append(job.pk)
 
-    signals.job_finished.connect(on_finished)
+    signal.connect(on_finished)
     try:
         drain(worker_class, queues=("default",))
     finally:
-        signals.job_finished.disconnect(on_finished)
+        signal.disconnect(on_finished)
         logging.getLogger("jobs").removeHandler(handler)
         restarter.join()
     assert gave_up.is_set()
     record.refresh_from_db()
-    assert (record.status, record.attempts) == (Status.FINISHED, 1)
-    assert announced == [record.pk]  # announced all the same: the record is finished
+    assert (record.status, record.attempts) == (outcome, 1)
+    assert announced == [record.pk]  # announced all the same: the record has ended
     redis = aof_redis.client()
     registry = jobs_connection.get_queue("default").started_job_registry
     assert redis.zcard(registry.key) == 1  # what Redis kept of the run
@@ -141,12 +150,18 @@ def test_a_job_whose_end_redis_could_not_take_is_announced_and_its_rq_job_ended_
     time.sleep(2.1 * intervals.beat_interval())  # the reaper's own rule: two heartbeats between passes
     reaper.reap()
     assert redis.zcard(registry.key) == 0
-    assert not redis.exists(f"rq:job:{record.pk}")
-    registry.cleanup()  # RQ's own, as a worker runs it every ten minutes
     failed = jobs_connection.get_queue("default").failed_job_registry
-    assert failed.get_job_ids() == []
+    if outcome == "finished":
+        assert not redis.exists(f"rq:job:{record.pk}")
+    else:  # filed in RQ's failed registry, as the job's end would have
+        assert failed.get_job_ids() == [str(record.pk)]
+        assert (
+            RQJob.fetch(str(record.pk), connection=redis, serializer=JSONSerializer).get_status() == "failed"
+        )
+    registry.cleanup()  # RQ's own, as a worker runs it every ten minutes
+    assert failed.get_job_ids() == ([] if outcome == "finished" else [str(record.pk)])
     record.refresh_from_db()
-    assert (record.status, record.attempts) == (Status.FINISHED, 1)
+    assert (record.status, record.attempts) == (outcome, 1)
     assert fault_jobs.runs_of(tag) == 1
 
 
