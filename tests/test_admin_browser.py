@@ -50,7 +50,8 @@ def browser(monkeypatch):
 
 
 def log_in(browser, live_server, username):
-    page = browser.new_page(viewport={"width": 1800, "height": 1000})
+    # A context of its own: its own cookies, as a second browser has.
+    page = browser.new_context(viewport={"width": 1800, "height": 1000}).new_page()
     page.set_default_timeout(30_000)
     page.goto(f"{live_server.url}/admin/login/")
     page.fill("#id_username", username)
@@ -126,3 +127,30 @@ def test_staff_without_the_permission_gets_no_retry_button(browser, live_server)
     expect(page.locator("#result_list tbody tr")).to_have_count(1)
     expect(page.locator("option[value=retry_selected]")).to_have_count(0)
     expect(page.locator(".jobs-retry-matching")).to_have_count(0)
+
+
+def test_two_people_retrying_the_same_failed_job_from_their_own_browsers_run_it_once(browser, live_server):
+    from playwright.sync_api import expect
+
+    staff_user("view_job", "retry_job", username="first")
+    staff_user("view_job", "retry_job", username="second")
+    record = jobs.fails_on_first_attempt.enqueue("report")
+    drain()
+    record.refresh_from_db()
+    assert record.status == Status.FAILED
+    # Both open the failed job's page, in browsers of their own; then both press Retry.
+    pages = [log_in(browser, live_server, username) for username in ("first", "second")]
+    for page in pages:
+        page.goto(f"{live_server.url}/admin/jobs/job/{record.pk}/change/")
+        expect(page.locator(".jobs-retry-button")).to_be_visible()
+    pages[0].click(".jobs-retry-button")
+    expect(pages[0].locator(".messagelist")).to_contain_text("Retried 1 job.")
+    pages[1].click(".jobs-retry-button")
+    expect(pages[1].locator(".messagelist")).to_contain_text(
+        "1 job was not retried: only failed jobs can be."
+    )
+    drain()
+    record.refresh_from_db()
+    assert (record.status, record.attempts, record.result) == (Status.FINISHED, 2, "report")
+    assert record.retried_by.username == "first"
+    assert record.failed_attempts.count() == 1  # its first attempt; the retry ran once, and finished
