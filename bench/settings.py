@@ -29,6 +29,8 @@ DEBUG = False
 JOBS = {key: value for key, value in JOBS.items() if key != "SCHEDULES"}  # noqa: F405
 JOBS = {**JOBS, **json.loads(os.environ.get("BENCH_JOBS", "{}"))}
 RQ_QUEUES = {name: {**config, "URL": os.environ["REDIS_URL"]} for name, config in RQ_QUEUES.items()}
+# A queue of its own for each worker of the latency benchmark, which runs them side by side.
+RQ_QUEUES.update({f"latency-{n}": RQ_QUEUES["default"] for n in range(8)})
 CACHES = {
     "default": {
         "BACKEND": "django_redis.cache.RedisCache",
