@@ -124,13 +124,17 @@ def fail_once_its_rq_job_is_gone():
     return attempt
 
 
+def _shut_redis_down():
+    with contextlib.suppress(RedisError):  # Redis closes the connection as it goes
+        jobs_connection.get_connection("default").shutdown(nosave=True)
+
+
 @job(max_attempts=2, backoff=[0])
 def stop_redis_then_fail(name):
     """Its first attempt shuts Redis down and fails: the worker ends it, a retry, with no Redis to take
     the retry. The second counts its run."""
     if current_job().attempts == 1:
-        with contextlib.suppress(RedisError):  # Redis closes the connection as it goes
-            jobs_connection.get_connection("default").shutdown(nosave=True)
+        _shut_redis_down()
         raise RuntimeError(f"attempt 1 of {name} failed with Redis gone")
     return count_run(name)
 
@@ -140,16 +144,14 @@ def stop_redis_then_fail_for_good(name):
     """Shuts Redis down, then fails its only attempt: the worker records the failure with no Redis to end
     its RQ job."""
     count_run(name)
-    with contextlib.suppress(RedisError):
-        jobs_connection.get_connection("default").shutdown(nosave=True)
+    _shut_redis_down()
     raise RuntimeError(f"{name} failed with Redis gone")
 
 
 @job(max_attempts=1)
 def stop_redis_then_return(name):
     """Shuts Redis down, then succeeds: the worker records its end with no Redis to end its RQ job."""
-    with contextlib.suppress(RedisError):  # Redis closes the connection as it goes
-        jobs_connection.get_connection("default").shutdown(nosave=True)
+    _shut_redis_down()
     return count_run(name)
 
 
