@@ -22,7 +22,7 @@ from tests.helpers import WorkerProcess, staff_user, wait_for
 pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.slow]
 
 #: The window the every-second schedule is counted over, in seconds.
-WINDOW = 10
+WINDOW = 6
 #: Ticks go on within this many seconds of the death of the worker that held the scheduling role.
 TAKEOVER = 10
 
