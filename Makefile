@@ -18,7 +18,7 @@ PYTEST := pytest -n $(TEST_PROCESSES) --dist worksteal $(PYTEST_EXTRA)  # PYTEST
 # machine, every test process and every worker process a test starts compiled the project's modules again.
 unexport PYTHONDONTWRITEBYTECODE
 
-.PHONY: demo test lint typecheck check test-sqlite test-postgres test-oldest bench browser
+.PHONY: demo test lint typecheck check test-sqlite test-postgres test-oldest test-matrix bench browser
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv --clear $(VENV)
@@ -66,6 +66,29 @@ $(OLDEST_VENV)/.installed: pyproject.toml
 	$(OLDEST_VENV)/bin/pip install --quiet --disable-pip-version-check -e '.[test]' \
 		'django==5.2.*' 'rq==2.12.*' 'redis==5.0.*' 'django-redis==7.0.*' 'django-tasks==0.12.*' \
 		'prometheus-client==0.20.*'
+	touch $@
+
+## Each supported Django (5.2, 6.0, 6.1) with each supported rq (2.12, 3.0), the newest of the rest, the
+## suite on SQLite in .venv-matrix/djangoD-rqR, one after another. Not part of `make test` (about 22
+## minutes on 2 cores): run when a bound moves. `make test-matrix-django6.0-rq2.12` runs one.
+MATRIX_DJANGO := 5.2 6.0 6.1
+MATRIX_RQ := 2.12 3.0
+MATRIX := $(foreach d,$(MATRIX_DJANGO),$(foreach r,$(MATRIX_RQ),django$(d)-rq$(r)))
+# "django6.0-rq2.12" -> "6.0 2.12"
+versions = $(subst -rq, ,$(patsubst django%,%,$(1)))
+
+test-matrix: $(MATRIX:%=test-matrix-%)
+.PRECIOUS: .venv-matrix/%/.installed
+
+test-matrix-%: .venv-matrix/%/.installed
+	.venv-matrix/$*/bin/python -c "import django, rq, redis; \
+		print('$*: Django', django.get_version(), 'rq', rq.VERSION, 'redis', redis.__version__)"
+	.venv-matrix/$*/bin/$(PYTEST) -p no:cacheprovider
+
+.venv-matrix/%/.installed: pyproject.toml
+	$(PYTHON) -m venv --clear .venv-matrix/$*
+	.venv-matrix/$*/bin/pip install --quiet --disable-pip-version-check -e '.[test]' \
+		'django==$(word 1,$(call versions,$*)).*' 'rq==$(word 2,$(call versions,$*)).*'
 	touch $@
 
 bench: $(STAMP)
