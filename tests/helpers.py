@@ -42,7 +42,10 @@ def staff_user(*codenames: str, username: str = "staff") -> Any:
 
 
 def wait_for(
-    condition: Callable[[], Any], timeout: float = 20, interval: float = 0.2, message: str = ""
+    condition: Callable[[], Any],
+    timeout: float = 20,
+    interval: float = 0.2,
+    message: str | Callable[[], str] = "",
 ) -> Any:
     """Poll ``condition`` until it returns something truthy; fail the test after ``timeout`` seconds.
 
@@ -56,7 +59,8 @@ def wait_for(
         if value:
             return value
         if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout}s waiting for {message or condition}")
+            what = message() if callable(message) else message  # a callable says what it found then
+            raise AssertionError(f"timed out after {timeout}s waiting for {what or condition}")
         time.sleep(pause)
         pause = min(pause * 1.5, interval)
 

@@ -2,6 +2,7 @@
 the death of the worker that holds the scheduling role does not stop the ticks, and a schedule disabled
 in the admin stops."""
 
+import json
 import os
 import signal
 import time
@@ -25,6 +26,10 @@ pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.slow]
 WINDOW = 6
 #: Ticks go on within this many seconds of the death of the worker that held the scheduling role.
 TAKEOVER = 10
+#: The killed holder may die with a run of its own: started (the reaper retries it once it is found
+#: abandoned), or recorded and not yet pushed (the reconciler pushes it again); in seconds here, not
+#: the defaults' minute.
+RECOVERY = {"ABANDONED_AFTER": 8, "RELAY_GRACE": 2, "RECONCILE_INTERVAL": 2}
 
 
 def ticks_of(schedule):
@@ -37,7 +42,14 @@ def test_three_workers_fire_each_tick_once_and_outlive_the_role_holder(worker_cl
     redis = jobs_connection.get_connection("default")
     names = [f"sched-{tag}-{n}" for n in range(3)]
     workers = {
-        name: WorkerProcess("--worker-class", worker_class, "--name", name, queues=("default",))
+        name: WorkerProcess(
+            "--worker-class",
+            worker_class,
+            "--name",
+            name,
+            queues=("default",),
+            JOBS_TEST_JOBS=json.dumps(RECOVERY),
+        )
         for name in names
     }
     try:
@@ -86,17 +98,20 @@ def test_three_workers_fire_each_tick_once_and_outlive_the_role_holder(worker_cl
         assert not Job.objects.filter(schedule=schedule, enqueued_at__gt=disabled_at).exists()
 
         ticks = ticks_of(schedule)
+        runs = Job.objects.filter(schedule=schedule)
         wait_for(
-            lambda: Job.objects.filter(schedule=schedule, status=Status.FINISHED).count() == len(ticks),
+            lambda: runs.filter(status=Status.FINISHED).count() == len(ticks),
             timeout=60,
-            message="every run to finish",
+            message=lambda: f"every run to finish: {sorted(runs.values_list('status', 'attempts'))}",
         )
     finally:
         for worker in workers.values():
             worker.stop()
-    # One job per tick, every tick from the first to the last (the holder's death included), each run once.
+    # One job per tick, every tick from the first to the last (the holder's death included), each run
+    # once; a run the holder died in may have run again on its retry (at least once).
     assert len(set(ticks)) == len(ticks)
     assert [later - earlier for earlier, later in pairwise(ticks)] == [timedelta(seconds=1)] * (
         len(ticks) - 1
     )
-    assert fault_jobs.runs_of(tag) == len(ticks)
+    retries = sum(attempts - 1 for attempts in runs.values_list("attempts", flat=True))
+    assert len(ticks) <= fault_jobs.runs_of(tag) <= len(ticks) + retries
