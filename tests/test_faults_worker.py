@@ -7,6 +7,7 @@ import os
 import signal
 import uuid
 import zlib
+from typing import Any
 
 import pytest
 from django.contrib.auth.models import User
@@ -84,33 +85,58 @@ def test_a_module_that_fails_on_import_in_preload_fails_its_job_and_the_next_job
     assert Job.objects.get(pk=following.pk).status == Status.FINISHED
 
 
+#: Each worker class on a queue of its own, so that one Redis hang is outlived by all three at once.
+HUNG_WORKERS = {
+    "default": "jobs.worker.Worker",
+    "high": "jobs.worker.LeanWorker",
+    "low": "jobs.worker.ThreadedWorker",
+}
+
+
+def _one_job_per_queue(name: str) -> Any:
+    """A job on each queue of ``HUNG_WORKERS``; the records of those that finished."""
+    pks = [fault_jobs.count_run.using(queue=queue).enqueue(f"{name}-{queue}").pk for queue in HUNG_WORKERS]
+    return Job.objects.filter(pk__in=pks, status=Status.FINISHED)
+
+
 @pytest.mark.slow
-@pytest.mark.parametrize(
-    "worker_class", ["jobs.worker.Worker", "jobs.worker.LeanWorker", "jobs.worker.ThreadedWorker"]
-)
-def test_a_worker_outlives_redis_hung_past_its_socket_timeout(redis_server, worker_class):
+def test_each_worker_class_outlives_redis_hung_past_its_socket_timeout(redis_server):
     tag = uuid.uuid4().hex[:8]
-    first = fault_jobs.count_run.enqueue(f"{tag}-before")
-    with WorkerProcess("--worker-class", worker_class, queues=("default",)) as worker:
-        wait_for(lambda: Job.objects.get(pk=first.pk).status == Status.FINISHED, timeout=60)
+    finished = _one_job_per_queue(f"{tag}-before")
+    workers = {
+        queue: WorkerProcess("--worker-class", worker_class, queues=(queue,))
+        for queue, worker_class in HUNG_WORKERS.items()
+    }
+    try:
+        wait_for(lambda: finished.count() == len(workers), timeout=60, message="each worker's first job")
         os.kill(redis_server.process.pid, signal.SIGSTOP)
         try:
-            # Longer than the socket timeout of the worker's blocking dequeue (RQ's: dequeue timeout + 10 s,
-            # the worker's dequeue timeout being its shortest upkeep interval, in whole seconds).
+            # Longer than the socket timeout of the workers' blocking dequeue (RQ's: dequeue timeout + 10 s,
+            # a worker's dequeue timeout being its shortest upkeep interval, in whole seconds).
             wake = min(jobs_settings.DUE_INTERVAL, jobs_settings.RELAY_INTERVAL, intervals.reap_interval())
             with pytest.raises(AssertionError):
-                wait_for(lambda: worker.process.poll() is not None, timeout=max(1, int(wake)) + 10 + 2)
+                wait_for(
+                    lambda: any(worker.process.poll() is not None for worker in workers.values()),
+                    timeout=max(1, int(wake)) + 10 + 2,
+                )
         finally:
             os.kill(redis_server.process.pid, signal.SIGCONT)
-        following = fault_jobs.count_run.enqueue(f"{tag}-after")
+        finished = _one_job_per_queue(f"{tag}-after")
         wait_for(
-            lambda: Job.objects.get(pk=following.pk).status == Status.FINISHED,
+            lambda: finished.count() == len(workers),
             timeout=60,
-            message="the next job after Redis resumed",
+            message=lambda: (
+                f"each queue's next job once Redis resumed; done: {list(finished.values('queue'))}"
+            ),
         )
-        assert worker.process.poll() is None, "the worker exited"
-    output = worker.stop()
-    assert "quitting" not in output, output
+        exited = [
+            HUNG_WORKERS[queue] for queue, worker in workers.items() if worker.process.poll() is not None
+        ]
+        assert not exited, f"exited: {exited}"
+    finally:
+        outputs = {queue: worker.stop() for queue, worker in workers.items()}
+    for queue, output in outputs.items():
+        assert "quitting" not in output, (HUNG_WORKERS[queue], output)
 
 
 def test_paused_queues_read_while_redis_is_down_keep_what_redis_said_last(redis, redis_server):
