@@ -45,8 +45,9 @@ def test_requests_skip_a_hung_redis_after_the_first_and_every_record_runs_once(c
             started = time.monotonic()
             assert client.get("/enqueue", {"name": name}).status_code == 202
             latencies.append(time.monotonic() - started)
-        # A request that touched the hung Redis would wait out the socket timeout (5 s).
-        assert max(latencies) < 0.5, latencies
+        # A request that touched the hung Redis would wait out the socket timeout (5 s); one that skips
+        # it takes its INSERT's time, a second at worst on this machine under the whole suite's load.
+        assert max(latencies) < jobs_settings.REDIS_SOCKET_TIMEOUT / 2, latencies
     finally:
         os.kill(redis_server.process.pid, signal.SIGCONT)
         dispatch.breaker.close()
