@@ -7,11 +7,11 @@ import os
 import signal
 import uuid
 import zlib
-from typing import Any
 
 import pytest
 from django.contrib.auth.models import User
 from django.db import DatabaseError, connection, connections
+from django.db.models import QuerySet
 from rq.registry import StartedJobRegistry
 
 from jobs import intervals, keys, transitions
@@ -93,7 +93,7 @@ HUNG_WORKERS = {
 }
 
 
-def _one_job_per_queue(name: str) -> Any:
+def _one_job_per_queue(name: str) -> QuerySet[Job]:
     """A job on each queue of ``HUNG_WORKERS``; the records of those that finished."""
     pks = [fault_jobs.count_run.using(queue=queue).enqueue(f"{name}-{queue}").pk for queue in HUNG_WORKERS]
     return Job.objects.filter(pk__in=pks, status=Status.FINISHED)
