@@ -29,8 +29,19 @@ def reaper_expired() -> str:
 
 
 def reaper_stranded() -> str:
-    """A hash of jobs found in RQ's intermediate lists, not started: job id -> when first seen so."""
+    """A hash of jobs found in RQ's intermediate lists or in workers' hand-off lists, not started: job
+    id -> when first seen so."""
     return _key("reaper", "stranded")
+
+
+def handoff(worker_name: str) -> str:
+    """The list a threaded worker's dequeue moves a job into (``jobs.transport.batch.Handoff``)."""
+    return _key("handoff", worker_name)
+
+
+def handoffs() -> str:
+    """A hash of the workers' hand-off lists: worker name -> the queue its dequeue moves jobs from."""
+    return _key("handoffs")
 
 
 def reconcile_lock() -> str:

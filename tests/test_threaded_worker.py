@@ -502,6 +502,7 @@ def test_other_rq_jobs_dequeued_or_taken_ahead_run_on_rqs_path_whole(redis, work
 
 
 def test_a_dequeued_job_whose_take_meets_a_redis_outage_is_left_to_the_relay(redis, monkeypatch):
+    # A worker of several queues: RQ's dequeue, then the take in a round trip of its own.
     record = jobs.add.enqueue(3, 4)
     take = batch.take
 
@@ -510,12 +511,12 @@ def test_a_dequeued_job_whose_take_meets_a_redis_outage_is_left_to_the_relay(red
         raise redis_exceptions.ConnectionError("Redis went away at the take")
 
     monkeypatch.setattr(batch, "take", lost_once)
-    drain(THREADED, queues=("default",))
+    drain(THREADED, queues=("default", "low"))
     record.refresh_from_db()
     assert (record.status, record.attempts) == (Status.QUEUED, 0)
     assert record.undispatched_since is not None  # the relay pushes it within seconds, not the reaper
     queue = jobs_connection.get_queue("default")
     assert (queue.get_job_ids(), queue.intermediate_queue.get_job_ids()) == ([], [])
-    drain(THREADED, queues=("default",))  # its maintenance runs the relay
+    drain(THREADED, queues=("default", "low"))  # its maintenance runs the relay
     record.refresh_from_db()
     assert (record.status, record.result, record.attempts) == (Status.FINISHED, 7, 1)

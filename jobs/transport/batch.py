@@ -23,19 +23,21 @@ import time
 import uuid
 import zlib
 from collections import defaultdict
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import rq
 from redis import Redis
-from rq.exceptions import NoSuchJobError
+from rq.exceptions import DequeueTimeout, NoSuchJobError
 from rq.executions import ExecutionRegistry
 from rq.intermediate_queue import IntermediateQueue
 from rq.job import Job as RQJob
 from rq.job import JobStatus
 from rq.serializers import JSONSerializer
+from rq.utils import get_version
 
-from ..intervals import failure_ttl
+from .. import keys
+from ..intervals import entry_ttl, failure_ttl
 from . import scripts
 from .runner import RUNNER, Call
 from .worker import Running
@@ -62,13 +64,21 @@ FIELDS = (
 
 logger = logging.getLogger("jobs")
 
-# KEYS: the queue, its started registry, its intermediate list, the prefix of job hashes.
-# ARGV: the id of a job the worker dequeued (or ""), how many more to take, the entries' score, the
-# first 24 hex digits of the execution ids (the job's number in the call makes the other 8). The fields
-# read (``FIELDS``) are written into the script. Returns, per job taken (the one dequeued first): its id,
-# execution id, and the fields' values. A job whose hash is gone is not entered, and not returned.
+# KEYS: the queue, its started registry, the list the worker's dequeue moved the job into (RQ's
+# intermediate list, or the worker's hand-off list), the prefix of job hashes.
+# ARGV: the id of the job the worker dequeued, "*" for every id in its hand-off list, or "" for none; how
+# many more to take from the queue; the entries' score ("+<seconds>": that long after Redis' clock reads
+# when the script runs); the first 24 hex digits of the execution ids (the job's number in the call makes
+# the other 8). The fields read (``FIELDS``) are written into the script. Returns, per job taken (those
+# dequeued first): its id, execution id, and the fields' values. A job whose hash is gone is not
+# entered, and not returned.
 _TAKE = """
 local score, base, taken, number = ARGV[3], ARGV[4], {}, 0
+if string.sub(score, 1, 1) == '+' then
+  local now = redis.call('TIME')
+  local seconds = tonumber(now[1]) + tonumber(now[2]) / 1000000
+  score = string.format('%.6f', seconds + tonumber(string.sub(score, 2)))
+end
 local fields = {FIELDS}
 local function enter(id)
   local values = redis.call('HMGET', KEYS[4] .. id, unpack(fields))
@@ -82,18 +92,31 @@ local function enter(id)
   taken[#taken + 1] = execution
   taken[#taken + 1] = values
 end
-if ARGV[1] ~= '' then
-  redis.call('LREM', KEYS[3], 1, ARGV[1])
-  enter(ARGV[1])
+local moved = {}
+if ARGV[1] == '*' then
+  moved = redis.call('LRANGE', KEYS[3], 0, -1)
+elseif ARGV[1] ~= '' then
+  moved = {ARGV[1]}
 end
-local count = tonumber(ARGV[2])
+for _, id in ipairs(moved) do
+  enter(id)
+end
+local count, ids = tonumber(ARGV[2]), {}
 if count > 0 then
-  local ids = redis.call('LPOP', KEYS[1], count)
-  if ids then
-    for _, id in ipairs(ids) do
-      enter(id)
-    end
+  ids = redis.call('LRANGE', KEYS[1], 0, count - 1)
+  for _, id in ipairs(ids) do
+    enter(id)
   end
+end
+-- The ids leave their lists only once they are entered: a script that fails part way loses no job (one
+-- entered twice is claimed once).
+if ARGV[1] == '*' then
+  redis.call('DEL', KEYS[3])
+elseif ARGV[1] ~= '' then
+  redis.call('LREM', KEYS[3], 1, ARGV[1])
+end
+if #ids > 0 then
+  redis.call('LTRIM', KEYS[1], #ids, -1)
 end
 return taken
 """.replace("{FIELDS}", "{" + ", ".join(f"'{name}'" for name in FIELDS) + "}")
@@ -197,6 +220,81 @@ def unread_on_dequeue(queue_class: type[rq.Queue]) -> type[rq.Queue]:
     return UnreadOnDequeue
 
 
+# KEYS: the hash of hand-off lists, a worker's list. ARGV: the worker's name. The worker leaves the hash
+# unless its list still holds a job (left to the reaper).
+_UNREGISTER = """
+if redis.call('EXISTS', KEYS[2]) == 0 then
+  return redis.call('HDEL', KEYS[1], ARGV[1])
+end
+return 0
+"""
+
+
+def unregister(connection: Redis, worker_name: str) -> None:
+    """A worker that stops takes its hand-off list out of the hash, unless the list still holds a job."""
+    scripts.run(connection, _UNREGISTER, [keys.handoffs(), keys.handoff(worker_name)], [worker_name])
+
+
+def handed_over(connection: Redis) -> dict[str, tuple[str, list[str], bool]]:
+    """The workers registered in this Redis' hash of hand-off lists: by worker name, the queue, the ids
+    in the worker's list, and whether the worker is alive (RQ holds its key)."""
+    registered = {_text(name): _text(queue) for name, queue in connection.hgetall(keys.handoffs()).items()}
+    names = sorted(registered)
+    with connection.pipeline(transaction=False) as pipe:
+        for name in names:
+            pipe.lrange(keys.handoff(name), 0, -1)
+            pipe.exists(rq.Worker.redis_worker_namespace_prefix + name)
+        replies = pipe.execute()
+    return {
+        name: (registered[name], [_text(job_id) for job_id in ids], bool(alive))
+        for name, ids, alive in zip(names, replies[::2], replies[1::2], strict=True)
+    }
+
+
+def _text(value: bytes | str) -> str:
+    return value.decode() if isinstance(value, bytes) else value
+
+
+def take_back(connection: Redis, worker_name: str, job_ids: Sequence[str]) -> list[str]:
+    """Take these ids out of a worker's hand-off list; returns those that were still there."""
+    with connection.pipeline(transaction=False) as pipe:
+        for job_id in job_ids:
+            pipe.lrem(keys.handoff(worker_name), 0, job_id)
+        removed = pipe.execute()
+    return [job_id for job_id, count in zip(job_ids, removed, strict=True) if count]
+
+
+def taking_on_dequeue(queue_class: type[rq.Queue], handoff: Handoff) -> type[rq.Queue]:
+    """``unread_on_dequeue(queue_class)``, whose dequeue from one queue moves the job into ``handoff``'s
+    list and takes it in the same round trip (``Handoff``)."""
+
+    class TakingOnDequeue(unread_on_dequeue(queue_class)):  # type: ignore[misc]
+        @classmethod
+        def dequeue_any(
+            cls,
+            queues: Any,
+            timeout: int | None,
+            connection: Redis,
+            job_class: type[RQJob] | None = None,
+            serializer: Any = None,
+            death_penalty_class: Any = None,
+        ) -> tuple[RQJob, rq.Queue] | None:
+            queues = list(queues)
+            if len(queues) == 1 and get_version(connection) >= (6, 2, 0):  # as RQ's, for BLMOVE
+                return handoff.dequeue(queues[0], timeout, connection, job_class or cls.job_class, serializer)
+            return super().dequeue_any(
+                queues,
+                timeout,
+                connection=connection,
+                job_class=job_class,
+                serializer=serializer,
+                death_penalty_class=death_penalty_class,
+            )
+
+    TakingOnDequeue.__qualname__ = TakingOnDequeue.__name__ = queue_class.__name__
+    return TakingOnDequeue
+
+
 #: The job class of each worker's, whose ``fetch`` makes the job unread.
 _unread_classes: dict[type[RQJob], type[RQJob]] = {}
 
@@ -213,29 +311,116 @@ def _unread(job_class: type[RQJob]) -> type[RQJob]:
     return _unread_classes[job_class]
 
 
-def take(queue: rq.Queue, first: str | None, more: int, ttl: float) -> list[Taken]:
+def take(
+    queue: rq.Queue, first: str | None, more: int, ttl: float, *, handed_over: str | None = None
+) -> list[Taken]:
     """Enter ``first`` (the id of a job this worker dequeued, or None) and up to ``more`` further waiting
     jobs of ``queue`` into its started registry, and read what the fast path needs of their hashes, in
-    one round trip; returns them, ``first`` first. A job whose hash Redis no longer holds is dropped."""
-    base = uuid.uuid4().hex[:24]
-    registry_key = queue.started_job_registry.key
+    one round trip; returns them, ``first`` first. With ``handed_over`` (a worker's hand-off list,
+    ``Handoff``), every job in that list is taken rather than ``first``. A job whose hash Redis no longer
+    holds is dropped."""
     replies = scripts.run(
         queue.connection,
         _TAKE,
-        keys=[
-            queue.key,
-            registry_key,
-            IntermediateQueue.get_intermediate_queue_key(queue.key),
-            RQJob.redis_job_namespace_prefix,
-        ],
-        args=[first or "", more, time.time() + ttl, base],
+        keys=_take_keys(queue, handed_over or IntermediateQueue.get_intermediate_queue_key(queue.key)),
+        args=["*" if handed_over else first or "", more, time.time() + ttl, uuid.uuid4().hex[:24]],
     )
+    return _taken(queue, replies)
+
+
+def _take_keys(queue: rq.Queue, moved_into: str) -> list[str]:
+    return [queue.key, queue.started_job_registry.key, moved_into, RQJob.redis_job_namespace_prefix]
+
+
+def _taken(queue: rq.Queue, replies: list[Any]) -> list[Taken]:
+    registry_key = queue.started_job_registry.key
     taken = []
     for index in range(0, len(replies), 3):
         job_id, values = replies[index].decode(), replies[index + 2]
         fields = {name: value for name, value in zip(FIELDS, values, strict=True) if value is not None}
         taken.append(Taken(job_id, queue, f"{job_id}:{replies[index + 1].decode()}", fields, registry_key))
     return taken
+
+
+class Handoff:
+    """A worker's own list in Redis that its dequeue moves the next job of its queue into, with the take
+    of that job (``take``) sent in the same round trip: an idle worker's job is taken in one round trip,
+    where RQ's dequeue (which moves it into the queue's intermediate list) and a take would need two.
+
+    Redis runs one client's commands in order, and runs the take as soon as the move returns, so a job
+    sits in the list only for that moment. Should the take fail, the job stays there, and the next take
+    of the worker takes it; should the worker die, the reaper finds it (the lists are registered by
+    worker in the hash ``jobs.keys.handoffs``, registered again in every round trip, so that a Redis
+    that lost its data learns of them again). Used for a worker that listens on one queue, as RQ uses
+    its intermediate list only then (checked against rq 2.12 and 3.0: ``Queue.dequeue_any``).
+    """
+
+    def __init__(self, worker_name: str, more: Callable[[], int]) -> None:
+        self.worker_name = worker_name
+        self.key = keys.handoff(worker_name)
+        self._more = more  # how many more jobs a take may take from the queue
+        self._taken: list[Taken] = []
+        self._untaken: str | None = None
+
+    def dequeue(
+        self, queue: rq.Queue, timeout: int | None, connection: Redis, job_class: type[RQJob], serializer: Any
+    ) -> tuple[RQJob, rq.Queue] | None:
+        """``Queue.dequeue_any`` for one queue: the job moved and taken, unread (see ``unread_on_dequeue``);
+        raises ``DequeueTimeout`` when the wait timed out, returns None when the queue was empty
+        (``timeout`` None)."""
+        while True:
+            moved, replies = self._move_and_take(queue, timeout, connection)
+            if isinstance(moved, Exception):
+                raise moved
+            if isinstance(replies, Exception):
+                logger.warning("The take of a job dequeued from %s failed (%s)", queue.name, replies)
+                self._untaken = moved.decode() if moved is not None else None
+                taken = []
+            else:
+                taken = _taken(queue, replies)
+            if taken or self._untaken:
+                self._taken = taken
+                job_id = taken[0].job_id if taken else self._untaken
+                return job_class(job_id, connection=connection, serializer=serializer), queue
+            if moved is None:
+                if timeout is None:
+                    return None
+                raise DequeueTimeout(timeout, queue.key)
+            # The job moved was gone (its hash deleted meanwhile): dequeue again.
+
+    def _move_and_take(self, queue: rq.Queue, timeout: int | None, connection: Redis) -> list[Any]:
+        with connection.pipeline(transaction=False) as pipe:
+            pipe.hset(keys.handoffs(), self.worker_name, queue.name)
+            if timeout is None:
+                pipe.lmove(queue.key, self.key)
+            else:
+                pipe.blmove(queue.key, self.key, timeout)
+            # EVAL with the script's text: a pipeline that holds a registered script asks Redis
+            # whether it has it first, in a round trip of its own.
+            pipe.eval(
+                _TAKE,
+                4,
+                *_take_keys(queue, self.key),
+                "*",
+                self._more(),
+                f"+{entry_ttl()}",
+                uuid.uuid4().hex[:24],
+            )
+            return pipe.execute(raise_on_error=False)[1:]
+
+    def forget(self, connection: Redis, job_id: str) -> None:
+        """Take a job that could not be taken out of the list (its record is left to the relay)."""
+        connection.lrem(self.key, 0, job_id)
+
+    def taken_with(self, job_id: str, queue: rq.Queue, more: int, ttl: float) -> list[Taken]:
+        """The jobs the dequeue of ``job_id`` took with it; when that take failed, a take of them now."""
+        taken, self._taken = self._taken, []
+        if taken and taken[0].job_id == job_id:
+            return taken
+        if self._untaken == job_id:
+            self._untaken = None
+            return take(queue, None, more, ttl, handed_over=self.key)
+        return take(queue, job_id, more, ttl)  # dequeued by RQ (a worker of several queues)
 
 
 def read_whole(taken: Taken) -> RQJob | None:

@@ -43,7 +43,7 @@ from .. import dispatch, intervals, keys, signals, transitions
 from ..conf import jobs_settings
 from ..exceptions import ABANDONED, JobAbandoned
 from ..models import FINAL, Job, Status
-from ..transport import connection, queues
+from ..transport import batch, connection, queues
 from ..transport.runner import Call
 from . import rescue
 
@@ -226,25 +226,49 @@ def _drop_ended(alias: str, dead_by_queue: Entries) -> None:
 
 
 def _rescue_stranded(alias: str, entries_by_queue: Entries, redis: Redis) -> int:
-    """Jobs a worker's dequeue moved into RQ's intermediate list and the worker died with before it took
-    or started them: no entry in the started registry, and still there ``ABANDONED_AFTER`` seconds
-    after a pass first found them so (a live worker takes a job out within moments). RQ's own cleanup
-    finds them only after a minute, every ten minutes; they are pushed again here."""
-    in_intermediate = Sightings(redis, keys.reaper_stranded(), time.time())
+    """Jobs a worker's dequeue moved into RQ's intermediate list, or into the worker's own hand-off list
+    (``jobs.transport.batch.Handoff``), and the worker died with before it took or started them: no
+    entry in the started registry, and still there ``ABANDONED_AFTER`` seconds after a pass first found
+    them so (a live worker takes a job out within moments). RQ's own cleanup finds those of its
+    intermediate lists only after a minute, every ten minutes, and knows nothing of hand-off lists;
+    they are pushed again here."""
+    in_a_list = Sightings(redis, keys.reaper_stranded(), time.time())
     stranded: dict[str, list[str]] = defaultdict(list)
     for queue_name, entries in entries_by_queue.items():
         for job_id in queues.intermediate_job_ids(queue_name):
             if job_id in entries:
                 continue  # started (RQ's own path keeps a running job there)
-            if in_intermediate.for_at_least(job_id, jobs_settings.ABANDONED_AFTER):
+            if in_a_list.for_at_least(job_id, jobs_settings.ABANDONED_AFTER):
                 stranded[queue_name].append(job_id)
-    in_intermediate.save()
+    handed = _handed_over(entries_by_queue, in_a_list)
+    in_a_list.save()
     rescued = 0
     for queue_name, job_ids in stranded.items():
         queues.remove_from_intermediate(queue_name, job_ids)
         why = "left in RQ's intermediate list by a worker that died before taking them"
         rescued += rescue.push_again(rescue.still_waiting(alias, job_ids), why)
+    for (queue_name, worker_name), job_ids in handed.items():
+        back = batch.take_back(connection.get_connection(queue_name), worker_name, job_ids)
+        why = f"left in the hand-off list of the worker {worker_name}, which did not take them"
+        rescued += rescue.push_again(rescue.still_waiting(alias, back), why)
     return rescued
+
+
+def _handed_over(entries_by_queue: Entries, in_a_list: Sightings) -> dict[tuple[str, str], list[str]]:
+    """The jobs found in workers' hand-off lists for ``ABANDONED_AFTER`` seconds, by queue and worker,
+    in each Redis whose queues answered; the lists of workers that are gone and left none go."""
+    found: dict[tuple[str, str], list[str]] = defaultdict(list)
+    servers = {connection.server_of(queue_name): queue_name for queue_name in sorted(entries_by_queue)}
+    for queue_name in servers.values():
+        redis = connection.get_connection(queue_name)
+        for worker_name, (worker_queue, job_ids, alive) in batch.handed_over(redis).items():
+            if not job_ids and not alive:
+                batch.unregister(redis, worker_name)
+            entries = entries_by_queue.get(worker_queue, {})
+            for job_id in job_ids:
+                if job_id not in entries and in_a_list.for_at_least(job_id, jobs_settings.ABANDONED_AFTER):
+                    found[(queue_name, worker_name)].append(job_id)
+    return found
 
 
 def _reap_missing(missing: list[Job], redis: Redis, now: float) -> int:

@@ -327,8 +327,10 @@ class ThreadedWorker(LedgerWorkerMixin, RQThreadedWorker):
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
-        # The job dequeued is read with its take (``batch.take``); RQ logs its id, not its description.
-        self.queue_class = batch.unread_on_dequeue(self.queue_class)
+        # The job dequeued is read with its take, in the round trip of the dequeue for a worker of one
+        # queue (``batch.Handoff``); RQ logs its id, not its description.
+        self._handoff = batch.Handoff(self.name, more=lambda: max(0, self.room - self.running_jobs))
+        self.queue_class = batch.taking_on_dequeue(self.queue_class, self._handoff)
         self.log_job_description = False
         self._held_log = HeldLog(self.log)
         # RQ logs through it as through its logger: RQ's calls are the methods a LoggerAdapter has.
@@ -496,7 +498,7 @@ class ThreadedWorker(LedgerWorkerMixin, RQThreadedWorker):
 
     # Overrides LedgerWorkerMixin's (and RQ's): the main thread hands jobs to the job threads.
     def execute_job(self, job: RQJob, queue: Queue) -> None:
-        # ``job`` is unread (``batch.unread_on_dequeue``): its take reads it.
+        # ``job`` is unread (``batch.taking_on_dequeue``): its take reads it, or has read it.
         held = Held()
         try:
             self._take(job, queue, held)
@@ -515,7 +517,8 @@ class ThreadedWorker(LedgerWorkerMixin, RQThreadedWorker):
         """Take ``job`` and the jobs there is room for; claim those there are free threads for and hand
         them over, and keep the others ahead."""
         try:
-            taken = batch.take(queue, job.id, max(0, self.room - self.running_jobs), entry_ttl())
+            room = max(0, self.room - self.running_jobs)
+            taken = self._handoff.taken_with(job.id, queue, room, entry_ttl())
         except REDIS_DOWN as exc:
             self._take_failed(job, queue, exc)
             return
@@ -545,6 +548,7 @@ class ThreadedWorker(LedgerWorkerMixin, RQThreadedWorker):
             logger.warning("Job %s: the database could not take it either (%s)", job.id, db_exc)
         with contextlib.suppress(*REDIS_DOWN):
             self.forget_taken(job, queue)
+            self._handoff.forget(self.connection, job.id)
 
     def _ready(self, taken: Taken) -> Run | None:
         """The run of a job just taken; None for a job not for the fast path, handed to RQ's own path."""
@@ -670,3 +674,5 @@ class ThreadedWorker(LedgerWorkerMixin, RQThreadedWorker):
             self.heartbeat()
         self._threads.stop()
         self._recorder.stop()
+        with contextlib.suppress(*REDIS_DOWN):
+            batch.unregister(self.connection, self.name)
