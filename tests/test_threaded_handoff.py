@@ -4,7 +4,11 @@ in the same round trip (``jobs.transport.batch.Handoff``), and what becomes of a
 
 from __future__ import annotations
 
+import contextlib
+import json
 import logging
+import os
+import signal
 import threading
 
 import pytest
@@ -20,7 +24,7 @@ from jobs.transport import batch
 from jobs.transport import connection as jobs_connection
 from jobs.upkeep import reaper
 from tests import jobs
-from tests.helpers import drain, wait_for
+from tests.helpers import WorkerProcess, drain, wait_for
 
 THREADED = "jobs.worker.ThreadedWorker"
 
@@ -150,3 +154,41 @@ def test_a_job_in_a_live_workers_handoff_list_waits_for_it(redis, settings):
     assert redis.hexists(keys.handoffs(), worker.name)  # alive: its list stays registered
     assert redis.lrange(keys.handoff(worker.name), 0, -1) == [str(record.pk).encode()]
     assert Job.objects.get(pk=record.pk).status == Status.QUEUED
+
+
+@pytest.mark.slow
+def test_a_worker_stopped_while_it_waits_loses_nothing_and_runs_nothing_twice(redis):
+    # Stopped (SIGSTOP) while blocked on its queue: Redis moves and takes the next job for it all the same,
+    # since both commands were sent; the job waits in the started registry with an entry no heartbeat
+    # keeps, the reaper of another worker pushes it again, and the stopped worker, resumed, skips it.
+    settings = {"ABANDONED_AFTER": 4, "WORKER_CONCURRENCY": 2}
+    options = ("--worker-class", THREADED)
+    environment = {"JOBS_TEST_JOBS": json.dumps(settings)}
+    stopped = WorkerProcess(*options, "--name", "stopped", queues=("default",), **environment)
+    try:
+        wait_for(lambda: _blocked_in_blmove(redis), timeout=60, message="the worker to block on its queue")
+        os.kill(stopped.pid, signal.SIGSTOP)
+        record = jobs.add.enqueue(2, 3)
+        registry = StartedJobRegistry("default", connection=redis)
+        wait_for(lambda: registry.get_job_ids() == [str(record.pk)], timeout=10, message="the job taken")
+        assert jobs_connection.get_queue("default").count == 0
+        with WorkerProcess(*options, queues=("default",), **environment):
+            wait_for(
+                lambda: Job.objects.get(pk=record.pk).status == Status.FINISHED,
+                timeout=60,
+                message="the reaper to push it again and the other worker to run it",
+            )
+        os.kill(stopped.pid, signal.SIGCONT)
+        # A job skipped ends as one that succeeded, in RQ's count of the worker's jobs.
+        wait_for(
+            lambda: redis.hget("rq:worker:stopped", "successful_job_count") == b"1",
+            timeout=30,
+            message=lambda: "the resumed worker to skip the job: " + "".join(stopped.lines)[-2000:],
+        )
+    finally:
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(stopped.pid, signal.SIGCONT)
+        stopped.stop()
+    record.refresh_from_db()
+    assert (record.status, record.result, record.attempts) == (Status.FINISHED, 5, 1)
+    assert registry.get_job_ids() == []
