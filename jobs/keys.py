@@ -48,6 +48,11 @@ def reconcile_lock() -> str:
     return _key("reconcile", "lock")
 
 
+def reconcile_popped() -> str:
+    """A hash of waiting jobs that RQ says are queued and Redis holds nowhere: job id -> first seen so."""
+    return _key("reconcile", "popped")
+
+
 def due_lock() -> str:
     return _key("due", "lock")
 

@@ -34,6 +34,7 @@ from ..models import Job
 from ..options import JobOptions
 from ..registry import resolve
 from . import compat, connection, priority
+from .batch import handed_over
 from .runner import RUNNER, runner_args
 
 #: RQ states in which a job will still run (they differ by RQ version).
@@ -366,6 +367,45 @@ def will_not_run(batch: Iterable[tuple[Any, str]]) -> list[Any]:
             pk for pk, status in zip(pks, statuses, strict=True) if (status or b"").decode() not in ALIVE
         ]
     return lost
+
+
+#: A queue is searched for the jobs that say they are queued only while it holds at most this many: its
+#: ids are read in the round trip that reads their status (a longer queue is searched once it is shorter).
+SEARCHED_UP_TO = 1000
+
+
+def nowhere(batch: Iterable[tuple[Any, str]]) -> list[Any]:
+    """The ids, among ``(id, queue name)`` pairs, whose RQ job says queued while neither its queue, RQ's
+    intermediate list and started registry of it, nor a worker's hand-off list holds it: a worker popped
+    it and died before it took it (RQ's ``BLPOP``, for a worker of several queues, leaves nothing of the
+    job in Redis but its hash until the worker takes it). One round trip per queue, and one per Redis for
+    the hand-off lists; a queue longer than ``SEARCHED_UP_TO`` is not searched."""
+    by_queue = _ids_by_queue(batch)
+    found = []
+    handed: dict[tuple, set[str]] = {}
+    for queue_name, pks in by_queue.items():
+        queue = connection.get_queue(queue_name)
+        with queue.connection.pipeline(transaction=False) as pipe:
+            for pk in pks:
+                pipe.hget(queue.job_class.key_for(str(pk)), "status")
+            pipe.llen(queue.key)
+            pipe.lrange(queue.key, 0, SEARCHED_UP_TO)
+            pipe.lrange(queue.intermediate_queue.key, 0, -1)
+            pipe.zrange(queue.started_job_registry.key, 0, -1)
+            *statuses, length, waiting, intermediate, started = pipe.execute()
+        queued = [
+            pk for pk, status in zip(pks, statuses, strict=True) if status == JobStatus.QUEUED.value.encode()
+        ]
+        if not queued or length > SEARCHED_UP_TO:
+            continue
+        server = connection.server_of(queue_name)
+        if server not in handed:
+            lists = handed_over(queue.connection).values()
+            handed[server] = {job_id for _, job_ids, _ in lists for job_id in job_ids}
+        held = {job_id.decode() for job_id in (*waiting, *intermediate)} | handed[server]
+        held |= {entry.decode().partition(":")[0] for entry in started}
+        found += [pk for pk in queued if str(pk) not in held]
+    return found
 
 
 def overdue(batch: Iterable[tuple[Any, str]], before: datetime) -> list[tuple[Any, str]]:

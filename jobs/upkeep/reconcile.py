@@ -16,24 +16,30 @@ Each pass also catches up on workflows (``jobs.upkeep.workflows``).
 A waiting record whose RQ job still sits in RQ's scheduled registry well past its time (no worker's
 due-jobs task reached its queue) is moved to its queue with the due jobs of that queue.
 
-A job a worker left in RQ's intermediate list when it died is the reaper's (``jobs.upkeep.reaper``).
+A job a worker left in RQ's intermediate list, or in its own hand-off list, when it died is the reaper's
+(``jobs.upkeep.reaper``). One that a worker of several queues popped (RQ's ``BLPOP``) and died with
+before it took it is in no list at all, while RQ's job still says queued: it is pushed again here once
+two passes found it so (``queues.nowhere``).
 """
 
 from __future__ import annotations
 
 import contextlib
 import logging
+import time
 from datetime import timedelta
+from typing import Any
 
 from django.db import router
 from django.utils import timezone
 from redis.exceptions import RedisError
 
-from .. import keys
+from .. import intervals, keys
 from ..conf import jobs_settings
 from ..models import Job
 from ..transport import connection, queues
 from . import due, rescue, workflows
+from .reaper import Sightings
 
 logger = logging.getLogger("jobs")
 
@@ -68,13 +74,15 @@ def _rescue_lost(alias: str) -> int:
         .exclude(released_at__gte=cutoff)
         .order_by("pk")
     )
+    redis = connection.get_connection(jobs_settings.DEFAULT_QUEUE)
+    popped = Sightings(redis, keys.reconcile_popped(), time.time())
     pushed = 0
     last = None
     while True:
         page = waiting if last is None else waiting.filter(pk__gt=last)
         batch = list(page.values_list("pk", "queue")[:BATCH])
         if not batch:
-            return pushed
+            break
         last = batch[-1][0]
         late = queues.overdue(batch, cutoff)
         if late:
@@ -88,3 +96,17 @@ def _rescue_lost(alias: str) -> int:
         if lost:
             why = "unknown to Redis (its data was lost, or their run ended before the record was claimed)"
             pushed += rescue.push_again(rescue.still_waiting(alias, lost), why)
+        pushed += _rescue_popped(alias, [item for item in batch if item[0] not in set(lost)], popped)
+    popped.save()
+    return pushed
+
+
+def _rescue_popped(alias: str, batch: list[tuple[Any, str]], popped: Sightings) -> int:
+    """Records whose RQ job says queued while Redis holds it nowhere (``queues.nowhere``), on two passes
+    at least two heartbeats apart (a live worker takes a job it popped within moments)."""
+    grace = 2 * intervals.beat_interval()
+    gone = [pk for pk in queues.nowhere(batch) if popped.for_at_least(str(pk), grace)]
+    if not gone:
+        return 0
+    why = "popped from their queue by a worker that died before it took them"
+    return rescue.push_again(rescue.still_waiting(alias, gone), why)
