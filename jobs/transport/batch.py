@@ -4,8 +4,9 @@ in another, with RQ's per-job bookkeeping that the ledger already records left o
 A job taken here goes, in one script, from its queue into its queue's ``StartedJobRegistry`` with an
 entry of its own (``<job id>:<execution id>``, scored with the moment it counts as abandoned): from then
 on it is the worker's heartbeat (``jobs.worker.liveness``) that keeps it live, and the reaper
-(``jobs.upkeep.reaper``) that acts on it if the worker dies, whether the job's record was claimed yet
-(pushed again) or not (retried or failed). No RQ execution hash is written, and the RQ job's hash is not
+(``jobs.upkeep.reaper``) that acts on it if the worker dies, whether the job's record was not claimed
+yet (pushed again) or was (retried or failed). A worker of one queue takes the job its dequeue moves in
+the same round trip as the move (``Handoff``). No RQ execution hash is written, and the RQ job's hash is not
 updated to started: the ledger holds who runs it and since when. A job that succeeds ends, with the
 others of its batch, in one pipeline that deletes what RQ keeps of it, as the lean worker does.
 

@@ -7,8 +7,10 @@ to the job threads; it also sends the worker's heartbeats and runs the maintenan
 The fast path, for every `jobs` job that RQ keeps nothing of once it succeeds (no result TTL, no
 callbacks; ``transport.batch``):
 
-- Taking: the main thread takes the job RQ's dequeue gave it (unread: the take reads it) and, when the
-  queue holds more, as many more as there is room for, in one round trip. Room is the free threads
+- Taking: the main thread takes the job it dequeued and, when the queue holds more, as many more as
+  there is room for, in one round trip: for a worker of one queue, the round trip of the dequeue itself,
+  which moves the job into the worker's hand-off list (``batch.Handoff``); for a worker of several, one
+  after RQ's dequeue, which gives the job unread (the take reads it). Room is the free threads
   plus the jobs the threads will get through in about ``TAKE_AHEAD_SECONDS`` (by the run time measured
   so far), so that a deep queue of short jobs is taken in batches.
 - Claiming: the records of the jobs taken are claimed in one statement once a thread is free for them,
