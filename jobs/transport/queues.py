@@ -214,7 +214,7 @@ def _push_one(queue: Queue, record: Job, options: JobOptions) -> None:
 
 
 #: The other fields' values, as RQ writes them, by queue, job class, serializer, timeout and TTLs.
-_hash_templates: dict[tuple[Any, ...], tuple[dict[str, Any], Any]] = {}
+_hash_templates: dict[tuple[Any, ...], tuple[dict[Any, Any], Any]] = {}
 
 
 def _job_hash(queue: Queue, record: Job, options: JobOptions) -> dict[str, Any]:
@@ -239,7 +239,14 @@ def _job_hash(queue: Queue, record: Job, options: JobOptions) -> dict[str, Any]:
             RUNNER, timeout=record.timeout, result_ttl=result_ttl, failure_ttl=failure, job_id="template"
         )
         queue._prepare_for_queue(template)
-        shared = {name: value for name, value in template.to_dict().items() if name not in OWN_FIELDS}
+        # Encoded once, as redis-py encodes each argument of a command (its encoding costs more than the
+        # rest of the push's Python).
+        encode = queue.connection.get_encoder().encode
+        shared = {
+            encode(name): encode(value)
+            for name, value in template.to_dict().items()
+            if name not in OWN_FIELDS
+        }
         _hash_templates[key] = (shared, template.serializer)
     shared, serializer = _hash_templates[key]
     now_text = utcformat(rq_now())
