@@ -1,6 +1,6 @@
 """A job that a worker of several queues popped (RQ's ``BLPOP``) and died with before it took it: Redis
 holds nothing of it but its hash, which says queued. The reconciler pushes it again, once two passes
-found it so (``jobs.transport.queues.nowhere``)."""
+found it so (``jobs.transport.queues.unaccounted``)."""
 
 import contextlib
 import json
@@ -61,9 +61,9 @@ def test_a_queue_longer_than_the_search_is_not_searched(redis, monkeypatch):
     queue = jobs_connection.get_queue("default")
     redis.lpop(queue.key)
     batch_ = [(record.pk, "default") for record in records]
-    assert queues.nowhere(batch_) == []  # three still waiting: not read
+    assert queues.unaccounted(batch_) == ([], [])  # three still waiting: not read
     redis.lpop(queue.key)
-    assert queues.nowhere(batch_) == [records[0].pk, records[1].pk]
+    assert queues.unaccounted(batch_) == ([], [records[0].pk, records[1].pk])
 
 
 def _blocked_in(client, command):

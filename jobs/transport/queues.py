@@ -359,38 +359,21 @@ def _ids_by_queue(batch: Iterable[tuple[Any, str]]) -> dict[str, list[Any]]:
     return by_queue
 
 
-def will_not_run(batch: Iterable[tuple[Any, str]]) -> list[Any]:
-    """The ids, among ``(id, queue name)`` pairs, whose RQ job is missing or will not run: one pipeline
-    per queue."""
-    by_queue = _ids_by_queue(batch)
-    lost = []
-    for queue_name, pks in by_queue.items():
-        queue = connection.get_queue(queue_name)
-        with queue.connection.pipeline(transaction=False) as pipe:
-            for pk in pks:
-                pipe.hget(queue.job_class.key_for(str(pk)), "status")
-            statuses = pipe.execute()
-        lost += [
-            pk for pk, status in zip(pks, statuses, strict=True) if (status or b"").decode() not in ALIVE
-        ]
-    return lost
-
-
 #: A queue is searched for the jobs that say they are queued only while it holds at most this many: its
 #: ids are read in the round trip that reads their status (a longer queue is searched once it is shorter).
 SEARCHED_UP_TO = 1000
 
 
-def nowhere(batch: Iterable[tuple[Any, str]]) -> list[Any]:
-    """The ids, among ``(id, queue name)`` pairs, whose RQ job says queued while neither its queue, RQ's
-    intermediate list and started registry of it, nor a worker's hand-off list holds it: a worker popped
-    it and died before it took it (RQ's ``BLPOP``, for a worker of several queues, leaves nothing of the
-    job in Redis but its hash until the worker takes it). One round trip per queue, and one per Redis for
-    the hand-off lists; a queue longer than ``SEARCHED_UP_TO`` is not searched."""
-    by_queue = _ids_by_queue(batch)
-    found = []
+def unaccounted(batch: Iterable[tuple[Any, str]]) -> tuple[list[Any], list[Any]]:
+    """Among ``(id, queue name)`` pairs: the ids whose RQ job is missing or will not run; and the ids whose
+    RQ job says queued while neither its queue, RQ's intermediate list and started registry of it, nor a
+    worker's hand-off list holds it (a worker popped it and died before it took it: RQ's ``BLPOP``, for
+    a worker of several queues, leaves nothing of the job in Redis but its hash until the worker takes
+    it). One round trip per queue, and one per Redis for the hand-off lists; a queue longer than
+    ``SEARCHED_UP_TO`` is not searched."""
+    lost, nowhere = [], []
     handed: dict[tuple, set[str]] = {}
-    for queue_name, pks in by_queue.items():
+    for queue_name, pks in _ids_by_queue(batch).items():
         queue = connection.get_queue(queue_name)
         with queue.connection.pipeline(transaction=False) as pipe:
             for pk in pks:
@@ -400,9 +383,9 @@ def nowhere(batch: Iterable[tuple[Any, str]]) -> list[Any]:
             pipe.lrange(queue.intermediate_queue.key, 0, -1)
             pipe.zrange(queue.started_job_registry.key, 0, -1)
             *statuses, length, waiting, intermediate, started = pipe.execute()
-        queued = [
-            pk for pk, status in zip(pks, statuses, strict=True) if status == JobStatus.QUEUED.value.encode()
-        ]
+        texts = [(status or b"").decode() for status in statuses]
+        lost += [pk for pk, status in zip(pks, texts, strict=True) if status not in ALIVE]
+        queued = [pk for pk, status in zip(pks, texts, strict=True) if status == JobStatus.QUEUED]
         if not queued or length > SEARCHED_UP_TO:
             continue
         server = connection.server_of(queue_name)
@@ -411,8 +394,8 @@ def nowhere(batch: Iterable[tuple[Any, str]]) -> list[Any]:
             handed[server] = {job_id for _, job_ids, _ in lists for job_id in job_ids}
         held = {job_id.decode() for job_id in (*waiting, *intermediate)} | handed[server]
         held |= {entry.decode().partition(":")[0] for entry in started}
-        found += [pk for pk in queued if str(pk) not in held]
-    return found
+        nowhere += [pk for pk in queued if str(pk) not in held]
+    return lost, nowhere
 
 
 def overdue(batch: Iterable[tuple[Any, str]], before: datetime) -> list[tuple[Any, str]]:

@@ -19,7 +19,7 @@ due-jobs task reached its queue) is moved to its queue with the due jobs of that
 A job a worker left in RQ's intermediate list, or in its own hand-off list, when it died is the reaper's
 (``jobs.upkeep.reaper``). One that a worker of several queues popped (RQ's ``BLPOP``) and died with
 before it took it is in no list at all, while RQ's job still says queued: it is pushed again here once
-two passes found it so (``queues.nowhere``).
+two passes found it so (``queues.unaccounted``).
 """
 
 from __future__ import annotations
@@ -28,7 +28,6 @@ import contextlib
 import logging
 import time
 from datetime import timedelta
-from typing import Any
 
 from django.db import router
 from django.utils import timezone
@@ -92,21 +91,15 @@ def _rescue_lost(alias: str) -> int:
                 ", ".join(str(pk) for pk, _ in late[:20]),
             )
             due.enqueue_due({queue_name for _, queue_name in late})
-        lost = queues.will_not_run(batch)
+        lost, nowhere = queues.unaccounted(batch)
         if lost:
             why = "unknown to Redis (its data was lost, or their run ended before the record was claimed)"
             pushed += rescue.push_again(rescue.still_waiting(alias, lost), why)
-        pushed += _rescue_popped(alias, [item for item in batch if item[0] not in set(lost)], popped)
+        # Found so on two passes at least two heartbeats apart: a live worker takes a job it popped within
+        # moments.
+        gone = [pk for pk in nowhere if popped.for_at_least(str(pk), 2 * intervals.beat_interval())]
+        if gone:
+            why = "popped from their queue by a worker that died before it took them"
+            pushed += rescue.push_again(rescue.still_waiting(alias, gone), why)
     popped.save()
     return pushed
-
-
-def _rescue_popped(alias: str, batch: list[tuple[Any, str]], popped: Sightings) -> int:
-    """Records whose RQ job says queued while Redis holds it nowhere (``queues.nowhere``), on two passes
-    at least two heartbeats apart (a live worker takes a job it popped within moments)."""
-    grace = 2 * intervals.beat_interval()
-    gone = [pk for pk in queues.nowhere(batch) if popped.for_at_least(str(pk), grace)]
-    if not gone:
-        return 0
-    why = "popped from their queue by a worker that died before it took them"
-    return rescue.push_again(rescue.still_waiting(alias, gone), why)
