@@ -144,16 +144,13 @@ def test_a_job_left_in_a_dead_workers_handoff_list_is_pushed_again_and_the_list_
         assert (each.status, each.result, each.attempts) == (Status.FINISHED, result, 1)
 
 
-def test_a_job_in_a_live_workers_handoff_list_waits_for_it(redis, settings):
-    settings.JOBS = {**settings.JOBS, "ABANDONED_AFTER": 60}
-    record = jobs.add.enqueue(1, 1)
+def test_a_live_workers_empty_handoff_list_stays_registered(redis):
     worker = get_worker("default", worker_class=THREADED)
     worker.register_birth()
-    _hand_over(redis, worker.name)
-    assert reaper.reap() == 0
-    assert redis.hexists(keys.handoffs(), worker.name)  # alive: its list stays registered
-    assert redis.lrange(keys.handoff(worker.name), 0, -1) == [str(record.pk).encode()]
-    assert Job.objects.get(pk=record.pk).status == Status.QUEUED
+    redis.hset(keys.handoffs(), worker.name, "default")
+    redis.hset(keys.handoffs(), "gone-worker", "default")
+    reaper.reap()
+    assert redis.hgetall(keys.handoffs()) == {worker.name.encode(): b"default"}
 
 
 @pytest.mark.slow
