@@ -12,6 +12,7 @@ from django.test import override_settings
 
 from jobs.exceptions import DEPENDENCY_FAILED
 from jobs.models import Job, Status
+from jobs.transport import connection as jobs_connection
 from tests import fault_jobs, jobs
 from tests.helpers import WorkerProcess, wait_for
 
@@ -38,6 +39,22 @@ def stop_all(workers):
 
 def status_of(record):
     return Job.objects.values_list("status", flat=True).get(pk=record.pk)
+
+
+def _states(*records):
+    """What the records and RQ's queue hold, for a wait that timed out."""
+    rows = Job.objects.filter(pk__in=[r.pk for r in records]).values_list(
+        "pk", "status", "attempts", "worker_name", "dependencies_pending"
+    )
+    queue = jobs_connection.get_queue("default")
+    registry = queue.started_job_registry.connection.zrange(
+        queue.started_job_registry.key, 0, -1, withscores=True
+    )
+    return f"{list(rows)}; queue {queue.get_job_ids()}; started {registry}\n"
+
+
+def _output(workers):
+    return "".join(line for worker in workers for line in [*worker.lines[-15:], "--\n"])
 
 
 def tagged(name):
@@ -96,7 +113,11 @@ def test_a_job_of_the_group_killed_mid_run_is_retried_and_the_callback_still_run
         ended = Job.objects.filter(pk__in=[r.pk for r in others], status=Status.FINISHED)
         wait_for(lambda: ended.count() == len(others), timeout=60, message="the other jobs to end")
         os.kill(pid, signal.SIGKILL)
-        wait_for(lambda: status_of(callback) == Status.FINISHED, timeout=60, message="the callback")
+        wait_for(
+            lambda: status_of(callback) == Status.FINISHED,
+            timeout=60,
+            message=lambda: "the callback: " + _states(hanging, callback) + _output(workers),
+        )
     finally:
         stop_all(workers)
     assert fault_jobs.runs_of(f"{tag}callback") == 1
