@@ -12,10 +12,12 @@ import time
 
 import pytest
 from django.test import override_settings
+from redis.lock import Lock
 
 from jobs.exceptions import JobAbandoned
 from jobs.models import Status
 from jobs.transport import connection as jobs_connection
+from jobs.upkeep import reaper
 from tests import fault_jobs
 from tests.helpers import WorkerProcess, drain, hearing, wait_for
 
@@ -98,6 +100,40 @@ def test_killed_worker_job_is_retried_by_another_worker(worker_class):
     drain(worker_class, queues=("default",))
     record.refresh_from_db()
     assert (record.status, record.attempts, record.result) == (Status.FINISHED, 2, 2)
+
+
+def _pass_taking_the_lock(patch):
+    """A reaper pass of this process that keeps the reaper's lock, as one whose worker was killed during
+    it; whether it got the lock (another worker's pass may hold it)."""
+    taken = []
+    acquire = Lock.acquire
+
+    def acquire_and_note(lock, *args, **kwargs):
+        taken.append(acquire(lock, *args, **kwargs))
+        return taken[-1]
+
+    patch.setattr(Lock, "acquire", acquire_and_note)
+    patch.setattr(Lock, "release", lambda lock: None)
+    try:
+        reaper.reap()
+    finally:
+        patch.undo()
+    return taken == [True]
+
+
+def test_a_worker_killed_during_a_reaper_pass_holds_the_other_reapers_back_briefly():
+    record = fault_jobs.hang_first_attempt.enqueue(120)
+    with start_worker("jobs.worker.ThreadedWorker", "low"):
+        victim, killed_at = kill_mid_job("jobs.worker.ThreadedWorker", record)
+        # It died during a reaper pass of its maintenance, which never released the reaper's lock.
+        with pytest.MonkeyPatch.context() as patch:
+            wait_for(lambda: _pass_taking_the_lock(patch), message="a pass that takes the reaper's lock")
+        wait_for(lambda: status_of(record) != Status.STARTED, timeout=90, message="the reaper")
+        detected_after = time.monotonic() - killed_at
+        victim.stop()
+    assert record.status == Status.RETRYING
+    # Within ABANDONED_AFTER, give or take the machine's load; not the minute a lock used to last.
+    assert detected_after < 2 * FAST["ABANDONED_AFTER"], detected_after
 
 
 def test_killed_worker_job_without_attempts_left_fails_with_the_reason(worker_class):

@@ -65,7 +65,7 @@ def reap(using: str | None = None, limit: int = 500) -> int:
         .order_by("started_at")[:limit]
     )
     redis = connection.get_connection(jobs_settings.DEFAULT_QUEUE)
-    lock = redis.lock(keys.reaper_lock(), timeout=60, blocking=False)
+    lock = redis.lock(keys.reaper_lock(), timeout=lock_ttl(), blocking=False)
     if not lock.acquire():
         return 0
     try:
@@ -86,6 +86,15 @@ def reap(using: str | None = None, limit: int = 500) -> int:
     finally:
         with contextlib.suppress(RedisError):
             lock.release()
+
+
+def lock_ttl() -> float:
+    """Seconds the reaper's lock lasts: two of its intervals. A worker killed during a pass leaves the lock
+    behind, and the other workers' reapers wait for it to lapse: a quarter of ``ABANDONED_AFTER``, so that
+    a job of the killed worker is still found within ``ABANDONED_AFTER``. A pass takes milliseconds; two
+    at once, should one take longer, are safe: a record moves once (each change is conditional), and a
+    job pushed twice runs once."""
+    return 2 * intervals.reap_interval()
 
 
 Entries = dict[str, dict[str, dict[str, float]]]  # queue -> job id -> entry -> score

@@ -45,12 +45,19 @@ logger = logging.getLogger("jobs")
 BATCH = 500
 
 
+def lock_ttl() -> float:
+    """Seconds the reconciler's lock lasts: one of its intervals. A worker killed during a pass leaves the
+    lock behind, and holds the other workers' passes back for that long at most. Two passes at once,
+    should one take longer, are safe: a job pushed twice runs once."""
+    return jobs_settings.RECONCILE_INTERVAL
+
+
 def reconcile(using: str | None = None) -> int:
     """One pass over the waiting records; returns how many were pushed again, plus the workflows'
     catch-up (ended jobs whose dependents were told, deferred jobs released)."""
     alias = using or router.db_for_write(Job)
     redis = connection.get_connection(jobs_settings.DEFAULT_QUEUE)
-    lock = redis.lock(keys.reconcile_lock(), timeout=300, blocking=False)
+    lock = redis.lock(keys.reconcile_lock(), timeout=lock_ttl(), blocking=False)
     if not lock.acquire():
         return 0
     try:
