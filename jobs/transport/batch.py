@@ -194,6 +194,9 @@ def unread_on_dequeue(queue_class: type[rq.Queue]) -> type[rq.Queue]:
     and builds the queue it returns with that job class, which is set back here."""
 
     class UnreadOnDequeue(queue_class):  # type: ignore[valid-type,misc]
+        #: Set for a worker whose dequeue from one queue takes the job in the same round trip.
+        handoff: Handoff | None = None
+
         @classmethod
         def dequeue_any(
             cls,
@@ -205,6 +208,10 @@ def unread_on_dequeue(queue_class: type[rq.Queue]) -> type[rq.Queue]:
             death_penalty_class: Any = None,
         ) -> tuple[RQJob, rq.Queue] | None:
             job_class = job_class or cls.job_class
+            queues = list(queues)
+            if cls.handoff is not None and len(queues) == 1 and get_version(connection) >= (6, 2, 0):
+                # As RQ's, which moves a job with BLMOVE only then.
+                return cls.handoff.dequeue(queues[0], timeout, connection, job_class, serializer)
             result = super().dequeue_any(
                 queues,
                 timeout,
@@ -268,32 +275,8 @@ def take_back(connection: Redis, worker_name: str, job_ids: Sequence[str]) -> li
 def taking_on_dequeue(queue_class: type[rq.Queue], handoff: Handoff) -> type[rq.Queue]:
     """``unread_on_dequeue(queue_class)``, whose dequeue from one queue moves the job into ``handoff``'s
     list and takes it in the same round trip (``Handoff``)."""
-
-    class TakingOnDequeue(unread_on_dequeue(queue_class)):  # type: ignore[misc]
-        @classmethod
-        def dequeue_any(
-            cls,
-            queues: Any,
-            timeout: int | None,
-            connection: Redis,
-            job_class: type[RQJob] | None = None,
-            serializer: Any = None,
-            death_penalty_class: Any = None,
-        ) -> tuple[RQJob, rq.Queue] | None:
-            queues = list(queues)
-            if len(queues) == 1 and get_version(connection) >= (6, 2, 0):  # as RQ's, for BLMOVE
-                return handoff.dequeue(queues[0], timeout, connection, job_class or cls.job_class, serializer)
-            return super().dequeue_any(
-                queues,
-                timeout,
-                connection=connection,
-                job_class=job_class,
-                serializer=serializer,
-                death_penalty_class=death_penalty_class,
-            )
-
-    TakingOnDequeue.__qualname__ = TakingOnDequeue.__name__ = queue_class.__name__
-    return TakingOnDequeue
+    unread = unread_on_dequeue(queue_class)  # type: ignore[arg-type]  # a class is hashable
+    return type(unread.__name__, (unread,), {"handoff": handoff, "__qualname__": unread.__qualname__})
 
 
 #: The job class of each worker's, whose ``fetch`` makes the job unread.
