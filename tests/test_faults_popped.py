@@ -11,7 +11,6 @@ from datetime import timedelta
 
 import pytest
 from django.db.models import F
-from redis.lock import Lock
 
 from jobs import keys
 from jobs.models import Job, Status
@@ -107,21 +106,3 @@ def test_a_worker_of_several_queues_killed_with_the_job_it_popped_loses_nothing(
         killed.stop()
     record.refresh_from_db()
     assert (record.status, record.result, record.attempts) == (Status.FINISHED, 6, 1)
-
-
-def test_a_reconciler_lock_left_by_a_killed_worker_holds_the_next_passes_back_one_interval(
-    redis, settings, monkeypatch
-):
-    settings.JOBS = {**settings.JOBS, **RECOVERY, "RECONCILE_INTERVAL": 2}
-    record = jobs.add.enqueue(1, 2)
-    Job.objects.filter(pk=record.pk).update(enqueued_at=F("enqueued_at") - timedelta(minutes=1))
-    # A pass whose worker was killed during it: it never releases its lock.
-    with monkeypatch.context() as killed:
-        killed.setattr(Lock, "release", lambda lock: None)
-        assert reconcile() == 0
-    held_at = time.monotonic()
-    queue = jobs_connection.get_queue("default")
-    redis.delete(queue.job_class.key_for(str(record.pk)), queue.key)  # then Redis lost the job
-    wait_for(lambda: reconcile() == 1, timeout=20, message="a pass once the lock lapsed")
-    assert time.monotonic() - held_at < 2 * settings.JOBS["RECONCILE_INTERVAL"]
-    assert queue.get_job_ids() == [str(record.pk)]

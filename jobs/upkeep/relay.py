@@ -10,10 +10,18 @@ from django.db import router
 from redis.exceptions import RedisError
 
 from .. import keys, transitions
+from ..conf import jobs_settings
 from ..models import Job
 from ..transport import connection, queues
 
 logger = logging.getLogger("jobs")
+
+
+def lock_ttl() -> float:
+    """Seconds a relay's lock lasts: two of its intervals. A worker killed during a pass leaves the lock
+    behind, and holds the other workers' relays back for that long at most. A pass takes milliseconds;
+    two at once, should one take longer, may push a record twice, which runs once."""
+    return 2 * jobs_settings.RELAY_INTERVAL
 
 
 def relay(limit: int = 500, using: str | None = None) -> int:
@@ -48,7 +56,7 @@ def relay(limit: int = 500, using: str | None = None) -> int:
 def _relay(alias: str, records: list[Job]) -> int:
     """Push the records of one Redis server, under its lock."""
     redis = connection.get_connection(records[0].queue)
-    lock = redis.lock(keys.relay_lock(), timeout=60, blocking=False)
+    lock = redis.lock(keys.relay_lock(), timeout=lock_ttl(), blocking=False)
     if not lock.acquire():
         return 0
     try:
