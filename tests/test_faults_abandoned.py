@@ -131,6 +131,7 @@ def test_a_worker_killed_during_a_reaper_pass_holds_the_other_reapers_back_brief
         wait_for(lambda: status_of(record) != Status.STARTED, timeout=90, message="the reaper")
         detected_after = time.monotonic() - killed_at
         victim.stop()
+    print(f"abandoned job detected {detected_after:.1f}s after SIGKILL, the reaper's lock left behind")
     assert record.status == Status.RETRYING
     # Within ABANDONED_AFTER, give or take the machine's load; not the minute a lock used to last.
     assert detected_after < 2 * FAST["ABANDONED_AFTER"], detected_after
