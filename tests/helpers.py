@@ -163,9 +163,10 @@ class WorkerProcess:
         self.process.send_signal(signum)
 
     def stop(self, timeout: float = 10) -> str:
-        """SIGTERM, then SIGKILL to the whole process group if the worker is still there after ``timeout``;
-        returns the worker's output."""
+        """SIGTERM (after a SIGCONT, for a worker a test stopped), then SIGKILL to the whole process group
+        if the worker is still there after ``timeout``; returns the worker's output."""
         if self.process.poll() is None:
+            self.process.send_signal(signal.SIGCONT)
             self.process.send_signal(signal.SIGTERM)
             try:
                 self.process.wait(timeout=timeout)

@@ -2,7 +2,6 @@
 holds nothing of it but its hash, which says queued. The reconciler pushes it again, once two passes
 found it so (``jobs.transport.queues.unaccounted``)."""
 
-import contextlib
 import json
 import os
 import signal
@@ -101,8 +100,6 @@ def test_a_worker_of_several_queues_killed_with_the_job_it_popped_loses_nothing(
             )
         assert time.monotonic() - started < 30
     finally:
-        with contextlib.suppress(ProcessLookupError):
-            os.kill(killed.pid, signal.SIGKILL)
         killed.stop()
     record.refresh_from_db()
     assert (record.status, record.result, record.attempts) == (Status.FINISHED, 6, 1)

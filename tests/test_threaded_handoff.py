@@ -4,7 +4,6 @@ in the same round trip (``jobs.transport.batch.Handoff``), and what becomes of a
 
 from __future__ import annotations
 
-import contextlib
 import json
 import logging
 import os
@@ -183,8 +182,6 @@ def test_a_worker_stopped_while_it_waits_loses_nothing_and_runs_nothing_twice(re
             message=lambda: "the resumed worker to skip the job: " + "".join(stopped.lines)[-2000:],
         )
     finally:
-        with contextlib.suppress(ProcessLookupError):
-            os.kill(stopped.pid, signal.SIGCONT)
         stopped.stop()
     record.refresh_from_db()
     assert (record.status, record.result, record.attempts) == (Status.FINISHED, 5, 1)
