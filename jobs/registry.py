@@ -14,6 +14,8 @@ if TYPE_CHECKING:
     from .decorator import JobFunction
 
 _registry: dict[str, JobFunction[Any, Any]] = {}
+#: Jobs of the app's own that a request may not name (``internal``).
+_internal: set[str] = set()
 _discovered = threading.Event()
 _discovering = threading.Lock()
 
@@ -27,6 +29,14 @@ def register(job_function: JobFunction[Any, Any]) -> JobFunction[Any, Any]:
     return job_function
 
 
+def internal(job_function: JobFunction[Any, Any]) -> JobFunction[Any, Any]:
+    """Keep one of the app's own jobs out of reach of requests: ``lookup`` refuses its name, so that
+    neither the JSON API nor a schedule can enqueue it, and ``names`` leaves it out. Code still
+    enqueues it, and a worker still runs it."""
+    _internal.add(job_function.name)
+    return job_function
+
+
 def registered(name: str) -> JobFunction[Any, Any] | None:
     """The job registered as ``name`` in this process, or None; nothing is imported."""
     return _registry.get(name)
@@ -36,13 +46,14 @@ def lookup(name: str) -> JobFunction[Any, Any]:
     """The registered job called ``name``, for a name that comes from a request.
 
     Only the registry is consulted, never a module the name points at. The first miss in a process
-    imports each installed app's ``jobs`` module once, as the admin does with ``admin`` modules.
+    imports each installed app's ``jobs`` module once, as the admin does with ``admin`` modules. The
+    app's own jobs marked ``internal`` are refused as if they were not registered.
     """
     found = _registry.get(name)
     if found is None and not _discovered.is_set():
         discover()
         found = _registry.get(name)
-    if found is None:
+    if found is None or name in _internal:
         raise JobNotRegistered(f"{_shorten(name)} is not a registered job")
     return found
 
@@ -58,9 +69,10 @@ def discover() -> None:
 
 
 def names() -> list[str]:
-    """The names of every registered job, each installed app's ``jobs`` module imported first."""
+    """The names of every job a request may name (``lookup``), each installed app's ``jobs`` module
+    imported first."""
     discover()
-    return sorted(_registry)
+    return sorted(name for name in _registry if name not in _internal)
 
 
 def resolve(name: str) -> JobFunction[Any, Any]:

@@ -254,6 +254,20 @@ def test_a_function_a_request_names_is_looked_up_never_imported(enqueuer, redis)
     nothing_recorded(redis)
 
 
+def test_the_apps_own_jobs_cannot_be_named_by_a_request(enqueuer, redis):
+    """The cache's refresh job imports the function it is given: a request naming it is refused as if it
+    were not registered, and a schedule cannot name it either."""
+    from jobs import registry
+    from jobs.cache.refresh import refresh_entry
+
+    body = {"function": refresh_entry.name, "args": ["tests.import_marker.marked", [], {}]}
+    assert "is not a registered job" in refusal(post(enqueuer, body), 404, "function")
+    nothing_recorded(redis)
+    assert "tests.import_marker" not in sys.modules
+    assert refresh_entry.name not in registry.names()
+    assert registry.resolve(refresh_entry.name) is refresh_entry  # a worker still runs the cache's own
+
+
 def test_every_other_answer_of_the_api_is_json(client, viewer):
     unknown = "00000000-0000-0000-0000-000000000000"
     assert "No Job matches" in refusal(viewer.get(f"{LIST}{unknown}/"), 404, None)

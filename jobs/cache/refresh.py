@@ -7,6 +7,7 @@ from typing import Any
 from django.utils.module_loading import import_string
 
 from ..decorator import job
+from ..registry import internal
 from . import keys
 from .stats import flush
 
@@ -18,6 +19,7 @@ def _one_per_call(target: str, args: list, kwargs: dict) -> str:
     return f"jobs.cache.refresh:{keys.digest([target, args, kwargs])}"
 
 
+@internal  # ``target`` is imported: only the cache may name it, never a request
 @job(unique_key=_one_per_call)
 def refresh_entry(target: str, args: list, kwargs: dict) -> None:
     """Compute ``target(*args, **kwargs)`` again and store it; ``target`` is a ``@cached`` function."""
