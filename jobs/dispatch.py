@@ -5,6 +5,9 @@ partition, a host that drops packets) costs every push its whole timeout. After 
 pushes are therefore skipped for ``ENQUEUE_RETRY_AFTER`` seconds in this process: the records are left
 to the relay at once, as when a push fails, and the request answers in the time of its database work.
 A refused connection fails fast and does not open the breaker.
+
+A record whose queue is no longer in ``RQ_QUEUES`` (the settings changed since it was written) is left
+to the relay too, which pushes it once the queue is configured again.
 """
 
 from __future__ import annotations
@@ -52,7 +55,7 @@ def dispatch(records: Sequence[Job], options: JobOptions | None = None) -> bool:
         _leave_to_relay(records)
         return False
     try:
-        push(records, options)
+        unknown = push(records, options)
     except RedisTimeoutError as exc:
         breaker.open()
         _leave_to_relay(records)
@@ -66,6 +69,14 @@ def dispatch(records: Sequence[Job], options: JobOptions | None = None) -> bool:
     except RedisError as exc:
         _leave_to_relay(records)
         logger.warning("Redis unreachable, %d job(s) left for the relay: %s", len(records), exc)
+        return False
+    if unknown:
+        _leave_to_relay(unknown)
+        logger.error(
+            "%d job(s) of queue(s) %s, which RQ_QUEUES does not name, wait in the database until it does",
+            len(unknown),
+            ", ".join(sorted({record.queue for record in unknown})),
+        )
         return False
     return True
 

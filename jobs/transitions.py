@@ -39,16 +39,18 @@ from __future__ import annotations
 import functools
 from collections import Counter, defaultdict
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
-from django.db import router, transaction
-from django.db.models import Case, F, QuerySet, Value, When
+from django.conf import settings
+from django.db import IntegrityError, router, transaction
+from django.db.models import Case, Exists, F, OuterRef, Q, QuerySet, Value, When
 from django.utils import timezone
 
 from . import signals, statements
 from .exceptions import DEPENDENCY_FAILED, DependencyFailed
-from .models import CANCELLABLE, Dependency, Job, Status
+from .models import ACTIVE, CANCELLABLE, Dependency, Job, Status
 
 #: What pushes released jobs to Redis once their transaction commits (``jobs.dispatch.dispatch``).
 Push = Callable[[Sequence[Job]], object]
@@ -269,12 +271,31 @@ def _end_attempt(
     return True
 
 
-def retry(queryset: QuerySet[Job], user: Any = None) -> tuple[list[Job], int]:
+@dataclass
+class Retried:
+    """What a person's retry did to the records it was given."""
+
+    changed: list[Job] = field(default_factory=list)
+    #: Not failed.
+    refused: int = 0
+    #: Failed, but another active job holds the record's unique key (or another record of the same
+    #: key is retried with it): two active jobs of one key cannot be.
+    key_held: int = 0
+    #: Failed, but the record's queue is no longer in ``RQ_QUEUES``: no worker could take it.
+    queue_unknown: int = 0
+    #: Failed jobs that a retried one had failed, which wait for it again (deferred).
+    waiting_again: int = 0
+
+
+def retry(queryset: QuerySet[Job], user: Any = None, selection: QuerySet[Job] | None = None) -> Retried:
     """failed -> queued, for the failed records among ``queryset``, by a person.
 
     The record keeps its id, its attempts count and its failed attempts, so the history shows every run.
-    The jobs that its failure failed wait for it again (deferred), in the same transaction.
-    Returns the records changed and how many of those asked for were refused (not failed).
+    The jobs that its failure failed wait for it again (deferred), in the same transaction. A record
+    that a failed job of ``selection`` (what the person chose, of which ``queryset`` may be one batch;
+    by default ``queryset``) failed is left to that job: it waits for it again rather than run at
+    once, before it. A record whose unique key another active job holds, or whose queue is not in
+    ``RQ_QUEUES``, stays failed and is counted apart.
     """
     fields = {
         "status": Status.QUEUED,
@@ -290,7 +311,59 @@ def retry(queryset: QuerySet[Job], user: Any = None) -> tuple[list[Job], int]:
         "error_message": "",
         "traceback": "",
     }
-    return _bulk(queryset, (Status.FAILED,), fields, then=_wait_again)
+    outcome = Retried()
+
+    def movable(alias: str, rows: list[Job]) -> list[Job]:
+        known = [row for row in rows if row.queue in settings.RQ_QUEUES]
+        outcome.queue_unknown += len(rows) - len(known)
+        held = _keys_held(alias, [(row.pk, row.unique_key) for row in known])
+        outcome.key_held += len(held)
+        return [row for row in known if row.pk not in held]
+
+    def then(alias: str, rows: list[Job]) -> None:
+        outcome.waiting_again += _wait_again(alias, rows)
+
+    selection = queryset if selection is None else selection
+    chosen = queryset.exclude(_failed_by_one_of(selection))
+    outcome.changed, outcome.refused = _bulk(chosen, (Status.FAILED,), fields, then=then, movable=movable)
+    return outcome
+
+
+def _failed_by_one_of(selection: QuerySet[Job]) -> Q:
+    """Records that a failed record of ``selection`` failed (``DependencyFailed``) and that no other
+    failed or cancelled dependency holds back: retrying that one makes them wait for it again."""
+    failed = selection.filter(status=Status.FAILED).values("pk")
+    edges = Dependency.objects.filter(dependent=OuterRef("pk"), done=False, allow_failure=False)
+    elsewhere = edges.filter(dependency__status__in=(Status.FAILED, Status.CANCELLED)).exclude(
+        dependency__in=failed
+    )
+    return (
+        Q(status=Status.FAILED, error_class=DEPENDENCY_FAILED)
+        & Exists(edges.filter(dependency__in=failed))
+        & ~Exists(elsewhere)
+    )
+
+
+def _keys_held(alias: str, keyed: Sequence[tuple[Any, str | None]]) -> set[Any]:
+    """Of the records (id, unique key) about to become active, those whose key another active record
+    holds, or an earlier one of ``keyed``: the database would refuse them (``jobs_unique_active_key``)."""
+    keys = {key for _pk, key in keyed if key is not None}
+    if not keys:
+        return set()
+    taken = set(
+        Job.objects.using(alias)
+        .filter(unique_key__in=keys, status__in=ACTIVE)
+        .exclude(pk__in=[pk for pk, _key in keyed])
+        .values_list("unique_key", flat=True)
+    )
+    held = set()
+    for pk, key in keyed:
+        if key is None:
+            continue
+        if key in taken:
+            held.add(pk)
+        taken.add(key)
+    return held
 
 
 def cancel(queryset: QuerySet[Job], push: Push | None = None) -> tuple[list[Job], int]:
@@ -306,30 +379,65 @@ def cancel(queryset: QuerySet[Job], push: Push | None = None) -> tuple[list[Job]
     return _bulk(queryset, CANCELLABLE, fields, then=tell_dependents)
 
 
+#: Times a bulk transition moves one chunk again after a job enqueued meanwhile took a unique key it
+#: checked as free (``movable`` checks again each time).
+KEY_RACE_ATTEMPTS = 3
+
+
 def _bulk(
     queryset: QuerySet[Job],
     allowed: Iterable[str],
     fields: dict[str, Any],
     then: Callable[[str, list[Job]], None] | None = None,
+    movable: Callable[[str, list[Job]], list[Job]] | None = None,
 ) -> tuple[list[Job], int]:
     """Lock the rows that may move (where the database can), move them, and test the status again in
     the UPDATE: two people, or one person's double submit, change a row once. ``then`` runs in the same
-    transaction with the rows changed."""
+    transaction with the rows changed. ``movable`` keeps, of the rows in an allowed status, those that
+    may move (it counts the others itself). Returns the rows changed and how many rows were refused
+    for their status."""
     alias = queryset.db
     allowed = tuple(allowed)
     changed: list[Job] = []
+    refused = 0
     with transaction.atomic(using=alias):
         pks = list(queryset.order_by().values_list("pk", flat=True).distinct())
         for chunk in _chunks(pks):
-            rows = list(Job.objects.using(alias).select_for_update().filter(pk__in=chunk, status__in=allowed))
-            Job.objects.using(alias).filter(pk__in=[r.pk for r in rows], status__in=allowed).update(**fields)
-            for row in rows:
-                for name, value in fields.items():
-                    setattr(row, name, value)
-            if then is not None and rows:
-                then(alias, rows)
-            changed.extend(rows)
-    return changed, len(pks) - len(changed)
+            rows = list(
+                Job.objects.using(alias)
+                .select_for_update()
+                .filter(pk__in=chunk, status__in=allowed)
+                .order_by("pk")
+            )
+            refused += len(chunk) - len(rows)
+            for attempt in range(1, KEY_RACE_ATTEMPTS + 1):
+                moving = rows if movable is None else movable(alias, rows)
+                try:
+                    with transaction.atomic(using=alias):
+                        _move(alias, moving, allowed, fields, then)
+                    break
+                except IntegrityError:
+                    if movable is None or attempt == KEY_RACE_ATTEMPTS:
+                        raise
+            changed.extend(moving)
+    return changed, refused
+
+
+def _move(
+    alias: str,
+    rows: list[Job],
+    allowed: tuple[str, ...],
+    fields: dict[str, Any],
+    then: Callable[[str, list[Job]], None] | None,
+) -> None:
+    if not rows:
+        return
+    Job.objects.using(alias).filter(pk__in=[row.pk for row in rows], status__in=allowed).update(**fields)
+    for row in rows:
+        for name, value in fields.items():
+            setattr(row, name, value)
+    if then is not None:
+        then(alias, rows)
 
 
 def _chunks(items: list) -> Iterator[list]:
@@ -546,11 +654,13 @@ def _announce_dependents_failed(alias: str, messages: Mapping[Any, str]) -> None
         signals.announce_failed(record, DependencyFailed(messages[record.pk]))
 
 
-def _wait_again(alias: str, retried: list[Job]) -> None:
+def _wait_again(alias: str, retried: list[Job]) -> int:
     """failed -> deferred, for the jobs that failed because one of ``retried`` failed and that no other
-    failed or cancelled dependency holds back; then for theirs in turn."""
+    failed or cancelled dependency holds back; then for theirs in turn. A job whose unique key another
+    active job holds now stays failed. Returns how many wait again."""
     jobs = Job.objects.using(alias)
     frontier = [record.pk for record in retried]
+    waiting = 0
     while frontier:
         candidates = set(
             Dependency.objects.using(alias)
@@ -564,13 +674,17 @@ def _wait_again(alias: str, retried: list[Job]) -> None:
             .filter(dependency__status__in=(Status.FAILED, Status.CANCELLED))
             .values_list("dependent_id", flat=True)
         )
-        ready = list(
+        keyed = list(
             jobs.select_for_update()
             .filter(pk__in=candidates - held, status=Status.FAILED, error_class=DEPENDENCY_FAILED)
             .order_by("pk")
-            .values_list("pk", flat=True)
+            .values_list("pk", "unique_key")
         )
+        key_held = _keys_held(alias, keyed)
+        ready = [pk for pk, _key in keyed if pk not in key_held]
         jobs.filter(pk__in=ready, status=Status.FAILED).update(
             status=Status.DEFERRED, finished_at=None, error_class="", error_message=""
         )
+        waiting += len(ready)
         frontier = ready
+    return waiting

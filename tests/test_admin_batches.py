@@ -27,9 +27,9 @@ def test_retry_all_matching_retries_every_match_a_bounded_batch_at_a_time(operat
     batches = []
     real_retry = operations.retry
 
-    def counting_retry(queryset, user=None):
+    def counting_retry(queryset, user=None, selection=None):
         batches.append(queryset.count())
-        return real_retry(queryset, user=user)
+        return real_retry(queryset, user=user, selection=selection)
 
     monkeypatch.setattr(job_admin, "RETRY_BATCH", 3, raising=False)
     monkeypatch.setattr(operations, "retry", counting_retry)

@@ -12,9 +12,9 @@ pytestmark = pytest.mark.django_db(transaction=True)
 
 
 def _retry(record, attempt):
-    changed, refused = transitions.retry(Job.objects.filter(pk=record.pk))
-    assert len(changed) + refused == 1
-    return bool(changed)
+    retried = transitions.retry(Job.objects.filter(pk=record.pk))
+    assert len(retried.changed) + retried.refused == 1
+    return bool(retried.changed)
 
 
 def _cancel(record, attempt):
@@ -135,12 +135,14 @@ def test_claim_returns_the_attempt_it_starts_and_a_second_claim_loses():
 def test_the_bulk_transitions_change_the_right_rows_and_count_the_refused():
     failed = [_record(Status.FAILED) for _ in range(3)]
     others = [_record(status) for status in (Status.STARTED, Status.FINISHED, Status.QUEUED)]
-    changed, refused = transitions.retry(Job.objects.all())
-    assert {r.pk for r in changed} == {r.pk for r in failed}
-    assert refused == 3
-    assert all(r.status == Status.QUEUED for r in changed)
+    retried = transitions.retry(Job.objects.all())
+    assert {r.pk for r in retried.changed} == {r.pk for r in failed}
+    assert retried.refused == 3
+    assert all(r.status == Status.QUEUED for r in retried.changed)
     # Done twice (a double submit): nothing more changes.
-    assert transitions.retry(Job.objects.filter(pk__in=[r.pk for r in failed])) == ([], 3)
+    assert transitions.retry(Job.objects.filter(pk__in=[r.pk for r in failed])) == transitions.Retried(
+        [], refused=3
+    )
     changed, refused = transitions.cancel(Job.objects.all())
     assert {r.pk for r in changed} == {*(r.pk for r in failed), others[2].pk}
     assert refused == 2

@@ -6,6 +6,7 @@ its own permission, runs on POST with CSRF, and is written to the admin's histor
 
 from __future__ import annotations
 
+from collections import Counter
 from collections.abc import Callable
 from typing import Any, cast
 
@@ -305,7 +306,7 @@ class JobAdmin(admin.ModelAdmin):
     def _retry(self, request: HttpRequest, queryset: QuerySet[Job]) -> operations.Outcome:
         outcome = operations.retry(queryset, user=request.user)
         self._log(request, outcome.changed, gettext("Retried."))
-        self._report_retry(request, len(outcome.changed), outcome.undispatched, outcome.refused)
+        self._report_retry(request, outcome.counts())
         return outcome
 
     def _retry_in_batches(self, request: HttpRequest, queryset: QuerySet[Job]) -> None:
@@ -313,7 +314,7 @@ class JobAdmin(admin.ModelAdmin):
 
         However many jobs match, no more than one batch of them is held in memory or locked at once.
         """
-        changed = undispatched = refused = 0
+        total: Counter[str] = Counter()
         last = None
         while True:
             page = queryset.order_by("pk") if last is None else queryset.filter(pk__gt=last).order_by("pk")
@@ -321,42 +322,69 @@ class JobAdmin(admin.ModelAdmin):
             if not pks:
                 break
             last = pks[-1]
-            outcome = operations.retry(Job.objects.using(queryset.db).filter(pk__in=pks), user=request.user)
+            batch = Job.objects.using(queryset.db).filter(pk__in=pks)
+            outcome = operations.retry(batch, user=request.user, selection=queryset)
             self._log(request, outcome.changed, gettext("Retried."))
-            changed += len(outcome.changed)
-            undispatched += outcome.undispatched
-            refused += outcome.refused
-        self._report_retry(request, changed, undispatched, refused)
+            total += outcome.counts()
+        self._report_retry(request, total)
 
-    def _report_retry(self, request: HttpRequest, count: int, undispatched: int, refused: int) -> None:
+    def _report_retry(self, request: HttpRequest, counts: Counter[str]) -> None:
+        count = counts["changed"]
         if count:
             self.message_user(
                 request,
                 ngettext("Retried %(count)d job.", "Retried %(count)d jobs.", count) % {"count": count},
                 messages.SUCCESS,
             )
-        if undispatched:
-            self.message_user(
-                request,
+        for number, message, level in (
+            (
+                counts["waiting_again"],
+                ngettext(
+                    "%(count)d job that a retried job had failed waits for it again.",
+                    "%(count)d jobs that retried jobs had failed wait for them again.",
+                    counts["waiting_again"],
+                ),
+                messages.SUCCESS,
+            ),
+            (
+                counts["undispatched"],
                 ngettext(
                     "Redis did not answer: %(count)d job will be pushed when it does.",
                     "Redis did not answer: %(count)d jobs will be pushed when it does.",
-                    undispatched,
-                )
-                % {"count": undispatched},
+                    counts["undispatched"],
+                ),
                 messages.WARNING,
-            )
-        if refused:
-            self.message_user(
-                request,
+            ),
+            (
+                counts["refused"],
                 ngettext(
                     "%(count)d job was not retried: only failed jobs can be.",
                     "%(count)d jobs were not retried: only failed jobs can be.",
-                    refused,
-                )
-                % {"count": refused},
+                    counts["refused"],
+                ),
                 messages.WARNING,
-            )
+            ),
+            (
+                counts["key_held"],
+                ngettext(
+                    "%(count)d job was not retried: another waiting or running job holds its unique key.",
+                    "%(count)d jobs were not retried: another waiting or running job holds their unique key.",
+                    counts["key_held"],
+                ),
+                messages.WARNING,
+            ),
+            (
+                counts["queue_unknown"],
+                ngettext(
+                    "%(count)d job was not retried: its queue is not in RQ_QUEUES.",
+                    "%(count)d jobs were not retried: their queue is not in RQ_QUEUES.",
+                    counts["queue_unknown"],
+                ),
+                messages.WARNING,
+            ),
+        ):
+            if number:
+                self.message_user(request, message % {"count": number}, level)
 
     def _log(self, request: HttpRequest, records: list[Job], message: str) -> None:
         if records:

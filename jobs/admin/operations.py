@@ -8,6 +8,7 @@ only the rows it changed are then touched in Redis.
 from __future__ import annotations
 
 import logging
+from collections import Counter
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -32,24 +33,48 @@ class Outcome:
     refused: int = 0
     #: Retried records that Redis could not take yet; the relay pushes them when it answers.
     undispatched: int = 0
+    #: Failed records not retried: another active job holds their unique key.
+    key_held: int = 0
+    #: Failed records not retried: their queue is not in ``RQ_QUEUES``.
+    queue_unknown: int = 0
+    #: Jobs that a retried one had failed, waiting for it again.
+    waiting_again: int = 0
+
+    def counts(self) -> Counter[str]:
+        """How many records went each way, by field name (``changed`` counts the records changed)."""
+        return Counter(
+            changed=len(self.changed),
+            refused=self.refused,
+            undispatched=self.undispatched,
+            key_held=self.key_held,
+            queue_unknown=self.queue_unknown,
+            waiting_again=self.waiting_again,
+        )
 
 
-def retry(queryset: QuerySet[Job], user: Any = None) -> Outcome:
+def retry(queryset: QuerySet[Job], user: Any = None, selection: QuerySet[Job] | None = None) -> Outcome:
     """Put failed jobs through again with the same arguments; the others are refused.
 
     The record keeps its id, its attempts count and its failed attempts, so the history shows every
     run. RQ's job of the same id (in its failed registry) is deleted first, so the new run starts clean.
+    ``selection`` is all that the person chose when ``queryset`` is one batch of it
+    (``transitions.retry``).
     """
-    outcome = Outcome(*transitions.retry(queryset, user))
-    if not outcome.changed:
-        return outcome
-    try:
-        queues.delete(outcome.changed)
-    except RedisError as exc:
-        logger.warning("Could not remove RQ's failed jobs before a retry: %s", exc)
-    dispatch(outcome.changed)
-    undispatched = sum(1 for record in outcome.changed if record.undispatched_since is not None)
-    return Outcome(outcome.changed, outcome.refused, undispatched)
+    retried = transitions.retry(queryset, user, selection)
+    if retried.changed:
+        try:
+            queues.delete(retried.changed)
+        except RedisError as exc:
+            logger.warning("Could not remove RQ's failed jobs before a retry: %s", exc)
+        dispatch(retried.changed)
+    return Outcome(
+        retried.changed,
+        retried.refused,
+        undispatched=sum(1 for record in retried.changed if record.undispatched_since is not None),
+        key_held=retried.key_held,
+        queue_unknown=retried.queue_unknown,
+        waiting_again=retried.waiting_again,
+    )
 
 
 def cancel(queryset: QuerySet[Job]) -> Outcome:

@@ -6,6 +6,7 @@ import functools
 from typing import Any
 
 import django_rq
+from django.conf import settings
 from django.core.signals import setting_changed
 from django.dispatch import receiver
 from redis import Redis
@@ -13,6 +14,12 @@ from rq import Queue
 from rq.serializers import JSONSerializer
 
 from ..conf import jobs_settings
+
+
+def configured(queue_name: str) -> bool:
+    """Whether ``RQ_QUEUES`` names the queue. A record's queue may have left the settings since the
+    record was written: its jobs then wait in the database until the queue is configured again."""
+    return queue_name in settings.RQ_QUEUES
 
 
 @functools.cache

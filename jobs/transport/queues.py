@@ -51,17 +51,22 @@ REGISTRIES = {
 # Pushing records.
 
 
-def push(records: Sequence[Job], options: JobOptions | None = None) -> None:
+def push(records: Sequence[Job], options: JobOptions | None = None) -> list[Job]:
     """Push records to Redis, one pipeline per queue, or one command for a queue's only record that is
-    due. Raises ``RedisError`` when Redis cannot be reached.
+    due; returns the records left unpushed, those of a queue no longer in ``RQ_QUEUES``
+    (``connection.configured``). Raises ``RedisError`` when Redis cannot be reached.
 
     ``options`` are those the records were enqueued with; without them (the relay, a retry from the
     admin) each record's job function is looked up in the registry for its backoff. Each id is put in
     its place on its queue by the record's priority (``transport.priority``), in the same pipeline.
     """
     by_queue: dict[str, list[Job]] = defaultdict(list)
+    unknown = []
     for record in records:
-        by_queue[record.queue].append(record)
+        if connection.configured(record.queue):
+            by_queue[record.queue].append(record)
+        else:
+            unknown.append(record)
     for queue_name, queued in by_queue.items():
         queue = connection.get_queue(queue_name)
         if len(queued) == 1 and not _later(queued[0]) and queue._is_async:
@@ -89,6 +94,7 @@ def push(records: Sequence[Job], options: JobOptions | None = None) -> None:
                 ]
                 priority.place(queue, waiting, front=front, pipeline=pipe)
             pipe.execute()
+    return unknown
 
 
 def _later(record: Job) -> bool:
@@ -321,10 +327,12 @@ def record_options(record: Job) -> JobOptions:
 
 
 def _rq_jobs_of(records: Sequence[Job]) -> Iterator[tuple[Redis, list[RQJob]]]:
-    """RQ's jobs of these records that Redis still holds, one batch per queue's connection."""
+    """RQ's jobs of these records that Redis still holds, one batch per queue's connection; a queue no
+    longer in ``RQ_QUEUES`` names no Redis, and its records are left out."""
     by_queue: dict[str, list[str]] = defaultdict(list)
     for record in records:
-        by_queue[record.queue].append(str(record.pk))
+        if connection.configured(record.queue):
+            by_queue[record.queue].append(str(record.pk))
     for queue_name, ids in by_queue.items():
         redis = connection.get_connection(queue_name)
         found = RQJob.fetch_many(ids, connection=redis, serializer=JSONSerializer)

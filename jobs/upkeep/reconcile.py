@@ -29,6 +29,7 @@ import logging
 import time
 from datetime import timedelta
 
+from django.conf import settings
 from django.db import router
 from django.utils import timezone
 from redis.exceptions import RedisError
@@ -76,7 +77,7 @@ def _rescue_lost(alias: str) -> int:
     waiting = (
         Job.objects.using(alias)
         .waiting()
-        .filter(undispatched_since__isnull=True, enqueued_at__lt=cutoff)
+        .filter(undispatched_since__isnull=True, enqueued_at__lt=cutoff, queue__in=list(settings.RQ_QUEUES))
         .exclude(released_at__gte=cutoff)
         .order_by("pk")
     )

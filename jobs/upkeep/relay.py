@@ -6,7 +6,9 @@ import contextlib
 import logging
 from collections import defaultdict
 
+from django.conf import settings
 from django.db import router
+from django.db.models import QuerySet
 from redis.exceptions import RedisError
 
 from .. import keys, transitions
@@ -32,7 +34,11 @@ def relay(limit: int = 500, using: str | None = None) -> int:
     records only. Raises the first Redis error when no server could take its records.
     """
     alias = using or router.db_for_write(Job)
-    pending = list(Job.objects.using(alias).undispatched().order_by("undispatched_since")[:limit])
+    undispatched = Job.objects.using(alias).undispatched()
+    known = list(settings.RQ_QUEUES)
+    pending = list(undispatched.filter(queue__in=known).order_by("undispatched_since")[:limit])
+    if len(pending) < limit:
+        _warn_of_unknown_queues(undispatched.exclude(queue__in=known))
     by_server: dict[tuple, list[Job]] = defaultdict(list)
     for record in pending:
         by_server[connection.server_of(record.queue)].append(record)
@@ -51,6 +57,23 @@ def relay(limit: int = 500, using: str | None = None) -> int:
     if errors and not pushed:
         raise errors[0]
     return pushed
+
+
+#: The queues this process has said are missing from ``RQ_QUEUES`` (``_warn_of_unknown_queues``).
+_said: set[str] = set()
+
+
+def _warn_of_unknown_queues(stranded: QuerySet[Job]) -> None:
+    """Records of queues that ``RQ_QUEUES`` no longer names wait for them: said once per process and
+    queue, so that an operator who removed or renamed a queue learns it."""
+    unsaid = sorted(set(stranded.order_by().values_list("queue", flat=True).distinct()[:100]) - _said)
+    if unsaid:
+        _said.update(unsaid)
+        logger.error(
+            "Jobs of queue(s) %s wait in the database: RQ_QUEUES does not name them; configure them again "
+            "(or cancel or delete the jobs in the admin)",
+            ", ".join(unsaid),
+        )
 
 
 def _relay(alias: str, records: list[Job]) -> int:
