@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import re
 from typing import Any
 
 from django.conf import settings
@@ -259,17 +260,23 @@ with contextlib.suppress(ImportError):
 
 #: The shortest bearer token the metrics endpoint accepts as its setting.
 METRICS_TOKEN_MIN_LENGTH = 16
+#: What a bearer token may hold (RFC 6750, ``b64token``): a token with spaces around it (a file's final
+#: newline) or other characters could never arrive in an ``Authorization`` header as it is set.
+BEARER_TOKEN = re.compile(r"[A-Za-z0-9\-._~+/]+=*")
 
 
 @register(Tags.security)
 def check_metrics(app_configs: Any = None, **kwargs: Any) -> list:
     errors = []
     token = jobs_settings.METRICS_TOKEN
-    if token is not None and not (isinstance(token, str) and len(token) >= METRICS_TOKEN_MIN_LENGTH):
+    if token is not None and not (
+        isinstance(token, str) and len(token) >= METRICS_TOKEN_MIN_LENGTH and BEARER_TOKEN.fullmatch(token)
+    ):
         errors.append(
             Error(
                 f"JOBS['METRICS_TOKEN'] must be None or a string of at least {METRICS_TOKEN_MIN_LENGTH} "
-                "characters.",
+                "characters, each a letter, a digit or one of - . _ ~ + / (then = at the end): a bearer "
+                "token (RFC 6750), with no space or newline around it.",
                 hint="Make one with: python -c 'import secrets; print(secrets.token_urlsafe(32))'",
                 id="jobs.E087",
             )

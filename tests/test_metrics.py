@@ -139,6 +139,10 @@ def test_without_prometheus_client_the_import_says_what_to_install(monkeypatch):
     [
         ({"METRICS_TOKEN": "short"}, "jobs.E087"),
         ({"METRICS_TOKEN": 1234567890123456789}, "jobs.E087"),
+        ({"METRICS_TOKEN": "a-token-read-from-a-file\n"}, "jobs.E087"),  # no scraper sends the newline
+        ({"METRICS_TOKEN": " a-token-with-spaces-around "}, "jobs.E087"),
+        ({"METRICS_TOKEN": "ein-schlüssel-mit-umlaut"}, "jobs.E087"),  # WSGI gives headers as latin-1
+        ({"METRICS_TOKEN": "two words-of-a-long-token"}, "jobs.E087"),
         ({"METRICS_WINDOW": 0}, "jobs.E088"),
         ({"METRICS_WINDOW": "60"}, "jobs.E088"),
     ],
