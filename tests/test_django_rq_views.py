@@ -7,7 +7,7 @@ import pytest
 from django.test import Client
 from django_rq.settings import get_queues_list
 
-from jobs.models import Job, Status
+from jobs.models import Status
 from jobs.upkeep.reconcile import reconcile
 from tests import jobs
 from tests.helpers import drain, staff_user
@@ -47,7 +47,7 @@ def test_its_pages_show_the_jobs_of_the_ledger(staff, redis):
     assert str(failed.pk) in staff.get(page("default", "failed")).content.decode()
 
 
-def test_a_failed_job_requeued_there_does_not_run_while_the_ledger_says_failed(staff, redis, tmp_path):
+def test_a_failed_job_requeued_there_does_not_run_while_the_ledger_says_failed(staff, redis):
     record = jobs.boom.enqueue()
     drain()
     record.refresh_from_db()
@@ -64,7 +64,10 @@ def test_a_failed_job_requeued_there_does_not_run_while_the_ledger_says_failed(s
 @pytest.mark.parametrize("action", ["empty the queue", "delete the job"])
 def test_waiting_jobs_emptied_or_deleted_there_are_pushed_again(staff, redis, reconciling, action):
     record = jobs.add.enqueue(1, 2)
-    address = page("default", "empty") if action == "empty the queue" else page("default", str(record.pk), "delete")
+    if action == "empty the queue":
+        address = page("default", "empty")
+    else:
+        address = page("default", str(record.pk), "delete")
     assert staff.post(address).status_code == 302
     assert not redis.exists(f"rq:job:{record.pk}")
 
