@@ -169,3 +169,25 @@ class TakingAheadWorker(ThreadedWorker):
 
     concurrency = int(os.environ.get("TAKING_AHEAD_THREADS", "2"))
     take_ahead = 1000.0
+
+
+@job(max_attempts=1)
+def exits(code):
+    """Ends with ``sys.exit(code)``: a ``SystemExit``, which is not an ``Exception``."""
+    raise SystemExit(code)
+
+
+@job(max_attempts=1)
+def interrupts():
+    """Raises ``KeyboardInterrupt`` of its own (no signal came)."""
+    raise KeyboardInterrupt("raised by the job")
+
+
+@job(max_attempts=1)
+async def awaits_a_cancelled_task():
+    """An ``async def`` job whose awaited task is cancelled: ``asyncio.CancelledError`` leaves it."""
+    import asyncio
+
+    task = asyncio.ensure_future(asyncio.sleep(10))
+    asyncio.get_running_loop().call_later(0.01, task.cancel)
+    await task

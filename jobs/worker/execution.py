@@ -11,6 +11,7 @@ import contextlib
 import functools
 import inspect
 import logging
+import threading
 import traceback as tb
 from collections.abc import Callable
 from typing import Any
@@ -146,8 +147,10 @@ def _record_failure(record: Job, attempt: int, rq_job: Any, exc: BaseException) 
     retrying = bool(rq_job is not None and rq_job.retries_left and not permanent)
     delay = exc.delay if retrying and isinstance(exc, RetryLater) else None
     error_class, message = qualified_name(type(exc)), str(exc)
-    if isinstance(exc, SystemExit | KeyboardInterrupt):
-        # A second SIGTERM or SIGINT (RQ's cold shutdown) stopped a non-forking worker in the job.
+    in_main_thread = threading.current_thread() is threading.main_thread()
+    if isinstance(exc, SystemExit | KeyboardInterrupt) and in_main_thread:
+        # A second SIGTERM or SIGINT (RQ's cold shutdown) stopped a non-forking worker in the job (in a
+        # job thread of a ``ThreadedWorker``, where no signal arrives, it is the job's own).
         error_class, message = ABANDONED, "The worker was stopped at once (cold shutdown) during this job."
     won = reconnect.once_more_if_the_connection_died(
         record._state.db or router.db_for_write(Job),

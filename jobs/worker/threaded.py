@@ -140,7 +140,7 @@ class JobThreads:
                     taken.set()
                 try:
                     call()
-                except Exception:
+                except BaseException:  # a job's sys.exit(), KeyboardInterrupt or CancelledError too
                     logger.exception("%s: a job's run ended in an error; taking the next job", self.name)
         finally:
             connections.close_all()
@@ -253,7 +253,7 @@ class Recorder:
                 len(runs),
                 exc,
             )
-        except Exception:
+        except BaseException:  # a job_finished receiver's sys.exit() too: the recorder goes on
             logger.exception("%d finished job(s) could not be recorded; left to the reaper", len(runs))
         finally:
             for run in runs:  # those that could not be recorded, too: the reaper sees to them
@@ -367,7 +367,7 @@ class ThreadedWorker(LedgerWorkerMixin, RQThreadedWorker):
         self.waiting_for_work(True)
         try:
             while True:
-                self._wait_for_room()
+                self._wait_for_room_and_redis()
                 if self._stop_requested:  # asked while the main thread claimed: no new job is taken
                     raise StopRequested()
                 # A job that runs, or whose end is being recorded, while the queues are read may push
@@ -400,6 +400,25 @@ class ThreadedWorker(LedgerWorkerMixin, RQThreadedWorker):
         super().reorder_queues(reference_queue)
         # RQ's line about the job is written once the job is handed over (``execute_job``).
         self._held_log.hold()
+
+    def _wait_for_room_and_redis(self) -> None:
+        """``_wait_for_room``; a Redis that does not answer meanwhile (a heartbeat, a job held back) is
+        waited out, and any other error logged, as the dequeue does (``LedgerWorkerMixin``): the worker
+        goes on with the jobs it runs rather than end."""
+        wait = 1.0
+        while True:
+            try:
+                return self._wait_for_room()
+            except StopRequested:
+                raise
+            except REDIS_DOWN as exc:
+                logger.warning(
+                    "Worker %s: Redis did not answer (%s); retrying in %.0f s", self.name, exc, wait
+                )
+            except Exception:
+                logger.exception("Worker %s: handing over jobs failed; retrying in %.0f s", self.name, wait)
+            time.sleep(wait)
+            wait = min(wait * 2, self.max_connection_wait_time)
 
     def _wait_for_room(self) -> None:
         # The jobs taken ahead go to the threads as they free up; then, with room ahead, more jobs are
@@ -440,22 +459,53 @@ class ThreadedWorker(LedgerWorkerMixin, RQThreadedWorker):
         free = self.slots + self.claimed_ahead - (self.running_jobs - len(self._ahead))
         if free <= 0 or not self._ahead or self._stop_requested:
             return
-        self._put_back_paused()
+        # A SIGTERM from here on asks the worker to stop (``_shutdown``) rather than raising where the
+        # main thread is: the jobs it took out of ``_ahead`` would be neither handed over, put back, nor
+        # counted down, and the stop would wait for them for ever.
+        waiting, self._waiting_for_work = self._waiting_for_work, False
+        try:
+            self._put_back_paused()
+            runs = self._may_start(free)
+            if runs:
+                self._hand_over(runs)
+        finally:
+            self._waiting_for_work = waiting
+
+    def _may_start(self, free: int) -> list[Run]:
+        """Up to ``free`` of the jobs taken ahead that may start now, taken out of ``_ahead``; those held
+        back meanwhile (``_held``) leave the worker. Should anything raise, the jobs taken out go back."""
         runs: list[Run] = []
-        while self._ahead and len(runs) < free:
-            run = self._ahead.popleft()
-            if self._held(run.taken, run.call):  # put back, or set to run later, by _held_back
-                self._heartbeat.discard(run.taken.running(self.key))
-                batch.leave(run.taken)
-                self.job_ended()
-            else:
-                runs.append(run)
-        if not runs:
-            return
+        try:
+            while self._ahead and len(runs) < free:
+                run = self._ahead[0]
+                held = self._held(run.taken, run.call)  # put back, or set to run later, by _held_back
+                self._ahead.popleft()
+                if held:
+                    self._leave(run.taken)
+                else:
+                    runs.append(run)
+        except BaseException:
+            self._ahead.extendleft(reversed(runs))
+            raise
+        return runs
+
+    def _leave(self, taken: Taken) -> None:
+        """A job taken ahead and held back leaves the worker: its entry leaves the started registry."""
+        self._heartbeat.discard(taken.running(self.key))
+        try:
+            batch.leave(taken)
+        except REDIS_DOWN as exc:
+            # Its entry, no longer kept live, goes stale: the reaper pushes the job again, which runs
+            # once, should it also be pushed where it was held back to.
+            logger.warning("Job %s was held back; Redis could not take its entry out (%s)", taken.job_id, exc)
+        finally:
+            self.job_ended()
+
+    def _hand_over(self, runs: list[Run]) -> None:
+        """Claim ``runs`` and hand the claimed ones to the job threads."""
         held = Held(len(runs), {run.taken.entry: run.taken for run in runs})
         # The worker's only job: its thread starts it at once (``JobThreads.submit``).
         alone = len(runs) == 1 and self.running_jobs == 1
-        waiting, self._waiting_for_work = self._waiting_for_work, False
         try:
             for run in self._claim(runs):
                 if run.attempt is None:
@@ -472,7 +522,6 @@ class ThreadedWorker(LedgerWorkerMixin, RQThreadedWorker):
         finally:
             for _ in range(held.count):
                 self.job_ended()
-            self._waiting_for_work = waiting
 
     def _put_back_ahead(self) -> None:
         """A stopping worker's jobs taken ahead, not claimed: back to the front of their queues."""
@@ -609,7 +658,7 @@ class ThreadedWorker(LedgerWorkerMixin, RQThreadedWorker):
                 run.result = execution.perform(
                     run.record, run.attempt or 0, run.call.args, run.call.kwargs, lambda: taken.job
                 )
-        except Exception as exc:
+        except BaseException as exc:  # whatever the job raised (sys.exit() too) ends the job, not the thread
             self._heartbeat.discard(run.taken.running(self.key))
             try:
                 if not batch.end_failure(run.taken, "".join(traceback.format_exception(exc)), self.key):
