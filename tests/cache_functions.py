@@ -70,3 +70,26 @@ def product_price(product_id):
 @cached(ttl=60, tags=["catalogue"])
 def catalogue_size():
     return _ran("catalogue_size")
+
+
+@cached(ttl=60, tags=lambda name: [f"doc:{name}"])
+def document(name):
+    """A document's page, tagged with its name, which a visitor chooses (``/doc/<name>``)."""
+    return f"{name} #{_ran('document')}"
+
+
+RATES = {"EUR": 1.0}
+
+
+def fetch_rate(currency):
+    return RATES[currency]
+
+
+# One function cached twice, with two policies: each cache refreshes its own entries.
+checkout_rate = cached(ttl=1, stale=60, namespace="checkout-rate")(fetch_rate)
+report_rate = cached(ttl=1, stale=60, namespace="report-rate")(fetch_rate)
+
+
+@cached(ttl=60)
+def greeting(user):
+    return f"hello {user.username}"

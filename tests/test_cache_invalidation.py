@@ -75,14 +75,14 @@ def test_invalidate_many_tags_at_once(redis):
 
 def test_tag_sets_expire_with_their_entries(redis):
     fns.product_price(3)
-    (tag_key,) = redis.keys("*jobs-cache:tags:product:3")
+    (tag_key,) = redis.keys("*jobs-cache:2:tag:product:3")
     assert 0 < redis.ttl(tag_key) <= 61
 
 
 def test_a_tag_written_for_ever_holds_only_its_live_entries(redis):
     for n in range(20):
         short_lived(n)
-    (tag_key,) = redis.keys("*jobs-cache:tags:everything")
+    (tag_key,) = redis.keys("*jobs-cache:2:tag:everything")
     assert redis.zcard(tag_key) == 20
     wait_for(lambda: not redis.keys("*short-lived*"), timeout=10, message="the entries to expire")
     short_lived(100)

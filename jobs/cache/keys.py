@@ -1,8 +1,12 @@
-"""Cache key names, built in one place: entries, their locks and refresh flags, and tag sets.
+"""Cache key names, built in one place: entries, their locks and refresh flags, tag indexes and tag
+generations.
 
-Every name is ``<CACHES KEY_PREFIX>:<version>:<JOBS CACHE_PREFIX>:<namespace>:v<n>:<digest>`` (the first
-two parts are Django's ``make_key``). Arguments never go into a key raw: they are normalised to a stable
-text and hashed, so a key stays short and valid whatever a caller passes.
+Every name is ``<CACHES KEY_PREFIX>:<version>:<JOBS CACHE_PREFIX>:2:<kind>:<rest>`` (the first two parts
+are Django's ``make_key``); ``<kind>`` is a fixed word per kind of key, and what a caller chooses (a
+namespace, a tag) comes only after it, so no tag, namespace or argument can spell another kind's key.
+``2`` is the layout: no key of the first one (``<CACHE_PREFIX>:<namespace>:v<n>:...``,
+``<CACHE_PREFIX>:tags:...``) can equal one of this. Arguments never go into a key raw: they are
+normalised to a stable text and hashed, so a key stays short and valid whatever a caller passes.
 """
 
 from __future__ import annotations
@@ -15,11 +19,13 @@ import uuid
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
-from django.db import models
+from django.db import models, router
 
 from ..conf import jobs_settings
 from ..exceptions import InvalidCacheDefinition, UncacheableArgument
 
+#: The key layout's own segment; see the module's docstring.
+LAYOUT = "2"
 _SAFE_NAMESPACE = re.compile(r"[A-Za-z0-9_.\-]{1,120}")
 #: A tag that reads so is its set's name as it is; any other (long, with spaces: from a URL, say) is
 #: hashed, into a name with a space that no tag kept as it is can have.
@@ -104,6 +110,7 @@ def _normalise(value: Any, where: str, out: list[str]) -> None:  # noqa: C901 - 
             raise UncacheableArgument(f"{where} is an unsaved {kind.__name__}: it has no key to cache by")
         out.append(f"m{value._meta.label_lower}")
         _normalise(value.pk, f"{where}.pk", out)  # a text key is escaped as any text
+        out.append(_database_of(value))
     elif isinstance(value, datetime.date | datetime.time | decimal.Decimal | uuid.UUID):
         out.append(f"{kind.__name__}:{value.isoformat() if hasattr(value, 'isoformat') else value}")
     elif isinstance(value, bool | int | float | str):  # subclasses, e.g. IntEnum, StrEnum
@@ -116,28 +123,47 @@ def _normalise(value: Any, where: str, out: list[str]) -> None:  # noqa: C901 - 
         )
 
 
+def _database_of(instance: models.Model) -> str:
+    """The database a row was read from, when it is not where the router reads its model: one pk names
+    another row there (a database per tenant, say). As the job codec sends it."""
+    database = instance._state.db
+    if database is None or database == router.db_for_read(type(instance)):
+        return "@"
+    return "@" + database
+
+
+def _kind(kind: str, rest: str) -> str:
+    return f"{jobs_settings.CACHE_PREFIX}:{LAYOUT}:{kind}:{rest}"
+
+
 def entry(namespace: str, version: int, hashed: str) -> str:
-    return f"{jobs_settings.CACHE_PREFIX}:{namespace}:v{version}:{hashed}"
+    return _kind("entry", f"{namespace}:v{version}:{hashed}")
 
 
 def lock(entry_key: str) -> str:
-    return f"{entry_key}:lock"
+    """The lock of one entry's computation, named after the entry's (made) key."""
+    return _kind("lock", entry_key)
 
 
 def refresh_flag(entry_key: str) -> str:
-    return f"{entry_key}:refresh"
+    """Set while a refresh of one stale entry is on its way, named after the entry's (made) key."""
+    return _kind("refresh", entry_key)
 
 
 def tag(name: str) -> str:
     """A sorted set of the entries stored under a tag, scored by when each expires."""
-    if not _PLAIN_TAG.fullmatch(name):
-        name = f"hashed {_digest(name.encode())}"
-    return f"{jobs_settings.CACHE_PREFIX}:tags:{name}"
+    return _kind("tag", _tag_name(name))
 
 
 def tag_generation(name: str) -> str:
     """How many times a tag was invalidated (lately): a value computed meanwhile is not stored."""
-    return tag(name) + ":generation"
+    return _kind("generation", _tag_name(name))
+
+
+def _tag_name(name: str) -> str:
+    if _PLAIN_TAG.fullmatch(name):
+        return name
+    return f"hashed {_digest(name.encode())}"
 
 
 def model_tag(model: type[models.Model]) -> str:

@@ -24,7 +24,15 @@ from django.core.signals import setting_changed
 from django.dispatch import receiver
 from django_redis.exceptions import ConnectionInterrupted
 from redis import Redis
-from redis.exceptions import LockError, RedisError
+from redis.exceptions import (
+    ClusterError,
+    LockError,
+    OutOfMemoryError,
+    ReadOnlyError,
+    RedisError,
+    ResponseError,
+    TryAgainError,
+)
 from redis.lock import Lock
 
 from ..conf import jobs_settings
@@ -38,6 +46,22 @@ logger = logging.getLogger("jobs")
 ERRORS = (RedisError, ConnectionInterrupted, OSError)
 
 FRESH, STALE, MISSING = "fresh", "stale", "missing"
+
+#: Refusals that say Redis cannot serve now (a replica, a cluster in failover, out of memory), rather
+#: than that a key holds what a command cannot work on.
+_UNAVAILABLE = (ReadOnlyError, ClusterError, TryAgainError, OutOfMemoryError)
+
+
+def refused(exc: BaseException) -> bool:
+    """Whether Redis answered and refused a command for what a key holds (``WRONGTYPE``, not an
+    integer): a data error, not a sign that Redis is down."""
+    if isinstance(exc, ConnectionInterrupted):  # django-redis's wrapper of redis-py's error
+        exc = exc.__cause__ or exc
+    return (
+        isinstance(exc, ResponseError)
+        and not isinstance(exc, _UNAVAILABLE)
+        and not str(exc).startswith(("BUSY", "MASTERDOWN"))
+    )
 
 
 class CacheStore:
@@ -55,6 +79,7 @@ class CacheStore:
         self._redis: Redis | None = None
         self._down_until = 0.0
         self._warned_at = -float("inf")
+        self._refused_at = -float("inf")
         self._guard = threading.Lock()
         self._entry_prefixes: dict[tuple[str, int], str] = {}
 
@@ -83,7 +108,11 @@ class CacheStore:
         return time.monotonic() >= self._down_until
 
     def failed(self, exc: BaseException) -> None:
-        """Stay out of Redis's way for a while, and say so once per interval."""
+        """Stay out of Redis's way for a while, and say so once per interval. A command Redis refused
+        for what a key holds says nothing of Redis: it is logged, and the cache stays on."""
+        if refused(exc):
+            self._refused(exc)
+            return
         now = time.monotonic()
         with self._guard:
             self._down_until = now + jobs_settings.CACHE_RETRY_AFTER
@@ -97,6 +126,15 @@ class CacheStore:
                 jobs_settings.CACHE_RETRY_AFTER,
                 exc,
             )
+
+    def _refused(self, exc: BaseException) -> None:
+        now = time.monotonic()
+        with self._guard:
+            log = now - self._refused_at >= jobs_settings.CACHE_WARN_INTERVAL
+            if log:
+                self._refused_at = now
+        if log:
+            logger.error("Cache %r: Redis refused a command, which ran uncached: %s", self.alias, exc)
 
     # Entries
 
@@ -190,23 +228,24 @@ class CacheStore:
         self.client().delete(self.key(keys.refresh_flag(key)))
 
     def invalidate_tags(self, tags: Iterable[str]) -> int:
-        """Delete every entry stored under any of ``tags``; returns how many were deleted."""
-        deleted = 0
-        client = self.client()
-        for tag in tags:
-            tag_key = self.key(keys.tag(keys.check_tag(tag)))
-            generation_key = self.key(keys.tag_generation(tag))
-            # Read and drop the index at once: an entry tagged after this lands in a new one. The new
-            # generation keeps a value computed before this from being stored after it.
-            with client.pipeline(transaction=True) as pipe:
-                pipe.zrange(tag_key, 0, -1)
-                pipe.delete(tag_key)
-                pipe.incr(generation_key)
-                pipe.expire(generation_key, GENERATION_TTL)
-                members, *_ = pipe.execute()
-            if members:
-                deleted += client.delete(*members)
-        return deleted
+        """Delete every entry stored under any of ``tags``; returns how many were deleted.
+
+        One script, so atomic: each tag's index is read and dropped with its entries, and its generation
+        moves on, which keeps a value computed before this from being stored after it. An entry tagged
+        after this lands in a new index."""
+        names = [keys.check_tag(tag) for tag in tags]
+        if not names:
+            return 0
+        tag_keys = [self.key(keys.tag(name)) for name in names]
+        generation_keys = [self.key(keys.tag_generation(name)) for name in names]
+        return int(
+            scripts.run(
+                self.client(),
+                _INVALIDATE,
+                keys=[*tag_keys, *generation_keys],
+                args=[len(names), GENERATION_TTL],
+            )
+        )
 
 
 #: Seconds a tag's generation outlives its last invalidation: far longer than any computation.
@@ -229,6 +268,28 @@ for i = 1, n do
   redis.call('EXPIRE', KEYS[1 + i], ARGV[4], 'GT')
 end
 return 1
+"""
+
+
+# KEYS: N tag indexes, then their N generations. ARGV: N, the generations' expiry (s). Every read comes
+# before the first write, so that a key of an unexpected type fails the script before it changed anything.
+_INVALIDATE = """
+local n = tonumber(ARGV[1])
+local members = {}
+for i = 1, n do
+  members[i] = redis.call('ZRANGE', KEYS[i], 0, -1)
+end
+local deleted = 0
+for i = 1, n do
+  redis.call('INCR', KEYS[n + i])
+  redis.call('EXPIRE', KEYS[n + i], ARGV[2])
+  local entries = members[i]
+  for first = 1, #entries, 1000 do
+    deleted = deleted + redis.call('DEL', unpack(entries, first, math.min(first + 999, #entries)))
+  end
+  redis.call('DEL', KEYS[i])
+end
+return deleted
 """
 
 
