@@ -2,12 +2,16 @@
 key stand for another: another kind's key, another function's entries, another database's row."""
 
 import logging
+import time
 
 import pytest
 from django.contrib.auth.models import User
 
-from jobs.cache import invalidate_tags, keys
+from jobs.cache import cached, invalidate_tags, keys
+from jobs.cache.refresh import refresh_entry
 from jobs.cache.store import store
+from jobs.exceptions import InvalidCacheDefinition
+from jobs.models import Job
 from tests import cache_functions as fns
 
 DIGEST = "0" * 32
@@ -58,6 +62,33 @@ def test_an_invalidation_redis_refuses_changes_nothing(redis):
     assert fns.runs("product_price") == 1
 
 
+def test_lambdas_need_a_namespace_of_their_own(redis):
+    with pytest.raises(InvalidCacheDefinition, match=r"is a lambda.*give it namespace="):
+        cached(ttl=60)(lambda x: x * x)
+    square = cached(ttl=60, namespace="square-lambda")(lambda x: x * x)
+    cube = cached(ttl=60, namespace="cube-lambda")(lambda x: x * x * x)
+    assert (square(3), cube(3)) == (9, 27)
+
+
+def rates_for(currency):
+    def rate(day):
+        return f"{currency} rate on {day}"
+
+    return rate
+
+
+def test_functions_defined_in_a_function_need_a_namespace_of_their_own(redis):
+    with pytest.raises(InvalidCacheDefinition, match=r"defined inside a function.*give it namespace="):
+        cached(ttl=60)(rates_for("EUR"))
+    disguised = rates_for("EUR")
+    disguised.__qualname__ = "rate"  # as functools.wraps would name it
+    with pytest.raises(InvalidCacheDefinition, match="closure over currency"):
+        cached(ttl=60)(disguised)
+    eur = cached(ttl=60, namespace="rate-EUR")(rates_for("EUR"))
+    usd = cached(ttl=60, namespace="rate-USD")(rates_for("USD"))
+    assert (eur("monday"), usd("monday")) == ("EUR rate on monday", "USD rate on monday")
+
+
 @pytest.mark.django_db(databases=["default", "other"], transaction=True)
 def test_one_primary_key_on_another_database_is_another_key(redis):
     ada = User.objects.using("default").create(pk=7, username="ada")
@@ -65,3 +96,18 @@ def test_one_primary_key_on_another_database_is_another_key(redis):
     assert fns.greeting(ada) == "hello ada"
     assert fns.greeting(bob) == "hello bob"
     assert fns.greeting(User.objects.get(pk=7)) == "hello ada", "a row of the router's database: its key"
+
+
+@pytest.mark.django_db(transaction=True)
+def test_each_cache_of_one_function_refreshes_its_own_entries(redis):
+    fns.RATES["EUR"] = 1.0
+    assert (fns.checkout_rate("EUR"), fns.report_rate("EUR")) == (1.0, 1.0)
+    fns.RATES["EUR"] = 2.0
+    time.sleep(1.05)  # their ttl is 1 s: both stale now
+    assert (fns.checkout_rate("EUR"), fns.report_rate("EUR")) == (1.0, 1.0)
+    refreshes = Job.objects.filter(function="jobs.cache.refresh.refresh_entry")
+    assert refreshes.count() == 2, "one refresh for each cache"
+    (checkout,) = [job for job in refreshes if "checkout-rate" in job.args]
+    refresh_entry(*checkout.args)  # what a worker runs
+    assert fns.checkout_rate("EUR") == 2.0, "the refresh stored another cache's entry"
+    assert fns.report_rate("EUR") == 1.0

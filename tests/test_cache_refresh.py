@@ -21,7 +21,13 @@ def test_stale_hits_enqueue_one_refresh_that_a_worker_runs(redis):
     assert served == [1] * 20, "stale hits are served the old value at once"
     refreshes = Job.objects.filter(function="jobs.cache.refresh.refresh_entry")
     assert refreshes.count() == 1, "many stale hits, one refresh"
-    assert refreshes.get().args == ["tests.cache_functions.generation", ["a"], {}]
+    assert refreshes.get().args == [
+        "tests.cache_functions.generation",
+        ["a"],
+        {},
+        "tests.cache_functions.generation",
+        1,
+    ], "the function, its arguments, and the namespace and version of its wrapper"
 
     run_worker()
     assert refreshes.get().status == "finished"

@@ -18,7 +18,7 @@ from ..exceptions import ArgumentNotSerializable, InvalidCacheDefinition
 from ..intervals import NEVER
 from . import invalidation, keys, stats
 from .invalidation import watch_model
-from .refresh import refresh_entry, refreshable
+from .refresh import refresh_entry, register_refreshable
 from .store import ERRORS, FRESH, MISSING, CacheStore, release, store
 
 logger = logging.getLogger("jobs")
@@ -67,6 +67,26 @@ def model_tags(watched: Sequence[type[db_models.Model]], alias: str | None) -> t
         watch_model(model, alias)
         tags.append(keys.model_tag(model))
     return tuple(tags)
+
+
+def check_default_namespace(func: Callable[..., Any]) -> None:
+    """A function's dotted path is its namespace only if it names that function and nothing else: not a
+    lambda (every one is ``<lambda>``), not one defined in a function (one per call, each over its own
+    values: a currency, ``request.user``), not a closure; they would share one another's entries."""
+    free = set(getattr(getattr(func, "__code__", None), "co_freevars", ())) - {"__class__"}
+    if func.__name__ == "<lambda>":
+        what = "is a lambda"
+    elif "<locals>" in func.__qualname__:
+        what = "is defined inside a function"
+    elif free:
+        what = f"is a closure over {', '.join(sorted(free))}"
+    else:
+        return
+    raise InvalidCacheDefinition(
+        f"@cached {func.__module__}.{func.__qualname__} {what}: its dotted path does not tell its entries "
+        "from those of another function, or of another call that defined it, so give it namespace=, one "
+        "of its own for each (namespace=f'rates-{currency}'), or pass what it depends on as an argument"
+    )
 
 
 class CachePolicy:
@@ -121,6 +141,13 @@ class CachedFunction(CachePolicy, Generic[P, R]):
         cache_none: bool,
         alias: str | None,
     ) -> None:
+        if (stale or 0) > 0 and "<locals>" in func.__qualname__:
+            raise InvalidCacheDefinition(
+                f"{func.__qualname__}: stale-while-revalidate refreshes on a worker, which imports the "
+                "function: define it at module level"
+            )
+        if namespace is None:
+            check_default_namespace(func)
         super().__init__(
             f"{func.__module__}.{func.__qualname__}",
             ttl=ttl,
@@ -133,13 +160,8 @@ class CachedFunction(CachePolicy, Generic[P, R]):
         self.func = func
         self._model_tags = model_tags(models, alias)
         self.cache_none = cache_none
-        if (stale or 0) > 0 and "<locals>" in func.__qualname__:
-            raise InvalidCacheDefinition(
-                f"{func.__qualname__}: stale-while-revalidate refreshes on a worker, which imports the "
-                "function: define it at module level"
-            )
         if "<locals>" not in func.__qualname__:
-            refreshable[self.target] = self
+            register_refreshable(self)
         signature = inspect.signature(func)
         self._signature = signature
         params = signature.parameters.values()
@@ -248,7 +270,7 @@ class CachedFunction(CachePolicy, Generic[P, R]):
             cache.failed(exc)
             return
         try:
-            refresh_entry.enqueue(self.target, list(args), dict(kwargs))
+            refresh_entry.enqueue(self.target, list(args), dict(kwargs), self.namespace, self.version)
         except (ArgumentNotSerializable, DatabaseError) as exc:
             # The stale value is still served; the entry expires at the end of its stale window.
             logger.warning("Cannot refresh %s on a worker: %s", self.namespace, exc)
