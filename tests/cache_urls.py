@@ -331,3 +331,71 @@ urlpatterns += [
     path("prices", prices),
     path("skinned", skinned),
 ]
+
+
+# Inputs a page may depend on beyond its path and query (tests/test_cache_view_inputs.py).
+
+CARTS: dict[str | None, list[str]] = {}
+
+
+def add_to_cart(request, item):
+    """Gives the visitor a session of their own and files an item under its key, as shops do."""
+    request.session["started"] = True
+    request.session.save()
+    CARTS.setdefault(request.session.session_key, []).append(item)
+    return HttpResponse("added")
+
+
+@cache_view(ttl=60)
+def cart_by_key(request):
+    """An anonymous visitor's cart, found by their session key: no session data is read."""
+    return HttpResponse(f"cart {CARTS.get(request.session.session_key, [])} #{_ran('cart_by_key')}")
+
+
+@cache_view(ttl=60)
+def welcome(request):
+    """Tells a returning visitor (one with a session) from a new one, without reading the session's data."""
+    return HttpResponse(f"{'new' if request.session.is_empty() else 'returning'} #{_ran('welcome')}")
+
+
+@cache_view(ttl=60)
+def intranet(request):
+    """Behind the web server's own login (Apache Basic auth, mod_auth_kerb): it passes REMOTE_USER."""
+    return HttpResponse(f"hello {request.META.get('REMOTE_USER', 'nobody')} #{_ran('intranet')}")
+
+
+@cache_view(ttl=60)
+def raw_cookie(request):
+    n = _ran("raw_cookie")
+    response = HttpResponse(f"variant {n}")
+    response["Set-Cookie"] = f"ab=variant-{n}; Path=/"
+    return response
+
+
+@cache_view(ttl=60)
+def absolute(request):
+    return HttpResponse(f"link {request.build_absolute_uri('/x')} #{_ran('absolute')}")
+
+
+@cache_view(ttl=60, tags=lambda request: [request.GET.get("category", "")])
+def listing(request):
+    """Tagged by a query parameter, which a visitor may leave out (an empty tag)."""
+    return HttpResponse(f"listing {request.GET.get('category', 'all')} #{_ran('listing')}")
+
+
+@cache_view(ttl=60, tags=lambda request: [f"shelf:{request.GET['shelf']}"])
+def shelf(request):
+    """Tagged by a query parameter the tags function reads without a default."""
+    return HttpResponse(f"shelf {request.GET.get('shelf', 'none')} #{_ran('shelf')}")
+
+
+urlpatterns += [
+    path("add-to-cart/<str:item>", add_to_cart),
+    path("cart-by-key", cart_by_key),
+    path("welcome", welcome),
+    path("intranet", intranet),
+    path("raw-cookie", raw_cookie),
+    path("absolute", absolute),
+    path("listing", listing),
+    path("shelf", shelf),
+]

@@ -20,12 +20,12 @@ import time
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
-from urllib.parse import unquote_plus
 
 from django.conf import settings
 from django.contrib.messages.storage.cookie import CookieStorage
 from django.contrib.messages.storage.fallback import FallbackStorage
 from django.contrib.messages.storage.session import SessionStorage
+from django.core.exceptions import TooManyFieldsSent
 from django.core.signals import setting_changed
 from django.dispatch import receiver
 from django.http import HttpRequest, HttpResponse, HttpResponseBase
@@ -54,6 +54,10 @@ NOT_STORED = {"set-cookie", "x-cache"}
 #: Request headers that carry credentials: such a request is not cached, unless the header is in
 #: ``vary_on`` (then each credential has entries of its own).
 CREDENTIAL_HEADERS = ("Authorization", "Proxy-Authorization", "X-Api-Key", "X-Auth-Token")
+#: What a web server that authenticated the visitor itself (Apache Basic auth, Kerberos) passes on.
+SERVER_CREDENTIALS = ("REMOTE_USER", "AUTH_TYPE")
+#: What ``get_host()`` and ``build_absolute_uri()`` may read of ``request.META`` besides the scheme.
+HOST_META = ("HTTP_X_FORWARDED_HOST", "HTTP_HOST", "SERVER_NAME", "SERVER_PORT", "HTTP_X_FORWARDED_PORT")
 #: The cookie of Django's cookie message storage: a request that carries it has messages pending.
 MESSAGES_COOKIE = CookieStorage.cookie_name
 #: Message storages whose empty read depends only on the messages cookie (absent) and the session (keyed).
@@ -67,7 +71,8 @@ ABSENT = None
 REASONS = {
     "signed-in": _("the user is signed in (per_user=True keeps one page per user)"),
     "credentials": _(
-        "the request carries credentials (name the header in vary_on= to keep one page per credential)"
+        "the request carries credentials, or the web server authenticated it "
+        "(name the header in vary_on= to keep one page per credential)"
     ),
     "messages": _("the request carries flash messages, or the page read or added some"),
     "session-modified": _("the page changed the session"),
@@ -79,6 +84,7 @@ REASONS = {
     "language": _("the page changed the active language or time zone"),
     "status": _("the status code is not one of statuses="),
     "streaming": _("the response is streamed"),
+    "bad-tag": _("the tags computed from the request are not non-empty strings, or could not be computed"),
 }
 
 
@@ -205,16 +211,9 @@ class CachedView(CachePolicy):
         if self.per_user:
             user = getattr(request, "user", None)
             owner = str(user.pk) if user is not None and user.is_authenticated else ""
-        parts: list[Any] = [
-            request.scheme or "",
-            meta.get("HTTP_X_FORWARDED_HOST", ""),
-            meta.get("HTTP_HOST", ""),
-            meta.get("SERVER_NAME", ""),
-            meta.get("SERVER_PORT", ""),
-            request.path,
-            _normalised_query(meta.get("QUERY_STRING", "")),
-            owner,
-        ]
+        parts: list[Any] = [request.scheme or ""]
+        parts += [meta.get(name, ABSENT) for name in HOST_META]
+        parts += [request.path, _normalised_query(request), owner]
         return parts + _locale(request)
 
     def key(
@@ -278,6 +277,9 @@ class CachedView(CachePolicy):
         for name in self.credential_meta:
             if name in meta:
                 return "credentials"
+        for name in SERVER_CREDENTIALS:
+            if name in meta:
+                return "credentials"
         user = getattr(request, "user", None)
         if not self.per_user and user is not None and user.is_authenticated:
             return "signed-in"
@@ -323,7 +325,9 @@ class CachedView(CachePolicy):
         handed_over = False
         try:
             storable = acquired and request.method == "GET"
-            tags = self._tags_of(request, args, kwargs) if storable else ()
+            tags = self._request_tags(request, args, kwargs) if storable else ()
+            if tags is None:
+                return self.bypass(request, "bad-tag", self.view(request, *args, **kwargs))
             generations: list[Any] = []
             if acquired:
                 try:
@@ -374,6 +378,15 @@ class CachedView(CachePolicy):
             self.cookies = cookies
         return vary, cookies
 
+    def _request_tags(self, request: HttpRequest, args: Any, kwargs: Any) -> tuple[str, ...] | None:
+        """The page's tags, or None if they cannot be had: tags made of request data (an empty query
+        parameter) pass the page through, with a warning, and never break it."""
+        try:
+            return self._tags_of(request, args, kwargs)
+        except Exception:
+            logger.warning("%s is not cached for %s: bad tags", self.namespace, request.path, exc_info=True)
+            return None
+
     def _tags_of(self, request: HttpRequest, args: Any, kwargs: Any) -> tuple[str, ...]:
         tags = self._static_tags
         if tags is None:
@@ -421,6 +434,7 @@ class CachedView(CachePolicy):
         generations: list[Any],
     ) -> HttpResponseBase:
         vary, cookies = self._varies(response, watch)
+        _announce(response, request, vary, cookies)
         payload = self._payload(response)
         fresh = self._put(cache, self.key(cache, request, base, vary, cookies), payload, tags, generations)
         self._headers(response, fresh)
@@ -440,6 +454,9 @@ class CachedView(CachePolicy):
         pending.watch.cookies_read |= read
         pending.watch.all_cookies_read |= all_read
         vary, cookies = self._varies(response, pending.watch)
+        _announce(response, request, vary, cookies)
+        if response.has_header("Vary"):
+            pending.payload[1]["Vary"] = response["Vary"]
         key = self.key(pending.cache, request, pending.base, vary, cookies)
         fresh = self._put(pending.cache, key, pending.payload, pending.tags, pending.generations)
         self._headers(response, fresh)
@@ -448,6 +465,7 @@ class CachedView(CachePolicy):
     def _respond(self, request: HttpRequest, payload: Any, fresh_until: float, state: str):
         status, headers, content = payload
         response = HttpResponse(content, status=status, headers=headers)
+        _announce(response, request, self.vary, self.cookies)
         self._headers(response, fresh_until - time.time())
         _mark(response, state)
         if "HTTP_IF_NONE_MATCH" in request.META or "HTTP_IF_MODIFIED_SINCE" in request.META:
@@ -468,10 +486,10 @@ class CachedView(CachePolicy):
 
 def _used_refusal(request: HttpRequest, response: HttpResponse) -> str | None:
     """Why a page may not be stored for what it used or changed of the visitor's state."""
-    session = getattr(request, "session", None)
+    session = _real_session(request)
     if session is not None and getattr(session, "modified", False):
         return "session-modified"
-    if response.cookies:
+    if response.cookies or response.has_header("Set-Cookie"):
         return "set-cookie"
     if request.META.get("CSRF_COOKIE_NEEDS_UPDATE"):
         return "csrf"
@@ -535,9 +553,57 @@ class _WatchedCookies(dict):
         return super().items()
 
 
+class _WatchedSession:
+    """``request.session`` while a cached view runs: any use of it counts as a read, and marks the
+    session ``accessed`` (so ``SessionMiddleware`` says ``Vary: Cookie``). Django marks it only when its
+    data is loaded, yet a page found by ``session_key``, ``exists()`` or ``is_empty()`` is the visitor's."""
+
+    __slots__ = ("_jobs_session",)
+
+    def __init__(self, session: Any) -> None:
+        object.__setattr__(self, "_jobs_session", session)
+
+    def _used(self) -> Any:
+        session = object.__getattribute__(self, "_jobs_session")
+        session.accessed = True
+        return session
+
+    @property  # type: ignore[misc]
+    def __class__(self) -> type:  # isinstance(request.session, SessionBase) still holds
+        return type(object.__getattribute__(self, "_jobs_session"))
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._used(), name)
+
+    def __setattr__(self, name: str, value: Any) -> None:
+        setattr(self._used(), name, value)
+
+    def __delattr__(self, name: str) -> None:
+        delattr(self._used(), name)
+
+    def __getitem__(self, key: str) -> Any:
+        return self._used()[key]
+
+    def __setitem__(self, key: str, value: Any) -> None:
+        self._used()[key] = value
+
+    def __delitem__(self, key: str) -> None:
+        del self._used()[key]
+
+    def __contains__(self, key: object) -> bool:
+        return key in self._used()
+
+
+def _real_session(request: HttpRequest) -> Any:
+    """The request's session, looked at without counting as the page's use of it."""
+    session = getattr(request, "session", None)
+    if type(session) is _WatchedSession:
+        return object.__getattribute__(session, "_jobs_session")
+    return session
+
+
 def _session_accessed(request: HttpRequest) -> bool:
-    session: Any = getattr(request, "session", None)
-    return bool(getattr(session, "accessed", False))
+    return bool(getattr(_real_session(request), "accessed", False))
 
 
 def _run_watched(
@@ -546,12 +612,14 @@ def _run_watched(
     """Run the view (and render its template, which may read the session, messages or a token) and
     say what it touched; our own look at the user before it does not count."""
     watch = Watch()
-    session: Any = getattr(request, "session", None)
+    session = _real_session(request)
     if session is not None and not hasattr(session, "accessed"):
         session = None
     accessed_before = session is not None and session.accessed
     if session is not None:
         session.accessed = False
+        outer_session = request.session
+        request.session = _WatchedSession(session)  # type: ignore[assignment]
     cookies = request.COOKIES
     watched = _WatchedCookies(cookies)
     request.COOKIES = watched
@@ -564,6 +632,7 @@ def _run_watched(
     finally:
         request.COOKIES = cookies
         if session is not None:
+            request.session = outer_session
             watch.session_read = session.accessed
             session.accessed = session.accessed or accessed_before
     watch.cookies_read = frozenset(watched.read)
@@ -626,16 +695,32 @@ def _messages_used(request: HttpRequest) -> bool:
     return bool(loaded) or not isinstance(storage, KNOWN_MESSAGE_STORAGES)
 
 
-def _normalised_query(query: str) -> str:
-    """Parameters sorted by their decoded name, as ``QueryDict`` splits them (on ``&`` only).
+def _normalised_query(request: HttpRequest) -> list[Any]:
+    """The query as the view sees it (``request.GET``, decoded as Django decodes it), its names sorted;
+    the values of one name keep their order, however each was spelled (``é``, ``%C3%A9``, ``%c3%a9``).
 
-    The sort is stable, so the values of one name keep their order (``getlist()`` and ``GET[name]``
-    see it), also when the name is spelled two ways (``a`` and ``%61``).
+    A query Django refuses to parse (too many fields) is kept as it came, which holds it as well.
     """
-    if "&" not in query:
-        return query
-    pairs = [pair for pair in query.split("&") if pair]
-    return "&".join(sorted(pairs, key=lambda pair: unquote_plus(pair.partition("=")[0])))
+    try:
+        return sorted(request.GET.lists())
+    except TooManyFieldsSent:
+        return [request.META.get("QUERY_STRING", "")]
+
+
+def _announce(
+    response: HttpResponseBase, request: HttpRequest, vary: frozenset[str], cookies: frozenset[str]
+) -> None:
+    """Tell shared caches (a CDN, a proxy) what the key holds beyond the URL, as Django's page cache
+    would: a page keyed by a cookie, the session or the requested language is not everyone's."""
+    held: dict[str, None] = {}
+    if cookies or "cookie" in vary:
+        held["Cookie"] = None
+    if settings.USE_I18N:
+        held["Accept-Language"] = None
+        if dict.__contains__(request.COOKIES, settings.LANGUAGE_COOKIE_NAME):  # not a read of the page's
+            held["Cookie"] = None
+    if held:
+        patch_vary_headers(response, list(held))
 
 
 def _vary(response: HttpResponseBase) -> frozenset[str]:
