@@ -1,10 +1,12 @@
 """``@cache_view``: whole responses cached in one Redis entry, safe for users, with ETags and 304s.
 
 A page is stored only when it provably depends on nothing its key does not hold. The key is the scheme,
-host, path, the query string with its parameters sorted, the user with ``per_user=True``, the language
-the request resolves to and the active language and time zone (as Django's page cache keys them), the
-request headers the response varies on, and the cookies the view read. A request or a page that may
-depend on anything else is passed through, counted as a bypass with its reason (``REASONS``).
+host (every part ``build_absolute_uri()`` reads), path, the query as ``request.GET`` decodes it with its
+names sorted, the user with ``per_user=True``, the language the request resolves to and the active
+language and time zone (as Django's page cache keys them), the request headers the response varies on,
+the ``Cookie`` header when the view used the session in any way, and the cookies the view read. A
+request or a page that may depend on anything else is passed through, counted as a bypass with its
+reason (``REASONS``). Responses say in ``Vary`` what the key holds beyond the URL, for shared caches.
 
 Middleware that runs after the view (it sets cookies, adds ``Vary``) is out of the decorator's sight;
 ``jobs.cache.middleware.CacheViewMiddleware``, first in ``MIDDLEWARE``, makes the decision once the whole
