@@ -8,6 +8,7 @@ import logging
 import pytest
 from django.http import HttpResponse
 from django.test import Client, override_settings
+from django.views import View
 
 from jobs.cache import cache_view, stats
 from jobs.exceptions import InvalidCacheDefinition
@@ -238,3 +239,18 @@ def test_a_page_keyed_by_nothing_more_announces_only_the_language():
 @override_settings(MIDDLEWARE=COMMON, USE_I18N=False)
 def test_without_translations_no_language_is_announced():
     assert not Client().get("/plain").has_header("Vary")
+
+
+class Prices(View):
+    pass
+
+
+class Stock(View):
+    pass
+
+
+def test_class_based_views_have_namespaces_of_their_own():
+    """``as_view()`` gives every class-based view a function of one name (``View.as_view.<locals>.view``):
+    the default namespace is the class's, so that two views' counts and invalidations stay apart."""
+    namespaces = [cache_view(ttl=60)(view.as_view()).cache.namespace for view in (Prices, Stock)]
+    assert namespaces == [f"{__name__}.Prices", f"{__name__}.Stock"]

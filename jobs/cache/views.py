@@ -172,7 +172,7 @@ class CachedView(CachePolicy):
         alias: str | None,
     ) -> None:
         super().__init__(
-            f"{view.__module__}.{getattr(view, '__qualname__', type(view).__qualname__)}",
+            _dotted_path(view),
             ttl=ttl,
             stale=stale,
             namespace=namespace,
@@ -742,6 +742,13 @@ def _quietly(cache: CacheStore, action: Callable[..., Any], *args: Any) -> None:
         action(*args)
     except ERRORS as exc:
         cache.failed(exc)
+
+
+def _dotted_path(view: View) -> str:
+    """The view's name for its default namespace: a class-based view's class (every ``as_view()``
+    function's own name is ``View.as_view.<locals>.view``)."""
+    named = getattr(view, "view_class", view)
+    return f"{named.__module__}.{getattr(named, '__qualname__', type(named).__qualname__)}"
 
 
 def cache_view(
