@@ -22,6 +22,7 @@ import time
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
+from urllib.parse import urlencode
 
 from django.conf import settings
 from django.contrib.messages.storage.cookie import CookieStorage
@@ -467,7 +468,9 @@ class CachedView(CachePolicy):
     def _respond(self, request: HttpRequest, payload: Any, fresh_until: float, state: str):
         status, headers, content = payload
         response = HttpResponse(content, status=status, headers=headers)
-        _announce(response, request, self.vary, self.cookies)
+        # Its stored headers say what its key holds (``_store``), but for this request's language cookie.
+        if settings.USE_I18N and _has_language_cookie(request):
+            patch_vary_headers(response, ["Cookie"])
         self._headers(response, fresh_until - time.time())
         _mark(response, state)
         if "HTTP_IF_NONE_MATCH" in request.META or "HTTP_IF_MODIFIED_SINCE" in request.META:
@@ -697,16 +700,28 @@ def _messages_used(request: HttpRequest) -> bool:
     return bool(loaded) or not isinstance(storage, KNOWN_MESSAGE_STORAGES)
 
 
-def _normalised_query(request: HttpRequest) -> list[Any]:
-    """The query as the view sees it (``request.GET``, decoded as Django decodes it), its names sorted;
-    the values of one name keep their order, however each was spelled (``é``, ``%C3%A9``, ``%c3%a9``).
+def _normalised_query(request: HttpRequest) -> str:
+    """The query as the view sees it (``request.GET``, decoded as Django decodes it), its names sorted
+    and the values of one name in their order: two queries the view sees apart are two strings.
 
-    A query Django refuses to parse (too many fields) is kept as it came, which holds it as well.
+    A query with nothing to decode is its pairs sorted by name (a stable sort, as ``QueryDict`` splits
+    them, on ``&`` only), without building a ``QueryDict`` on every hit; any other is ``request.GET``
+    encoded again (``é`` and ``%C3%A9`` are one name). A query Django refuses to parse (too many
+    fields) is kept as it came, which holds it as well.
     """
+    query = request.META.get("QUERY_STRING", "")
+    if "%" not in query and "+" not in query and query.isascii():  # nothing to decode
+        if "&" not in query:
+            return query
+        return "&".join(sorted((pair for pair in query.split("&") if pair), key=_name_of))
     try:
-        return sorted(request.GET.lists())
+        return urlencode(sorted(request.GET.lists()), doseq=True)
     except TooManyFieldsSent:
-        return [request.META.get("QUERY_STRING", "")]
+        return query
+
+
+def _name_of(pair: str) -> str:
+    return pair.partition("=")[0]
 
 
 def _announce(
@@ -719,10 +734,16 @@ def _announce(
         held["Cookie"] = None
     if settings.USE_I18N:
         held["Accept-Language"] = None
-        if dict.__contains__(request.COOKIES, settings.LANGUAGE_COOKIE_NAME):  # not a read of the page's
+        if _has_language_cookie(request):
             held["Cookie"] = None
     if held:
         patch_vary_headers(response, list(held))
+
+
+def _has_language_cookie(request: HttpRequest) -> bool:
+    """Whether the request carries the language cookie (not a read of the page's: ``COOKIES`` itself)."""
+    name = settings.LANGUAGE_COOKIE_NAME
+    return name in request.META.get("HTTP_COOKIE", "") and dict.__contains__(request.COOKIES, name)
 
 
 def _vary(response: HttpResponseBase) -> frozenset[str]:
