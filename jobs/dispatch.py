@@ -70,6 +70,10 @@ def dispatch(records: Sequence[Job], options: JobOptions | None = None) -> bool:
         _leave_to_relay(records)
         logger.warning("Redis unreachable, %d job(s) left for the relay: %s", len(records), exc)
         return False
+    except Exception:
+        _leave_to_relay(records)
+        logger.exception("%d job(s) could not be pushed; left for the relay", len(records))
+        return False
     if unknown:
         _leave_to_relay(unknown)
         logger.error(

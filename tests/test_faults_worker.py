@@ -85,6 +85,44 @@ def test_a_module_that_fails_on_import_in_preload_fails_its_job_and_the_next_job
     assert Job.objects.get(pk=following.pk).status == Status.FINISHED
 
 
+def test_a_job_module_that_fails_on_import_holds_back_no_other_job(redis_server):
+    """The relay and a release push records without their function's module (a worker imports it to
+    read the options): one that fails on import used to fail every pass of the relay, and every push of
+    a release, holding back every other job of the batch."""
+    tag = uuid.uuid4().hex[:8]
+    redis_server.stop()
+    relayed = [broken_import_jobs.never_imported.enqueue(), fault_jobs.count_run.enqueue(f"{tag}-relayed")]
+    redis_server.start()
+    root = fault_jobs.count_run.enqueue(f"{tag}-root")
+    released = [
+        broken_import_jobs.never_imported.using(depends_on=root).enqueue(),
+        fault_jobs.count_run.using(depends_on=root).enqueue(f"{tag}-released"),
+    ]
+    records = Job.objects.filter(pk__in=[record.pk for record in (*relayed, root, *released)])
+    worker = WorkerProcess(
+        "--worker-class",
+        "jobs.worker.LeanWorker",
+        queues=("default",),
+        JOBS_TEST_BREAK_IMPORT="1",
+        JOBS_TEST_JOBS=json.dumps({"RELAY_INTERVAL": 1}),
+    )
+    try:
+        wait_for(
+            lambda: all(record.status in (Status.FINISHED, Status.FAILED) for record in records.all()),
+            timeout=30,
+            message=lambda: (
+                f"every job to end: {list(records.values_list('function', 'status'))}\n"
+                + "".join(worker.lines[-30:])
+            ),
+        )
+    finally:
+        worker.stop()
+    for broken in (relayed[0], released[0]):
+        assert_failed_with(broken, "builtins.RuntimeError", "cannot be imported here")
+    for fine in (relayed[1], root, released[1]):
+        assert Job.objects.get(pk=fine.pk).status == Status.FINISHED
+
+
 #: Each worker class on a queue of its own, so that one Redis hang is outlived by all three at once.
 HUNG_WORKERS = {
     "default": "jobs.worker.Worker",

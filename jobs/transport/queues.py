@@ -7,6 +7,7 @@ reached; the callers decide what an outage means for the ledger.
 from __future__ import annotations
 
 import json
+import logging
 import zlib
 from collections import defaultdict
 from collections.abc import Iterable, Iterator, Sequence
@@ -36,6 +37,8 @@ from ..registry import resolve
 from . import compat, connection, priority
 from .batch import handed_over
 from .runner import RUNNER, runner_args
+
+logger = logging.getLogger("jobs")
 
 #: RQ states in which a job will still run (they differ by RQ version).
 ALIVE = compat.STILL_TO_RUN
@@ -316,6 +319,11 @@ def record_options(record: Job) -> JobOptions:
         options = resolve(record.function).options
     except JobNotRegistered:
         options = JobOptions()  # the worker will fail it with a clear error
+    except Exception as exc:  # its module fails on import: the worker fails the job with the reason
+        logger.warning(
+            "Job %s: %s cannot be imported here (%r); pushed as recorded", record.pk, record.function, exc
+        )
+        options = JobOptions()
     if record.backoff is None:  # written before the record kept its backoff
         return options.replace(max_attempts=record.max_attempts)
     return options.replace(
