@@ -2,7 +2,9 @@
 
 Plain JSON values pass through. Datetimes, dates, times, Decimals, UUIDs and saved model
 instances are wrapped in a one-key marker object (``{"__jobs__": [type, value]}``); a model
-instance travels by reference and is fetched again in the worker. Anything else is refused
+instance travels by reference and is fetched again in the worker. So is a float that JSON writes with
+a positive exponent (``1e+16``): PostgreSQL's ``jsonb`` keeps it as a whole number, which would come
+back as an int. Anything else is refused
 with an error that names the argument.
 
 What one database stores and another refuses is refused on all of them, so that a job behaves
@@ -33,6 +35,10 @@ MARKER = "__jobs__"
 #: and decoding them cannot exhaust the stack).
 MAX_DEPTH = 64
 
+#: Ints of this many digits or more are refused: Python writes at most ``sys.get_int_max_str_digits()``
+#: (4,300 by default) as text, and no database's JSON reads more back as a number.
+_INT_DIGITS = 4300
+_LONGEST_INT = 10**_INT_DIGITS
 #: Characters PostgreSQL's jsonb cannot hold: NUL, and halves of a surrogate pair not written as a pair.
 _UNSTORABLE = re.compile("[\x00\ud800-\udfff]")
 
@@ -96,9 +102,16 @@ def encode(value: Any, where: str = "value", depth: int = 0) -> Any:  # noqa: C9
     if isinstance(value, str):
         _check_text(value, where)
         return value
-    if isinstance(value, int | float):
-        if isinstance(value, float) and not math.isfinite(value):
+    if isinstance(value, float):
+        if not math.isfinite(value):
             raise ArgumentNotSerializable(f"{where} is {value!r}, which JSON cannot represent")
+        text = repr(value)
+        return {MARKER: ["float", text]} if "e+" in text else value
+    if isinstance(value, int):
+        if abs(value) >= _LONGEST_INT:
+            raise ArgumentNotSerializable(
+                f"{where} is an int of more than {_INT_DIGITS} digits, which JSON cannot represent here"
+            )
         return value
     if isinstance(value, list | tuple | dict) and depth >= MAX_DEPTH:
         raise ArgumentNotSerializable(f"{where} is nested more than {MAX_DEPTH} lists or objects deep")
@@ -152,6 +165,7 @@ _DECODERS = {
     "time": datetime.time.fromisoformat,
     "decimal": decimal.Decimal,
     "uuid": uuid.UUID,
+    "float": float,
 }
 
 

@@ -6,6 +6,7 @@ import contextvars
 from typing import Any, NamedTuple
 
 from . import transitions
+from .codec import decode
 from .exceptions import JobsError
 from .models import Dependency, Job
 
@@ -58,15 +59,15 @@ def set_progress(percent: float, message: str = "") -> bool:
 
 def dependency_results() -> list[Any]:
     """The results of the running job's dependencies (``depends_on``), in the order they were given:
-    how a job in a chain or a group's callback reads what the jobs before it returned. A dependency
-    that failed or was cancelled, and was allowed to, gives None, as one deleted since. An empty list
-    outside a job.
+    how a job in a chain or a group's callback reads what the jobs before it returned, as they returned
+    it (dates, Decimals, UUIDs; a model instance read again). A dependency that failed or was
+    cancelled, and was allowed to, gives None, as one deleted since. An empty list outside a job.
     """
     run = _current.get()
     if run is None:
         return []
     record = run.record
-    results = list(record.dependencies().values_list("result", flat=True))
+    results = [decode(result) for result in record.dependencies().values_list("result", flat=True)]
     if len(results) >= record.dependencies_total:
         return results
     # Some were deleted (their links with them): each result left stays in its place, the others None.
@@ -74,5 +75,5 @@ def dependency_results() -> list[Any]:
     links = Dependency.objects.using(record._state.db).filter(dependent=record)
     for position, result in links.values_list("position", "dependency__result"):
         if position < len(placed):
-            placed[position] = result
+            placed[position] = decode(result)
     return placed

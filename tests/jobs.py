@@ -149,3 +149,17 @@ def urgent_fails_once(label):
     if current_job().attempts == 1:
         raise RuntimeError("first attempt fails")
     return label
+
+
+@job
+def given(value):
+    """Returns its argument, as the worker decoded it."""
+    return value
+
+
+@job
+def dependency_results_with_types():
+    """What its dependencies returned, each with the name of its type, as this job reads them."""
+    from jobs import dependency_results
+
+    return [[repr(result), type(result).__name__] for result in dependency_results()]

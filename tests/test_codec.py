@@ -1,5 +1,6 @@
 import datetime
 import decimal
+import json
 import uuid
 
 import pytest
@@ -11,9 +12,10 @@ from django.core.checks import run_checks
 from django.test import override_settings
 from django.utils.functional import SimpleLazyObject
 
-from jobs.codec import decode_arguments, encode, encode_arguments
+from jobs.codec import decode, decode_arguments, encode, encode_arguments
 from jobs.exceptions import ArgumentNotSerializable, ArgumentUnavailable, InvalidArguments
 from jobs.models import Job, Status
+from tests import jobs
 from tests.helpers import drain
 from tests.jobs import echo_types
 
@@ -96,7 +98,7 @@ def nested(depth, leaf=1):
         (("\udc80",), {}, "args", "args[0] holds the character '\\udc80'"),
         ((nested(65),), {}, "args", "is nested more than 64 lists or objects deep"),
         ((), {"deep": nested(30, {"a": nested(40)})}, "kwargs", "nested more than 64"),
-        ((10**5000,), {}, "args", "args cannot be written as JSON"),
+        ((10**5000,), {}, "args", "args[0] is an int of more than 4300 digits"),
     ],
 )
 def test_what_not_every_database_stores_is_refused_on_all_by_name(args, kwargs, field, named):
@@ -170,3 +172,32 @@ def test_request_user_of_a_signed_in_visitor_travels_by_reference(rf, restore_si
 def test_another_lazy_object_is_named_by_what_it_wraps():
     with pytest.raises(ArgumentNotSerializable, match=r"args\[0\] is of type set"):
         encode_arguments((SimpleLazyObject(lambda: {1}),), {})
+
+
+LARGE_FLOATS = [1e16, 2.0**70, 1.5e300, 1.7976931348623157e308, -1e16, 1e-7, 0.1, 1e15]
+
+
+@pytest.mark.django_db(transaction=True)
+def test_floats_come_back_floats_from_the_database(redis):
+    """JSON writes a float from 1e16 on with an exponent (``1e+16``), which PostgreSQL's ``jsonb`` keeps
+    as a whole number: it came back an int (``2.0**70`` as 1180591620717411300000). Such floats travel
+    in a marker, in arguments and in results, on every database."""
+    record = jobs.given.enqueue(LARGE_FLOATS)
+    assert json.loads(json.dumps(Job.objects.get(pk=record.pk).args)) == Job.objects.get(pk=record.pk).args
+    drain()
+    record.refresh_from_db()
+    assert record.status == Status.FINISHED
+    result = decode(record.result)
+    assert result == LARGE_FLOATS
+    assert [type(value) for value in result] == [float] * len(LARGE_FLOATS)
+    types = jobs.echo_types.enqueue(*LARGE_FLOATS)
+    drain()
+    types.refresh_from_db()
+    assert types.result["args"] == ["float"] * len(LARGE_FLOATS)
+
+
+def test_an_int_too_long_for_json_is_refused_naming_it(settings):
+    settings.JOBS = {**settings.JOBS, "MAX_ARGUMENTS_BYTES": None}
+    with pytest.raises(ArgumentNotSerializable, match=r"args\[1\] is an int of more than 4300 digits"):
+        encode_arguments([1, 10**5000], {})
+    assert encode_arguments([10**4299], {})[0] == [10**4299]

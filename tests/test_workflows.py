@@ -2,6 +2,9 @@
 policy, cancellation, transactions, and the catch-up of the reconciler. Drained in-process by the real
 worker class; the tests with worker processes are in ``test_workflows_workers.py``."""
 
+import datetime
+import decimal
+import uuid
 from datetime import timedelta
 
 import pytest
@@ -29,6 +32,24 @@ def queued_ids(queue="default"):
 
 
 WORKER_CLASSES = ["jobs.worker.SimpleWorker", "jobs.worker.ThreadedWorker"]
+
+
+def test_a_dependent_reads_its_dependencies_results_as_they_were_returned():
+    """Dates, Decimals, UUIDs and large floats came back as the markers that carry them in the record."""
+    when = datetime.datetime(2026, 12, 6, 5, 30, tzinfo=datetime.UTC)
+    pk = uuid.uuid4()
+    given = [jobs.given.enqueue(value) for value in (decimal.Decimal("1.50"), when, pk, 1e16, None)]
+    reader = jobs.dependency_results_with_types.using(depends_on=given).enqueue()
+    drain()
+    reader = fresh(reader)
+    assert reader.status == Status.FINISHED
+    assert reader.result == [
+        [repr(decimal.Decimal("1.50")), "Decimal"],
+        [repr(when), "datetime"],
+        [repr(pk), "UUID"],
+        ["1e+16", "float"],
+        ["None", "NoneType"],
+    ]
 
 
 @pytest.mark.parametrize("worker_class", WORKER_CLASSES, ids=["simple", "threaded"])
