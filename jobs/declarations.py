@@ -228,6 +228,12 @@ def check_definition(
         job_function = registry.resolve(function) if known else registry.lookup(function)
     except JobNotRegistered as exc:
         raise InvalidSchedule(str(exc), "function") from exc
+    _check_arguments(job_function, args, kwargs)
+    return job_function
+
+
+def _check_arguments(job_function: JobFunction[Any, Any], args: Any, kwargs: Any) -> None:
+    """Refuse arguments (as stored, encoded) that do not decode, or that the function cannot take."""
     if not isinstance(args, list):
         raise InvalidSchedule(f"args must be a list, not {args!r}", "args")
     if not isinstance(kwargs, dict):
@@ -239,4 +245,6 @@ def check_definition(
         raise InvalidSchedule(str(exc), exc.field or "args") from exc
     except ArgumentUnavailable as exc:
         raise InvalidSchedule(str(exc), "args") from exc
-    return job_function
+    except (KeyError, ValueError, TypeError, ArithmeticError) as exc:
+        # A value written by hand (the admin's JSON) that looks like a marker of ours and is not one.
+        raise InvalidSchedule(f"the arguments do not decode: {exc!r}", "args") from exc

@@ -17,6 +17,7 @@ same schedule, which is what lets the database keep one run per tick.
 
 from __future__ import annotations
 
+import re
 from datetime import UTC, datetime, timedelta
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
@@ -42,10 +43,21 @@ def zone(name: str = "") -> ZoneInfo:
         ) from exc
 
 
+#: croniter's random value of a field (``R``, ``R(0-30)``, ``R/5``).
+_RANDOM = re.compile(r"[Rr](\(\d+-\d+\))?(/\d+)?")
+
+
 def check_cron(expression: str) -> None:
     """Refuse what croniter cannot read, with its reason."""
     if not isinstance(expression, str) or not expression.strip():
         raise InvalidSchedule(f"a cron expression must be a non-empty string, not {expression!r}", "cron")
+    if any(_RANDOM.fullmatch(element) for field in expression.split() for element in field.split(",")):
+        # croniter draws R's value again at every reading: each worker, each pass, would tick elsewhere.
+        raise InvalidSchedule(
+            f"{expression!r} uses R (a random value), which is drawn again at every reading; "
+            "pick the minute and hour yourself",
+            "cron",
+        )
     try:
         croniter(expression, datetime(2000, 1, 1))
     except (CroniterError, ValueError, KeyError) as exc:
@@ -56,10 +68,15 @@ def check_cron(expression: str) -> None:
         raise InvalidSchedule(f"{expression!r} never ticks (a date that does not exist?)", "cron") from exc
 
 
+#: The longest interval: its ticks must stay within the dates Python and the databases hold.
+LONGEST_EVERY = timedelta(days=366 * 1000)
+
+
 def check_every(every: timedelta) -> None:
-    if not isinstance(every, timedelta) or every < timedelta(seconds=1):
+    if not isinstance(every, timedelta) or not timedelta(seconds=1) <= every <= LONGEST_EVERY:
         raise InvalidSchedule(
-            f"an interval must be a timedelta of at least one second, not {every!r}", "every"
+            f"an interval must be a timedelta of at least one second and at most 1,000 years, not {every!r}",
+            "every",
         )
 
 

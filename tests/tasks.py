@@ -97,3 +97,23 @@ def failing_task_system_exit():
 async def reports_progress_async():
     await sync_to_async(set_progress)(50, "half way")
     return "done"
+
+
+@task()
+def returns_int_keys():
+    return {1: "one"}
+
+
+@task()
+def returns_nan():
+    return float("nan")
+
+
+class Unprintable(Exception):
+    def __str__(self):
+        raise RuntimeError("no message")
+
+
+@task()
+def raises_unprintable():
+    raise Unprintable()

@@ -425,3 +425,31 @@ def test_every_status_of_a_record_reads_as_a_task_status():
     for status in Status:
         Job.objects.filter(pk=result.id).update(status=status)
         assert tasks.add.get_result(result.id).status is not None, status
+
+
+@pytest.mark.django_db(transaction=True)
+@pytest.mark.parametrize("task", [tasks.returns_int_keys, tasks.returns_nan], ids=["int keys", "NaN"])
+def test_a_task_that_returns_what_cannot_be_stored_fails(task):
+    """Django's backends refuse it; it used to succeed with its repr() as its return value."""
+    result = task.enqueue()
+    following = tasks.noop_task.enqueue()
+    drain()
+    result.refresh()
+    assert result.status == TaskResultStatus.FAILED
+    assert "cannot be stored as JSON" in result.errors[-1].traceback
+    following.refresh()
+    assert following.status == TaskResultStatus.SUCCESSFUL
+
+
+@pytest.mark.django_db(transaction=True)
+@pytest.mark.parametrize("worker_class", ["jobs.worker.Worker", "jobs.worker.ThreadedWorker"])
+def test_an_exception_whose_message_cannot_be_read_fails_the_task_with_its_class(worker_class):
+    """Its ``__str__`` raised inside the worker's record of the failure: the attempt stayed started until
+    the reaper gave it up as abandoned, its own class lost."""
+    result = tasks.raises_unprintable.enqueue()
+    run_worker("--worker-class", worker_class, queues=("default",))
+    result.refresh()
+    assert result.status == TaskResultStatus.FAILED
+    assert result.errors[-1].exception_class_path == "tests.tasks.Unprintable"
+    record = Job.objects.get(pk=result.id)
+    assert record.error_message.startswith("<Unprintable whose message cannot be read")

@@ -11,7 +11,9 @@ from django.db import DatabaseError
 from django.dispatch import receiver
 
 from .. import context, registry, signals
+from ..codec import encode
 from ..decorator import JobFunction
+from ..exceptions import ArgumentNotSerializable
 from ..models import Job
 from ..options import JobOptions
 from .framework import Task, TaskContext, normalize_json, task_finished, task_started
@@ -46,7 +48,13 @@ class TaskFunction(JobFunction[Any, Any]):
         task_started.send(sender=type(backend), task_result=result)
         if self.task.takes_context:
             args = (TaskContext(task_result=result), *args)
-        return normalize_json(self.task.call(*args, **kwargs))
+        value = normalize_json(self.task.call(*args, **kwargs))
+        try:
+            encode(value, "the return value")
+        except ArgumentNotSerializable as exc:
+            # Django's backends refuse it; a plain job's result would be kept as its repr().
+            raise TypeError(f"{self.name} returned what cannot be stored as JSON: {exc}") from exc
+        return value
 
     def finished(self, record: Job) -> None:
         """Send ``task_finished`` for a record that has finished or failed for good."""

@@ -29,7 +29,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
-from django.db import IntegrityError, router, transaction
+from django.db import DatabaseError, IntegrityError, router, transaction
 from django.utils import timezone
 from redis.exceptions import LockError, RedisError
 from redis.lock import Lock
@@ -87,7 +87,13 @@ def fire_due(now: datetime | None = None, using: str | None = None) -> list[Job]
     alias = using or router.db_for_write(Schedule)
     fired: list[Job] = []
     for schedule in Schedule.objects.using(alias).due(now):
-        fired.extend(fire(schedule, now))
+        try:
+            fired.extend(fire(schedule, now))
+        except DatabaseError:
+            raise  # the database, not this schedule: the pass is tried again as a whole
+        except Exception:
+            # This schedule's own fault (its arguments no longer decode, say): the others fire.
+            logger.exception("Schedule %r could not fire; the other schedules go on", schedule.name)
     return fired
 
 
@@ -132,7 +138,7 @@ def fire(schedule: Schedule, now: datetime) -> list[Job]:
 def _job_function(schedule: Schedule, due: list[datetime]) -> JobFunction[Any, Any] | None:
     try:
         return schedule.job_function(known=True)
-    except JobsError as exc:
+    except Exception as exc:  # not registered, or its module fails on import with any error
         logger.error(
             "Schedule %r could not run its ticks %s: %s",
             schedule.name,

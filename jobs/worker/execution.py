@@ -146,7 +146,7 @@ def _record_failure(record: Job, attempt: int, rq_job: Any, exc: BaseException) 
     permanent = isinstance(exc, PERMANENT_ERRORS)
     retrying = bool(rq_job is not None and rq_job.retries_left and not permanent)
     delay = exc.delay if retrying and isinstance(exc, RetryLater) else None
-    error_class, message = qualified_name(type(exc)), str(exc)
+    error_class, message = qualified_name(type(exc)), message_of(exc)
     in_main_thread = threading.current_thread() is threading.main_thread()
     if isinstance(exc, SystemExit | KeyboardInterrupt) and in_main_thread:
         # A second SIGTERM or SIGINT (RQ's cold shutdown) stopped a non-forking worker in the job (in a
@@ -185,6 +185,14 @@ def _record_failure(record: Job, attempt: int, rq_job: Any, exc: BaseException) 
     else:
         logger.error("Job %s failed after %d attempt(s): %r", record.pk, attempt, exc)
         signals.announce_failed(record, exc)
+
+
+def message_of(exc: BaseException) -> str:
+    """``str(exc)``, or what can be said of an exception whose ``__str__`` itself fails."""
+    try:
+        return str(exc)
+    except Exception as failure:
+        return f"<{type(exc).__name__} whose message cannot be read: {failure!r}>"
 
 
 def _encode_result(function: str, value: Any) -> Any:

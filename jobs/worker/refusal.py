@@ -20,7 +20,7 @@ from ..exceptions import qualified_name
 from ..models import Job
 from ..transport.runner import Call
 from . import reconnect
-from .execution import unclaimed, unread_record
+from .execution import message_of, unclaimed, unread_record
 
 logger = logging.getLogger("jobs")
 
@@ -38,7 +38,7 @@ def fail_before_run(call: Call, worker_name: str, exc: BaseException) -> bool:
         record,
         attempt,
         error_class=qualified_name(type(exc)),
-        error_message=str(exc),
+        error_message=message_of(exc),
         traceback="".join(tb.format_exception(exc)),
         retrying=False,
         push=dispatch,
