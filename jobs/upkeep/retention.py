@@ -91,7 +91,10 @@ def _delete(queryset: QuerySet[Job], limit: int | None) -> int:
             break
         with transaction.atomic(using=queryset.db):
             still_due = list(queryset.filter(pk__in=batch).select_for_update().values_list("pk", flat=True))
-            if still_due:
-                queryset.filter(pk__in=still_due).delete()
-        deleted += len(still_due)
+            if not still_due:
+                continue
+            # Counted as deleted (the DELETE tests the conditions again: a job that came to depend on
+            # one of them meanwhile keeps it), not as chosen.
+            _total, by_model = queryset.filter(pk__in=still_due).delete()
+        deleted += by_model.get(queryset.model._meta.label, 0)
     return deleted
