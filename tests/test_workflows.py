@@ -9,6 +9,7 @@ from datetime import timedelta
 
 import pytest
 from django.db import connection, transaction
+from django.db.models import QuerySet
 from django.test.utils import CaptureQueriesContext, override_settings
 
 from jobs import allow_failure, signals, transitions
@@ -384,6 +385,26 @@ def test_retention_keeps_a_finished_dependency_while_a_job_that_failed_with_it_m
     operations.retry(Job.objects.filter(pk=second.pk))
     drain()
     assert fresh(callback).result == [2, "x"]
+
+
+@override_settings(JOBS={"DEFAULT_QUEUE": "default", "RETAIN_FINISHED": 1, "RETAIN_FINISHED_PER_QUEUE": None})
+def test_retention_counts_what_it_deleted_when_a_job_came_to_depend_on_it_meanwhile(monkeypatch):
+    """An enqueue that depends on an old record commits between retention's choice and its DELETE: the
+    DELETE keeps the record, and the count says so (it said pruned)."""
+    old = jobs.add.enqueue(1, 1)
+    assert transitions.finish(old, transitions.claim(old, "w"), 2)
+    Job.objects.filter(pk=old.pk).update(finished_at=old.finished_at - timedelta(hours=1))
+    delete = QuerySet.delete
+    reader = []
+
+    def enqueued_meanwhile(queryset):
+        if not reader:
+            reader.append(jobs.dependency_results_as_given.using(depends_on=old).enqueue())
+        return delete(queryset)
+
+    monkeypatch.setattr(QuerySet, "delete", enqueued_meanwhile)
+    assert retention.prune().finished == 0
+    assert Job.objects.filter(pk=old.pk).exists()
 
 
 def test_a_dependency_deleted_before_its_dependent_runs_gives_none_in_its_place():
