@@ -337,6 +337,15 @@ def test_redis_down_leaves_the_ledger_figures_and_says_what_is_missing(client, t
     assert not any(name.startswith("rq_jobs") for name, _ in found)
 
 
+def test_a_worker_record_that_does_not_parse_leaves_rqs_figures_out(client, token_settings, redis):
+    Job.objects.create(function="tests.jobs.add", queue="default", status=Status.FAILED)
+    redis.sadd("rq:workers", "rq:worker:odd")
+    redis.hset("rq:worker:odd", mapping={"queues": "default", "last_heartbeat": "not-a-date"})
+    found = samples(client)  # a 500 before
+    assert total(found, "jobs_records", queue="default", status="failed") == 1
+    assert value(found, "jobs_metrics_part_up", part="rq") == 0
+
+
 @pytest.mark.slow
 def test_a_hung_redis_costs_one_scrape_one_socket_timeout_and_the_next_ones_none(
     client, token_settings, redis_server

@@ -10,11 +10,12 @@ and its template renders it with that data as ``data``. A new section is one mor
 
 from __future__ import annotations
 
+import logging
 from collections import defaultdict
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import Any
+from typing import Any, TypeVar
 
 from django.conf import settings
 from django.db.models import Count, Min, Q, QuerySet
@@ -23,14 +24,17 @@ from django.utils import timezone
 from django.utils.functional import Promise
 from django.utils.translation import gettext_lazy as _
 from redis.exceptions import RedisError
+from redis.exceptions import TimeoutError as RedisTimeoutError
 
-from .. import pause
+from .. import dispatch, pause
 from ..cache import stats
 from ..cache.store import ERRORS
 from ..cache.views import REASONS
 from ..exceptions import JobsConfigurationError
 from ..models import FailedAttempt, Job, Status
 from ..transport import queues as transport
+
+logger = logging.getLogger("jobs")
 
 #: Minutes of history in the throughput chart.
 HISTORY_MINUTES = 60
@@ -40,18 +44,42 @@ def queue_names() -> list[str]:
     return sorted(settings.RQ_QUEUES)
 
 
+T = TypeVar("T")
+
+
+def live(read: Callable[[], T]) -> tuple[T | None, str | None]:
+    """A live figure read from Redis, or None and why there is none.
+
+    A Redis that hangs costs every read its whole socket timeout: after one times out, the live
+    figures are left out while this process's pushes skip Redis (``dispatch.breaker``), so that a page
+    that refreshes itself does not wait for Redis on every refresh. Whatever else a read raises (an
+    error, data that does not parse) leaves its figure out, not the page.
+    """
+    if dispatch.breaker.is_open():
+        return None, str(LEFT_OUT)
+    try:
+        return read(), None
+    except RedisTimeoutError as exc:
+        dispatch.breaker.open()
+        return None, str(exc)
+    except RedisError as exc:
+        return None, str(exc)
+    except Exception as exc:
+        logger.exception("Dashboard: a live figure could not be read")
+        return None, repr(exc)
+
+
+#: Why the live figures are missing while Redis is left alone after a timeout.
+LEFT_OUT = _("Redis timed out a moment ago: its live figures are left out for a few seconds")
+
+
 def redis_queue_counts() -> dict[str, Any]:
     """Per queue, what RQ holds: the queue's length and the size of each registry (one pipeline each).
 
     Returns ``{"error": None, "counts": {queue: {...}}}``, or the error and no counts.
     """
-    counts: dict[str, dict[str, int]] = {}
-    try:
-        for name in queue_names():
-            counts[name] = transport.counts(name)
-    except RedisError as exc:
-        return {"error": str(exc), "counts": {}}
-    return {"error": None, "counts": counts}
+    counts, error = live(lambda: {name: transport.counts(name) for name in queue_names()})
+    return {"error": error, "counts": counts or {}}
 
 
 def ledger_counts(by_function: bool = False) -> dict[tuple[str, ...], dict[str, int]]:
@@ -72,10 +100,8 @@ def ledger_queue_counts() -> dict[str, dict[str, int]]:
 
 def paused_queues() -> set[str] | None:
     """The paused queues (one round trip per Redis server), or None when Redis does not answer."""
-    try:
-        return pause.paused(queue_names())
-    except RedisError:
-        return None
+    paused, _error = live(lambda: pause.paused(queue_names()))
+    return paused
 
 
 def queues() -> list[dict[str, Any]]:
@@ -98,11 +124,8 @@ def queues() -> list[dict[str, Any]]:
 
 def workers() -> dict[str, Any]:
     """The workers RQ knows of, on every Redis that holds a queue (one listing per Redis server)."""
-    try:
-        found = transport.workers(queue_names())
-    except RedisError as exc:
-        return {"error": str(exc), "workers": []}
-    return {"error": None, "workers": sorted(found, key=lambda w: w["name"])}
+    found, error = live(lambda: transport.workers(queue_names()))
+    return {"error": error, "workers": sorted(found or [], key=lambda w: w["name"])}
 
 
 def throughput(minutes: int = HISTORY_MINUTES, now: datetime | None = None) -> dict[str, Any]:

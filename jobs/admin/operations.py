@@ -16,9 +16,10 @@ from typing import Any
 from django.db import transaction
 from django.db.models import QuerySet
 from redis.exceptions import RedisError
+from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from .. import transitions
-from ..dispatch import dispatch
+from ..dispatch import breaker, dispatch
 from ..models import Job, Status
 from ..transport import queues
 
@@ -62,10 +63,8 @@ def retry(queryset: QuerySet[Job], user: Any = None, selection: QuerySet[Job] | 
     """
     retried = transitions.retry(queryset, user, selection)
     if retried.changed:
-        try:
-            queues.delete(retried.changed)
-        except RedisError as exc:
-            logger.warning("Could not remove RQ's failed jobs before a retry: %s", exc)
+        # What is left of it in RQ goes before the push, or with the relay's push (``relay._relay``).
+        _in_redis(queues.delete, retried.changed, "remove RQ's failed jobs before a retry")
         dispatch(retried.changed)
     return Outcome(
         retried.changed,
@@ -86,10 +85,7 @@ def cancel(queryset: QuerySet[Job]) -> Outcome:
     """
     outcome = Outcome(*transitions.cancel(queryset, push=dispatch))
     if outcome.changed:
-        try:
-            queues.cancel(outcome.changed)
-        except RedisError as exc:
-            logger.warning("Could not cancel RQ's jobs (the records are cancelled): %s", exc)
+        _in_redis(queues.cancel, outcome.changed, "cancel RQ's jobs (the records are cancelled)")
     return outcome
 
 
@@ -108,7 +104,23 @@ def delete(queryset: QuerySet[Job], deleting: Callable[[QuerySet[Job]], object])
 def forget(records: Sequence[Job]) -> None:
     """Delete what RQ keeps of deleted records that no worker is running. Never raises."""
     idle = [record for record in records if record.status != Status.STARTED]
+    _in_redis(queues.delete, idle, "delete RQ's jobs of deleted records")
+
+
+def _in_redis(action: Callable[[Sequence[Job]], object], records: Sequence[Job], what: str) -> None:
+    """RQ's side of a person's action, which the records do not need (a worker runs only what a record
+    holds waiting). Never raises. Skipped while this process's pushes skip Redis (``dispatch.breaker``,
+    after a timeout), and a timeout opens it: a Redis that hangs costs one action one socket timeout,
+    not every batch of a "retry all" two."""
+    if not records:
+        return
+    if breaker.is_open():
+        logger.warning("Could not %s: Redis timed out a moment ago, left alone", what)
+        return
     try:
-        queues.delete(idle)
+        action(records)
+    except RedisTimeoutError as exc:
+        breaker.open()
+        logger.warning("Could not %s: %s", what, exc)
     except RedisError as exc:
-        logger.warning("Could not delete RQ's jobs of deleted records: %s", exc)
+        logger.warning("Could not %s: %s", what, exc)

@@ -187,6 +187,9 @@ def _guarded(part: str, read: Callable[[], list[Metric]]) -> list[Metric] | None
             dispatch.breaker.open()
         logger.warning("Metrics: the %s figures could not be read", part, exc_info=True)
         return None
+    except Exception:  # what Redis holds does not parse (a worker's hash written by hand, say)
+        logger.exception("Metrics: the %s figures could not be read", part)
+        return None
 
 
 def _gauge(name: str, documentation: str, labels: list[str], values: dict[tuple, int]) -> Metric:
