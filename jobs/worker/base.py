@@ -11,8 +11,9 @@ import logging
 import math
 import time
 import traceback
+from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
-from typing import Any
+from typing import Any, TypeVar
 
 from django.core.exceptions import ObjectDoesNotExist
 from django.db import DatabaseError, connections
@@ -34,6 +35,7 @@ from .pause import CHECK_INTERVAL, PausedQueues
 logger = logging.getLogger("jobs")
 
 REDIS_DOWN = (RedisConnectionError, RedisTimeoutError)
+T = TypeVar("T")
 #: Seconds after which a job held back by a database error (its rate key reads a model) is tried again.
 HOLD_BACK_RETRY = 5
 
@@ -195,10 +197,15 @@ class LedgerWorkerMixin(WorkerMixin):
     def dequeue_job_and_maintain_ttl(self, timeout: int | None, max_idle_time: int | None = None) -> Any:
         # RQ's loop waits out a ConnectionError; a TimeoutError (Redis hung, not down) or anything else
         # raised while dequeuing (a payload that does not load) would end the worker.
+        return self.until_it_goes(lambda: self._dequeue(timeout, max_idle_time), "dequeuing")
+
+    def until_it_goes(self, step: Callable[[], T], what: str) -> T:
+        """``step()``, tried again with backoff (up to RQ's ``max_connection_wait_time``) while Redis does
+        not answer or anything else goes wrong in it, logged: the worker goes on rather than end."""
         wait = 1.0
         while True:
             try:
-                return self._dequeue(timeout, max_idle_time)
+                return step()
             except StopRequested:
                 raise
             except REDIS_DOWN as exc:
@@ -206,7 +213,7 @@ class LedgerWorkerMixin(WorkerMixin):
                     "Worker %s: Redis did not answer (%s); retrying in %.0f s", self.name, exc, wait
                 )
             except Exception:
-                logger.exception("Worker %s: dequeuing failed; retrying in %.0f s", self.name, wait)
+                logger.exception("Worker %s: %s failed; retrying in %.0f s", self.name, what, wait)
             time.sleep(wait)
             wait = min(wait * 2, self.max_connection_wait_time)
 

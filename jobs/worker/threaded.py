@@ -367,7 +367,8 @@ class ThreadedWorker(LedgerWorkerMixin, RQThreadedWorker):
         self.waiting_for_work(True)
         try:
             while True:
-                self._wait_for_room_and_redis()
+                # A Redis that does not answer meanwhile (a heartbeat, a job held back) is waited out.
+                self.until_it_goes(self._wait_for_room, "handing over jobs")
                 if self._stop_requested:  # asked while the main thread claimed: no new job is taken
                     raise StopRequested()
                 # A job that runs, or whose end is being recorded, while the queues are read may push
@@ -400,25 +401,6 @@ class ThreadedWorker(LedgerWorkerMixin, RQThreadedWorker):
         super().reorder_queues(reference_queue)
         # RQ's line about the job is written once the job is handed over (``execute_job``).
         self._held_log.hold()
-
-    def _wait_for_room_and_redis(self) -> None:
-        """``_wait_for_room``; a Redis that does not answer meanwhile (a heartbeat, a job held back) is
-        waited out, and any other error logged, as the dequeue does (``LedgerWorkerMixin``): the worker
-        goes on with the jobs it runs rather than end."""
-        wait = 1.0
-        while True:
-            try:
-                return self._wait_for_room()
-            except StopRequested:
-                raise
-            except REDIS_DOWN as exc:
-                logger.warning(
-                    "Worker %s: Redis did not answer (%s); retrying in %.0f s", self.name, exc, wait
-                )
-            except Exception:
-                logger.exception("Worker %s: handing over jobs failed; retrying in %.0f s", self.name, wait)
-            time.sleep(wait)
-            wait = min(wait * 2, self.max_connection_wait_time)
 
     def _wait_for_room(self) -> None:
         # The jobs taken ahead go to the threads as they free up; then, with room ahead, more jobs are
