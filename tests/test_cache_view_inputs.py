@@ -14,18 +14,10 @@ from jobs.cache import cache_view, stats
 from jobs.exceptions import InvalidCacheDefinition
 from tests import cache_urls
 from tests.cache_urls import runs
+from tests.test_cache_privacy import STARTPROJECT
 
 pytestmark = [pytest.mark.urls("tests.cache_urls"), pytest.mark.django_db]
 
-STARTPROJECT = [
-    "django.middleware.security.SecurityMiddleware",
-    "django.contrib.sessions.middleware.SessionMiddleware",
-    "django.middleware.common.CommonMiddleware",
-    "django.middleware.csrf.CsrfViewMiddleware",
-    "django.contrib.auth.middleware.AuthenticationMiddleware",
-    "django.contrib.messages.middleware.MessageMiddleware",
-    "django.middleware.clickjacking.XFrameOptionsMiddleware",
-]
 SESSIONS = ["django.contrib.sessions.middleware.SessionMiddleware"]
 CACHE_MIDDLEWARE = "jobs.cache.middleware.CacheViewMiddleware"
 SESSION_SITES = {
