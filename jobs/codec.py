@@ -187,6 +187,23 @@ def _model_instance(label: str, pk: Any, database: str | None = None) -> models.
         ) from exc
 
 
+def plain(value: Any) -> Any:
+    """A stored value as plain JSON, for readers outside Python (the JSON API) and for Django's tasks,
+    whose values are JSON: floats as numbers, and the other markers as ``DjangoJSONEncoder`` writes their
+    values (datetimes, dates, times, Decimals and UUIDs as text), a model instance as its primary key.
+    Reads nothing from the database."""
+    if isinstance(value, list):
+        return [plain(item) for item in value]
+    if isinstance(value, dict):
+        if MARKER in value and len(value) == 1:
+            kind, *payload = value[MARKER]
+            if kind == "model":
+                return payload[1]
+            return float(payload[0]) if kind == "float" else payload[0]
+        return {key: plain(item) for key, item in value.items()}
+    return value
+
+
 def decode(value: Any) -> Any:
     if isinstance(value, list):
         return [decode(item) for item in value]

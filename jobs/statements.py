@@ -66,6 +66,7 @@ def _build(vendor: str, quote_name: Callable[[str], str], statement: str) -> str
         return (
             f"UPDATE {table} SET {col('status')} = %s, {col('started_at')} = %s, "  # noqa: S608
             f"{col('finished_at')} = NULL, {col('worker_name')} = %s, "
+            f"{col('progress')} = %s, {col('progress_message')} = %s, "
             f"{col('attempts')} = {col('attempts')} + 1, {col('undispatched_since')} = NULL "
             f"WHERE {col('id')} = %s AND {col('status')} IN ({waiting})"
             + (f" RETURNING {col('attempts')}" if _returns_from_update(vendor) else "")
@@ -124,6 +125,10 @@ def _execute(alias: str, statement: str, params: Sequence[Any]) -> int:
         return cursor.rowcount
 
 
+#: A claimed attempt's progress and message: its own, not those a failed attempt before it reported.
+_NEW_ATTEMPT_PROGRESS = (0.0, "")
+
+
 def claim(alias: str, pk: Any, worker_name: str, started_at: datetime) -> int | None:
     """Mark a waiting job started (one UPDATE); returns the attempt number it now runs, or None when
     it is no longer waiting.
@@ -137,6 +142,7 @@ def claim(alias: str, pk: Any, worker_name: str, started_at: datetime) -> int | 
         Status.STARTED.value,
         _prepare("started_at", started_at, connection),
         worker_name,
+        *_NEW_ATTEMPT_PROGRESS,
         pk,
         *(status.value for status in WAITING),
     ]
@@ -187,6 +193,7 @@ def claim_many(alias: str, pks: Sequence[Any], worker_name: str, started_at: dat
     sql = (
         f"UPDATE {table} SET {col('status')} = %s, {col('started_at')} = %s, "  # noqa: S608
         f"{col('finished_at')} = NULL, {col('worker_name')} = %s, "
+        f"{col('progress')} = %s, {col('progress_message')} = %s, "
         f"{col('attempts')} = {col('attempts')} + 1, {col('undispatched_since')} = NULL "
         f"WHERE {col('id')} IN ({ids}) AND {col('status')} IN ({waiting}) "
         f"RETURNING {col('id')}, {col('attempts')}"
@@ -197,6 +204,7 @@ def claim_many(alias: str, pks: Sequence[Any], worker_name: str, started_at: dat
         Status.STARTED.value,
         _prepare("started_at", started_at, connection),
         worker_name,
+        *_NEW_ATTEMPT_PROGRESS,
         *(_prepare("id", pk, connection) for pk in pks),
         *(status.value for status in WAITING),
     ]

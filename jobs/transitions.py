@@ -79,6 +79,7 @@ def claim(record: Job, worker_name: str) -> int | None:
         return None
     record.status, record.started_at, record.finished_at = Status.STARTED, started_at, None
     record.worker_name, record.undispatched_since, record.attempts = worker_name, None, attempt
+    record.progress, record.progress_message = 0, ""
     return attempt
 
 
@@ -113,6 +114,7 @@ def claim_many(records: Sequence[Job], worker_name: str) -> dict[str, int]:
         if attempt is not None:
             record.status, record.started_at, record.finished_at = Status.STARTED, started_at, None
             record.worker_name, record.undispatched_since, record.attempts = worker_name, None, attempt
+            record.progress, record.progress_message = 0, ""
     return won
 
 

@@ -163,3 +163,40 @@ def dependency_results_with_types():
     from jobs import dependency_results
 
     return [[repr(result), type(result).__name__] for result in dependency_results()]
+
+
+@job
+def returns_a_long_int():
+    """An int of 5,736 digits: more than the codec takes, and more than ``repr()`` writes."""
+    import math
+
+    return math.factorial(2000)
+
+
+class Unrepresentable:
+    def __repr__(self):
+        raise RuntimeError("no repr for this one")
+
+
+@job
+def returns_unrepresentable():
+    return Unrepresentable()
+
+
+@job(max_attempts=2, backoff=[0])
+def reports_progress_then_fails_once():
+    """Attempt 1 reports 80% and fails; attempt 2 returns the progress its record shows as it starts."""
+    from jobs import current_job
+    from jobs.models import Job
+
+    record = current_job()
+    if record.attempts == 1:
+        set_progress(80, "uploading")
+        raise RuntimeError("the first attempt fails")
+    fresh = Job.objects.get(pk=record.pk)
+    return [fresh.progress, fresh.progress_message]
+
+
+@job
+def returns_a_set():
+    return {1, 2}

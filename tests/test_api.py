@@ -370,3 +370,20 @@ def test_too_many_query_parameters_are_refused_in_json(viewer):
     assert "DATA_UPLOAD_MAX_NUMBER_FIELDS" in refusal(viewer.get(f"{LIST}?{query}"), 400, None)
     record = jobs.add.enqueue(1, 2)
     assert viewer.get(f"{LIST}{record.pk}/?{query}").json()["id"] == str(record.pk)  # none read
+
+
+def test_a_result_is_answered_as_plain_json(viewer):
+    """The record keeps some values in markers of its own (a float JSON writes with an exponent, a
+    datetime, a Decimal, a model instance); the API answers them as JSON numbers and text."""
+    user = User.objects.get()
+    records = [jobs.given.enqueue(value) for value in (1e16, [2.5e20, 0.5], user)]
+    Job.objects.filter(pk=records[2].pk).update(
+        status=Status.FINISHED, result={"__jobs__": ["decimal", "1.10"]}
+    )
+    Job.objects.filter(pk__in=[r.pk for r in records[:2]]).update(status=Status.FINISHED)
+    Job.objects.filter(pk=records[0].pk).update(result={"__jobs__": ["float", "1e+16"]})
+    Job.objects.filter(pk=records[1].pk).update(result=[{"__jobs__": ["float", "2.5e+20"]}, 0.5])
+    answers = [viewer.get(f"{LIST}{record.pk}/").json()["result"] for record in records]
+    assert answers == [1e16, [2.5e20, 0.5], "1.10"]
+    listed = {job["id"]: job["result"] for job in viewer.get(LIST + "?status=finished").json()["jobs"]}
+    assert listed == {str(record.pk): answer for record, answer in zip(records, answers, strict=True)}

@@ -12,7 +12,7 @@ from django.core.checks import run_checks
 from django.test import override_settings
 from django.utils.functional import SimpleLazyObject
 
-from jobs.codec import decode, decode_arguments, encode, encode_arguments
+from jobs.codec import decode, decode_arguments, encode, encode_arguments, plain
 from jobs.exceptions import ArgumentNotSerializable, ArgumentUnavailable, InvalidArguments
 from jobs.models import Job, Status
 from tests import jobs
@@ -201,3 +201,48 @@ def test_an_int_too_long_for_json_is_refused_naming_it(settings):
     with pytest.raises(ArgumentNotSerializable, match=r"args\[1\] is an int of more than 4300 digits"):
         encode_arguments([1, 10**5000], {})
     assert encode_arguments([10**4299], {})[0] == [10**4299]
+
+
+RESULT_WORKERS = pytest.mark.parametrize(
+    "worker_class", ["jobs.worker.SimpleWorker", "jobs.worker.LeanWorker", "jobs.worker.ThreadedWorker"]
+)
+
+
+@pytest.mark.django_db(transaction=True)
+@RESULT_WORKERS
+def test_a_result_neither_json_nor_printable_ends_the_job_with_a_note_of_its_type(worker_class):
+    """The codec refuses an int of more than 4,300 digits, and so does ``repr()``; a ``__repr__`` may
+    raise. The job ran: it ends finished all the same, never left ``started`` for the reaper."""
+    long_int, unrepresentable = jobs.returns_a_long_int.enqueue(), jobs.returns_unrepresentable.enqueue()
+    drain(worker_class)
+    long_int.refresh_from_db()
+    unrepresentable.refresh_from_db()
+    assert (long_int.status, unrepresentable.status) == (Status.FINISHED, Status.FINISHED)
+    assert long_int.result.startswith("<int whose repr() cannot be read: Exceeds the limit")
+    assert unrepresentable.result == "<Unrepresentable whose repr() cannot be read: no repr for this one>"
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_result_the_codec_refuses_is_kept_as_its_repr():
+    record = jobs.returns_a_set.enqueue()
+    drain()
+    record.refresh_from_db()
+    assert (record.status, record.result) == (Status.FINISHED, "{1, 2}")
+
+
+def test_plain_gives_stored_values_as_json_without_reading_the_database():
+    when = datetime.datetime(2026, 11, 23, 12, 30, tzinfo=datetime.UTC)
+    stored = encode(
+        [1e16, 0.5, when, decimal.Decimal("1.10"), uuid.UUID(int=7), {"nested": [2.0**70]}, "text"], "result"
+    )
+    assert plain(stored) == [
+        1e16,
+        0.5,
+        when.isoformat(),
+        "1.10",
+        str(uuid.UUID(int=7)),
+        {"nested": [2.0**70]},
+        "text",
+    ]
+    assert plain({"__jobs__": ["model", "auth.user", 42]}) == 42  # no such row: nothing is read
+    assert json.loads(json.dumps(plain(stored))) == plain(stored)

@@ -78,3 +78,16 @@ def test_the_exceptions_are_part_of_the_public_api():
     assert public.PermanentFailure is PermanentFailure
     assert public.RetryLater is RetryLater
     assert issubclass(ArgumentUnavailable, PermanentFailure)
+
+
+@pytest.mark.parametrize(
+    "worker_class", ["jobs.worker.SimpleWorker", "jobs.worker.LeanWorker", "jobs.worker.ThreadedWorker"]
+)
+def test_a_retried_attempt_starts_with_no_progress_of_its_own(worker_class):
+    """The failed attempt's progress stays on the record while it waits for its retry (how far it got);
+    the next attempt's claim starts it again at 0 with no message."""
+    record = jobs.reports_progress_then_fails_once.enqueue()
+    drain(worker_class)
+    record.refresh_from_db()
+    assert (record.status, record.attempts) == (Status.FINISHED, 2)
+    assert record.result == [0.0, ""]

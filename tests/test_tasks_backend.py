@@ -401,17 +401,74 @@ def test_the_demo_enqueues_a_task_with_a_priority(client):
 
 
 def test_a_failing_task_finished_receiver_stops_nothing(caplog):
+    """Neither the worker nor the receivers connected after it: ``task_finished`` is sent as the
+    lifecycle signals are, each receiver's error logged."""
+    heard = []
+
     def broken(**kwargs):
         raise RuntimeError("receiver bug")
 
     task_finished.connect(broken, dispatch_uid="broken")
+    task_finished.connect(
+        lambda task_result, **kwargs: heard.append(task_result.id), weak=False, dispatch_uid="after"
+    )
     try:
         first, second = tasks.add.enqueue(1, 2), tasks.add.enqueue(3, 4)
         drain()
     finally:
         task_finished.disconnect(dispatch_uid="broken")
+        task_finished.disconnect(dispatch_uid="after")
     assert [tasks.add.get_result(r.id).return_value for r in (first, second)] == [3, 7]
-    assert "a receiver of task_finished failed" in caplog.text
+    assert heard == [first.id, second.id]
+    assert "a receiver of task_finished" in caplog.text and "receiver bug" in caplog.text
+
+
+def test_a_task_given_up_by_a_process_that_never_imported_it_still_sends_task_finished():
+    """The reaper's process (``manage.py jobs_reap``, or a worker that never ran a task of this kind)
+    imports the task's module as the worker does, to tell ``task_finished``'s receivers."""
+    from jobs import registry, transitions
+    from jobs.upkeep import reaper
+
+    result = tasks.add.enqueue(1, 2)
+    assert transitions.claim(Job.objects.get(pk=result.id), worker_name="a-worker-that-died") == 1
+    heard = []
+    task_finished.connect(
+        lambda task_result, **kwargs: heard.append(task_result), weak=False, dispatch_uid="heard"
+    )
+    registered = registry._registry.pop("tests.tasks.add")
+    importer = registry.resolve
+    imported = []
+
+    def resolve(name):
+        if name == "tests.tasks.add":  # as a fresh process imports the module: the module registers it
+            imported.append(name)
+            registry._registry[name] = registered
+        return importer(name)
+
+    registry.resolve = resolve
+    try:
+        assert reaper.abandon(Job.objects.get(pk=result.id), "its worker died")
+    finally:
+        registry.resolve = importer
+        registry._registry["tests.tasks.add"] = registered
+        task_finished.disconnect(dispatch_uid="heard")
+    assert imported == ["tests.tasks.add"]
+    assert [(task_result.id, task_result.status) for task_result in heard] == [
+        (result.id, TaskResultStatus.FAILED)
+    ]
+
+
+def test_float_arguments_and_return_values_come_back_floats():
+    """``jobs`` keeps a float that JSON writes with an exponent in a marker of its own (PostgreSQL's jsonb
+    would make it a whole number); a task's ``TaskResult`` gives the floats, not the markers."""
+    result = tasks.add.enqueue(1e16, 2.5e20)
+    assert result.args == [1e16, 2.5e20]
+    drain()
+    result.refresh()
+    assert result.status == TaskResultStatus.SUCCESSFUL
+    assert result.args == [1e16, 2.5e20] and type(result.return_value) is float
+    assert result.return_value == 1e16 + 2.5e20
+    assert tasks.add.get_result(result.id).return_value == 1e16 + 2.5e20
 
 
 def test_get_result_of_a_record_whose_task_is_gone():

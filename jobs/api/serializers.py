@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from ..codec import plain
 from ..models import Job
 
 
@@ -24,7 +25,7 @@ def job_as_dict(record: Job) -> dict[str, Any]:
         "max_attempts": record.max_attempts,
         "progress": record.progress,
         "progress_message": record.progress_message,
-        "result": record.result,
+        "result": plain(record.result),
         "error": (
             {"class": record.error_class, "message": record.error_message} if record.error_class else None
         ),

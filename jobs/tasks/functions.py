@@ -60,13 +60,28 @@ class TaskFunction(JobFunction[Any, Any]):
         """Send ``task_finished`` for a record that has finished or failed for good."""
         backend = self.task.get_backend()
         fresh = Job.objects.using(record._state.db).get(pk=record.pk)
-        task_finished.send(sender=type(backend), task_result=task_result(fresh, self.task, backend.alias))
+        result = task_result(fresh, self.task, backend.alias)
+        # As the lifecycle signals are sent (``signals.announce``): a receiver that raises is logged and
+        # stops none of the others.
+        for listener, response in task_finished.send_robust(sender=type(backend), task_result=result):
+            if isinstance(response, Exception):
+                logger.error(
+                    "Task %s: a receiver of task_finished (%r) raised %r",
+                    record.pk,
+                    listener,
+                    response,
+                    exc_info=(type(response), response, response.__traceback__),
+                )
 
 
 @receiver(signals.job_finished)
 @receiver(signals.job_failed)
 def _send_task_finished(sender: Any, job: Job, **kwargs: Any) -> None:
-    target = registry.registered(job.function)
+    try:
+        # Imported if need be: the process that ends a task (a reaper) may never have run one of its kind.
+        target = registry.resolve(job.function)
+    except Exception:
+        return  # no job of that name can be imported here: not a task this process can tell of
     if not isinstance(target, TaskFunction):
         return
     try:
@@ -74,5 +89,5 @@ def _send_task_finished(sender: Any, job: Job, **kwargs: Any) -> None:
     except (DatabaseError, Job.DoesNotExist) as exc:
         logger.warning("Task %s ended, but its result could not be read for task_finished: %s", job.pk, exc)
     except Exception:
-        # A receiver's error: the task's outcome is recorded already, and the worker goes on.
-        logger.exception("Task %s ended; a receiver of task_finished failed", job.pk)
+        # The task's outcome is recorded already, and the process goes on with its work.
+        logger.exception("Task %s ended; task_finished could not be sent", job.pk)

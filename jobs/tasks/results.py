@@ -6,6 +6,7 @@ import dataclasses
 from collections.abc import Sequence
 from typing import Any
 
+from ..codec import plain
 from ..models import FailedAttempt, Job, Status
 from .framework import InvalidTask, Task, TaskError, TaskResult, TaskResultStatus
 
@@ -46,8 +47,8 @@ def task_result(
         started_at=failed[0].started_at if failed else record.started_at,
         finished_at=record.finished_at,
         last_attempted_at=record.started_at,
-        args=record.args,
-        kwargs=record.kwargs,
+        args=plain(record.args),
+        kwargs=plain(record.kwargs),
         backend=backend,
         errors=[
             TaskError(exception_class_path=attempt.error_class, traceback=attempt.traceback)
@@ -56,7 +57,7 @@ def task_result(
         worker_ids=worker_ids,
     )
     if record.status == Status.FINISHED:
-        object.__setattr__(result, "_return_value", record.result)
+        object.__setattr__(result, "_return_value", plain(record.result))
     return result
 
 

@@ -23,7 +23,6 @@ from ..codec import decode_arguments, encode
 from ..dispatch import dispatch
 from ..exceptions import (
     ABANDONED,
-    ArgumentNotSerializable,
     InvalidArguments,
     JobNotRegistered,
     JobsError,
@@ -196,8 +195,13 @@ def message_of(exc: BaseException) -> str:
 
 
 def _encode_result(function: str, value: Any) -> Any:
+    """The result as the record keeps it: JSON through the codec, else its ``repr()``, else a stand-in
+    that names its type. Never raises: the job ran, and its end must be recorded whatever it returned."""
     try:
         return encode(value, "result")
-    except ArgumentNotSerializable:
+    except Exception:  # ArgumentNotSerializable, or whatever the value's own methods raise
         logger.warning("Result of %s is not JSON serialisable; its repr() is stored instead", function)
+    try:
         return repr(value)
+    except Exception as failure:  # an int of more than 4,300 digits, a __repr__ that raises
+        return f"<{type(value).__qualname__} whose repr() cannot be read: {message_of(failure)}>"
