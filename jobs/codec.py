@@ -40,7 +40,7 @@ MAX_DEPTH = 64
 _INT_DIGITS = 4300
 _LONGEST_INT = 10**_INT_DIGITS
 #: Characters PostgreSQL's jsonb cannot hold: NUL, and halves of a surrogate pair not written as a pair.
-_UNSTORABLE = re.compile("[\x00\ud800-\udfff]")
+UNSTORABLE = re.compile("[\x00\ud800-\udfff]")
 
 
 def encode_arguments(args: tuple | list, kwargs: dict[str, Any]) -> tuple[list, dict[str, Any]]:
@@ -84,7 +84,7 @@ def _check_size(args: list, kwargs: dict[str, Any]) -> None:
 
 
 def _check_text(text: str, where: str) -> None:
-    found = _UNSTORABLE.search(text)
+    found = UNSTORABLE.search(text)
     if found is not None:
         raise ArgumentNotSerializable(
             f"{where} holds the character {found.group()!r} at position {found.start()}, "

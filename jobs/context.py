@@ -6,7 +6,7 @@ import contextvars
 from typing import Any, NamedTuple
 
 from . import transitions
-from .codec import decode
+from .codec import UNSTORABLE, decode
 from .exceptions import JobsError
 from .models import Dependency, Job
 
@@ -51,10 +51,17 @@ def set_progress(percent: float, message: str = "") -> bool:
     """
     if not isinstance(percent, int | float) or isinstance(percent, bool) or not 0 <= percent <= 100:
         raise JobsError(f"progress must be a number from 0 to 100, not {percent!r}")
+    text = str(message)[:255]
+    found = UNSTORABLE.search(text)
+    if found is not None:
+        raise JobsError(
+            f"the progress message holds the character {found.group()!r} at position {found.start()}, "
+            "which not every database can store"
+        )
     run = _current.get()
     if run is None:
         return False
-    return transitions.report_progress(run.record, run.attempt, percent, str(message)[:255])
+    return transitions.report_progress(run.record, run.attempt, percent, text)
 
 
 def dependency_results() -> list[Any]:

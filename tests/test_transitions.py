@@ -178,3 +178,30 @@ def test_progress_of_a_run_no_longer_current_changes_nothing():
         context.done(token)
     stored = Job.objects.get(pk=record.pk)
     assert (stored.progress, stored.progress_message, stored.attempts) == (0, "", 2)  # attempt 2 its own
+
+
+@pytest.mark.parametrize("percent", [True, float("nan"), -1, 100.5, "50"])
+def test_progress_that_is_not_a_number_from_0_to_100_is_refused_in_a_job_or_not(percent):
+    from jobs.exceptions import JobsError
+
+    with pytest.raises(JobsError, match="progress must be a number from 0 to 100"):
+        set_progress(percent)
+
+
+@pytest.mark.parametrize(("message", "position"), [("a\x00b", 1), ("half \ud800 pair", 5)])
+def test_a_progress_message_not_every_database_stores_is_refused_on_all(message, position):
+    """PostgreSQL refuses NUL and a lone surrogate (the job failed with a database error there, and
+    SQLite stored the NUL): refused by name on every database, as arguments are."""
+    from jobs.exceptions import JobsError
+
+    record = _record(Status.STARTED, attempts=1)
+    token = context.running(record, 1)
+    try:
+        with pytest.raises(
+            JobsError, match=f"progress message holds the character .* at position {position}"
+        ):
+            set_progress(50, message)
+        assert set_progress(50, "\U0001f600 a pair is fine")
+    finally:
+        context.done(token)
+    assert Job.objects.get(pk=record.pk).progress_message == "\U0001f600 a pair is fine"
