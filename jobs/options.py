@@ -36,11 +36,15 @@ class RateLimit:
     def parse(cls, text: str) -> RateLimit:
         """``"10/s"``, ``"100/m"``, ``"1000/h"``, or with a number of units: ``"5/10s"``."""
         match = _FORMAT.match(text) if isinstance(text, str) else None
-        if match is None or int(match[1]) < 1 or match[2] == "0":
+        count = seconds = 0
+        if match is not None and len(match[1]) <= 18 and len(match[2]) <= 18:  # ints, not 4,300 digits
+            count, seconds = int(match[1]), int(match[2] or 1) * UNITS[match[3]]
+        if count < 1 or not 1 <= seconds <= NEVER:
             raise InvalidJobDefinition(
-                f"rate_limit must look like '10/s', '100/m', '1000/h' or '5/10s' (a count >= 1), not {text!r}"
+                f"rate_limit must look like '10/s', '100/m', '1000/h' or '5/10s' (a count >= 1, over a "
+                f"window from 1 second to {NEVER} seconds, ten years), not {text!r}"
             )
-        return cls(count=int(match[1]), seconds=int(match[2] or 1) * UNITS[match[3]])
+        return cls(count=count, seconds=seconds)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -159,6 +163,8 @@ class JobOptions:
                 )
         if self.at is not None and (not isinstance(self.at, datetime) or timezone.is_naive(self.at)):
             raise InvalidJobDefinition("at must be a timezone-aware datetime")
+        if self.at is not None and self.at - timezone.now() > timedelta(seconds=NEVER):
+            raise InvalidJobDefinition(f"at must be at most ten years ahead, as a delay is, not {self.at!r}")
         _check_rate_limit(self.rate_limit, self.rate_key)
         object.__setattr__(self, "depends_on", requirements_of(self.depends_on))
         _check_priority(self.priority)

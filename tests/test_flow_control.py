@@ -29,7 +29,22 @@ pytestmark = pytest.mark.django_db(transaction=True)
 # Rate limits.
 
 
-@pytest.mark.parametrize("text", ["10", "0/s", "10/d", "ten/s", "1/0s", "", 5])
+@pytest.mark.parametrize(
+    "text",
+    [
+        "10",
+        "0/s",
+        "10/d",
+        "ten/s",
+        "1/0s",
+        "1/00s",
+        "",
+        5,
+        "1/300000000h",
+        "1/99999999999999h",
+        "1/" + "9" * 5000 + "s",
+    ],
+)
 def test_bad_rate_limits_are_refused_where_the_job_is_defined(text):
     with pytest.raises(InvalidJobDefinition, match="rate_limit must look like"):
         job(rate_limit=text)

@@ -33,6 +33,9 @@ from jobs.options import JobOptions
         ({"delay": 10**12}, "delay must be a timedelta or a number of seconds from 0"),
         ({"delay": datetime.timedelta(days=10**6)}, "delay must be a timedelta or a number of seconds"),
         ({"at": datetime.datetime(2030, 1, 1)}, "timezone-aware"),
+        # Past datetime.max once rounded up to RQ's whole second: every push of it failed, the relay's too.
+        ({"at": datetime.datetime(9999, 12, 31, 23, 59, 59, 500000, tzinfo=datetime.UTC)}, "ten years ahead"),
+        ({"at": datetime.datetime.now(datetime.UTC) + datetime.timedelta(days=3700)}, "ten years ahead"),
         ({"colour": "red"}, "unknown job option"),
     ],
 )
