@@ -82,3 +82,35 @@ def test_a_worker_record_that_does_not_parse_leaves_its_figure_out_not_the_page(
     response = client.get(DATA)
     assert response.status_code == 200
     assert response.json()["workers"]["error"]
+
+
+def test_a_pause_redis_took_late_is_told_as_maybe_and_recorded_with_who_asked(client, redis_server):
+    """The SET was sent on the site's open connection: Redis runs it once it answers again. The person
+    was told "unchanged" and nothing was recorded, and then the queue was paused all the same."""
+    from django.contrib.admin.models import LogEntry
+
+    from jobs import pause
+
+    person = staff_user("view_job", "pause_queue")
+    client.force_login(person)
+    pause.paused(["low"])  # the site's connection is open, as a live site's is
+    with hung(redis_server):
+        response = client.post("/admin/jobs/dashboard/queues/low/pause/", follow=True)
+    (said,) = [str(message) for message in response.context["messages"]]
+    assert said == (
+        "Redis did not answer in time; queue low may be paused once it does: see the queue's state below."
+    )
+    wait_for(lambda: pause.paused(["low"]) == {"low"}, timeout=10)
+    (entry,) = LogEntry.objects.filter(object_id="low")
+    assert (entry.user, entry.change_message) == (person, "Asked to pause; Redis did not answer in time.")
+
+
+def test_a_resume_from_the_command_that_redis_took_late_says_it_may_yet_happen(redis_server):
+    from django.core.management import CommandError, call_command
+
+    from jobs import pause
+
+    pause.pause("low")
+    with hung(redis_server), pytest.raises(CommandError, match="queue 'low' may be resumed once it does"):
+        call_command("jobs_queue", "resume", "low")
+    wait_for(lambda: pause.paused(["low"]) == set(), timeout=10)

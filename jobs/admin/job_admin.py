@@ -27,6 +27,7 @@ from django.utils.translation import gettext, ngettext
 from django.utils.translation import gettext_lazy as _
 from django.views.decorators.http import require_POST
 from redis.exceptions import RedisError
+from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from .. import pause
 from ..models import CANCELLABLE, Dashboard, Dependency, FailedAttempt, Job, Status
@@ -543,6 +544,16 @@ class DashboardAdmin(admin.ModelAdmin):
     def resume_view(self, request: HttpRequest, queue: str) -> HttpResponse:
         return self._set_paused(request, queue, paused=False)
 
+    def _log_queue_change(self, request: HttpRequest, queue: str, message: str) -> None:
+        LogEntry.objects.create(
+            user_id=_user_id(request),
+            content_type=ContentType.objects.get_for_model(Dashboard, for_concrete_model=False),
+            object_id=queue,
+            object_repr=gettext("queue %(queue)s") % {"queue": queue},
+            action_flag=CHANGE,
+            change_message=message,
+        )
+
     def _set_paused(self, request: HttpRequest, queue: str, *, paused: bool) -> HttpResponse:
         """Pause or resume one queue: its jobs stay queued, and workers skip it while it is paused."""
         if not request.user.has_perm("jobs.pause_queue"):
@@ -551,6 +562,29 @@ class DashboardAdmin(admin.ModelAdmin):
             raise Http404(gettext("No queue named %(queue)s.") % {"queue": queue})
         try:
             changed = pause.pause(queue) if paused else pause.resume(queue)
+        except RedisTimeoutError:
+            # Sent, and not answered: Redis carries the command out when it answers again. The person is
+            # told so, and the request is recorded as the change it may become.
+            self._log_queue_change(
+                request,
+                queue,
+                gettext("Asked to pause; Redis did not answer in time.")
+                if paused
+                else gettext("Asked to resume; Redis did not answer in time."),
+            )
+            text = (
+                gettext(
+                    "Redis did not answer in time; queue %(queue)s may be paused once it does: "
+                    "see the queue's state below."
+                )
+                if paused
+                else gettext(
+                    "Redis did not answer in time; queue %(queue)s may be resumed once it does: "
+                    "see the queue's state below."
+                )
+            )
+            self.message_user(request, text % {"queue": queue}, messages.WARNING)
+            return HttpResponseRedirect(reverse("admin:jobs_dashboard_changelist"))
         except RedisError as exc:
             self.message_user(
                 request,
@@ -560,15 +594,7 @@ class DashboardAdmin(admin.ModelAdmin):
             )
             return HttpResponseRedirect(reverse("admin:jobs_dashboard_changelist"))
         if changed:
-            message = gettext("Paused.") if paused else gettext("Resumed.")
-            LogEntry.objects.create(
-                user_id=_user_id(request),
-                content_type=ContentType.objects.get_for_model(Dashboard, for_concrete_model=False),
-                object_id=queue,
-                object_repr=gettext("queue %(queue)s") % {"queue": queue},
-                action_flag=CHANGE,
-                change_message=message,
-            )
+            self._log_queue_change(request, queue, gettext("Paused.") if paused else gettext("Resumed."))
             text = (
                 gettext("Queue %(queue)s is paused: its jobs stay queued until it is resumed.")
                 if paused

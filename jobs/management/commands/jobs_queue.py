@@ -7,6 +7,7 @@ from typing import Any
 from django.conf import settings
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 from redis.exceptions import RedisError
+from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from jobs import pause
 
@@ -38,6 +39,14 @@ class Command(BaseCommand):
                 self.stdout.write(
                     f"Queue {queue!r} resumed." if changed else f"Queue {queue!r} was not paused."
                 )
+        except RedisTimeoutError as exc:
+            if action == "status":
+                raise CommandError(f"Redis did not answer in time ({exc}).") from exc
+            # Sent, and not answered: Redis carries the command out when it answers again.
+            raise CommandError(
+                f"Redis did not answer in time ({exc}); queue {queue!r} may be {action}d once it does: "
+                f"check with `jobs_queue status {queue}`."
+            ) from exc
         except RedisError as exc:
             raise CommandError(f"Redis is unreachable ({exc}).") from exc
 
