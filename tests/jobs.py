@@ -200,3 +200,15 @@ def reports_progress_then_fails_once():
 @job
 def returns_a_set():
     return {1, 2}
+
+
+@job
+def fills_redis(name):
+    """Makes the jobs' Redis refuse writes (``maxmemory`` of 1 byte, ``noeviction``), then counts its run."""
+    from jobs.transport import connection as jobs_connection
+    from tests.fault_jobs import count_run
+
+    redis = jobs_connection.get_connection("default")
+    redis.config_set("maxmemory-policy", "noeviction")
+    redis.config_set("maxmemory", "1")
+    return count_run(name)

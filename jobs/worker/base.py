@@ -18,6 +18,7 @@ from typing import Any, TypeVar
 from django.core.exceptions import ObjectDoesNotExist
 from django.db import DatabaseError, connections
 from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import OutOfMemoryError, ReadOnlyError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from .. import intervals, schedules
@@ -34,7 +35,9 @@ from .pause import CHECK_INTERVAL, PausedQueues
 
 logger = logging.getLogger("jobs")
 
-REDIS_DOWN = (RedisConnectionError, RedisTimeoutError)
+#: Redis unreachable, or refusing writes for now: full (``maxmemory`` with ``noeviction``), or a replica
+#: since a failover (``READONLY``). The worker waits each of them out, as it waits out a Redis that is gone.
+REDIS_DOWN = (RedisConnectionError, RedisTimeoutError, OutOfMemoryError, ReadOnlyError)
 T = TypeVar("T")
 #: Seconds after which a job held back by a database error (its rate key reads a model) is tried again.
 HOLD_BACK_RETRY = 5
