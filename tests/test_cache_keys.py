@@ -7,6 +7,7 @@ import uuid
 
 import pytest
 from django.contrib.auth.models import User
+from django.http import QueryDict
 
 from jobs.cache import cached
 from jobs.cache.keys import digest, namespace_for
@@ -92,3 +93,35 @@ def test_long_or_unicode_namespaces_are_shortened_or_refused():
     assert unicode_default.isascii() and unicode_default != namespace_for(None, "m_dulo.funci_n")
 
     assert cached(función).namespace.isascii()
+
+
+def test_query_dicts_are_keyed_by_every_value_of_each_name():
+    assert digest([QueryDict("a=1&a=2")]) != digest([QueryDict("a=2")])
+    assert digest([QueryDict("a=1&a=2")]) != digest([QueryDict("a=2&a=1")])
+    assert digest([QueryDict("b=2&a=1")]) == digest([QueryDict("a=1&b=2")])
+    assert digest([QueryDict("a=1")]) != digest([{"a": "1"}]) != digest([{"a": ["1"]}])
+
+
+class Shade(str, enum.Enum):  # noqa: UP042 - the case: str() of its member is "Shade.RED"
+    RED = "red"
+
+
+class Ratio(float, enum.Enum):
+    HALF = 0.5
+
+
+def test_members_of_str_and_float_enums_are_keyed_by_their_value():
+    # As a job's JSON arguments carry them (a refresh job calls with "red"); never by str(): "Shade.RED".
+    assert digest([Shade.RED]) == digest(["red"])
+    assert digest([Shade.RED]) != digest(["Shade.RED"])
+    assert digest([Ratio.HALF]) == digest([0.5])
+
+
+def test_ints_too_long_for_decimal_text_are_keyed(redis):
+    long = 10**5000 + 1
+    assert digest([long]) == digest([long]) != digest([long + 1])
+    # A long int in hex, a short one in decimal: the hex text of one is never the decimal text of another.
+    assert digest([2**2000]) != digest([int(f"{2**2000:x}")])
+    assert fns.square(long, 1) == long
+    assert fns.square(long, 1) == long
+    assert fns.runs("square") == 1

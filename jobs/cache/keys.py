@@ -16,10 +16,11 @@ import decimal
 import hashlib
 import re
 import uuid
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Any
 
 from django.db import models, router
+from django.utils.datastructures import MultiValueDict
 
 from ..conf import jobs_settings
 from ..exceptions import InvalidCacheDefinition, UncacheableArgument
@@ -30,6 +31,13 @@ _SAFE_NAMESPACE = re.compile(r"[A-Za-z0-9_.\-]{1,120}")
 #: A tag that reads so is its set's name as it is; any other (long, with spaces: from a URL, say) is
 #: hashed, into a name with a space that no tag kept as it is can have.
 _PLAIN_TAG = re.compile(r"[^\s]{1,200}")
+#: An int this large or larger is keyed in hex, which has no length limit: a process may refuse the decimal
+#: text of an int of more than 640 digits (``sys.set_int_max_str_digits``, 4,300 by default), and an int
+#: must have one form in every process.
+_LONG = 1 << 2000
+#: A subclass of str, int or float (a ``(str, Enum)``, an ``IntEnum``) is keyed by its value, read by its
+#: base class (``str(member)`` is the member's name), as a job's JSON arguments carry it.
+_VALUE_OF: dict[type, Callable[[Any], Any]] = {int: int.__int__, float: float.__float__, str: str.__str__}
 
 
 def namespace_for(explicit: str | None, default: str) -> str:
@@ -64,7 +72,7 @@ def digest(parts: Iterable[Any], names: Sequence[str] = ()) -> str:
     out: list[str] = []
     for index, value in enumerate(parts):
         kind = type(value)
-        if kind is int:  # the commonest arguments, without a call
+        if kind is int and -_LONG < value < _LONG:  # the commonest arguments, without a call
             out.append(f"i{value}")
         elif kind is str and "\x1f" not in value and "\\" not in value:
             out.append("s" + value)
@@ -87,7 +95,7 @@ def _normalise(value: Any, where: str, out: list[str]) -> None:  # noqa: C901 - 
     elif kind is str:
         out.append("s" + value.replace("\\", "\\\\").replace("\x1f", "\\x1f"))
     elif kind is int:
-        out.append(f"i{value}")
+        out.append(f"i{value}" if -_LONG < value < _LONG else f"x{value:x}")
     elif kind is float:
         out.append(f"f{value!r}")
     elif kind is bytes:
@@ -96,6 +104,11 @@ def _normalise(value: Any, where: str, out: list[str]) -> None:  # noqa: C901 - 
         out.append(f"[{len(value)}")
         for index, item in enumerate(value):
             _normalise(item, f"{where}[{index}]", out)
+    elif isinstance(value, MultiValueDict):  # a QueryDict: every value of each name, in their order
+        out.append(f"{{*{len(value)}")
+        for key in sorted(value, key=repr):
+            _normalise(key, f"{where} key", out)
+            _normalise(value.getlist(key), f"{where}[{key!r}]", out)
     elif isinstance(value, Mapping):
         out.append(f"{{{len(value)}")
         for key in sorted(value, key=repr):
@@ -113,9 +126,9 @@ def _normalise(value: Any, where: str, out: list[str]) -> None:  # noqa: C901 - 
         out.append(_database_of(value))
     elif isinstance(value, datetime.date | datetime.time | decimal.Decimal | uuid.UUID):
         out.append(f"{kind.__name__}:{value.isoformat() if hasattr(value, 'isoformat') else value}")
-    elif isinstance(value, bool | int | float | str):  # subclasses, e.g. IntEnum, StrEnum
-        base = next(b for b in (bool, int, float, str) if isinstance(value, b))
-        _normalise(base(value), where, out)
+    elif isinstance(value, int | float | str):  # subclasses: IntEnum, StrEnum, (str, Enum)
+        base = next(b for b in _VALUE_OF if isinstance(value, b))
+        _normalise(_VALUE_OF[base](value), where, out)
     else:
         raise UncacheableArgument(
             f"{where} is a {kind.__qualname__}, which cannot be part of a cache key; pass plain values "
