@@ -73,14 +73,6 @@ def stats(kind: str, minute: int) -> str:
     return _key("stats", kind, str(minute))
 
 
-def cache_stats(namespace: str) -> str:
-    return _key("cache", "stats", namespace)
-
-
-def cache_namespaces() -> str:
-    return _key("cache", "namespaces")
-
-
 def scheduling_role() -> str:
     """Who fires the schedules' ticks: the holder's worker name, with a TTL renewed at each pass."""
     return _key("schedules", "role")

@@ -1,12 +1,14 @@
 """@cached against the real Redis: hits and misses, TTL and jitter, None, exceptions, the stampede."""
 
+import functools
 import threading
 
 import pytest
+from django.conf import settings
 from django.core.cache import caches
 from django.test import override_settings
 
-from jobs.cache import cached, stats
+from jobs.cache import cached, invalidate_tags, stats
 from jobs.cache.keys import digest
 from jobs.cache.store import store
 from jobs.exceptions import InvalidCacheDefinition, UncacheableArgument
@@ -265,3 +267,144 @@ def test_text_primary_keys_that_look_alike_are_apart():
     assert digest([Session(session_key="k\x1f[1"), 5], ("a", "b")) != digest(
         [Session(session_key="k"), [5]], ("a", "b")
     )
+
+
+# A tags callable is given the parameters it names, by name, with the call's defaults filled in.
+
+PRICES: list[tuple] = []
+
+
+@cached(ttl=60, namespace="readme-price", tags=lambda product_id: [f"product:{product_id}"])
+def price(product_id, currency="EUR"):
+    PRICES.append((product_id, currency))
+    return f"{product_id} in {currency}"
+
+
+@cached(
+    ttl=60, namespace="priced-in", tags=lambda currency, **call: [f"currency:{currency}", f"n:{call['n']}"]
+)
+def priced_in(n, *, currency="EUR"):
+    return f"{n} {currency}"
+
+
+def test_a_tags_callable_takes_the_parameters_it_names(redis):
+    PRICES.clear()
+    assert price(42) == "42 in EUR"
+    assert price(42, currency="USD") == "42 in USD"  # a miss: the tags callable takes product_id alone
+    assert price(product_id=43) == "43 in EUR"
+    assert price(42, "EUR") == "42 in EUR"
+    assert invalidate_tags("product:42") == 2
+    assert priced_in(1) == "1 EUR"  # the default, by name, to a callable that takes **kwargs too
+    assert invalidate_tags("currency:EUR") == 1
+    assert PRICES == [(42, "EUR"), (42, "USD"), (43, "EUR")]
+
+
+@pytest.mark.parametrize(
+    "tags, message",
+    [
+        (
+            lambda product: [],
+            r"takes 'product', which is not a parameter of .*\(product_id, currency='EUR'\)",
+        ),
+        (lambda *args: [], r"by name, not \*args"),
+    ],
+)
+def test_a_tags_callable_that_takes_what_the_function_has_not_is_refused(tags, message):
+    with pytest.raises(InvalidCacheDefinition, match=message):
+        cached(ttl=60, namespace="price-tags", tags=tags)(price.func)
+
+
+def no_tags_for(x):
+    raise LookupError(f"no tags for {x}")
+
+
+@cached(ttl=60, namespace="tags-raise", tags=no_tags_for)
+def tags_raise(x):
+    PRICES.append(x)
+    return x
+
+
+def test_a_tags_callable_that_raises_runs_the_call_uncached(redis, caplog):
+    PRICES.clear()
+    stats.reset()
+    assert tags_raise(1) == 1
+    assert tags_raise(1) == 1
+    assert PRICES == [1, 1]
+    assert "tags-raise is not cached: its tags callable raised" in caplog.text
+    assert "LookupError: no tags for 1" in caplog.text
+    assert stats.read()["tags-raise"]["reasons"] == {"bad-tag": 2}
+    assert entry_keys(redis, "tags-raise") == []
+
+
+@cached(ttl=60, namespace="one-string-tag", tags=lambda item_id: f"item:{item_id}")
+def item_name(item_id):
+    return f"item {item_id}"
+
+
+def test_a_tags_callable_that_returns_one_string_is_refused(redis):
+    # Not taken for the tags "i", "t", "e", "m", ":", "1": refused as tags="item:1" is at decoration.
+    with pytest.raises(
+        InvalidCacheDefinition, match="must return a list of strings, not the string 'item:1'"
+    ):
+        item_name(1)
+    assert redis.keys("*jobs-cache:2:tag:*") == []
+
+
+async def fetch_async(x):
+    return x
+
+
+def numbers(n):
+    yield from range(n)
+
+
+class Rates:
+    def __call__(self, currency):
+        return 1.0
+
+
+@pytest.mark.parametrize("function", [fetch_async, numbers, functools.partial(fns.square.func, 2), Rates()])
+def test_what_returns_a_coroutine_a_generator_or_has_no_name_is_refused(function):
+    with pytest.raises(InvalidCacheDefinition, match=r"a coroutine or a generator|plain function"):
+        cached(ttl=60, namespace="refused")(function)
+
+
+class RefusesPickling:
+    def __reduce__(self):
+        raise RuntimeError("this object cannot be pickled")
+
+
+def nested(depth):
+    value: list = []
+    for _ in range(depth):
+        value = [value]
+    return value
+
+
+@cached(ttl=60, namespace="unstorable")
+def unstorable(kind):
+    PRICES.append(kind)
+    return nested(100_000) if kind == "deep" else RefusesPickling()
+
+
+@pytest.mark.parametrize("kind, error", [("deep", "RecursionError"), ("refuses", "RuntimeError")])
+def test_a_result_that_cannot_be_stored_is_returned_uncached(redis, caplog, kind, error):
+    PRICES.clear()
+    assert unstorable(kind) is not None
+    assert unstorable(kind) is not None
+    assert [kind, kind] == PRICES
+    assert f"A result of unstorable cannot be cached: {error}" in caplog.text
+    assert store().available()
+
+
+def test_two_sites_on_one_redis_count_apart(redis):
+    stats.reset()
+    fns.square(2)
+    stats.flush()
+    site_b = {alias: {**config, "KEY_PREFIX": "site-b"} for alias, config in settings.CACHES.items()}
+    with override_settings(CACHES=site_b):
+        assert "tests.cache_functions.square" not in stats.read()
+        stats.reset()
+    assert stats.read()["tests.cache_functions.square"]["misses"] == 1, "site B reset site A's counts"
+    with override_settings(JOBS={"CACHE_PREFIX": "other-cache"}):
+        assert "tests.cache_functions.square" not in stats.read()

@@ -7,10 +7,12 @@ import sys
 import time
 
 import pytest
+from django.conf import settings
 from django.test import override_settings
 from redis.exceptions import RedisError
 
 from jobs.cache import cached, invalidate_tags, stats
+from jobs.cache.store import forget_stores
 from tests import cache_urls
 from tests.helpers import wait_for, worker_env
 
@@ -108,3 +110,45 @@ def test_a_process_that_exits_adds_its_counts_before_it_goes(redis, db):
     script = "import django; django.setup(); from jobs.cache import stats; stats.count('leaving', 'hits')"
     subprocess.run([sys.executable, "-c", script], env=worker_env(), check=True, timeout=60)
     assert stats.read()["leaving"]["hits"] == 1
+
+
+SERVER = {}
+
+
+@cached(ttl=60, namespace="hangs-meanwhile")
+def hangs_meanwhile(x):
+    SERVER["redis"].process.send_signal(signal.SIGSTOP)  # Redis hangs while the value is computed
+    return x
+
+
+@pytest.mark.parametrize("call", ["miss", "refresh"])
+def test_a_redis_that_hangs_during_a_computation_costs_one_socket_timeout(redis_server, call):
+    SERVER["redis"] = redis_server
+    timeout = settings.CACHES["default"]["OPTIONS"]["SOCKET_TIMEOUT"]
+    try:
+        with override_settings(JOBS={"CACHE_RETRY_AFTER": 60}):
+            started = time.monotonic()
+            assert (hangs_meanwhile(1) if call == "miss" else hangs_meanwhile.refresh(1)) == 1
+            elapsed = time.monotonic() - started
+    finally:
+        redis_server.process.send_signal(signal.SIGCONT)
+    # The store times out; the lock (or the refresh flag) is left to expire, not released into the hang.
+    assert elapsed < 1.5 * timeout, f"{elapsed:.2f} s: the cache did not leave the hung Redis alone"
+
+
+def test_counts_sent_to_a_redis_that_hung_are_added_once(redis_server):
+    stats.reset()
+    for _ in range(5):
+        stats.count("hung-flush", "hits")
+    redis_server.process.send_signal(signal.SIGSTOP)
+    try:
+        assert stats.flush() is False  # timed out; the batch waits in Redis's socket, and is kept here
+    finally:
+        redis_server.process.send_signal(signal.SIGCONT)
+    # The hung Redis runs the batch it was sent, then this one is sent again, with a count made since.
+    wait_for(lambda: redis_server.client().keys("*stats*hung-flush"), timeout=10)
+    stats.count("hung-flush", "misses")
+    forget_stores()  # as CACHE_RETRY_AFTER passing does
+    assert stats.flush() is True
+    counts = stats.read()["hung-flush"]
+    assert (counts["hits"], counts["misses"]) == (5, 1), "the batch was added twice"

@@ -6,6 +6,7 @@ import threading
 import pytest
 from django.contrib.auth.models import Group, User
 from django.db import connections, transaction
+from django.db.models.signals import post_delete, post_save
 
 from jobs.cache import cached, invalidate_on_change, invalidate_tags
 from jobs.exceptions import InvalidCacheDefinition
@@ -175,3 +176,79 @@ def test_a_value_computed_in_a_transaction_that_changed_its_row_is_not_stored():
         assert group_name(group.pk) == "never-committed"
         raise RuntimeError("rolled back")
     assert group_name(group.pk) == "committed"
+
+
+def test_a_tags_callable_of_a_model_that_returns_one_string_is_refused(django_capture_on_commit_callbacks):
+    def user_tag(user):
+        return f"user:{user.pk}"
+
+    invalidate_on_change(User, user_tag)
+    try:
+        refused = pytest.raises(InvalidCacheDefinition, match="not the string 'user:")
+        with refused, django_capture_on_commit_callbacks(execute=True) as callbacks:
+            User.objects.create_user("carol")
+        assert not [c for c in callbacks if "u" in c.args], "the tags 'u', 's', 'e', 'r', ':'..."
+    finally:
+        for signal in (post_save, post_delete):
+            signal.disconnect(sender=User, dispatch_uid=f"jobs.cache:auth.user:{id(user_tag)}:None")
+
+
+SOURCE = {"value": "old"}
+
+
+@cached(ttl=60, namespace="gated", tags=["gated"])
+def gated(n):
+    """The source's value, read before the gate (if a test set one): a reader in flight."""
+    value = SOURCE["value"]
+    if "read" in READ_GATE:
+        READ_GATE["read"].set()
+        assert READ_GATE["go on"].wait(timeout=30)
+    return value
+
+
+def in_flight(read, invalidate):
+    """``read()`` in a thread, which reads the old source, then ``invalidate()`` before it stores."""
+    SOURCE["value"] = "old"
+    READ_GATE.update({"read": threading.Event(), "go on": threading.Event()})
+    results = []
+    reader = threading.Thread(target=lambda: results.append(read()))
+    try:
+        reader.start()
+        assert READ_GATE["read"].wait(timeout=30)
+        SOURCE["value"] = "new"
+        invalidate()
+    finally:
+        READ_GATE["go on"].set()
+        reader.join(timeout=30)
+        READ_GATE.clear()
+    return results
+
+
+def test_invalidating_one_call_holds_against_a_reader_in_flight(redis):
+    assert in_flight(lambda: gated(1), lambda: gated.invalidate(1)) == ["old"]
+    assert gated(1) == "new", "the value read before the invalidation was stored after it"
+    (generation,) = redis.keys("*jobs-cache:2:entry-generation:*")
+    assert 0 < redis.ttl(generation) <= 24 * 3600
+    before = redis.get(generation)
+    assert gated.invalidate(1) is True  # nobody computes it: the entry is dropped, nothing else written
+    assert gated.invalidate(4) is False
+    assert redis.keys("*jobs-cache:2:entry-generation:*") == [generation]
+    assert redis.get(generation) == before
+
+
+def test_invalidating_one_call_holds_against_its_refresh_in_flight(redis):
+    gated(2)
+    assert in_flight(lambda: gated.refresh(2), lambda: gated.invalidate(2)) == ["old"]
+    assert gated(2) == "new", "the refresh stored what it read before the invalidation"
+
+
+def test_a_tag_generation_that_expired_does_not_come_back_for_a_reader_in_flight(redis):
+    invalidate_tags("gated")  # the tag's generation is set, for a day
+
+    def expire_and_invalidate():
+        (generation,) = redis.keys("*jobs-cache:2:generation:gated")
+        redis.delete(generation)  # as its expiry does
+        invalidate_tags("gated")  # a counter would start again at the value the reader read
+
+    assert in_flight(lambda: gated(3), expire_and_invalidate) == ["old"]
+    assert gated(3) == "new", "the value read before the invalidation was stored after it"

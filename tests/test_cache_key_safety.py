@@ -19,10 +19,14 @@ DIGEST = "0" * 32
 
 def test_no_tag_or_namespace_spells_another_kinds_key():
     names = ["x", "x:generation", "x:lock", f"v1:{DIGEST}", "tags", "tag", "entry", "generation", "2"]
+    names += ["stats", "stats-namespaces", "stats-namespaces:all", "entry-generation", "all"]
     names += [f"{kind}:{name}" for kind in ("tag", "entry", "generation", "tags") for name in names]
     made = [keys.tag(name) for name in names] + [keys.tag_generation(name) for name in names]
     entries = [keys.entry(namespace, 1, DIGEST) for namespace in ("tags", "tag", "generation", "entry", "x")]
     made += entries + [keys.lock(e) for e in entries] + [keys.refresh_flag(e) for e in entries]
+    made += [keys.entry_generation(e) for e in entries]
+    made += [keys.stats(name) for name in [*names, "namespaces"]]
+    made += [keys.stats_namespaces(), keys.stats_batch("all"), keys.stats_batch("stats")]
     assert len(set(made)) == len(made), "two kinds of key, or two names, share a key"
 
 
@@ -54,8 +58,8 @@ def test_a_command_redis_refuses_leaves_the_cache_on(redis, caplog):
 
 def test_an_invalidation_redis_refuses_changes_nothing(redis):
     assert fns.product_price(6) == 60
-    redis.rpush(store().key(keys.tag_generation("product:6")), "not a number")
-    assert invalidate_tags("product:6") == 0
+    redis.rpush(store().key(keys.tag("product:7")), "not a sorted set")
+    assert invalidate_tags("product:6", "product:7") == 0
     assert redis.exists(store().key(keys.tag("product:6"))), "the tag's index was dropped, its entries kept"
     assert store().available()
     assert fns.product_price(6) == 60

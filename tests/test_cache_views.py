@@ -5,10 +5,13 @@ from urllib.parse import quote
 
 import pytest
 from django.contrib.auth.models import User
+from django.http import HttpResponse
 from django.test import override_settings
+from django.views import View
 
-from jobs.cache import invalidate_tags
+from jobs.cache import cache_view, invalidate_tags
 from jobs.cache.store import store
+from jobs.exceptions import InvalidCacheDefinition
 from tests.cache_urls import runs
 
 pytestmark = [pytest.mark.urls("tests.cache_urls"), pytest.mark.django_db]
@@ -218,3 +221,25 @@ def test_stale_page_served_when_another_request_is_refreshing(client, redis):
     assert stale.content == b"news #1"
     assert stale["X-Cache"] == "STALE"
     assert runs("news") == 1
+
+
+def test_a_view_tags_callable_that_returns_one_string_is_refused(rf):
+    @cache_view(ttl=60, namespace="one-string-view-tag", tags=lambda request, slug: f"article:{slug}")
+    def article(request, slug):
+        return HttpResponse(slug)
+
+    with pytest.raises(InvalidCacheDefinition, match="not the string 'article:intro'"):
+        article(rf.get("/article/intro"), slug="intro")
+
+
+def test_an_async_view_is_refused():
+    async def page(request):
+        return HttpResponse("async")
+
+    class AsyncPage(View):
+        async def get(self, request):
+            return HttpResponse("async")
+
+    for view in (page, AsyncPage.as_view()):
+        with pytest.raises(InvalidCacheDefinition, match="synchronous view"):
+            cache_view(ttl=60, namespace="async-page")(view)

@@ -6,7 +6,6 @@ from __future__ import annotations
 import functools
 import inspect
 import logging
-import pickle
 from collections.abc import Callable, Iterable, Sequence
 from typing import Any, Generic, ParamSpec, TypeVar, overload
 
@@ -19,7 +18,7 @@ from ..intervals import NEVER
 from . import invalidation, keys, stats
 from .invalidation import watch_model
 from .refresh import refresh_entry, register_refreshable
-from .store import ERRORS, FRESH, MISSING, CacheStore, release, store
+from .store import ERRORS, FRESH, MISSING, CacheStore, Unstorable, release, store
 
 logger = logging.getLogger("jobs")
 
@@ -27,8 +26,6 @@ P = ParamSpec("P")
 R = TypeVar("R")
 
 Tags = Iterable[str] | Callable[..., Iterable[str]]
-#: What a value that django-redis's serializer cannot store raises.
-UNSTORABLE = (pickle.PicklingError, TypeError, AttributeError, ValueError)
 
 
 def check_seconds(name: str, value: Any, allow_zero: bool = False) -> None:
@@ -57,6 +54,54 @@ def tag_function(tags: Tags) -> Callable[..., Iterable[str]]:
     if callable(tags):
         return tags
     return lambda *args, **kwargs: ()
+
+
+def computed_tags(compute: Callable[[], Any], namespace: str, call: str = "") -> tuple[str, ...] | None:
+    """The tags a tags callable gives for one call, or None (logged) if it raised or gave something other
+    than non-empty strings: tags made of a call's data (an empty id) must not break the call. One string
+    is refused (``InvalidCacheDefinition``), as ``tags="item"`` is: it would be a tag per character."""
+    try:
+        result = compute()
+    except Exception:
+        logger.warning("%s is not cached%s: its tags callable raised", namespace, call, exc_info=True)
+        return None
+    if isinstance(result, str | bytes):
+        raise InvalidCacheDefinition(
+            f"the tags callable of {namespace} must return a list of strings, not the string {result!r}"
+        )
+    try:
+        return tuple(keys.check_tag(tag) for tag in result)
+    except (InvalidCacheDefinition, TypeError) as exc:
+        logger.warning("%s is not cached%s: bad tags (%s)", namespace, call, exc)
+        return None
+
+
+def tag_parameters(
+    tags: Callable[..., Any], signature: inspect.Signature, target: str
+) -> tuple[str, ...] | None:
+    """The names of the function's parameters that its tags callable takes (by name), or None for all
+    of them (``**kwargs``). A parameter the function has not, or one taken by position, is refused."""
+    try:
+        wanted = inspect.signature(tags).parameters.values()
+    except (TypeError, ValueError):  # no signature to read (a builtin): it gets every parameter
+        return None
+    names = []
+    for parameter in wanted:
+        if parameter.kind is parameter.VAR_KEYWORD:
+            return None
+        if parameter.kind in (parameter.POSITIONAL_ONLY, parameter.VAR_POSITIONAL):
+            raise InvalidCacheDefinition(
+                f"the tags callable of {target} takes the function's parameters by name, "
+                f"not {parameter} by position"
+            )
+        if parameter.name in signature.parameters:
+            names.append(parameter.name)
+        elif parameter.default is parameter.empty:
+            raise InvalidCacheDefinition(
+                f"the tags callable of {target} takes {parameter.name!r}, which is not a parameter of "
+                f"{target}{signature}"
+            )
+    return tuple(names)
 
 
 def model_tags(watched: Sequence[type[db_models.Model]], alias: str | None) -> tuple[str, ...]:
@@ -141,6 +186,15 @@ class CachedFunction(CachePolicy, Generic[P, R]):
         cache_none: bool,
         alias: str | None,
     ) -> None:
+        if (
+            inspect.iscoroutinefunction(func)
+            or inspect.isasyncgenfunction(func)
+            or inspect.isgeneratorfunction(func)
+        ):
+            raise InvalidCacheDefinition(
+                f"@cached {func.__qualname__} returns a coroutine or a generator, which cannot be cached: "
+                "cache a plain function it calls (or awaits through asyncio.to_thread)"
+            )
         if (stale or 0) > 0 and "<locals>" in func.__qualname__:
             raise InvalidCacheDefinition(
                 f"{func.__qualname__}: stale-while-revalidate refreshes on a worker, which imports the "
@@ -162,12 +216,18 @@ class CachedFunction(CachePolicy, Generic[P, R]):
         self.cache_none = cache_none
         if "<locals>" not in func.__qualname__:
             register_refreshable(self)
-        signature = inspect.signature(func)
+        try:
+            signature = inspect.signature(func)
+        except (TypeError, ValueError) as exc:  # a builtin that says nothing of its parameters
+            raise InvalidCacheDefinition(
+                f"@cached cannot read the parameters of {func!r}: wrap it in a def"
+            ) from exc
         self._signature = signature
         params = signature.parameters.values()
         simple = all(p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD) for p in params)
         self._all_positional = len(signature.parameters) if simple else -1
         self._names = tuple(signature.parameters)
+        self._tag_parameters = tag_parameters(tags, signature, self.target) if callable(tags) else ()
         functools.update_wrapper(self, func)
 
     def __repr__(self) -> str:
@@ -225,6 +285,9 @@ class CachedFunction(CachePolicy, Generic[P, R]):
             return self.func(*args, **kwargs)
         try:
             tags = self._tags_of(args, kwargs)
+            if tags is None:
+                stats.count(self.namespace, "bypass:bad-tag")
+                return self.func(*args, **kwargs)
             try:
                 state, value, _, generations = cache.get_for_update(key, tags)
             except ERRORS as exc:
@@ -235,29 +298,43 @@ class CachedFunction(CachePolicy, Generic[P, R]):
             self._store(cache, key, value, tags, generations)
             return value
         finally:
-            release(lock)
+            release(cache, lock)
 
-    def _tags_of(self, args: Any, kwargs: Any) -> tuple[str, ...]:
+    def _tags_of(self, args: Any, kwargs: Any) -> tuple[str, ...] | None:
+        """A call's tags, or None if its tags callable could not give them (logged)."""
         tags = self._static_tags
         if tags is None:
-            tags = tuple(keys.check_tag(tag) for tag in self._tags(*args, **kwargs))
+            tags = computed_tags(functools.partial(self._call_tags, args, kwargs), self.namespace)
+            if tags is None:
+                return None
         return tags + self._model_tags
+
+    def _call_tags(self, args: Any, kwargs: Any) -> Any:
+        """The tags callable, given the call's arguments by name, defaults filled in."""
+        bound = self._signature.bind(*args, **kwargs)
+        bound.apply_defaults()
+        arguments = bound.arguments
+        if self._tag_parameters is None:
+            return self._tags(**arguments)
+        return self._tags(**{name: arguments[name] for name in self._tag_parameters if name in arguments})
 
     def _store(
         self, cache: CacheStore, key: str, value: Any, tags: tuple[str, ...], generations: list[Any]
     ) -> None:
-        """Store a value computed since ``generations`` were read of its ``tags``: unless one of them was
-        invalidated meanwhile, or is to be when the transaction it was computed in commits."""
+        """Store a value computed since ``generations`` were read: unless the entry or one of its tags was
+        invalidated meanwhile, or a tag is to be when the transaction it was computed in commits."""
         if value is None and not self.cache_none:
             return
         if invalidation.pending(tags):
             return  # computed from rows this transaction changed, which may yet be rolled back
+        if not cache.available():
+            return  # Redis failed meanwhile (another caller found out): another timeout would tell nothing
         try:
             cache.put(key, value, self.ttl, self.stale, tags, generations)
         except ERRORS as exc:
             cache.failed(exc)
             stats.count(self.namespace, "errors")
-        except UNSTORABLE as exc:
+        except Unstorable as exc:
             logger.error("A result of %s cannot be cached: %s", self.namespace, exc)
             stats.count(self.namespace, "errors")
 
@@ -281,22 +358,30 @@ class CachedFunction(CachePolicy, Generic[P, R]):
         key = self.key(cache, *args, **kwargs)
         tags = self._tags_of(args, kwargs)
         try:
-            generations = cache.get_for_update(key, tags)[3] if tags else []
+            if tags is None or not cache.available():
+                return self.func(*args, **kwargs)
+            try:
+                generations = cache.get_for_update(key, tags, refreshing=True)[3]
+            except ERRORS as exc:
+                cache.failed(exc)
+                return self.func(*args, **kwargs)
             value = self.func(*args, **kwargs)
             self._store(cache, key, value, tags, generations)
             stats.count(self.namespace, "refreshes")
         finally:
-            try:
-                cache.release_refresh(key)
-            except ERRORS as exc:
-                cache.failed(exc)
+            if cache.available():
+                try:
+                    cache.release_refresh(key)
+                except ERRORS as exc:
+                    cache.failed(exc)
         return value
 
     def invalidate(self, *args: P.args, **kwargs: P.kwargs) -> bool:
-        """Drop the entry of one call; False if there was none or Redis could not be reached."""
+        """Drop the entry of one call; False if there was none or Redis could not be reached. A caller
+        computing that entry meanwhile does not store what it computed."""
         cache = store(self.alias)
         try:
-            return bool(cache.delete(self.key(cache, *args, **kwargs)))
+            return bool(cache.invalidate(self.key(cache, *args, **kwargs)))
         except ERRORS as exc:
             cache.failed(exc)
             return False
@@ -335,14 +420,20 @@ def cached(
 
     ``ttl``: seconds an entry is fresh (``JOBS['CACHE_TTL']`` if not given), less up to
     ``JOBS['CACHE_JITTER']`` of it. ``stale``: seconds past that during which the old value is served at
-    once while one ``jobs`` job computes a new one. ``tags``: strings, or a callable of the arguments
-    returning strings, for ``invalidate_tags()``. ``models``: model classes whose save or delete drops
+    once while one ``jobs`` job computes a new one. ``tags``: strings, or a callable returning a list of
+    strings, for ``invalidate_tags()``, given the parameters it names of the call (by name, defaults
+    filled in; ``**kwargs`` for all). ``models``: model classes whose save or delete drops
     every entry of this function. ``cache_none``: also cache ``None`` results. Exceptions are never cached.
     """
 
     def decorate(f: Callable[P, R]) -> CachedFunction[P, R]:
-        if not callable(f) or isinstance(f, CachedFunction):
-            raise InvalidCacheDefinition(f"@cached decorates a plain function, not {f!r}")
+        if (
+            not callable(f)
+            or isinstance(f, CachedFunction)
+            or not isinstance(getattr(f, "__qualname__", None), str)
+        ):
+            # A functools.partial or a callable object has no name of its own to key or refresh it by.
+            raise InvalidCacheDefinition(f"@cached decorates a plain function (a def), not {f!r}")
         return CachedFunction(
             f,
             ttl=ttl,

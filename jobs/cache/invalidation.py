@@ -9,6 +9,7 @@ from typing import Any
 from django.db import connections, models, router, transaction
 from django.db.models.signals import post_delete, post_save
 
+from ..exceptions import InvalidCacheDefinition
 from . import keys
 from .store import ERRORS, store
 
@@ -61,9 +62,13 @@ def _constant(value: tuple[str, ...], instance: Any) -> tuple[str, ...]:
 def _changed(
     sender: type[models.Model], instance: Any, *, tags: Callable, alias: str | None, **kwargs: Any
 ) -> None:
-    names = tuple(tags(instance))
+    names = tags(instance)
+    if isinstance(names, str | bytes):
+        raise InvalidCacheDefinition(
+            f"the tags callable of {sender.__name__} must return a list of strings, not the string {names!r}"
+        )
     using = kwargs.get("using") or router.db_for_write(sender)
-    transaction.on_commit(functools.partial(invalidate_tags, *names, alias=alias), using=using)
+    transaction.on_commit(functools.partial(invalidate_tags, *tuple(names), alias=alias), using=using)
 
 
 def pending(tags: Iterable[str]) -> bool:

@@ -1,5 +1,5 @@
-"""Cache key names, built in one place: entries, their locks and refresh flags, tag indexes and tag
-generations.
+"""Cache key names, built in one place: entries, their locks, refresh flags and generations, tag indexes
+and tag generations, and the counts.
 
 Every name is ``<CACHES KEY_PREFIX>:<version>:<JOBS CACHE_PREFIX>:2:<kind>:<rest>`` (the first two parts
 are Django's ``make_key``); ``<kind>`` is a fixed word per kind of key, and what a caller chooses (a
@@ -169,8 +169,28 @@ def tag(name: str) -> str:
 
 
 def tag_generation(name: str) -> str:
-    """How many times a tag was invalidated (lately): a value computed meanwhile is not stored."""
+    """A token drawn anew at each invalidation of a tag: a value computed meanwhile is not stored."""
     return _kind("generation", _tag_name(name))
+
+
+def entry_generation(entry_key: str) -> str:
+    """A token drawn anew when one entry is invalidated while it is computed, named after its (made) key."""
+    return _kind("entry-generation", entry_key)
+
+
+def stats(namespace: str) -> str:
+    """A hash of one namespace's counts: kind -> count."""
+    return _kind("stats", namespace)
+
+
+def stats_namespaces() -> str:
+    """The set of namespaces with counts."""
+    return _kind("stats-namespaces", "all")
+
+
+def stats_batch(process: str) -> str:
+    """The last batch of counts a process added, so that a batch sent again is not added twice."""
+    return _kind("stats-batch", process)
 
 
 def _tag_name(name: str) -> str:

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import logging
 import random
+import secrets
 import threading
 import time
 from collections.abc import Iterable, Sequence
@@ -46,6 +47,12 @@ logger = logging.getLogger("jobs")
 ERRORS = (RedisError, ConnectionInterrupted, OSError)
 
 FRESH, STALE, MISSING = "fresh", "stale", "missing"
+
+
+class Unstorable(Exception):
+    """A value that the cache's serializer cannot encode, whatever it raised (a class pickle refuses, a
+    ``__reduce__`` that fails, a value nested too deeply): the caller gets it, uncached."""
+
 
 #: Refusals that say Redis cannot serve now (a replica, a cluster in failover, out of memory), rather
 #: than that a key holds what a command cannot work on.
@@ -142,15 +149,25 @@ class CacheStore:
         """``(FRESH | STALE | MISSING, payload, fresh_until)`` for a made key, in one ``GET``."""
         return self._entry(key, self.client().get(key))
 
-    def get_for_update(self, key: str, tags: Sequence[str]) -> tuple[str, Any, float, list[Any]]:
-        """``get``, and the generations of ``tags`` that ``put`` is to find of a value computed from now
-        on, in one round trip."""
-        if not tags:
-            return (*self.get(key), [])
+    def get_for_update(
+        self, key: str, tags: Sequence[str], *, refreshing: bool = False
+    ) -> tuple[str, Any, float, list[Any]]:
+        """``get``, and the generations (the entry's own, then its ``tags``') that ``put`` is to find of a
+        value computed from now on, in one round trip. ``refreshing``: the caller computes without the
+        entry's lock (a refresh job), and holds the entry's refresh flag meanwhile instead, so that
+        ``invalidate()`` knows a computation is in flight."""
+        generation_keys = [
+            self.key(keys.entry_generation(key)),
+            *(self.key(keys.tag_generation(t)) for t in tags),
+        ]
         with self.client().pipeline(transaction=False) as pipe:
+            if refreshing:
+                pipe.set(
+                    self.key(keys.refresh_flag(key)), b"1", px=_milliseconds(jobs_settings.CACHE_LOCK_TIMEOUT)
+                )
             pipe.get(key)
-            pipe.mget([self.key(keys.tag_generation(t)) for t in tags])
-            raw, generations = pipe.execute()
+            pipe.mget(generation_keys)
+            *_, raw, generations = pipe.execute()
         return (*self._entry(key, raw), list(generations))
 
     def _entry(self, key: str, raw: Any) -> tuple[str, Any, float]:
@@ -170,27 +187,35 @@ class CacheStore:
         ttl: float,
         stale: float,
         tags: Sequence[str] = (),
-        generations: Sequence[Any] = (),
+        generations: Sequence[Any] | None = None,
     ) -> float:
-        """Store a payload, fresh for ``ttl`` less up to ``CACHE_JITTER`` of it; returns the fresh seconds.
+        """Store a payload, fresh for ``ttl`` less up to ``CACHE_JITTER`` of it; returns the fresh seconds
+        (0: not stored). Raises ``Unstorable`` for a payload that cannot be encoded.
 
-        A tagged payload comes with the ``generations`` of its tags read before it was computed
-        (``get_for_update``): it is stored only if none of them was invalidated since (0: it was not),
-        since it may hold what they replaced."""
+        A payload comes with the ``generations`` read before it was computed (``get_for_update``): it is
+        stored only if neither the entry (``invalidate()``) nor one of its tags (``invalidate_tags()``)
+        was invalidated since, since it may hold what they replaced. Without them (None) it is stored
+        as it is, untagged."""
         fresh = ttl * (1 - jobs_settings.CACHE_JITTER * random.random())  # noqa: S311 - jitter only
-        data = self.codec.encode((time.time() + fresh, payload), allow_int=False)
+        try:
+            data = self.codec.encode((time.time() + fresh, payload), allow_int=False)
+        except Exception as exc:  # pickle raises what the payload's own code raises, or RecursionError
+            raise Unstorable(f"{type(exc).__name__}: {exc}") from exc
         expires_ms = max(1, int((fresh + stale) * 1000))
-        if not tags:
+        if generations is None:
+            if tags:
+                raise ValueError("put() needs the generations read before a tagged payload was computed")
             self.client().set(key, data, px=expires_ms)
             return fresh
-        if len(generations) != len(tags):
-            raise ValueError("put() needs the generation of each tag, read before the payload was computed")
+        if len(generations) != len(tags) + 1:
+            raise ValueError("put() needs the entry's generation and each tag's, read by get_for_update()")
         stored = scripts.run(
             self.client(),
             _PUT_UNLESS_INVALIDATED,
             keys=[
                 key,
                 *(self.key(keys.tag(t)) for t in tags),
+                self.key(keys.entry_generation(key)),
                 *(self.key(keys.tag_generation(t)) for t in tags),
             ],
             args=[
@@ -203,6 +228,23 @@ class CacheStore:
             ],
         )
         return fresh if stored else 0.0
+
+    def invalidate(self, key: str) -> int:
+        """Delete one entry (a made key); returns 1 if there was one. A caller computing it meanwhile
+        (holding its lock or its refresh flag) does not store what it computed."""
+        return int(
+            scripts.run(
+                self.client(),
+                _INVALIDATE_ENTRY,
+                keys=[
+                    key,
+                    self.key(keys.entry_generation(key)),
+                    self.key(keys.lock(key)),
+                    self.key(keys.refresh_flag(key)),
+                ],
+                args=[_new_generation(), GENERATION_TTL],
+            )
+        )
 
     def delete(self, *made_keys: str) -> int:
         return self.client().delete(*made_keys) if made_keys else 0
@@ -218,10 +260,9 @@ class CacheStore:
 
     def claim_refresh(self, key: str) -> bool:
         """True for the one caller that should refresh a stale entry; the claim expires by itself."""
+        flag = self.key(keys.refresh_flag(key))
         return bool(
-            self.client().set(
-                self.key(keys.refresh_flag(key)), b"1", nx=True, ex=jobs_settings.CACHE_LOCK_TIMEOUT
-            )
+            self.client().set(flag, b"1", nx=True, px=_milliseconds(jobs_settings.CACHE_LOCK_TIMEOUT))
         )
 
     def release_refresh(self, key: str) -> None:
@@ -243,22 +284,34 @@ class CacheStore:
                 self.client(),
                 _INVALIDATE,
                 keys=[*tag_keys, *generation_keys],
-                args=[len(names), GENERATION_TTL],
+                args=[len(names), GENERATION_TTL, _new_generation()],
             )
         )
 
 
-#: Seconds a tag's generation outlives its last invalidation: far longer than any computation.
+#: Seconds a generation outlives its last invalidation: far longer than any computation.
 GENERATION_TTL = 24 * 3600
 
-# KEYS: the entry, its N tag indexes, their N generations. ARGV: the data, its expiry (ms), now (ms), the
-# indexes' expiry (s), N, then the generation each tag had when the value's computation began ('' none).
+
+def _new_generation() -> str:
+    """A generation never drawn before: one that expired and is set again cannot equal what a reader in
+    flight read before (as a counter starting again at 1 would)."""
+    return secrets.token_hex(16)
+
+
+def _milliseconds(seconds: float) -> int:
+    return max(1, int(seconds * 1000))
+
+
+# KEYS: the entry, its N tag indexes, the entry's generation, its tags' N generations. ARGV: the data, its
+# expiry (ms), now (ms), the indexes' expiry (s), N, then the generations (the entry's, then each tag's)
+# when the value's computation began ('' none).
 # A tag's index holds its entries scored by when they expire, and drops the expired ones at every write
 # (so that a tag written for ever holds only live entries); it lives as long as its longest-lived entry.
 _PUT_UNLESS_INVALIDATED = """
 local n = tonumber(ARGV[5])
-for i = 1, n do
-  if (redis.call('GET', KEYS[1 + n + i]) or '') ~= ARGV[5 + i] then return 0 end
+for i = 0, n do
+  if (redis.call('GET', KEYS[2 + n + i]) or '') ~= ARGV[6 + i] then return 0 end
 end
 redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[2])
 for i = 1, n do
@@ -271,8 +324,9 @@ return 1
 """
 
 
-# KEYS: N tag indexes, then their N generations. ARGV: N, the generations' expiry (s). Every read comes
-# before the first write, so that a key of an unexpected type fails the script before it changed anything.
+# KEYS: N tag indexes, then their N generations. ARGV: N, the generations' expiry (s), the new generation.
+# Every read comes before the first write, so that a key of an unexpected type fails the script before it
+# changed anything.
 _INVALIDATE = """
 local n = tonumber(ARGV[1])
 local members = {}
@@ -281,8 +335,7 @@ for i = 1, n do
 end
 local deleted = 0
 for i = 1, n do
-  redis.call('INCR', KEYS[n + i])
-  redis.call('EXPIRE', KEYS[n + i], ARGV[2])
+  redis.call('SET', KEYS[n + i], ARGV[3], 'EX', ARGV[2])
   local entries = members[i]
   for first = 1, #entries, 1000 do
     deleted = deleted + redis.call('DEL', unpack(entries, first, math.min(first + 999, #entries)))
@@ -293,7 +346,22 @@ return deleted
 """
 
 
-def release(lock: Lock) -> None:
+# KEYS: the entry, its generation, its lock, its refresh flag. ARGV: the new generation, its expiry (s).
+# The generation moves on only while someone computes the entry (it holds the lock or the refresh flag):
+# what they store is checked against it. Nobody else can store the entry, so nothing else needs the key.
+_INVALIDATE_ENTRY = """
+if redis.call('EXISTS', KEYS[3]) == 1 or redis.call('EXISTS', KEYS[4]) == 1 then
+  redis.call('SET', KEYS[2], ARGV[1], 'EX', ARGV[2])
+end
+return redis.call('DEL', KEYS[1])
+"""
+
+
+def release(cache: CacheStore, lock: Lock) -> None:
+    """Let go of an entry's lock; not while the cache leaves a failing Redis alone (the lock expires by
+    itself, and a hung Redis would cost another socket timeout)."""
+    if not cache.available():
+        return
     try:
         lock.release()
     except (LockError, *ERRORS):

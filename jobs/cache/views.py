@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import functools
 import hashlib
+import inspect
 import logging
 import time
 from collections.abc import Callable, Iterable, Iterator
@@ -45,8 +46,8 @@ from redis.lock import Lock
 
 from ..exceptions import InvalidCacheDefinition
 from . import invalidation, keys, stats
-from .decorator import UNSTORABLE, CachePolicy, Tags
-from .store import ERRORS, FRESH, MISSING, CacheStore, release, store
+from .decorator import CachePolicy, Tags, computed_tags
+from .store import ERRORS, FRESH, MISSING, CacheStore, Unstorable, release, store
 
 logger = logging.getLogger("jobs")
 
@@ -119,10 +120,10 @@ class Pending:
         try:
             return self.view.finish(self, request, response)
         finally:
-            release(self.lock)
+            release(self.cache, self.lock)
 
     def drop(self) -> None:
-        release(self.lock)
+        release(self.cache, self.lock)
 
 
 class Deferred:
@@ -357,7 +358,7 @@ class CachedView(CachePolicy):
             return _mark(response, "MISS")
         finally:
             if acquired and not handed_over:
-                release(lock)
+                release(cache, lock)
 
     def refusal(self, request: HttpRequest, response: HttpResponseBase) -> str | None:
         """Why a built page may not be stored, if it may not: what it used, set or says of itself."""
@@ -384,16 +385,10 @@ class CachedView(CachePolicy):
     def _request_tags(self, request: HttpRequest, args: Any, kwargs: Any) -> tuple[str, ...] | None:
         """The page's tags, or None if they cannot be had: tags made of request data (an empty query
         parameter) pass the page through, with a warning, and never break it."""
-        try:
-            return self._tags_of(request, args, kwargs)
-        except Exception:
-            logger.warning("%s is not cached for %s: bad tags", self.namespace, request.path, exc_info=True)
-            return None
-
-    def _tags_of(self, request: HttpRequest, args: Any, kwargs: Any) -> tuple[str, ...]:
         tags = self._static_tags
         if tags is None:
-            tags = tuple(keys.check_tag(t) for t in self._tags(request, *args, **kwargs))
+            compute = functools.partial(self._tags, request, *args, **kwargs)
+            tags = computed_tags(compute, self.namespace, f" for {request.path}")
         return tags
 
     def _payload(self, response: HttpResponse) -> tuple[int, dict[str, str], bytes]:
@@ -417,12 +412,14 @@ class CachedView(CachePolicy):
         it was built, or is to be when the transaction it was built in commits)."""
         if invalidation.pending(tags):
             return 0.0
+        if not cache.available():
+            return self.ttl  # Redis failed meanwhile: another timeout would tell nothing
         try:
             return cache.put(key, payload, self.ttl, self.stale, tags, generations)
         except ERRORS as exc:
             cache.failed(exc)
             stats.count(self.namespace, "errors")
-        except UNSTORABLE as exc:
+        except Unstorable as exc:
             logger.error("A response of %s cannot be cached: %s", self.namespace, exc)
         return self.ttl
 
@@ -801,6 +798,8 @@ def cache_view(
     def decorate(v: View) -> View:
         if not callable(v):
             raise InvalidCacheDefinition(f"@cache_view decorates a view function, not {v!r}")
+        if inspect.iscoroutinefunction(v):  # an async def, or the as_view() of an async class-based view
+            raise InvalidCacheDefinition(f"@cache_view decorates a synchronous view, not the async {v!r}")
         cached_view = CachedView(
             v,
             ttl=ttl,
