@@ -13,6 +13,7 @@ from django.utils.module_loading import import_string
 from . import declarations
 from .conf import DEFAULTS, jobs_settings
 from .exceptions import InvalidSchedule
+from .intervals import NEVER
 from .transport import DJANGO_APP, JSON_SERIALIZER
 
 JSON_SERIALIZERS = {JSON_SERIALIZER}
@@ -155,20 +156,27 @@ CACHE_POSITIVE_SETTINGS = (
 )
 
 
+def _cache_seconds(value: Any, allow_zero: bool = False) -> bool:
+    """As the cache decorators bound their seconds: finite, at most ten years (what Redis can expire by)."""
+    return _number(value) and (value >= 0 if allow_zero else value > 0) and value <= NEVER
+
+
 @register(Tags.caches)
 def check_cache(app_configs: Any = None, **kwargs: Any) -> list:
     """The settings of the cache decorators (``jobs.cache``), and the cache they use."""
     errors: list = []
     for key in CACHE_POSITIVE_SETTINGS:
         value = getattr(jobs_settings, key)
-        if not _positive(value):
-            errors.append(Error(f"JOBS[{key!r}] must be a positive number, not {value!r}.", id="jobs.E040"))
+        if not _cache_seconds(value):
+            message = f"JOBS[{key!r}] must be a number of seconds above 0 and at most {NEVER} (ten years)"
+            errors.append(Error(f"{message}, not {value!r}.", id="jobs.E040"))
     jitter, stale = jobs_settings.CACHE_JITTER, jobs_settings.CACHE_STALE
     if not (_number(jitter) and 0 <= jitter < 1):
         message = f"JOBS['CACHE_JITTER'] must be from 0 to below 1, not {jitter!r}."
         errors.append(Error(message, id="jobs.E041"))
-    if not (_number(stale) and stale >= 0):
-        errors.append(Error(f"JOBS['CACHE_STALE'] must be 0 or more seconds, not {stale!r}.", id="jobs.E042"))
+    if not _cache_seconds(stale, allow_zero=True):
+        message = f"JOBS['CACHE_STALE'] must be from 0 to {NEVER} seconds (ten years), not {stale!r}."
+        errors.append(Error(message, id="jobs.E042"))
     prefix = jobs_settings.CACHE_PREFIX
     if not isinstance(prefix, str) or not prefix or not prefix.isascii() or any(c.isspace() for c in prefix):
         errors.append(
