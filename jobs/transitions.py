@@ -70,10 +70,10 @@ def _this_attempt(record: Job, attempt: int) -> QuerySet[Job]:
     return Job.objects.using(_alias(record)).filter(pk=record.pk, status=Status.STARTED, attempts=attempt)
 
 
-def claim(record: Job, worker_name: str) -> int | None:
+def claim(record: Job, worker_name: str, started_at: datetime | None = None) -> int | None:
     """waiting -> started, for one run: returns that run's attempt number, or None when the record is
     no longer waiting (cancelled, or taken by another run). One UPDATE (see ``jobs.statements``)."""
-    started_at = timezone.now()
+    started_at = started_at or timezone.now()
     attempt = statements.claim(_alias(record), record.pk, worker_name, started_at)
     if attempt is None:
         return None
@@ -83,24 +83,74 @@ def claim(record: Job, worker_name: str) -> int | None:
     return attempt
 
 
-def attempt_claimed_by(record: Job, worker_name: str) -> int | None:
-    """The attempt of ``record`` that ``worker_name`` holds, if the record is started by it: what a claim
-    interrupted by an exception had written, if it had."""
+def attempt_claimed_by(record: Job, worker_name: str, started_at: datetime | None = None) -> int | None:
+    """The attempt of ``record`` that ``worker_name`` holds, if the record is started by it (by the claim
+    made at ``started_at``, when given): what a claim interrupted by an exception, or whose answer was
+    lost with its connection, had written, if it had."""
     if not worker_name:
         return None
     attempts = Job.objects.using(_alias(record)).filter(
         pk=record.pk, status=Status.STARTED, worker_name=worker_name
     )
-    return attempts.values_list("attempts", flat=True).first()
+    if started_at is not None:
+        attempts = attempts.filter(started_at=started_at)
+    attempt = attempts.values_list("attempts", flat=True).first()
+    if attempt is not None and started_at is not None:
+        record.status, record.started_at, record.finished_at = Status.STARTED, started_at, None
+        record.worker_name, record.undispatched_since, record.attempts = worker_name, None, attempt
+        record.progress, record.progress_message = 0, ""
+    return attempt
 
 
-def claim_many(records: Sequence[Job], worker_name: str) -> dict[str, int]:
+def claim_many_again(records: Sequence[Job], worker_name: str, started_at: datetime) -> dict[str, int]:
+    """``claim_many`` sent once more after its connection died: the claims its first send wrote (made at
+    ``started_at`` by ``worker_name``) are read back as won, and the other records claimed."""
+    if not records:
+        return {}
+    written = Job.objects.using(_alias(records[0])).filter(
+        pk__in=[record.pk for record in records],
+        status=Status.STARTED,
+        worker_name=worker_name,
+        started_at=started_at,
+    )
+    won = {str(pk): attempt for pk, attempt in written.values_list("pk", "attempts")}
+    for record in records:
+        attempt = won.get(str(record.pk))
+        if attempt is not None:
+            record.status, record.started_at, record.finished_at = Status.STARTED, started_at, None
+            record.worker_name, record.undispatched_since, record.attempts = worker_name, None, attempt
+            record.progress, record.progress_message = 0, ""
+    left = [record for record in records if str(record.pk) not in won]
+    return {**won, **claim_many(left, worker_name, started_at)}
+
+
+def finished_by(record: Job, attempt: int, result: Any, finished_at: datetime) -> bool:
+    """Whether ``attempt``'s finish at ``finished_at`` is written: a finish whose answer was lost with
+    its connection, asked before it is sent again."""
+    written = (
+        Job.objects.using(_alias(record))
+        .filter(pk=record.pk, status=Status.FINISHED, attempts=attempt, finished_at=finished_at)
+        .exists()
+    )
+    if written:
+        record.status, record.finished_at, record.result, record.progress = (
+            Status.FINISHED,
+            finished_at,
+            result,
+            100,
+        )
+    return written
+
+
+def claim_many(
+    records: Sequence[Job], worker_name: str, started_at: datetime | None = None
+) -> dict[str, int]:
     """waiting -> started, for a batch of runs on one database, in one UPDATE where the database says
     which rows it changed (else one per record): returns each won run's attempt by record id (text)."""
     if not records:
         return {}
     alias = _alias(records[0])
-    started_at = timezone.now()
+    started_at = started_at or timezone.now()
     if statements.returns_from_update(alias):
         won = statements.claim_many(alias, [record.pk for record in records], worker_name, started_at)
     else:

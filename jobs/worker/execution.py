@@ -17,6 +17,7 @@ from collections.abc import Callable
 from typing import Any
 
 from django.db import close_old_connections, router
+from django.utils import timezone
 
 from .. import context, signals, transitions
 from ..codec import decode_arguments, encode
@@ -68,9 +69,13 @@ def _run(job_id: str, function: str, args: list, kwargs: dict, alias: str) -> No
     # RQ's timeout for the job (an alarm) and a second SIGTERM raise wherever the run is, the claim and
     # the finish included, even after the database wrote them: the run's end is recorded all the same,
     # not left ``started`` until the reaper gives the run up as abandoned.
+    started_at = timezone.now()
+    claim = functools.partial(transitions.claim, record, worker_name=worker_name, started_at=started_at)
     try:
         attempt = reconnect.once_more_if_the_connection_died(
-            alias, functools.partial(transitions.claim, record, worker_name=worker_name)
+            alias,
+            claim,
+            again=lambda: transitions.attempt_claimed_by(record, worker_name, started_at) or claim(),
         )
     except BaseException as exc:
         interrupted = None
@@ -83,10 +88,16 @@ def _run(job_id: str, function: str, args: list, kwargs: dict, alias: str) -> No
         logger.info("Job %s is no longer waiting (cancelled or already run); skipped", job_id)
         return
     value = perform(record, attempt, args, kwargs, lambda: rq_job)
+    finished_at = timezone.now()
+    finish = functools.partial(
+        transitions.finish, record, attempt, value, push=dispatch, finished_at=finished_at
+    )
+
+    def finish_again() -> bool:
+        return transitions.finished_by(record, attempt, value, finished_at) or finish()
+
     try:
-        finished = reconnect.once_more_if_the_connection_died(
-            alias, functools.partial(transitions.finish, record, attempt, value, push=dispatch)
-        )
+        finished = reconnect.once_more_if_the_connection_died(alias, finish, again=finish_again)
     except BaseException as exc:
         _record_failure(record, attempt, rq_job, exc)  # wins only if the finish was not written
         raise

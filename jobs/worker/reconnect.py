@@ -13,10 +13,16 @@ from django.db import DatabaseError, connections
 T = TypeVar("T")
 
 
-def once_more_if_the_connection_died(alias: str, statement: Callable[[], T]) -> T:
+def once_more_if_the_connection_died(
+    alias: str, statement: Callable[[], T], again: Callable[[], T] | None = None
+) -> T:
     """``statement()``; if it fails on a connection of ``alias`` that was open before it and is dead
     now (Django may already have closed it, or opened another, on the way out of a transaction),
-    ``statement()`` again on a new connection. Inside a transaction of the caller's, never."""
+    ``statement()`` again on a new connection. Inside a transaction of the caller's, never.
+
+    The connection may have died after the database committed the statement, before its answer came
+    back: ``again``, when given, is what is sent the second time, a call that first asks whether the
+    statement was written (a claim or a finish must not lose to its own first send)."""
     connection = connections[alias]
     kept = connection.connection
     try:
@@ -27,4 +33,4 @@ def once_more_if_the_connection_died(alias: str, statement: Callable[[], T]) -> 
         if connection.connection is kept and connection.is_usable():
             raise  # the connection lives: the statement itself failed
         connection.close()
-        return statement()
+        return (again or statement)()

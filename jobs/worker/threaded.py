@@ -613,9 +613,12 @@ class ThreadedWorker(LedgerWorkerMixin, RQThreadedWorker):
         close_old_connections()
         for alias, alias_runs in by_alias.items():
             records = [run.record for run in alias_runs]
+            started_at = timezone.now()
             try:
                 won = reconnect.once_more_if_the_connection_died(
-                    alias, functools.partial(transitions.claim_many, records, worker_name=self.name)
+                    alias,
+                    functools.partial(transitions.claim_many, records, self.name, started_at),
+                    again=functools.partial(transitions.claim_many_again, records, self.name, started_at),
                 )
             except DatabaseError as exc:
                 for run in alias_runs:
