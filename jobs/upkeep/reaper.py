@@ -16,6 +16,9 @@ same attempt, to ``retrying`` (and pushed again) when attempts remain, else to `
 for good is announced with ``jobs.signals.job_failed`` (its ``exception`` a ``JobAbandoned`` with the
 reason), as one whose function raised on its last attempt.
 
+A record that another process holds locked (a worker stopped inside a transaction) is skipped, the
+others handled: the dead entry stays, and a later pass finds it again (``jobs.upkeep.locks``).
+
 A dead entry of a job whose record has ended (its worker recorded the end, and Redis failed at the end's
 own pipeline) goes, with what RQ keeps of the job, as the end would have done: RQ's own cleanup would
 otherwise file a job that finished as failed, or retry it.
@@ -45,7 +48,7 @@ from ..exceptions import ABANDONED, JobAbandoned
 from ..models import FINAL, Job, Status
 from ..transport import batch, connection, queues
 from ..transport.runner import Call
-from . import rescue
+from . import locks, rescue
 
 logger = logging.getLogger("jobs")
 
@@ -186,7 +189,8 @@ def _reap(started: list[Job], entries_by_queue: Entries, dead_by_queue: Entries,
             f"The worker {record.worker_name or '(unknown)'} stopped sending heartbeats while running this "
             f"job (killed, or its host lost): no sign of life for {silent_for:.0f}s."
         )
-        handled += abandon(record, reason, stale_entries=list(found))
+        with locks.skip_if_locked("Reaper", f"job {record.pk}"):
+            handled += abandon(record, reason, stale_entries=list(found))
     handled += _reap_missing(missing, lock_redis, now)
     return handled
 
@@ -291,7 +295,8 @@ def _reap_missing(missing: list[Job], redis: Redis, now: float) -> int:
                 f"Redis holds no execution of this job (its data was lost, or the worker "
                 f"{record.worker_name or '(unknown)'} died and RQ's cleanup removed it)."
             )
-            handled += abandon(record, reason)
+            with locks.skip_if_locked("Reaper", f"job {record.pk}"):
+                handled += abandon(record, reason)
     unknown.save()
     return handled
 

@@ -7,7 +7,7 @@ import logging
 from collections import defaultdict
 
 from django.conf import settings
-from django.db import router
+from django.db import DatabaseError, router
 from django.db.models import QuerySet
 from redis.exceptions import RedisError
 
@@ -15,6 +15,7 @@ from .. import keys, transitions
 from ..conf import jobs_settings
 from ..models import Job
 from ..transport import connection, queues
+from . import locks
 
 logger = logging.getLogger("jobs")
 
@@ -91,10 +92,23 @@ def _relay(alias: str, records: list[Job]) -> int:
         if ran_before:
             queues.delete(ran_before)
         queues.push(pending)
-        transitions.mark_dispatched(pending)
+        _mark_dispatched(pending)
     finally:
         with contextlib.suppress(RedisError):
             lock.release()
     if pending:
         logger.info("Relayed %d job(s) to Redis", len(pending))
     return len(pending)
+
+
+def _mark_dispatched(records: list[Job]) -> None:
+    """Mark the pushed records dispatched; when another process holds one of them locked, one by one, so
+    that the others are marked and the locked one is pushed again at a later pass (it runs once)."""
+    try:
+        transitions.mark_dispatched(records)
+    except DatabaseError as exc:
+        if not locks.is_lock_timeout(exc):
+            raise
+        for record in records:
+            with locks.skip_if_locked("Relay", f"job {record.pk}"):
+                transitions.mark_dispatched([record])

@@ -80,17 +80,24 @@ def _delete(queryset: QuerySet[Job], limit: int | None) -> int:
 
     Each batch is deleted only where its rows are still in the state they were chosen for: a record
     retried between the SELECT and the DELETE is kept. The rows are locked first (where the database
-    can) so that nothing changes them between the conditional SELECT and Django's cascading DELETE.
+    can) so that nothing changes them between the conditional SELECT and Django's cascading DELETE; a
+    row another process holds locked (stopped inside a transaction, say) is left for a later pass
+    rather than waited for.
     """
     queryset = queryset.exclude(_read_by_a_waiting_job())
     deleted = 0
+    left: set = set()  # chosen, then found locked or no longer due: not chosen again in this call
     while limit is None or deleted < limit:
         size = BATCH if limit is None else min(BATCH, limit - deleted)
-        batch = list(queryset.order_by("finished_at").values_list("pk", flat=True)[:size])
+        chosen = queryset.exclude(pk__in=list(left)) if left else queryset
+        batch = list(chosen.order_by("finished_at").values_list("pk", flat=True)[:size])
         if not batch:
             break
         with transaction.atomic(using=queryset.db):
-            still_due = list(queryset.filter(pk__in=batch).select_for_update().values_list("pk", flat=True))
+            still_due = list(
+                queryset.filter(pk__in=batch).select_for_update(skip_locked=True).values_list("pk", flat=True)
+            )
+            left.update(set(batch) - set(still_due))
             if not still_due:
                 continue
             # Counted as deleted (the DELETE tests the conditions again: a job that came to depend on

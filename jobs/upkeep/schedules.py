@@ -39,6 +39,7 @@ from ..conf import jobs_settings
 from ..exceptions import JobsError
 from ..models import Job, Schedule
 from ..transport import connection
+from . import locks
 
 if TYPE_CHECKING:
     from ..decorator import JobFunction
@@ -88,7 +89,8 @@ def fire_due(now: datetime | None = None, using: str | None = None) -> list[Job]
     fired: list[Job] = []
     for schedule in Schedule.objects.using(alias).due(now):
         try:
-            fired.extend(fire(schedule, now))
+            with locks.skip_if_locked("Schedules", f"schedule {schedule.name!r}"):
+                fired.extend(fire(schedule, now))
         except DatabaseError:
             raise  # the database, not this schedule: the pass is tried again as a whole
         except Exception:
@@ -183,8 +185,11 @@ class SchedulingRole:
         return False
 
     def fire(self) -> list[Job]:
-        """A maintenance pass: fire due ticks if this worker holds the role."""
-        return fire_due() if self.hold() else []
+        """A maintenance pass: fire due ticks if this worker holds the role, with bounded lock waits."""
+        if not self.hold():
+            return []
+        with locks.bounded_lock_waits():
+            return fire_due()
 
     @property
     def held(self) -> bool:

@@ -4,10 +4,15 @@ retention.
 Each task runs at most once per its interval in each worker, and a Redis lock of its own lets one
 worker at a time do it. A task that fails is logged in one line while Redis or the database is down,
 so that an outage does not flood the log, and is tried again at its next turn.
+
+A task that uses the database runs with bounded waits on row locks (``jobs.upkeep.locks``): a process
+stopped inside a transaction holds its locks for as long as it is stopped, and this worker must not
+wait as long. The bound ends with the task, before this worker runs a job on the same connection.
 """
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import time
 import uuid
@@ -21,7 +26,7 @@ from .. import intervals, keys
 from ..conf import jobs_settings
 from ..transport import connection
 from ..transport.worker import StopRequested
-from ..upkeep import due, reaper, reconcile, relay, retention
+from ..upkeep import due, locks, reaper, reconcile, relay, retention
 from ..upkeep.schedules import SchedulingRole
 
 logger = logging.getLogger("jobs")
@@ -36,7 +41,7 @@ class Task:
     interval: Callable[[], float]
     run: Callable[[], object]
     #: Whether the task opens database connections, which the worker closes after the pass (asked after
-    #: the task ran, when it is a callable).
+    #: the task ran, when it is a callable; such a task bounds its own lock waits).
     uses_database: bool | Callable[[], bool] = True
 
 
@@ -112,7 +117,8 @@ class Maintenance:
 
     def _run(self, task: Task) -> None:
         try:
-            task.run()
+            with locks.bounded_lock_waits() if task.uses_database is True else contextlib.nullcontext():
+                task.run()
         except StopRequested:
             raise
         except (RedisError, DatabaseError) as exc:
