@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import functools
 import hashlib
-import inspect
 import logging
 import time
 from collections.abc import Callable, Iterable, Iterator
@@ -25,6 +24,7 @@ from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import urlencode
 
+from asgiref.sync import iscoroutinefunction
 from django.conf import settings
 from django.contrib.messages.storage.cookie import CookieStorage
 from django.contrib.messages.storage.fallback import FallbackStorage
@@ -798,7 +798,8 @@ def cache_view(
     def decorate(v: View) -> View:
         if not callable(v):
             raise InvalidCacheDefinition(f"@cache_view decorates a view function, not {v!r}")
-        if inspect.iscoroutinefunction(v):  # an async def, or the as_view() of an async class-based view
+        # An async def, or the as_view() of an async class-based view (marked by asgiref before Python 3.12).
+        if iscoroutinefunction(v):
             raise InvalidCacheDefinition(f"@cache_view decorates a synchronous view, not the async {v!r}")
         cached_view = CachedView(
             v,
