@@ -161,7 +161,10 @@ class WorkerMixin(_WorkerBase):
             compat.tell_pubsub_thread_to_stop(self.pubsub_thread)
             self.pubsub.unsubscribe()
             self.pubsub_thread.join(timeout=1)
-            self.pubsub.close()
+            if not self.pubsub_thread.is_alive():
+                # A thread still waiting (a slow Redis) closes the pubsub itself as it ends: two closes
+                # at once race in redis-py (an AttributeError in the thread).
+                self.pubsub.close()
 
     def keep_state(self, state: str) -> None:
         """Remember ``state`` as this worker's state, as ``set_state`` does, without writing it to Redis."""
