@@ -70,6 +70,19 @@ def _this_attempt(record: Job, attempt: int) -> QuerySet[Job]:
     return Job.objects.using(_alias(record)).filter(pk=record.pk, status=Status.STARTED, attempts=attempt)
 
 
+def _as_claimed(record: Job, worker_name: str, started_at: datetime, attempt: int) -> None:
+    """The record in memory as a won claim wrote it (``statements.claim``)."""
+    record.status, record.started_at, record.finished_at = Status.STARTED, started_at, None
+    record.worker_name, record.undispatched_since, record.attempts = worker_name, None, attempt
+    record.progress, record.progress_message = 0, ""
+
+
+def _as_finished(record: Job, result: Any, finished_at: datetime) -> None:
+    """The record in memory as a won finish wrote it."""
+    record.status, record.finished_at = Status.FINISHED, finished_at
+    record.result, record.progress = result, 100
+
+
 def claim(record: Job, worker_name: str, started_at: datetime | None = None) -> int | None:
     """waiting -> started, for one run: returns that run's attempt number, or None when the record is
     no longer waiting (cancelled, or taken by another run). One UPDATE (see ``jobs.statements``)."""
@@ -77,9 +90,7 @@ def claim(record: Job, worker_name: str, started_at: datetime | None = None) -> 
     attempt = statements.claim(_alias(record), record.pk, worker_name, started_at)
     if attempt is None:
         return None
-    record.status, record.started_at, record.finished_at = Status.STARTED, started_at, None
-    record.worker_name, record.undispatched_since, record.attempts = worker_name, None, attempt
-    record.progress, record.progress_message = 0, ""
+    _as_claimed(record, worker_name, started_at, attempt)
     return attempt
 
 
@@ -96,9 +107,7 @@ def attempt_claimed_by(record: Job, worker_name: str, started_at: datetime | Non
         attempts = attempts.filter(started_at=started_at)
     attempt = attempts.values_list("attempts", flat=True).first()
     if attempt is not None and started_at is not None:
-        record.status, record.started_at, record.finished_at = Status.STARTED, started_at, None
-        record.worker_name, record.undispatched_since, record.attempts = worker_name, None, attempt
-        record.progress, record.progress_message = 0, ""
+        _as_claimed(record, worker_name, started_at, attempt)
     return attempt
 
 
@@ -117,9 +126,7 @@ def claim_many_again(records: Sequence[Job], worker_name: str, started_at: datet
     for record in records:
         attempt = won.get(str(record.pk))
         if attempt is not None:
-            record.status, record.started_at, record.finished_at = Status.STARTED, started_at, None
-            record.worker_name, record.undispatched_since, record.attempts = worker_name, None, attempt
-            record.progress, record.progress_message = 0, ""
+            _as_claimed(record, worker_name, started_at, attempt)
     left = [record for record in records if str(record.pk) not in won]
     return {**won, **claim_many(left, worker_name, started_at)}
 
@@ -133,12 +140,7 @@ def finished_by(record: Job, attempt: int, result: Any, finished_at: datetime) -
         .exists()
     )
     if written:
-        record.status, record.finished_at, record.result, record.progress = (
-            Status.FINISHED,
-            finished_at,
-            result,
-            100,
-        )
+        _as_finished(record, result, finished_at)
     return written
 
 
@@ -162,9 +164,7 @@ def claim_many(
     for record in records:
         attempt = won.get(str(record.pk))
         if attempt is not None:
-            record.status, record.started_at, record.finished_at = Status.STARTED, started_at, None
-            record.worker_name, record.undispatched_since, record.attempts = worker_name, None, attempt
-            record.progress, record.progress_message = 0, ""
+            _as_claimed(record, worker_name, started_at, attempt)
     return won
 
 
@@ -188,12 +188,7 @@ def finish_many(runs: Sequence[tuple[Job, int, Any, datetime | None]], push: Pus
         }
     for record, attempt, result, finished_at in ended:
         if str(record.pk) in won:
-            record.status, record.finished_at, record.result, record.progress = (
-                Status.FINISHED,
-                finished_at,
-                result,
-                100,
-            )
+            _as_finished(record, result, finished_at)
         elif finish(record, attempt, result, push=push, finished_at=finished_at):
             # Not stale: a job with dependents, finished in the transaction that releases them.
             won.add(str(record.pk))
@@ -217,12 +212,7 @@ def finish(
             if not _this_attempt(record, attempt).update(**fields):
                 return False
             _settle(alias, [record.pk], Status.FINISHED, push)
-    record.status, record.finished_at, record.result, record.progress = (
-        Status.FINISHED,
-        finished_at,
-        result,
-        100,
-    )
+    _as_finished(record, result, finished_at)
     return True
 
 
