@@ -246,6 +246,12 @@ def test_priorities_order_the_waiting_tasks_of_a_queue():
     assert tasks.record_order.get_result(results["top"].id).task.priority == 10
 
 
+def test_a_priority_given_as_a_whole_float_is_taken_as_django_takes_it():
+    result = tasks.noop_task.using(priority=5.0).enqueue()
+    assert Job.objects.get(pk=result.id).priority == 5
+    assert result.task.priority == 5.0
+
+
 def test_get_result_refuses_what_is_not_a_task_of_this_backend():
     for missing in ["nonexistent", "123", str(uuid.uuid4()), ""]:
         with pytest.raises(TaskResultDoesNotExist):

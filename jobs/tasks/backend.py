@@ -54,8 +54,11 @@ class JobsBackend(BaseTaskBackend):
         # Django's backends take JSON only: anything else is refused with its TypeError.
         json_args = cast(list[Any], normalize_json(list(args)))
         json_kwargs = cast(dict[str, Any], normalize_json(dict(kwargs)))
-        # A naive run_after (USE_TZ = False) is refused as any job's naive ``at`` is.
-        target = _task_function(task).using(queue=task.queue_name, priority=task.priority, at=task.run_after)
+        # A naive run_after (USE_TZ = False) is refused as any job's naive ``at`` is. Django takes a
+        # priority of 5.0 as the whole number it is; a job's priority is an int.
+        target = _task_function(task).using(
+            queue=task.queue_name, priority=int(task.priority), at=task.run_after
+        )
         target.check_arguments(json_args, json_kwargs)
         record = _enqueue.enqueue(target, json_args, json_kwargs)
         result = task_result(record, task, self.alias, failed=[])
