@@ -4,10 +4,12 @@ whether it was written. The claim sent again found the record started, by this v
 was skipped, its record left started without a run; the finish sent again lost its condition, and the
 success was logged as stale, with no ``job_finished``."""
 
+import logging
 import uuid
 
 import pytest
 from django.db import connection
+from django.test import override_settings
 
 from jobs.models import Status
 from tests import fault_jobs
@@ -18,10 +20,12 @@ pytestmark = [
 ]
 
 
-def _lose_the_reply_of_the_first(monkeypatch, name, after=0):
-    """``jobs.statements.<name>`` commits as usual; the first time after ``after`` calls, the connection
-    then dies before its reply is read (a backend terminated, a network reset at that moment): the caller
-    gets the error."""
+def _lose_the_reply_of_the_first(monkeypatch, name, after=0, of=lambda *args: True, written=True):
+    """``jobs.statements.<name>`` commits as usual; the first time after ``after`` calls that its
+    arguments (after the alias) satisfy ``of``, the connection then dies before its reply is read (a
+    backend terminated, a network reset at that moment): the caller gets the error. Not ``written``:
+    the connection dies just before the statement is sent, which the database never sees.
+    Returns the arguments of the call whose reply was lost."""
     from django.db import connections
 
     from jobs import statements
@@ -30,26 +34,39 @@ def _lose_the_reply_of_the_first(monkeypatch, name, after=0):
     lost = []
     calls = []
 
-    def claim(alias, *args, **kwargs):
+    def send(alias, *args, **kwargs):
+        if lost or len(calls) < after or not of(*args):
+            won = real(alias, *args, **kwargs)
+            calls.append(won)
+            return won
+        lost.append(args)
+        if not written:
+            _kill_the_connection(connections[alias])
+            real(alias, *args, **kwargs)  # raises: the connection is gone
+            raise AssertionError(f"{name} was sent on a dead connection")
         won = real(alias, *args, **kwargs)
         calls.append(won)
-        if not lost and len(calls) > after:
-            lost.append(won)
-            with connections[alias].cursor() as cursor:
-                cursor.execute("SELECT pg_backend_pid()")
-                pid = cursor.fetchone()[0]
-            other = connections.create_connection(alias)
-            try:
-                with other.cursor() as cursor:
-                    cursor.execute("SELECT pg_terminate_backend(%s)", [pid])
-            finally:
-                other.close()
-            with connections[alias].cursor() as cursor:
-                cursor.execute("SELECT 1")  # raises: the connection is gone
+        _kill_the_connection(connections[alias])
+        with connections[alias].cursor() as cursor:
+            cursor.execute("SELECT 1")  # raises: the connection is gone
         return won
 
-    monkeypatch.setattr(statements, name, claim)
+    monkeypatch.setattr(statements, name, send)
     return lost
+
+
+def _kill_the_connection(dying):
+    from django.db import connections
+
+    with dying.cursor() as cursor:
+        cursor.execute("SELECT pg_backend_pid()")
+        pid = cursor.fetchone()[0]
+    other = connections.create_connection(dying.alias)
+    try:
+        with other.cursor() as cursor:
+            cursor.execute("SELECT pg_terminate_backend(%s)", [pid])
+    finally:
+        other.close()
 
 
 @pytest.mark.usefixtures("restore_signal_handlers")
@@ -93,3 +110,44 @@ def test_a_finish_whose_reply_the_dead_connection_lost_is_announced(monkeypatch,
     record.refresh_from_db()
     assert (record.status, fault_jobs.runs_of(tag)) == (Status.FINISHED, 1)
     assert [str(h.job.pk) for h in heard] == [str(record.pk)]
+
+
+@pytest.mark.usefixtures("restore_signal_handlers")
+@pytest.mark.parametrize("written", [True, False], ids=["reply-lost", "never-sent"])
+@override_settings(JOBS={"WORKER_CONCURRENCY": 3})
+def test_a_batch_claim_whose_reply_the_dead_connection_lost_still_runs_each_job(monkeypatch, caplog, written):
+    """The threaded worker claims the jobs it hands over in one statement (``claim_many``), sent once
+    more as ``claim_many_again`` on a new connection: the claims the first send wrote are read back as
+    won (reply lost), those it did not write are made (never sent: the connection died just before), and
+    each job runs once. The statement is sent again only on a connection that was open before it (kept,
+    ``CONN_MAX_AGE``); the first claim of a burst is on one the worker opens (its start closes them).
+
+    The batch: the worker listens on "high", then "default". It takes the one job of "high" alone and
+    claims it (on a connection it opens), then two or three jobs of "default" at once, whether a thread
+    is still busy with the first job or not; their claim is the one whose reply is lost."""
+    from jobs.models import Job
+    from tests.helpers import drain, within
+
+    monkeypatch.setitem(connection.settings_dict, "CONN_MAX_AGE", 600)  # the connection is kept
+    connection.close()
+    tags = [uuid.uuid4().hex for _ in range(5)]
+    records = [fault_jobs.count_run.using(queue="high").enqueue(tags[0])]
+    records += [fault_jobs.count_run.enqueue(tag) for tag in tags[1:]]
+    lost = _lose_the_reply_of_the_first(
+        monkeypatch, "claim_many", of=lambda pks, *rest: len(pks) > 1, written=written
+    )
+    with caplog.at_level(logging.INFO, logger="jobs"), within(60, "the burst"):
+        drain("jobs.worker.ThreadedWorker", queues=("high", "default"), name="batch-claimer")
+    assert lost, "no batch was claimed"
+    [(pks, _worker_name, started_at)] = lost
+    assert {str(pk) for pk in pks} <= {str(record.pk) for record in records[1:]}
+    connection.close()
+    for record, tag in zip(records, tags, strict=True):
+        record.refresh_from_db()
+        ran = (record.status, record.attempts, record.worker_name, fault_jobs.runs_of(tag))
+        assert ran == (Status.FINISHED, 1, "batch-claimer", 1), tag
+    assert not Job.objects.filter(status=Status.STARTED).exists()
+    # Each record of the batch was claimed by that claim (its first send, or the one sent again).
+    assert Job.objects.filter(pk__in=pks, started_at=started_at).count() == len(pks)
+    assert "no longer waiting" not in caplog.text
+    assert "could not start" not in caplog.text
