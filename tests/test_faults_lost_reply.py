@@ -2,7 +2,9 @@
 backend terminated, a network reset at that moment): sent once more on a new connection, it first asks
 whether it was written. The claim sent again found the record started, by this very worker, and the job
 was skipped, its record left started without a run; the finish sent again lost its condition, and the
-success was logged as stale, with no ``job_finished``."""
+success was logged as stale, with no ``job_finished``. A claim on a connection made for it (every claim,
+with ``CONN_MAX_AGE`` 0) was not sent again at all: its job was put off as if the database had failed,
+its record left started without a run."""
 
 import logging
 import uuid
@@ -69,13 +71,21 @@ def _kill_the_connection(dying):
         other.close()
 
 
+#: ``CONN_MAX_AGE``: the worker's connection kept between jobs, or made for each job (Django's default,
+#: where every claim is sent on a connection made for it).
+CONNECTIONS = pytest.mark.parametrize("conn_max_age", [600, 0], ids=["kept", "per-job"])
+
+
 @pytest.mark.usefixtures("restore_signal_handlers")
+@CONNECTIONS
 @pytest.mark.parametrize("worker_class", ["jobs.worker.SimpleWorker", "jobs.worker.LeanWorker"])
-def test_a_claim_whose_reply_the_dead_connection_lost_still_runs_the_job(monkeypatch, worker_class):
-    """The second job's claim is lost on the connection the first job's run kept (``CONN_MAX_AGE``)."""
+def test_a_claim_whose_reply_the_dead_connection_lost_still_runs_the_job(
+    monkeypatch, worker_class, conn_max_age
+):
+    """The second job's claim is lost, on the connection the first job's run kept or on one made for it."""
     from tests.helpers import drain
 
-    monkeypatch.setitem(connection.settings_dict, "CONN_MAX_AGE", 600)  # the connection is kept
+    monkeypatch.setitem(connection.settings_dict, "CONN_MAX_AGE", conn_max_age)
     connection.close()
     tags = [uuid.uuid4().hex, uuid.uuid4().hex]
     records = [fault_jobs.count_run.enqueue(tag) for tag in tags]
@@ -113,14 +123,21 @@ def test_a_finish_whose_reply_the_dead_connection_lost_is_announced(monkeypatch,
 
 
 @pytest.mark.usefixtures("restore_signal_handlers")
-@pytest.mark.parametrize("written", [True, False], ids=["reply-lost", "never-sent"])
+@pytest.mark.parametrize(
+    ("conn_max_age", "written"),
+    [(600, True), (600, False), (0, True)],
+    ids=["kept-reply-lost", "kept-never-sent", "per-job-reply-lost"],
+)
 @override_settings(JOBS={"WORKER_CONCURRENCY": 3})
-def test_a_batch_claim_whose_reply_the_dead_connection_lost_still_runs_each_job(monkeypatch, caplog, written):
+def test_a_batch_claim_whose_reply_the_dead_connection_lost_still_runs_each_job(
+    monkeypatch, caplog, conn_max_age, written
+):
     """The threaded worker claims the jobs it hands over in one statement (``claim_many``), sent once
     more as ``claim_many_again`` on a new connection: the claims the first send wrote are read back as
     won (reply lost), those it did not write are made (never sent: the connection died just before), and
-    each job runs once. The statement is sent again only on a connection that was open before it (kept,
-    ``CONN_MAX_AGE``); the first claim of a burst is on one the worker opens (its start closes them).
+    each job runs once. A claim on a connection made for it (``CONN_MAX_AGE`` 0; the first claim after
+    the worker's start, which closes its connections) was not sent again: its jobs were put off as if
+    the database had failed, their records left started without a run (see the module).
 
     The batch: the worker listens on "high", then "default". It takes the one job of "high" alone and
     claims it (on a connection it opens), then two or three jobs of "default" at once, whether a thread
@@ -128,7 +145,7 @@ def test_a_batch_claim_whose_reply_the_dead_connection_lost_still_runs_each_job(
     from jobs.models import Job
     from tests.helpers import drain, within
 
-    monkeypatch.setitem(connection.settings_dict, "CONN_MAX_AGE", 600)  # the connection is kept
+    monkeypatch.setitem(connection.settings_dict, "CONN_MAX_AGE", conn_max_age)
     connection.close()
     tags = [uuid.uuid4().hex for _ in range(5)]
     records = [fault_jobs.count_run.using(queue="high").enqueue(tags[0])]

@@ -22,8 +22,13 @@ def once_more_if_the_connection_died(
 
     The connection may have died after the database committed the statement, before its answer came
     back: ``again``, when given, is what is sent the second time, a call that first asks whether the
-    statement was written (a claim or a finish must not lose to its own first send)."""
+    statement was written (a claim or a finish must not lose to its own first send). A connection made
+    for the statement loses its answer as well as a kept one (with ``CONN_MAX_AGE`` 0, every claim is on
+    a connection made for it): with ``again``, it is made first, and counts as open before it (a
+    connect that fails sent nothing, and is not tried again here)."""
     connection = connections[alias]
+    if again is not None and not connection.in_atomic_block:
+        connection.ensure_connection()
     kept = connection.connection
     try:
         return statement()
