@@ -99,6 +99,34 @@ def test_a_claim_whose_reply_the_dead_connection_lost_still_runs_the_job(
 
 
 @pytest.mark.usefixtures("restore_signal_handlers")
+@CONNECTIONS
+@pytest.mark.parametrize(
+    "worker_class", ["jobs.worker.SimpleWorker", "jobs.worker.LeanWorker", "jobs.worker.ThreadedWorker"]
+)
+def test_the_claim_of_a_job_that_cannot_start_whose_reply_was_lost_still_fails_it(
+    monkeypatch, worker_class, conn_max_age
+):
+    """A job whose rate key raises fails for good before it runs: its claim, then its failure. Sent
+    again without asking, the claim found the record started by this very worker and took it for
+    another run's: the record was left started, for the reaper to give up as abandoned."""
+    from tests import due_jobs
+    from tests.helpers import drain
+
+    monkeypatch.setitem(connection.settings_dict, "CONN_MAX_AGE", conn_max_age)
+    connection.close()
+    tag = uuid.uuid4().hex[:8]
+    due_jobs.BUCKETS[tag] = "bucket"
+    record = due_jobs.keyed_by_lookup.enqueue(tag)
+    del due_jobs.BUCKETS[tag]  # the rate key now raises KeyError in the worker
+    lost = _lose_the_reply_of_the_first(monkeypatch, "claim")
+    drain(worker_class, queues=("default",))
+    assert lost, "the claim was not made"
+    connection.close()
+    record.refresh_from_db()
+    assert (record.status, record.attempts, record.error_class) == (Status.FAILED, 1, "builtins.KeyError")
+
+
+@pytest.mark.usefixtures("restore_signal_handlers")
 @pytest.mark.parametrize("worker_class", ["jobs.worker.SimpleWorker", "jobs.worker.LeanWorker"])
 def test_a_finish_whose_reply_the_dead_connection_lost_is_announced(monkeypatch, worker_class):
     """README, Reliability: the record of a job's end sent on a dead connection is sent once more; "the

@@ -29,8 +29,12 @@ def fail_before_run(call: Call, worker_name: str, exc: BaseException) -> bool:
     """Record a failed attempt, for good, for a job that cannot start; False when the record no longer
     waits (cancelled, or run by another worker)."""
     record = unclaimed(call)
+    started_at = timezone.now()
+    claim = functools.partial(transitions.claim, record, worker_name=worker_name, started_at=started_at)
     attempt = reconnect.once_more_if_the_connection_died(
-        call.alias, functools.partial(transitions.claim, record, worker_name=worker_name)
+        call.alias,
+        claim,
+        again=lambda: transitions.attempt_claimed_by(record, worker_name, started_at) or claim(),
     )
     if attempt is None:
         return False
