@@ -31,6 +31,7 @@ NUMERIC_SETTINGS = (
     "PRUNE_INTERVAL",
     "ENQUEUE_RETRY_AFTER",
     "SCHEDULE_GRACE",
+    "ROW_LOCK_TIMEOUT",
 )
 #: Retention settings: a positive number, or None for "keep for ever".
 RETENTION_SETTINGS = ("RETAIN_FINISHED", "RETAIN_FINISHED_PER_QUEUE", "RETAIN_FAILED")

@@ -43,6 +43,10 @@ DEFAULTS: dict[str, Any] = {
     "RETAIN_FAILED": 30 * 24 * 3600,
     # How often (seconds) a worker prunes records; manage.py jobs_prune does it on demand.
     "PRUNE_INTERVAL": 3600,
+    # PostgreSQL only: seconds the upkeep (a worker's maintenance, the jobs_* commands) and a forking worker
+    # recording its killed work horse wait for a row lock, before they leave that record for later: a lock
+    # held longer belongs to a process stopped or cut off inside a transaction.
+    "ROW_LOCK_TIMEOUT": 2,
     # Seconds before a push to Redis gives up when Redis does not answer (only where RQ_QUEUES sets none).
     "REDIS_CONNECT_TIMEOUT": 2,
     "REDIS_SOCKET_TIMEOUT": 5,

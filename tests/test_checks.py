@@ -24,6 +24,8 @@ def test_threaded_worker_settings_pass():
         ({"JOBS": {"RELAY_INTERVALL": 5}}, "jobs.W001"),
         ({"JOBS": {"RELAY_INTERVAL": 0}}, "jobs.E002"),
         ({"JOBS": {"BACKOFF_BASE": "2"}}, "jobs.E002"),
+        ({"JOBS": {"ROW_LOCK_TIMEOUT": 0}}, "jobs.E002"),
+        ({"JOBS": {"ROW_LOCK_TIMEOUT": None}}, "jobs.E002"),
         ({"RQ_QUEUES": {}}, "jobs.E004"),
         ({"JOBS": {"DEFAULT_QUEUE": "nope"}}, "jobs.E005"),
         ({"RQ_QUEUES": {"default": {"URL": "redis://localhost"}}}, "jobs.W002"),

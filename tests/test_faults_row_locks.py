@@ -6,20 +6,31 @@ dependent. The second worker's reaper finds the stopped job's registry entry dea
 it: its UPDATE waits on the row lock. The wait is bounded (``jobs.upkeep.locks``), the record is
 skipped until a later pass, and the second worker goes on taking jobs. Once the stopped worker is
 killed, its connection closes, its transaction is rolled back and the record is retried.
+
+The same bound holds for the management commands and for a forking worker recording its killed work
+horse, tested below with another connection holding the row locked.
 """
 
+import contextlib
 import json
 import os
 import signal
+import threading
+import time
+from datetime import timedelta
+from io import StringIO
 
 import pytest
+from django.core.management import CommandError, call_command
 from django.db import connection
+from django.utils import timezone
 
-from jobs import transitions
-from jobs.models import Status
+from jobs import keys, schedules, transitions
+from jobs.models import Job, Schedule, Status
+from jobs.transport import connection as jobs_connection
 from jobs.upkeep import locks
 from jobs.worker import SimpleWorker, maintenance
-from tests import jobs
+from tests import fault_jobs, jobs
 from tests.helpers import WorkerProcess, wait_for
 
 pytestmark = [
@@ -133,8 +144,185 @@ def test_the_bound_holds_for_the_maintenance_tasks_only(monkeypatch):
     )
     before = lock_timeout()
     with locks.bounded_lock_waits():
-        assert lock_timeout() == f"{locks.LOCK_TIMEOUT}s"
+        assert lock_timeout() == "2s"  # JOBS["ROW_LOCK_TIMEOUT"]'s default
     assert lock_timeout() == before
     maintenance.Maintenance(["default"]).run()
-    assert seen == [f"{locks.LOCK_TIMEOUT}s"]
+    assert seen == ["2s"]
     assert lock_timeout() == before
+
+
+# Everything else of `jobs` that writes records outside a job: the management commands an operator or
+# cron runs, and a forking worker recording its killed work horse. Another connection holds the row
+# lock here, in an open transaction, as a process stopped inside one would; it lets go after
+# ``at_most`` seconds, so that a wait that is not bounded fails the test rather than hangs it.
+
+
+@contextlib.contextmanager
+def held(table, pk, at_most=6.0):
+    """The row ``pk`` of ``table`` locked by another connection until the block ends."""
+    holder = connection.get_new_connection(connection.get_connection_params())
+    try:
+        with holder.cursor() as cursor:
+            cursor.execute(f"SELECT 1 FROM {table} WHERE id = %s FOR UPDATE", [pk])
+            assert cursor.fetchall() == [(1,)]
+        watchdog = threading.Timer(at_most, holder.rollback)
+        watchdog.start()
+        try:
+            yield
+        finally:
+            watchdog.cancel()
+    finally:
+        holder.close()
+
+
+@pytest.fixture
+def short_lock_timeout(settings):
+    settings.JOBS = {**settings.JOBS, "ROW_LOCK_TIMEOUT": 0.2}
+
+
+def command(*args):
+    """Run a management command; its output, and the message of its CommandError (None if none)."""
+    out = StringIO()
+    started = time.monotonic()
+    try:
+        call_command(*args, stdout=out)
+        error = None
+    except CommandError as exc:
+        error = str(exc)
+    took = time.monotonic() - started
+    assert took < 3, f"{args[0]} took {took:.1f}s: it waited for the lock"
+    return out.getvalue(), error
+
+
+def test_jobs_relay_reports_a_locked_record_and_relays_the_others(short_lock_timeout):
+    records = [jobs.add.enqueue(i, i) for i in range(3)]
+    jobs_connection.get_queue("default").empty()
+    transitions.mark_undispatched(records, timezone.now())
+    with held("jobs_job", records[0].pk):
+        out, error = command("jobs_relay")
+    assert out == "Pushed 2 record(s) to Redis; 1 still waiting.\n"
+    assert f"1 record(s) skipped, the others done (job {records[0].pk})" in error
+    assert list(Job.objects.undispatched()) == [records[0]]
+
+
+def _claimed_by_a_dead_worker(record, redis):
+    """The record started by a worker that died: its entry in RQ's registry expired long ago, and an
+    earlier reaper pass found it so."""
+    queue = jobs_connection.get_queue("default")
+    queue.remove(str(record.pk))
+    assert transitions.claim(record, "dead-worker") == 1
+    Job.objects.filter(pk=record.pk).update(started_at=timezone.now() - timedelta(minutes=5))
+    redis.zadd(queue.started_job_registry.key, {f"{record.pk}:dead-execution": time.time() - 600})
+    redis.hset(keys.reaper_expired(), str(record.pk), time.time() - 600)
+    return record
+
+
+def test_jobs_reap_reports_a_locked_record_and_reaps_the_others(short_lock_timeout, redis):
+    locked, other = (_claimed_by_a_dead_worker(jobs.add.enqueue(i, i), redis) for i in range(2))
+    with held("jobs_job", locked.pk):
+        out, error = command("jobs_reap")
+    assert out == "1 abandoned job(s) retried or failed.\n"
+    assert f"1 record(s) skipped, the others done (job {locked.pk})" in error
+    assert (status_of(locked), status_of(other)) == (Status.STARTED, Status.FAILED)
+
+
+def _orphan():
+    """A deferred job whose only dependency was deleted without telling it: the reconciler releases it."""
+    dependency = jobs.add.enqueue(1, 2)
+    dependent = jobs.add.using(depends_on=dependency).enqueue(3, 4)
+    Job.objects.filter(pk=dependency.pk).delete()
+    return dependent
+
+
+def test_jobs_reconcile_reports_a_locked_record_and_handles_the_others(short_lock_timeout):
+    locked, other = _orphan(), _orphan()
+    with held("jobs_job", locked.pk):
+        out, error = command("jobs_reconcile")
+    assert out == "1 waiting record(s) pushed again or released; 0 abandoned job(s) handled.\n"
+    assert f"1 record(s) skipped, the others done (job {locked.pk})" in error
+    assert (status_of(locked), status_of(other)) == (Status.DEFERRED, Status.QUEUED)
+
+
+def _failed_long_ago():
+    record = Job.objects.create(
+        function="tests.jobs.add", status=Status.FAILED, finished_at=timezone.now() - timedelta(days=90)
+    )
+    record.failed_attempts.create(number=1, error_class="ValueError", error_message="no")
+    return record
+
+
+def test_jobs_prune_reports_a_record_whose_attempt_is_locked_and_deletes_the_others(short_lock_timeout):
+    """The record's own row is free (locked ones are skipped as they are chosen): the DELETE of its
+    attempt waits."""
+    locked, _other = _failed_long_ago(), _failed_long_ago()
+    with held("jobs_failedattempt", locked.failed_attempts.get().pk):
+        out, error = command("jobs_prune")
+    assert out.startswith("Deleted 1 record(s): ")
+    assert f"1 record(s) skipped, the others done (job {locked.pk})" in error
+    assert list(Job.objects.all()) == [locked]
+
+
+def _due(name):
+    schedule = Schedule(name=name, function="tests.jobs.add", args=[1, 2], cron="* * * * *")
+    schedule.next_tick = timezone.now() - timedelta(seconds=5)
+    schedule.save()
+    return schedule
+
+
+def test_jobs_schedule_tick_reports_a_locked_schedule_and_fires_the_others(short_lock_timeout):
+    locked, _other = _due("locked"), _due("other")
+    with held("jobs_schedule", locked.pk):
+        out, error = command("jobs_schedule", "tick")
+    assert out == "Fired 1 tick(s).\n"
+    assert "1 record(s) skipped, the others done (schedule 'locked')" in error
+    assert list(Job.objects.values_list("schedule__name", flat=True)) == ["other"]
+
+
+def declared(settings, cron):
+    settings.JOBS = {
+        **settings.JOBS,
+        "SCHEDULES": {"declared": {"function": "tests.jobs.add", "args": [1, 2], "cron": cron}},
+    }
+
+
+@pytest.mark.parametrize("action", [["sync"], ["run", "declared"]])
+def test_jobs_schedule_sync_and_run_give_up_on_a_locked_schedule(short_lock_timeout, settings, action):
+    declared(settings, "0 9 * * *")
+    schedules.sync()
+    locked = Schedule.objects.get(name="declared")
+    declared(settings, "0 10 * * *")
+    with held("jobs_schedule", locked.pk):
+        out, error = command("jobs_schedule", *action)
+    assert out == ""
+    assert error.startswith("Gave up on a step that waited for a row lock (the step changed nothing)")
+    locked.refresh_from_db()
+    assert locked.cron == "0 9 * * *"
+    assert not Job.objects.exists()
+
+
+def running_pid(record):
+    """The pid of the work horse running the job (the job announces it), once it runs."""
+    record.refresh_from_db()
+    announced = record.progress_message.isdigit() and int(record.progress_message)
+    return record.status == Status.STARTED and announced
+
+
+def test_a_forking_worker_leaves_its_killed_horse_s_locked_record_to_the_reaper():
+    record = fault_jobs.hang_once.enqueue(120)
+    env = {"JOBS_TEST_JOBS": json.dumps({**FAST, "ROW_LOCK_TIMEOUT": 0.5})}
+    with WorkerProcess("--worker-class", "jobs.worker.Worker", queues=("default",), **env) as worker:
+        horse = wait_for(lambda: running_pid(record), timeout=30, message="the job to start")
+        with held("jobs_job", record.pk, at_most=30):
+            os.kill(horse, signal.SIGKILL)
+            # The worker records the kill: its UPDATE waits on the lock, gives up, and the worker goes on.
+            after = jobs.add.enqueue(5, 6)
+            wait_for(
+                lambda: status_of(after) == Status.FINISHED,
+                timeout=10,
+                message=lambda: "the worker to take the next job; its log:\n" + "".join(worker.lines[-12:]),
+            )
+            assert status_of(record) == Status.STARTED
+        assert any("left to the reaper" in line for line in worker.lines), "".join(worker.lines[-12:])
+        # The lock released, the reaper gives the run up: Redis holds no execution of it.
+        wait_for(lambda: status_of(record) == Status.FAILED, timeout=15, message="the reaper")
+    assert "Redis holds no execution" in record.failed_attempts.get().error_message

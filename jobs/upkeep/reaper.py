@@ -358,6 +358,10 @@ def horse_killed(call: Call | None, ret_val: int | None, retrying: bool, worker_
 
     Only an attempt this worker started is abandoned: the record may already be at a newer attempt
     that another worker runs (this worker's horse having been given up as dead before it died).
+
+    The wait for the record's row lock is bounded (``jobs.upkeep.locks``): a record that another process
+    holds locked (stopped inside a transaction) raises the lock's ``DatabaseError`` once the bound has
+    passed, the worker goes on, and the record, still started, is the reaper's.
     """
     if call is None:
         return
@@ -366,4 +370,5 @@ def horse_killed(call: Call | None, ret_val: int | None, retrying: bool, worker_
         return
     how = f"by signal {os.WTERMSIG(ret_val)}" if ret_val and os.WIFSIGNALED(ret_val) else f"with {ret_val}"
     reason = f"The work horse running this job on {record.worker_name} ended {how} (killed, out of memory?)."
-    abandon(record, reason, retrying=retrying)
+    with locks.bounded_lock_waits([call.alias]):
+        abandon(record, reason, retrying=retrying)

@@ -28,7 +28,8 @@ def lock_ttl() -> float:
 
 
 def relay(limit: int = 500, using: str | None = None) -> int:
-    """Push records whose dispatch failed at commit time; returns how many were pushed.
+    """Push records whose dispatch failed at commit time; returns how many were pushed and marked
+    dispatched (one that another process holds locked is pushed, and pushed again at a later pass).
 
     Each Redis server's records are pushed on their own, under a lock on that server that keeps two
     workers from pushing the same records at once: a server that is down holds back its own queues'
@@ -92,23 +93,29 @@ def _relay(alias: str, records: list[Job]) -> int:
         if ran_before:
             queues.delete(ran_before)
         queues.push(pending)
-        _mark_dispatched(pending)
+        marked = _mark_dispatched(pending)
     finally:
         with contextlib.suppress(RedisError):
             lock.release()
     if pending:
         logger.info("Relayed %d job(s) to Redis", len(pending))
-    return len(pending)
+    return marked
 
 
-def _mark_dispatched(records: list[Job]) -> None:
+def _mark_dispatched(records: list[Job]) -> int:
     """Mark the pushed records dispatched; when another process holds one of them locked, one by one, so
-    that the others are marked and the locked one is pushed again at a later pass (it runs once)."""
+    that the others are marked and the locked one is pushed again at a later pass (it runs once).
+    Returns how many were not skipped: a caller that relays until nothing is left (``jobs_relay``)
+    stops at the locked ones."""
     try:
         transitions.mark_dispatched(records)
+        return len(records)
     except DatabaseError as exc:
         if not locks.is_lock_timeout(exc):
             raise
-        for record in records:
-            with locks.skip_if_locked("Relay", f"job {record.pk}"):
-                transitions.mark_dispatched([record])
+    marked = 0
+    for record in records:
+        with locks.skip_if_locked("Relay", f"job {record.pk}"):
+            transitions.mark_dispatched([record])
+            marked += 1
+    return marked

@@ -13,12 +13,13 @@ import logging
 from dataclasses import dataclass
 from datetime import timedelta
 
-from django.db import router, transaction
+from django.db import DatabaseError, router, transaction
 from django.db.models import Exists, OuterRef, QuerySet
 from django.utils import timezone
 
 from ..conf import jobs_settings
 from ..models import ACTIVE, Dependency, Job, Status
+from . import locks
 
 logger = logging.getLogger("jobs")
 
@@ -82,7 +83,9 @@ def _delete(queryset: QuerySet[Job], limit: int | None) -> int:
     retried between the SELECT and the DELETE is kept. The rows are locked first (where the database
     can) so that nothing changes them between the conditional SELECT and Django's cascading DELETE; a
     row another process holds locked (stopped inside a transaction, say) is left for a later pass
-    rather than waited for.
+    rather than waited for. So is a record whose attempt or link another process holds locked, which
+    the cascade waits for (within the bound, ``jobs.upkeep.locks``): its batch is then deleted one
+    record at a time, the others go.
     """
     queryset = queryset.exclude(_read_by_a_waiting_job())
     deleted = 0
@@ -93,15 +96,27 @@ def _delete(queryset: QuerySet[Job], limit: int | None) -> int:
         batch = list(chosen.order_by("finished_at").values_list("pk", flat=True)[:size])
         if not batch:
             break
-        with transaction.atomic(using=queryset.db):
-            still_due = list(
-                queryset.filter(pk__in=batch).select_for_update(skip_locked=True).values_list("pk", flat=True)
-            )
-            left.update(set(batch) - set(still_due))
-            if not still_due:
-                continue
-            # Counted as deleted (the DELETE tests the conditions again: a job that came to depend on
-            # one of them meanwhile keeps it), not as chosen.
-            _total, by_model = queryset.filter(pk__in=still_due).delete()
-        deleted += by_model.get(queryset.model._meta.label, 0)
+        try:
+            deleted += _delete_batch(queryset, batch, left)
+        except DatabaseError as exc:
+            if not locks.is_lock_timeout(exc):
+                raise
+            left.update(batch)
+            for pk in batch:
+                with locks.skip_if_locked("Retention", f"job {pk}"):
+                    deleted += _delete_batch(queryset, [pk], left)
     return deleted
+
+
+def _delete_batch(queryset: QuerySet[Job], batch: list, left: set) -> int:
+    with transaction.atomic(using=queryset.db):
+        still_due = list(
+            queryset.filter(pk__in=batch).select_for_update(skip_locked=True).values_list("pk", flat=True)
+        )
+        left.update(set(batch) - set(still_due))
+        if not still_due:
+            return 0
+        # Counted as deleted (the DELETE tests the conditions again: a job that came to depend on one
+        # of them meanwhile keeps it), not as chosen.
+        _total, by_model = queryset.filter(pk__in=still_due).delete()
+    return by_model.get(queryset.model._meta.label, 0)

@@ -346,8 +346,11 @@ class Worker(LedgerWorkerMixin, RQForkingWorker):
         try:
             reaper.horse_killed(call_of(job), ret_val, retrying=bool(job.should_retry), worker_name=self.name)
         except (DatabaseError, *REDIS_DOWN) as exc:
-            # The record stays started: the reaper finds its expired entry and acts on it.
-            logger.warning("Job %s: its killed work horse could not be recorded (%s)", job.id, exc)
+            # The record stays started (the database failed, or another process has held the record
+            # locked past JOBS["ROW_LOCK_TIMEOUT"]): the reaper finds the job's entry gone and acts on it.
+            logger.warning(
+                "Job %s: its killed work horse could not be recorded (%s); left to the reaper", job.id, exc
+            )
 
 
 class SimpleWorker(LedgerWorkerMixin, RQSimpleWorker):

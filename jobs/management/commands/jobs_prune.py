@@ -1,4 +1,8 @@
-"""``manage.py jobs_prune``: delete the records that retention says are due (see ``JOBS["RETAIN_*"]``)."""
+"""``manage.py jobs_prune``: delete the records that retention says are due (see ``JOBS["RETAIN_*"]``).
+
+A record that another process holds locked is left for a later run; one whose attempts or links it
+holds locked is named in the command's error.
+"""
 
 from __future__ import annotations
 
@@ -7,6 +11,7 @@ from typing import Any
 from django.core.management.base import BaseCommand, CommandParser
 from django.db import DEFAULT_DB_ALIAS
 
+from jobs.upkeep import locks
 from jobs.upkeep.retention import prune
 
 
@@ -19,8 +24,9 @@ class Command(BaseCommand):
         )
 
     def handle(self, *args: Any, database: str, **options: Any) -> None:
-        pruned = prune(using=database)
-        self.stdout.write(
-            f"Deleted {pruned.total} record(s): {pruned.finished} finished past their age, "
-            f"{pruned.over_count} finished beyond the per-queue count, {pruned.failed} failed."
-        )
+        with locks.for_command(database):
+            pruned = prune(using=database)
+            self.stdout.write(
+                f"Deleted {pruned.total} record(s): {pruned.finished} finished past their age, "
+                f"{pruned.over_count} finished beyond the per-queue count, {pruned.failed} failed."
+            )

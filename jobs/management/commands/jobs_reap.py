@@ -2,7 +2,8 @@
 
 Workers do this on their own every ``ABANDONED_AFTER / 8`` seconds; run this from cron where every
 worker may be busy with long jobs, or none runs. A run notes the dead-looking jobs, and a later run (at
-least two heartbeats later, as cron's minute is) retries or fails those still so.
+least two heartbeats later, as cron's minute is) retries or fails those still so. A record that another
+process holds locked is left for a later run, and named in the command's error.
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ from django.core.management.base import BaseCommand, CommandError, CommandParser
 from django.db import DEFAULT_DB_ALIAS
 from redis.exceptions import RedisError
 
+from jobs.upkeep import locks
 from jobs.upkeep.reaper import reap
 
 
@@ -25,8 +27,9 @@ class Command(BaseCommand):
         )
 
     def handle(self, *args: Any, database: str, **options: Any) -> None:
-        try:
-            found = reap(using=database)
-        except RedisError as exc:
-            raise CommandError(f"Redis is unreachable ({exc}); nothing was reaped.") from exc
-        self.stdout.write(f"{found} abandoned job(s) retried or failed.")
+        with locks.for_command(database):
+            try:
+                found = reap(using=database)
+            except RedisError as exc:
+                raise CommandError(f"Redis is unreachable ({exc}); nothing was reaped.") from exc
+            self.stdout.write(f"{found} abandoned job(s) retried or failed.")

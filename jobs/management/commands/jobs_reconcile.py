@@ -3,7 +3,8 @@ on workflows, see ``jobs.upkeep.workflows``).
 
 After a FLUSHALL, or a failover to an empty replica. Workers do this every
 ``JOBS["RECONCILE_INTERVAL"]`` seconds; run it at once after such an event. Started jobs that Redis
-lost are handled by ``jobs_reap``.
+lost are handled by ``jobs_reap``. A record that another process holds locked is left for a later run,
+and named in the command's error.
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ from django.core.management.base import BaseCommand, CommandError, CommandParser
 from django.db import DEFAULT_DB_ALIAS
 from redis.exceptions import RedisError
 
+from jobs.upkeep import locks
 from jobs.upkeep.reaper import reap
 from jobs.upkeep.reconcile import reconcile
 
@@ -27,11 +29,12 @@ class Command(BaseCommand):
         )
 
     def handle(self, *args: Any, database: str, **options: Any) -> None:
-        try:
-            pushed = reconcile(using=database)
-            reaped = reap(using=database)
-        except RedisError as exc:
-            raise CommandError(f"Redis is unreachable ({exc}); nothing was reconciled.") from exc
-        self.stdout.write(
-            f"{pushed} waiting record(s) pushed again or released; {reaped} abandoned job(s) handled."
-        )
+        with locks.for_command(database):
+            try:
+                pushed = reconcile(using=database)
+                reaped = reap(using=database)
+            except RedisError as exc:
+                raise CommandError(f"Redis is unreachable ({exc}); nothing was reconciled.") from exc
+            self.stdout.write(
+                f"{pushed} waiting record(s) pushed again or released; {reaped} abandoned job(s) handled."
+            )

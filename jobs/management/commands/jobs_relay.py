@@ -1,7 +1,8 @@
 """``manage.py jobs_relay``: push the records that could not reach Redis when their transaction committed.
 
 Workers run the relay on their own every ``JOBS["RELAY_INTERVAL"]`` seconds; this command is for a
-deployment where no worker runs yet, or for a cron job.
+deployment where no worker runs yet, or for a cron job. A record that another process holds locked is
+pushed, left waiting, and named in the command's error (``jobs.upkeep.locks.for_command``).
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ from django.db import DEFAULT_DB_ALIAS
 from redis.exceptions import RedisError
 
 from jobs.models import Job
+from jobs.upkeep import locks
 from jobs.upkeep.relay import relay
 
 
@@ -43,13 +45,14 @@ class Command(BaseCommand):
 
     def handle(self, *args: Any, database: str, batch_size: int, **options: Any) -> None:
         pushed = 0
-        try:
-            while count := relay(limit=batch_size, using=database):
-                pushed += count
-        except RedisError as exc:
-            waiting = Job.objects.using(database).undispatched().count()
-            raise CommandError(
-                f"Redis is unreachable ({exc}); pushed {pushed}, {waiting} record(s) still waiting."
-            ) from exc
-        left = Job.objects.using(database).undispatched().count()
-        self.stdout.write(f"Pushed {pushed} record(s) to Redis; {left} still waiting.")
+        with locks.for_command(database):
+            try:
+                while count := relay(limit=batch_size, using=database):
+                    pushed += count
+            except RedisError as exc:
+                waiting = Job.objects.using(database).undispatched().count()
+                raise CommandError(
+                    f"Redis is unreachable ({exc}); pushed {pushed}, {waiting} record(s) still waiting."
+                ) from exc
+            left = Job.objects.using(database).undispatched().count()
+            self.stdout.write(f"Pushed {pushed} record(s) to Redis; {left} still waiting.")

@@ -1,4 +1,8 @@
-"""``manage.py jobs_schedule list|sync|tick|run [name]``: the recurring jobs, seen and run from a shell."""
+"""``manage.py jobs_schedule list|sync|tick|run [name]``: the recurring jobs, seen and run from a shell.
+
+A schedule that another process holds locked is not waited for: ``tick`` fires the others and names
+it in the command's error; ``sync`` and ``run`` change nothing and say so.
+"""
 
 from __future__ import annotations
 
@@ -12,6 +16,7 @@ from redis.exceptions import RedisError
 from jobs import schedules
 from jobs.exceptions import JobsError
 from jobs.models import Job, Schedule
+from jobs.upkeep import locks
 from jobs.upkeep.schedules import fire_due, holder
 
 
@@ -30,15 +35,17 @@ class Command(BaseCommand):
         try:
             if action == "list":
                 self._list()
-            elif action == "sync":
-                outcome = schedules.sync()
-                for kind in ("created", "updated", "deleted"):
-                    self.stdout.write(f"{kind}: {', '.join(getattr(outcome, kind)) or '-'}")
-            elif action == "tick":
-                fired = fire_due()
-                self.stdout.write(f"Fired {len(fired)} tick(s).")
-            else:
-                self._run(name)
+                return
+            with locks.for_command():
+                if action == "sync":
+                    outcome = schedules.sync()
+                    for kind in ("created", "updated", "deleted"):
+                        self.stdout.write(f"{kind}: {', '.join(getattr(outcome, kind)) or '-'}")
+                elif action == "tick":
+                    fired = fire_due()
+                    self.stdout.write(f"Fired {len(fired)} tick(s).")
+                else:
+                    self._run(name)
         except JobsError as exc:
             raise CommandError(str(exc)) from exc
 
