@@ -326,3 +326,24 @@ def test_a_forking_worker_leaves_its_killed_horse_s_locked_record_to_the_reaper(
         # The lock released, the reaper gives the run up: Redis holds no execution of it.
         wait_for(lambda: status_of(record) == Status.FAILED, timeout=15, message="the reaper")
     assert "Redis holds no execution" in record.failed_attempts.get().error_message
+
+
+@pytest.mark.usefixtures("restore_signal_handlers")
+def test_a_worker_started_while_a_declared_schedule_is_locked_takes_its_jobs(
+    short_lock_timeout, settings, redis
+):
+    """A worker syncs the declared schedules as it starts: a schedule's row locked by a process stopped
+    inside a transaction (a scheduling worker stopped mid-fire) held every starting worker there, before
+    it listened to any queue. The sync now gives up (logged), and the worker takes its jobs."""
+    declared(settings, "0 9 * * *")
+    schedules.sync()
+    locked = Schedule.objects.get(name="declared")
+    declared(settings, "0 10 * * *")
+    record = jobs.add.enqueue(2, 3)
+    started = time.monotonic()
+    with held("jobs_schedule", locked.pk):
+        SimpleWorker(["default"], connection=redis).work(burst=True)
+        took = time.monotonic() - started
+    assert took < 3, f"the worker took {took:.1f}s: it waited for the lock"
+    record.refresh_from_db()
+    assert record.status == Status.FINISHED

@@ -26,7 +26,7 @@ from ..conf import jobs_settings
 from ..exceptions import JobsError
 from ..transport.runner import call_of
 from ..transport.worker import Queue, RQForkingWorker, RQJob, RQSimpleWorker, StopRequested, WorkerMixin
-from ..upkeep import reaper
+from ..upkeep import locks, reaper
 from . import execution, ratelimit, refusal
 from .liveness import Heartbeat
 from .logs import keep_signal_handler_lines
@@ -104,9 +104,12 @@ class LedgerWorkerMixin(WorkerMixin):
         return super().work(*args, **kwargs)
 
     def _sync_schedules(self) -> None:
-        """Write the schedules that code and settings declare to the table; a failure is logged."""
+        """Write the schedules that code and settings declare to the table; a failure is logged. A row
+        lock held by a stopped process (``upkeep.locks``) fails the sync rather than hold up the worker
+        before it takes its first job: the next start, or ``manage.py jobs_schedule sync``, writes it."""
         try:
-            schedules.sync()
+            with locks.bounded_lock_waits():
+                schedules.sync()
         except DatabaseError as exc:
             logger.warning("Worker %s could not sync the schedules (database: %s)", self.name, exc)
         except JobsError:
