@@ -8,7 +8,7 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 from django.core.management import call_command
-from django.db import connection
+from django.db import OperationalError, connection
 from rq.worker import Worker as RQWorker
 
 from jobs import pause
@@ -153,3 +153,32 @@ def test_worker_whose_sqlite_file_is_gone_for_a_while_loses_no_job(worker_class)
         wait_for(lambda: status_of(record) == Status.FINISHED, timeout=90, message="the job to run again")
         assert worker.process.poll() is None
     assert fault_jobs.runs_of(tag) == 1
+
+
+@pytest.mark.usefixtures("restore_signal_handlers")
+@pytest.mark.parametrize("worker_class", ["jobs.worker.SimpleWorker", "jobs.worker.LeanWorker"])
+def test_a_claim_the_database_refused_costs_its_job_no_attempt(monkeypatch, settings, worker_class):
+    """The claim fails on the database (both sends: it stays unreachable; seen in the database chaos
+    test): the run fails in RQ and the record still waits, for the reconciler. RQ retried the run instead
+    while the job had retries, and the retry counted as one of the record's attempts, which never ran:
+    a job of three attempts failed for good after two."""
+    from jobs import transitions
+
+    record = jobs.key_error_until_attempt.enqueue(3)  # succeeds on its third attempt
+    claim = transitions.claim
+    refused = []
+
+    def unreachable_once(*args, **kwargs):
+        if not refused:
+            refused.append(True)
+            raise OperationalError("the database is unreachable")
+        return claim(*args, **kwargs)
+
+    monkeypatch.setattr(transitions, "claim", unreachable_once)
+    drain(worker_class, queues=("default",))
+    assert refused
+    settings.JOBS = {**settings.JOBS, "RELAY_GRACE": 0}
+    call_command("jobs_reconcile")
+    drain(worker_class, queues=("default",))
+    record.refresh_from_db()
+    assert (record.status, record.attempts, record.failed_attempts.count()) == (Status.FINISHED, 3, 2)

@@ -83,6 +83,10 @@ def _run(job_id: str, function: str, args: list, kwargs: dict, alias: str) -> No
             interrupted = transitions.attempt_claimed_by(record, worker_name)
         if interrupted is not None:
             _record_failure(record, interrupted, rq_job, exc)
+        elif rq_job is not None:
+            # No attempt began: RQ fails its job (the record still waits, for the reconciler) rather
+            # than retry it, which would spend one of the attempts the record has left on no run.
+            no_retry(rq_job)
         raise
     if attempt is None:
         logger.info("Job %s is no longer waiting (cancelled or already run); skipped", job_id)
