@@ -195,6 +195,27 @@ def finish_many(runs: Sequence[tuple[Job, int, Any, datetime | None]], push: Pus
     return won
 
 
+def finish_many_again(
+    runs: Sequence[tuple[Job, int, Any, datetime | None]], push: Push | None = None
+) -> set[str]:
+    """``finish_many`` sent once more after its connection died: the finishes its first send wrote (each
+    run's attempt, at the moment it ended) are read back as won, and the other runs finished."""
+    if not runs:
+        return set()
+    ended = {str(record.pk): (attempt, at) for record, attempt, _, at in runs if at is not None}
+    finished = (
+        Job.objects.using(_alias(runs[0][0]))
+        .filter(pk__in=[record.pk for record, *_ in runs], status=Status.FINISHED)
+        .values_list("pk", "attempts", "finished_at")
+    )
+    written = {str(pk) for pk, attempt, at in finished if ended.get(str(pk)) == (attempt, at)}
+    for record, _, result, finished_at in runs:
+        if finished_at is not None and str(record.pk) in written:
+            _as_finished(record, result, finished_at)
+    left = [run for run in runs if str(run[0].pk) not in written]
+    return written | finish_many(left, push=push)
+
+
 def finish(
     record: Job, attempt: int, result: Any, push: Push | None = None, finished_at: datetime | None = None
 ) -> bool:

@@ -196,3 +196,31 @@ def test_a_batch_claim_whose_reply_the_dead_connection_lost_still_runs_each_job(
     assert Job.objects.filter(pk__in=pks, started_at=started_at).count() == len(pks)
     assert "no longer waiting" not in caplog.text
     assert "could not start" not in caplog.text
+
+
+@pytest.mark.usefixtures("restore_signal_handlers")
+@pytest.mark.parametrize("conn_max_age", [0, 600], ids=["new-connection", "kept-connection"])
+def test_a_batch_of_finishes_whose_reply_the_dead_connection_lost_is_announced(
+    monkeypatch, caplog, conn_max_age
+):
+    """The threaded worker's recorder, as ``finish`` above: its batch's UPDATE committed and its reply was
+    lost (seen in the database chaos test, every backend terminated every 150 ms). Sent again, on the
+    kept connection's replacement or by the recorder's own next try, it found the records finished:
+    every job of the batch was logged as a stale success, and none was announced with job_finished."""
+    from jobs import signals
+    from tests.helpers import drain, hearing
+
+    monkeypatch.setitem(connection.settings_dict, "CONN_MAX_AGE", conn_max_age)
+    connection.close()
+    tags = [uuid.uuid4().hex for _ in range(3)]
+    records = [fault_jobs.count_run.enqueue(tag) for tag in tags]
+    lost = _lose_the_reply_of_the_first(monkeypatch, "finish_many")
+    with hearing(signals.job_finished) as heard:
+        drain("jobs.worker.ThreadedWorker", queues=("default",))
+    assert lost, "the batch's finish was not made"
+    connection.close()
+    for record, tag in zip(records, tags, strict=True):
+        record.refresh_from_db()
+        assert (record.status, record.attempts, fault_jobs.runs_of(tag)) == (Status.FINISHED, 1, 1)
+    assert sorted(str(h.job.pk) for h in heard) == sorted(str(record.pk) for record in records)
+    assert "after the record moved on" not in caplog.text

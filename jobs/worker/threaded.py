@@ -264,11 +264,14 @@ class Recorder:
         """Finish the records of one database (``transitions.finish_many``); while the database fails,
         again for ``RECORD_PATIENCE_SECONDS``, on a new connection each time: the jobs ran, and their
         entries stay live meanwhile. Returns the ids of the records finished."""
+        # Sent again (a new connection, or the next try), a batch first asks which of its finishes the
+        # send before wrote: that send's answer may have been lost with its connection.
+        again = functools.partial(transitions.finish_many_again, ends, push=dispatch)
         finish = functools.partial(transitions.finish_many, ends, push=dispatch)
         deadline, wait, failed = time.monotonic() + RECORD_PATIENCE_SECONDS, 0.25, False
         while True:
             try:
-                won = reconnect.once_more_if_the_connection_died(alias, finish)
+                won = reconnect.once_more_if_the_connection_died(alias, again if failed else finish, again)
             except DatabaseError as exc:
                 if time.monotonic() + wait > deadline:
                     raise
