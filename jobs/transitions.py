@@ -50,7 +50,7 @@ from django.utils import timezone
 
 from . import signals, statements
 from .exceptions import DEPENDENCY_FAILED, DependencyFailed
-from .models import ACTIVE, CANCELLABLE, Dependency, Job, Status
+from .models import ACTIVE, CANCELLABLE, Dependency, FailedAttempt, Job, Status
 
 #: What pushes released jobs to Redis once their transaction commits (``jobs.dispatch.dispatch``).
 Push = Callable[[Sequence[Job]], object]
@@ -255,11 +255,12 @@ def fail_attempt(
     retrying: bool,
     delay: float | None = None,
     push: Push | None = None,
+    failed_at: datetime | None = None,
 ) -> bool:
     """started -> retrying (attempts remain) or failed, if ``attempt`` still holds the record; the
     attempt's error goes into the history (``FailedAttempt``) in the same transaction. ``delay``: seconds
     before the retry is due, when the job asked for it. A failure for good tells the job's dependents in
-    the same transaction (``push`` takes those it released)."""
+    the same transaction (``push`` takes those it released). ``failed_at``: when it failed (now)."""
     return _end_attempt(
         record,
         attempt,
@@ -269,7 +270,41 @@ def fail_attempt(
         traceback=traceback,
         delay=delay,
         push=push,
+        now=failed_at,
     )
+
+
+def fail_attempt_again(
+    record: Job,
+    attempt: int,
+    *,
+    error_class: str,
+    error_message: str,
+    traceback: str,
+    retrying: bool,
+    failed_at: datetime,
+    delay: float | None = None,
+    push: Push | None = None,
+) -> bool:
+    """``fail_attempt`` sent once more after its connection died: won at once if its first send wrote
+    this attempt's failure at ``failed_at`` (its answer was lost with the connection), else sent again."""
+    failure: dict[str, Any] = {
+        "error_class": error_class,
+        "error_message": error_message,
+        "traceback": traceback,
+        "retrying": retrying,
+        "delay": delay,
+    }
+    written = (
+        FailedAttempt.objects.using(_alias(record))
+        .filter(job_id=record.pk, number=attempt, failed_at=failed_at)
+        .exists()
+    )
+    if not written:
+        return fail_attempt(record, attempt, push=push, failed_at=failed_at, **failure)
+    for name, value in _failure_fields(failed_at, **failure).items():
+        setattr(record, name, value)
+    return True
 
 
 def abandon(
@@ -305,17 +340,17 @@ def _end_attempt(
     traceback: str,
     delay: float | None = None,
     push: Push | None = None,
+    now: datetime | None = None,
 ) -> bool:
-    now = timezone.now()
-    fields: dict[str, Any] = {
-        "status": Status.RETRYING if retrying else Status.FAILED,
-        "finished_at": None if retrying else now,
-        "error_class": error_class,
-        "error_message": error_message,
-        "traceback": traceback,
-    }
-    if delay is not None:
-        fields["scheduled_for"] = now + timedelta(seconds=delay) if delay else None
+    now = now or timezone.now()
+    fields = _failure_fields(
+        now,
+        retrying=retrying,
+        error_class=error_class,
+        error_message=error_message,
+        traceback=traceback,
+        delay=delay,
+    )
     with transaction.atomic(using=_alias(record)):
         if not _this_attempt(record, attempt).update(**fields):
             return False
@@ -332,6 +367,28 @@ def _end_attempt(
     for name, value in fields.items():
         setattr(record, name, value)
     return True
+
+
+def _failure_fields(
+    now: datetime,
+    *,
+    retrying: bool,
+    error_class: str,
+    error_message: str,
+    traceback: str,
+    delay: float | None,
+) -> dict[str, Any]:
+    """What an attempt's failure at ``now`` writes on the record."""
+    fields: dict[str, Any] = {
+        "status": Status.RETRYING if retrying else Status.FAILED,
+        "finished_at": None if retrying else now,
+        "error_class": error_class,
+        "error_message": error_message,
+        "traceback": traceback,
+    }
+    if delay is not None:
+        fields["scheduled_for"] = now + timedelta(seconds=delay) if delay else None
+    return fields
 
 
 @dataclass

@@ -22,38 +22,42 @@ pytestmark = [
 ]
 
 
-def _lose_the_reply_of_the_first(monkeypatch, name, after=0, of=lambda *args: True, written=True):
-    """``jobs.statements.<name>`` commits as usual; the first time after ``after`` calls that its
-    arguments (after the alias) satisfy ``of``, the connection then dies before its reply is read (a
-    backend terminated, a network reset at that moment): the caller gets the error. Not ``written``:
-    the connection dies just before the statement is sent, which the database never sees.
-    Returns the arguments of the call whose reply was lost."""
+def _lose_the_reply_of_the_first(
+    monkeypatch, name, after=0, of=lambda *args: True, written=True, module=None
+):
+    """``jobs.statements.<name>`` (or ``module``'s, a function of a record) commits as usual; the first
+    time after ``after`` calls that its arguments (after the alias or record) satisfy ``of``, the
+    connection then dies before its reply is read (a backend terminated, a network reset at that
+    moment): the caller gets the error. Not ``written``: the connection dies just before the statement
+    is sent, which the database never sees. Returns the arguments of the call whose reply was lost."""
     from django.db import connections
 
     from jobs import statements
 
-    real = getattr(statements, name)
+    module = module or statements
+    real = getattr(module, name)
     lost = []
     calls = []
 
-    def send(alias, *args, **kwargs):
+    def send(first, *args, **kwargs):
         if lost or len(calls) < after or not of(*args):
-            won = real(alias, *args, **kwargs)
+            won = real(first, *args, **kwargs)
             calls.append(won)
             return won
+        alias = first if isinstance(first, str) else first._state.db
         lost.append(args)
         if not written:
             _kill_the_connection(connections[alias])
-            real(alias, *args, **kwargs)  # raises: the connection is gone
+            real(first, *args, **kwargs)  # raises: the connection is gone
             raise AssertionError(f"{name} was sent on a dead connection")
-        won = real(alias, *args, **kwargs)
+        won = real(first, *args, **kwargs)
         calls.append(won)
         _kill_the_connection(connections[alias])
         with connections[alias].cursor() as cursor:
             cursor.execute("SELECT 1")  # raises: the connection is gone
         return won
 
-    monkeypatch.setattr(statements, name, send)
+    monkeypatch.setattr(module, name, send)
     return lost
 
 
@@ -223,4 +227,52 @@ def test_a_batch_of_finishes_whose_reply_the_dead_connection_lost_is_announced(
         record.refresh_from_db()
         assert (record.status, record.attempts, fault_jobs.runs_of(tag)) == (Status.FINISHED, 1, 1)
     assert sorted(str(h.job.pk) for h in heard) == sorted(str(record.pk) for record in records)
+    assert "after the record moved on" not in caplog.text
+
+
+@pytest.mark.usefixtures("restore_signal_handlers")
+@pytest.mark.parametrize("worker_class", ["jobs.worker.SimpleWorker", "jobs.worker.LeanWorker"])
+def test_a_failure_for_good_whose_reply_the_dead_connection_lost_is_announced(
+    monkeypatch, caplog, worker_class
+):
+    """As the finish's: the failure sent again lost its condition, was logged as a stale run's ("the
+    record keeps its own outcome and this error is dropped"), and job_failed was never sent. (A
+    ``ThreadedWorker`` records a failure in the job's thread, on a connection that thread opens for it
+    unless the job's own queries opened one: a new connection's statement is not sent again.)"""
+    from jobs import signals, transitions
+    from tests import jobs
+    from tests.helpers import drain, hearing
+
+    monkeypatch.setitem(connection.settings_dict, "CONN_MAX_AGE", 600)
+    connection.close()
+    record = jobs.boom.enqueue("its only attempt fails")
+    lost = _lose_the_reply_of_the_first(monkeypatch, "fail_attempt", module=transitions)
+    with hearing(signals.job_failed) as heard:
+        drain(worker_class, queues=("default",))
+    assert lost, "the failure was not made"
+    connection.close()
+    record.refresh_from_db()
+    assert (record.status, record.attempts, record.failed_attempts.count()) == (Status.FAILED, 1, 1)
+    assert [str(h.job.pk) for h in heard] == [str(record.pk)]
+    assert "after the record moved on" not in caplog.text
+
+
+@pytest.mark.usefixtures("restore_signal_handlers")
+@pytest.mark.parametrize("worker_class", ["jobs.worker.SimpleWorker", "jobs.worker.LeanWorker"])
+def test_a_failure_whose_reply_the_dead_connection_lost_is_retried_at_once(monkeypatch, caplog, worker_class):
+    """The failure sent again lost its condition and told RQ not to retry the job, as for a stale run:
+    the record said retrying, and its retry waited for the reconciler."""
+    from jobs import transitions
+    from tests import jobs
+    from tests.helpers import drain
+
+    monkeypatch.setitem(connection.settings_dict, "CONN_MAX_AGE", 600)
+    connection.close()
+    record = jobs.fails_then_succeeds.enqueue(1)  # attempt 1 fails, attempt 2 returns
+    lost = _lose_the_reply_of_the_first(monkeypatch, "fail_attempt", module=transitions)
+    drain(worker_class, queues=("default",))
+    assert lost, "the failure was not made"
+    connection.close()
+    record.refresh_from_db()
+    assert (record.status, record.attempts, record.failed_attempts.count()) == (Status.FINISHED, 2, 1)
     assert "after the record moved on" not in caplog.text

@@ -166,19 +166,20 @@ def _record_failure(record: Job, attempt: int, rq_job: Any, exc: BaseException) 
         # A second SIGTERM or SIGINT (RQ's cold shutdown) stopped a non-forking worker in the job (in a
         # job thread of a ``ThreadedWorker``, where no signal arrives, it is the job's own).
         error_class, message = ABANDONED, "The worker was stopped at once (cold shutdown) during this job."
+    failure: dict[str, Any] = {
+        "error_class": error_class,
+        "error_message": message,
+        "traceback": "".join(tb.format_exception(exc)),
+        "retrying": retrying,
+        "delay": delay,
+        "push": dispatch,
+        "failed_at": timezone.now(),
+    }
     won = reconnect.once_more_if_the_connection_died(
         record._state.db or router.db_for_write(Job),
-        functools.partial(
-            transitions.fail_attempt,
-            record,
-            attempt,
-            error_class=error_class,
-            error_message=message,
-            traceback="".join(tb.format_exception(exc)),
-            retrying=retrying,
-            delay=delay,
-            push=dispatch,
-        ),
+        functools.partial(transitions.fail_attempt, record, attempt, **failure),
+        # Sent again, it first asks whether the first send wrote it: that send's answer may be lost.
+        again=functools.partial(transitions.fail_attempt_again, record, attempt, **failure),
     )
     if (permanent or not won) and rq_job is not None:
         # RQ then fails its job instead of scheduling a retry: a permanent error, or a stale run whose
