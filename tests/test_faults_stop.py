@@ -182,3 +182,26 @@ def test_a_claim_the_database_refused_costs_its_job_no_attempt(monkeypatch, sett
     drain(worker_class, queues=("default",))
     record.refresh_from_db()
     assert (record.status, record.attempts, record.failed_attempts.count()) == (Status.FINISHED, 3, 2)
+
+
+@pytest.mark.usefixtures("restore_signal_handlers")
+@pytest.mark.parametrize("worker_class", ["jobs.worker.LeanWorker", "jobs.worker.ThreadedWorker"])
+def test_a_failure_the_database_refused_is_logged_with_the_jobs_error(monkeypatch, caplog, worker_class):
+    """The record of a job's failure fails on the database: the record stays started, for the reaper,
+    which later gives the attempt up as abandoned ("the worker ... died"), so the job's own error is on
+    no record. The threaded worker said nothing of it (seen in the database chaos test, where the reaper
+    then blamed a live worker); now every worker logs the job's error and why it was not recorded."""
+    from jobs import transitions
+
+    record = jobs.boom.enqueue("the job's own error")
+
+    def unreachable(*args, **kwargs):
+        raise OperationalError("the database is unreachable")
+
+    monkeypatch.setattr(transitions, "fail_attempt", unreachable)
+    drain(worker_class, queues=("default",))
+    assert status_of(record) == Status.STARTED
+    logged = [entry.getMessage() for entry in caplog.records if entry.name == "jobs"]
+    assert any("the job's own error" in line and "the database is unreachable" in line for line in logged), (
+        logged
+    )

@@ -16,7 +16,7 @@ import traceback as tb
 from collections.abc import Callable
 from typing import Any
 
-from django.db import close_old_connections, router
+from django.db import DatabaseError, close_old_connections, router
 from django.utils import timezone
 
 from .. import context, signals, transitions
@@ -140,7 +140,18 @@ def perform(record: Job, attempt: int, args: list, kwargs: dict, rq_job: Callabl
             # An ``async def`` job: awaited on an event loop of its own, in the thread that runs it.
             value = asyncio.run(value)
     except BaseException as exc:
-        _record_failure(record, attempt, rq_job(), exc)
+        try:
+            _record_failure(record, attempt, rq_job(), exc)
+        except DatabaseError as db_exc:
+            # The record stays started: the reaper gives the attempt up as abandoned, without this error.
+            logger.warning(
+                "Job %s attempt %d failed (%r); the database could not record it (%s), left to the reaper",
+                record.pk,
+                attempt,
+                exc,
+                db_exc,
+            )
+            raise
         raise
     finally:
         context.done(token)
