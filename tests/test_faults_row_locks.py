@@ -23,9 +23,12 @@ from io import StringIO
 import pytest
 from django.core.management import CommandError, call_command
 from django.db import connection
+from django.test import override_settings
 from django.utils import timezone
 
+from jobs import job as job_decorator
 from jobs import keys, schedules, transitions
+from jobs.context import current_job
 from jobs.models import Job, Schedule, Status
 from jobs.transport import connection as jobs_connection
 from jobs.upkeep import locks
@@ -68,11 +71,13 @@ def stopped(pid):
 
 
 def waiting_on_a_row_lock():
-    """The UPDATEs of job records that PostgreSQL holds back on a lock (the reaper's, here)."""
+    """The UPDATEs of job records that PostgreSQL holds back on a lock (the reaper's, here), in this
+    test's database (another test process's may wait on one of its own)."""
     with connection.cursor() as cursor:
         cursor.execute(
             "SELECT pid FROM pg_stat_activity "
-            "WHERE wait_event_type = 'Lock' AND query LIKE 'UPDATE %%jobs_job%%'"
+            "WHERE wait_event_type = 'Lock' AND query LIKE 'UPDATE %%jobs_job%%' "
+            "AND datname = current_database()"
         )
         return cursor.fetchall()
 
@@ -347,3 +352,74 @@ def test_a_worker_started_while_a_declared_schedule_is_locked_takes_its_jobs(
     assert took < 3, f"the worker took {took:.1f}s: it waited for the lock"
     record.refresh_from_db()
     assert record.status == Status.FINISHED
+
+
+#: Connections that jobs of ``locks_its_own_row`` left holding their record's row lock.
+HOLDERS = []
+
+
+@job_decorator
+def locks_its_own_row():
+    """Lock this job's own record from another connection, left in its transaction: once the job ends,
+    the finish waits for that lock, as for a process stopped inside a transaction."""
+    holder = connection.get_new_connection(connection.get_connection_params())
+    with holder.cursor() as cursor:
+        cursor.execute("SELECT 1 FROM jobs_job WHERE id = %s FOR UPDATE", [current_job().pk])
+    HOLDERS.append(holder)
+
+
+@pytest.mark.usefixtures("restore_signal_handlers")
+@override_settings(JOBS={"WORKER_CONCURRENCY": 2, "ROW_LOCK_TIMEOUT": 0.2})
+def test_a_threaded_worker_puts_off_a_job_whose_record_is_locked_and_goes_on(redis):
+    """The threaded worker's main thread claims the jobs: a record locked by a process stopped inside a
+    transaction held it in that claim, and no job of the worker's started again. The claim now gives up
+    after ``ROW_LOCK_TIMEOUT``, and the job is put off, as after a database error."""
+    from tests.helpers import drain
+
+    record = jobs.add.enqueue(2, 3)
+    started = time.monotonic()
+    with held("jobs_job", record.pk):
+        drain("jobs.worker.ThreadedWorker", queues=("default",))
+        took = time.monotonic() - started
+    assert took < 3, f"the worker took {took:.1f}s: it waited for the lock"
+    assert status_of(record) == Status.QUEUED
+    queue = jobs_connection.get_queue("default")
+    assert queue.scheduled_job_registry.get_job_ids() == [str(record.pk)]
+    with connection.cursor() as cursor:
+        cursor.execute("SHOW lock_timeout")
+        assert cursor.fetchone() == ("0",), "the worker left this thread's connection bounded"
+
+
+@pytest.mark.usefixtures("restore_signal_handlers")
+@override_settings(JOBS={"WORKER_CONCURRENCY": 2, "ROW_LOCK_TIMEOUT": 0.2})
+def test_a_threaded_worker_leaves_a_locked_finish_to_the_reaper_and_records_the_next(monkeypatch, redis):
+    """The recorder thread writes the ends of the jobs that succeeded, one batch after another: a record
+    locked by a stopped process held it in that batch's finish, and no job of the worker's was recorded
+    again (each left started, its entry kept live). The finish now gives up after ``ROW_LOCK_TIMEOUT``,
+    is tried again for ``RECORD_PATIENCE_SECONDS``, then is left to the reaper; the other records of its
+    batch are finished one by one, rather than left to the reaper with it."""
+    from jobs.worker import threaded
+    from tests.helpers import drain
+
+    monkeypatch.setattr(threaded, "RECORD_PATIENCE_SECONDS", 1)
+    monkeypatch.setattr(threaded, "RECORD_WAIT_SECONDS", 0.5)  # the jobs' ends in one batch
+    locked = locks_its_own_row.enqueue()
+    following = [jobs.add.enqueue(2, n) for n in range(3)]
+
+    def let_go():
+        for holder in HOLDERS:
+            holder.close()
+        HOLDERS.clear()
+
+    watchdog = threading.Timer(6, let_go)  # a wait that is not bounded fails the test rather than hangs it
+    watchdog.start()
+    started = time.monotonic()
+    try:
+        drain("jobs.worker.ThreadedWorker", queues=("default",))
+        took = time.monotonic() - started
+    finally:
+        watchdog.cancel()
+        let_go()
+    assert took < 4, f"the burst took {took:.1f}s: the recorder waited for the lock"
+    assert [status_of(record) for record in following] == [Status.FINISHED] * 3
+    assert status_of(locked) == Status.STARTED  # left to the reaper

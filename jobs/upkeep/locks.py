@@ -21,6 +21,7 @@ import contextlib
 import contextvars
 import logging
 import math
+import weakref
 from collections.abc import Iterable, Iterator
 
 from django.core.management.base import CommandError
@@ -38,6 +39,9 @@ LOCK_NOT_AVAILABLE = "55P03"
 _said: set[tuple[str, str]] = set()
 #: The records skipped within the innermost ``bounded_lock_waits`` block, for a caller that reports them.
 _skipped: contextvars.ContextVar[list[str] | None] = contextvars.ContextVar("jobs_skipped", default=None)
+#: The database connections bounded for as long as they live (``keep_bounded``), which a block of
+#: ``bounded_lock_waits`` leaves bounded.
+_kept: weakref.WeakSet = weakref.WeakSet()
 
 
 def timeout() -> float:
@@ -74,9 +78,11 @@ def _bounded(conn: BaseDatabaseWrapper) -> Iterator[None]:
     """Set for the session rather than for a transaction, since upkeep also sends single statements
     outside any; ``RESET`` returns to the connection's configured default. A connection whose reset
     fails is closed, so that nothing runs on it with the bound."""
-    milliseconds = max(1, math.ceil(timeout() * 1000))  # 0 would be no bound at all
-    with conn.cursor() as cursor:
-        cursor.execute(f"SET lock_timeout = '{milliseconds}ms'")
+    conn.ensure_connection()
+    if conn.connection in _kept:
+        yield
+        return
+    _set_bound(conn)
     try:
         yield
     finally:
@@ -85,6 +91,40 @@ def _bounded(conn: BaseDatabaseWrapper) -> Iterator[None]:
                 cursor.execute("RESET lock_timeout")
         except DatabaseError:
             conn.close()
+
+
+def _set_bound(conn: BaseDatabaseWrapper) -> None:
+    milliseconds = max(1, math.ceil(timeout() * 1000))  # 0 would be no bound at all
+    with conn.cursor() as cursor:
+        cursor.execute(f"SET lock_timeout = '{milliseconds}ms'")
+
+
+def keep_bounded(alias: str) -> None:
+    """This thread's connection to ``alias`` (PostgreSQL only) waits at most ``timeout()`` for a row lock
+    for as long as it lives: one statement per connection made. For a thread that runs no job's code:
+    the threaded worker's main thread, which claims the jobs, and its recorder, which finishes them. A
+    lock held by a stopped process then fails the claim (the jobs are put off) or the finish (tried
+    again, then left to the reaper), rather than hold up every job after it."""
+    conn = connections[alias]
+    if conn.vendor != "postgresql":
+        return
+    conn.ensure_connection()
+    if conn.connection not in _kept:
+        _set_bound(conn)
+        _kept.add(conn.connection)
+
+
+def release(alias: str) -> None:
+    """This thread's connection to ``alias``, bounded by ``keep_bounded``, back to its own setting."""
+    conn = connections[alias]
+    if conn.connection is None or conn.connection not in _kept:
+        return
+    _kept.discard(conn.connection)
+    try:
+        with conn.cursor() as cursor:
+            cursor.execute("RESET lock_timeout")
+    except DatabaseError:
+        conn.close()
 
 
 def is_lock_timeout(exc: BaseException) -> bool:

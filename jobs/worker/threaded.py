@@ -54,7 +54,7 @@ from collections import defaultdict
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any
+from typing import Any, TypeVar
 
 from django.db import DatabaseError, close_old_connections, connections
 from django.utils import timezone
@@ -69,12 +69,13 @@ from ..transport.batch import Taken
 from ..transport.runner import Call
 from ..transport.threaded import JobTimeoutException, RQThreadedWorker
 from ..transport.worker import Queue, RQJob, StopRequested
-from ..upkeep import rescue
+from ..upkeep import locks, rescue
 from . import execution, ratelimit, reconnect, refusal
 from .base import REDIS_DOWN, LedgerWorkerMixin
 from .logs import HeldLog
 
 logger = logging.getLogger("jobs")
+T = TypeVar("T")
 
 #: Seconds between two heartbeats (and maintenance turns) of a main thread that waits for room.
 WAIT_TICK = 1.0
@@ -94,6 +95,18 @@ RECORD_WAIT_SECONDS = 0.01
 RECORD_PATIENCE_SECONDS = 30
 #: An idle worker's main thread waits at most this long for a job thread to take the job it handed over.
 HAND_OVER_WAIT = 0.005
+
+
+def _bounded(alias: str, statement: Callable[[], T]) -> Callable[[], T]:
+    """``statement`` on a connection that waits a bounded time for a row lock (``locks.keep_bounded``):
+    the main thread and the recorder run no job's code, and a record locked by a stopped process would
+    otherwise hold up every job after it."""
+
+    def call() -> T:
+        locks.keep_bounded(alias)
+        return statement()
+
+    return call
 
 
 class JobThreads:
@@ -144,6 +157,10 @@ class JobThreads:
                     logger.exception("%s: a job's run ended in an error; taking the next job", self.name)
         finally:
             connections.close_all()
+
+
+#: A job's end to record: its record, the attempt that ran, its result and when it ended.
+End = tuple[Job, int, Any, datetime | None]
 
 
 @dataclass
@@ -260,20 +277,43 @@ class Recorder:
                 self.worker.heartbeat_thread.discard(run.taken.running(self.worker.key))
             close_old_connections()
 
-    def _write(self, alias: str, ends: list[tuple[Job, int, Any, datetime | None]]) -> set[str]:
-        """Finish the records of one database (``transitions.finish_many``); while the database fails,
-        again for ``RECORD_PATIENCE_SECONDS``, on a new connection each time: the jobs ran, and their
-        entries stay live meanwhile. Returns the ids of the records finished."""
+    def _write(self, alias: str, ends: list[End]) -> tuple[set[str], set[str]]:
+        """Finish the records of one database (``_write_patiently``). A record that another process holds
+        locked (stopped inside a transaction) fails the batch's one statement after ``ROW_LOCK_TIMEOUT``
+        (``locks.keep_bounded``): the batch's records are then finished one by one, so that the others do
+        not wait with it. Returns the ids of the records finished, and of those left to the reaper."""
+        try:
+            return self._write_patiently(alias, ends, split_when_locked=len(ends) > 1), set()
+        except DatabaseError as exc:
+            if len(ends) == 1 or not locks.is_lock_timeout(exc):
+                raise
+        won: set[str] = set()
+        left: set[str] = set()
+        for end in ends:
+            try:
+                won |= self._write_patiently(alias, [end])
+            except DatabaseError as exc:
+                left.add(str(end[0].pk))
+                logger.warning(
+                    "Job %s finished; its end could not be recorded (%s), left to the reaper", end[0].pk, exc
+                )
+        return won, left
+
+    def _write_patiently(self, alias: str, ends: list[End], split_when_locked: bool = False) -> set[str]:
+        """Finish the records (``transitions.finish_many``); while the database fails, again for
+        ``RECORD_PATIENCE_SECONDS``, on a new connection each time: the jobs ran, and their entries stay
+        live meanwhile (with ``split_when_locked``, a lock not obtained is raised at once). Returns the
+        ids of the records finished."""
         # Sent again (a new connection, or the next try), a batch first asks which of its finishes the
         # send before wrote: that send's answer may have been lost with its connection.
-        again = functools.partial(transitions.finish_many_again, ends, push=dispatch)
-        finish = functools.partial(transitions.finish_many, ends, push=dispatch)
+        again = _bounded(alias, functools.partial(transitions.finish_many_again, ends, push=dispatch))
+        finish = _bounded(alias, functools.partial(transitions.finish_many, ends, push=dispatch))
         deadline, wait, failed = time.monotonic() + RECORD_PATIENCE_SECONDS, 0.25, False
         while True:
             try:
                 won = reconnect.once_more_if_the_connection_died(alias, again if failed else finish, again)
             except DatabaseError as exc:
-                if time.monotonic() + wait > deadline:
+                if time.monotonic() + wait > deadline or (split_when_locked and locks.is_lock_timeout(exc)):
                     raise
                 if not failed:
                     logger.warning(
@@ -297,15 +337,19 @@ class Recorder:
             if run.attempt is not None:
                 by_alias[run.call.alias].append(run)
         finished: list[Run] = []
+        left: set[str] = set()
         for alias, alias_runs in by_alias.items():
-            won = self._write(
+            won, alias_left = self._write(
                 alias, [(run.record, run.attempt or 0, run.result, run.ended_at) for run in alias_runs]
             )
+            left |= alias_left
             for run in alias_runs:
                 if str(run.record.pk) in won:
                     finished.append(run)
-                else:
+                elif str(run.record.pk) not in alias_left:
                     execution.log_stale_success(run.record, run.attempt or 0)
+        if left:  # as when the whole batch could not be recorded: RQ's job is left to the reaper too
+            runs = [run for run in runs if str(run.record.pk) not in left]
         for run in runs:  # before the entries go: a heartbeat must not write one back
             self.worker.heartbeat_thread.discard(run.taken.running(self.worker.key))
         try:
@@ -347,6 +391,8 @@ class ThreadedWorker(LedgerWorkerMixin, RQThreadedWorker):
         self._run_time = 1.0
         #: Jobs taken ahead of the free threads, not claimed yet (the main thread's own).
         self._ahead: collections.deque[Run] = collections.deque()
+        #: The databases on which the main thread's connection waits a bounded time for row locks.
+        self._bounded_aliases: set[str] = set()
 
     @property
     def heartbeat_thread(self) -> Any:
@@ -618,10 +664,15 @@ class ThreadedWorker(LedgerWorkerMixin, RQThreadedWorker):
             records = [run.record for run in alias_runs]
             started_at = timezone.now()
             try:
+                self._bounded_aliases.add(alias)
                 won = reconnect.once_more_if_the_connection_died(
                     alias,
-                    functools.partial(transitions.claim_many, records, self.name, started_at),
-                    again=functools.partial(transitions.claim_many_again, records, self.name, started_at),
+                    _bounded(
+                        alias, functools.partial(transitions.claim_many, records, self.name, started_at)
+                    ),
+                    again=_bounded(
+                        alias, functools.partial(transitions.claim_many_again, records, self.name, started_at)
+                    ),
                 )
             except DatabaseError as exc:
                 for run in alias_runs:
@@ -713,5 +764,8 @@ class ThreadedWorker(LedgerWorkerMixin, RQThreadedWorker):
             self.heartbeat()
         self._threads.stop()
         self._recorder.stop()
+        for alias in self._bounded_aliases:
+            with contextlib.suppress(DatabaseError):
+                locks.release(alias)
         with contextlib.suppress(*REDIS_DOWN):
             batch.unregister(self.connection, self.name)
