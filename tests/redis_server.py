@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+import contextlib
 import shutil
 import socket
 import subprocess
 import tempfile
 import time
 import uuid
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -161,6 +162,45 @@ class RedisServer:
         ]
         self.process = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         return came_up(self.process, self.client, timeout, "redis-server")
+
+    @contextlib.contextmanager
+    def failing_snapshots(self) -> Iterator[None]:
+        """The server answers every write, and PING, with ``MISCONF`` while the block runs, as when the disk
+        of its host is full: it gets a save point (``stop-writes-on-bgsave-error`` is on by default), and its
+        snapshot fails, its file's path being a directory (which root cannot write over either, where a
+        chmod would not stop root; ``dir`` and ``dbfilename`` cannot be set at run time). On the way out the
+        path is freed and a snapshot succeeds, which lifts the refusal; the save point and the snapshot go,
+        so that a restart starts empty."""
+        path = self.dir / "dump.rdb"
+        (path / "in-the-way").mkdir(parents=True)
+        client = self.client()
+        try:
+            client.config_set("stop-writes-on-bgsave-error", "yes")
+            client.config_set("save", "3600 1")
+            if self.snapshot(client) != "err":
+                raise RuntimeError("the snapshot did not fail")
+            yield
+        finally:
+            shutil.rmtree(path)
+            if self.snapshot(client) != "ok":
+                raise RuntimeError(f"the snapshot failed again; see {self.dir}/redis.log")
+            client.config_set("save", "")
+            path.unlink()
+            client.close()
+
+    @staticmethod
+    def snapshot(client: redis.Redis, timeout: float = 10) -> str:
+        """Write a snapshot (``BGSAVE``) and return its outcome once it ended, ``"ok"`` or ``"err"``: the
+        server forks its child before it answers, so the wait cannot see an earlier snapshot's outcome."""
+        client.bgsave()
+        deadline = time.monotonic() + timeout
+        while True:
+            persistence = client.info("persistence")
+            if not persistence["rdb_bgsave_in_progress"]:
+                return persistence["rdb_last_bgsave_status"]
+            if time.monotonic() > deadline:
+                raise RuntimeError("the snapshot did not end in time")
+            time.sleep(0.02)
 
     def stop(self) -> None:
         if self.process is not None and self.process.poll() is None:

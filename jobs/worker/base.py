@@ -17,8 +17,9 @@ from typing import Any, TypeVar
 
 from django.core.exceptions import ObjectDoesNotExist
 from django.db import DatabaseError, connections
+from redis._parsers import BaseParser
 from redis.exceptions import ConnectionError as RedisConnectionError
-from redis.exceptions import OutOfMemoryError, ReadOnlyError
+from redis.exceptions import OutOfMemoryError, ReadOnlyError, ResponseError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from .. import intervals, schedules
@@ -35,9 +36,26 @@ from .pause import CHECK_INTERVAL, PausedQueues
 
 logger = logging.getLogger("jobs")
 
-#: Redis unreachable, or refusing writes for now: full (``maxmemory`` with ``noeviction``), or a replica
-#: since a failover (``READONLY``). The worker waits each of them out, as it waits out a Redis that is gone.
-REDIS_DOWN = (RedisConnectionError, RedisTimeoutError, OutOfMemoryError, ReadOnlyError)
+
+class MisconfError(ResponseError):
+    """Redis refuses writes, and PING, until it can persist again (``MISCONF``): its last RDB snapshot
+    failed with ``stop-writes-on-bgsave-error yes``, or its AOF could not be written (a full disk, say)."""
+
+
+def recognise_misconf() -> None:
+    """Have redis-py raise ``MisconfError`` for a ``MISCONF`` reply, where it raised a plain
+    ``ResponseError``, as it raises ``OutOfMemoryError`` for ``OOM``: a class that ``except`` clauses can
+    name, and that a pipeline keeps where it rewrites the message (``Command # 1 (...) of pipeline caused
+    error: MISCONF ...``). redis-py has no public way to add one; its parsers (RESP2, RESP3, hiredis) all
+    read this one table of error codes (checked against redis-py 5.0 and 8.2). In a process that built a
+    worker, the reply is still a ``ResponseError``, whose message loses its code, as ``OOM``'s does."""
+    BaseParser.EXCEPTION_CLASSES["MISCONF"] = MisconfError
+
+
+#: Redis unreachable, or refusing writes for now: full (``maxmemory`` with ``noeviction``), a replica since a
+#: failover (``READONLY``), or unable to persist (``MISCONF``). The worker waits each of them out, as it
+#: waits out a Redis that is gone; any other refusal (a script's error, ``WRONGTYPE``) is an error.
+REDIS_DOWN = (RedisConnectionError, RedisTimeoutError, OutOfMemoryError, ReadOnlyError, MisconfError)
 T = TypeVar("T")
 #: Seconds after which a job held back by a database error (its rate key reads a model) is tried again.
 HOLD_BACK_RETRY = 5
@@ -74,6 +92,7 @@ class LedgerWorkerMixin(WorkerMixin):
     max_connection_wait_time = 2.0
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
+        recognise_misconf()  # before the first command: MISCONF refuses PING too
         if kwargs.get("connection") is not None and kwargs.get("prepare_for_work", True):
             wait_for_redis(kwargs["connection"], self.max_connection_wait_time)
         super().__init__(*args, **kwargs)
