@@ -85,6 +85,32 @@ def test_hung_redis_costs_one_socket_timeout_then_is_bypassed(redis_server, capl
     assert "Timeout reading from" in warnings_about_the_cache(caplog)[0].getMessage()
 
 
+@pytest.mark.parametrize("in_a_worker", [False, True], ids=["web", "worker"])
+def test_a_redis_that_cannot_persist_is_bypassed_as_one_that_is_down(redis_server, caplog, in_a_worker):
+    """``MISCONF`` (a full disk: Redis refuses writes until it can persist again) was taken for a refusal
+    of what a key holds: logged as an error, and every miss tried its write again. It is now an outage,
+    in a web process (a plain ``ResponseError``) as in a worker (``MisconfError``)."""
+    from redis._parsers import BaseParser
+
+    from jobs.transport.connection import recognise_misconf
+
+    before = BaseParser.EXCEPTION_CLASSES.pop("MISCONF", None)  # a worker built earlier in this process
+    if in_a_worker:
+        recognise_misconf()
+    try:
+        caplog.set_level(logging.WARNING, logger="jobs")
+        with redis_server.failing_snapshots(), override_settings(JOBS={"CACHE_RETRY_AFTER": 60}):
+            results = [triple(4) for _ in range(3)]
+    finally:
+        BaseParser.EXCEPTION_CLASSES.pop("MISCONF", None)
+        if before is not None:
+            BaseParser.EXCEPTION_CLASSES["MISCONF"] = before
+    assert results == [12] * 3
+    assert RUNS == [4] * 3
+    assert len(warnings_about_the_cache(caplog)) == 1
+    assert not [r.getMessage() for r in caplog.records if r.levelno >= logging.ERROR]
+
+
 def test_while_the_cache_leaves_a_hung_redis_alone_so_do_its_counts(redis_server):
     stats.flush()
     redis_server.process.send_signal(signal.SIGSTOP)

@@ -39,6 +39,7 @@ from redis.lock import Lock
 from ..conf import jobs_settings
 from ..exceptions import JobsConfigurationError
 from ..transport import scripts
+from ..transport.connection import MisconfError
 from . import keys
 
 logger = logging.getLogger("jobs")
@@ -54,9 +55,10 @@ class Unstorable(Exception):
     ``__reduce__`` that fails, a value nested too deeply): the caller gets it, uncached."""
 
 
-#: Refusals that say Redis cannot serve now (a replica, a cluster in failover, out of memory), rather
+#: Refusals that say Redis cannot serve now (a replica, a cluster in failover, out of memory, unable to
+#: persist: ``MISCONF``, which a worker process raises as ``MisconfError`` and others as its message), rather
 #: than that a key holds what a command cannot work on.
-_UNAVAILABLE = (ReadOnlyError, ClusterError, TryAgainError, OutOfMemoryError)
+_UNAVAILABLE = (ReadOnlyError, ClusterError, TryAgainError, OutOfMemoryError, MisconfError)
 
 
 def refused(exc: BaseException) -> bool:
@@ -67,7 +69,7 @@ def refused(exc: BaseException) -> bool:
     return (
         isinstance(exc, ResponseError)
         and not isinstance(exc, _UNAVAILABLE)
-        and not str(exc).startswith(("BUSY", "MASTERDOWN"))
+        and not str(exc).startswith(("BUSY", "MASTERDOWN", "MISCONF"))
     )
 
 

@@ -10,10 +10,27 @@ from django.conf import settings
 from django.core.signals import setting_changed
 from django.dispatch import receiver
 from redis import Redis
+from redis._parsers import BaseParser
+from redis.exceptions import ResponseError
 from rq import Queue
 from rq.serializers import JSONSerializer
 
 from ..conf import jobs_settings
+
+
+class MisconfError(ResponseError):
+    """Redis refuses writes, and PING, until it can persist again (``MISCONF``): its last RDB snapshot
+    failed with ``stop-writes-on-bgsave-error yes``, or its AOF could not be written (a full disk, say)."""
+
+
+def recognise_misconf() -> None:
+    """Have redis-py raise ``MisconfError`` for a ``MISCONF`` reply in this process, where it raises a plain
+    ``ResponseError``, as it raises ``OutOfMemoryError`` for ``OOM``: a class that ``except`` clauses can
+    name, and that a pipeline keeps where it rewrites the message (``Command # 1 (...) of pipeline caused
+    error: MISCONF ...``). redis-py has no public way to add one; its parsers (RESP2, RESP3, hiredis) all
+    read this one table of error codes (checked against redis-py 5.0 and 8.2). Workers call it; code that
+    catches ``ResponseError`` still catches it, and its message loses the code, as ``OOM``'s does."""
+    BaseParser.EXCEPTION_CLASSES["MISCONF"] = MisconfError
 
 
 def configured(queue_name: str) -> bool:

@@ -17,14 +17,14 @@ from typing import Any, TypeVar
 
 from django.core.exceptions import ObjectDoesNotExist
 from django.db import DatabaseError, connections
-from redis._parsers import BaseParser
 from redis.exceptions import ConnectionError as RedisConnectionError
-from redis.exceptions import OutOfMemoryError, ReadOnlyError, ResponseError
+from redis.exceptions import OutOfMemoryError, ReadOnlyError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from .. import intervals, schedules
 from ..conf import jobs_settings
 from ..exceptions import JobsError
+from ..transport.connection import MisconfError, recognise_misconf
 from ..transport.runner import call_of
 from ..transport.worker import Queue, RQForkingWorker, RQJob, RQSimpleWorker, StopRequested, WorkerMixin
 from ..upkeep import locks, reaper
@@ -35,21 +35,6 @@ from .maintenance import Maintenance
 from .pause import CHECK_INTERVAL, PausedQueues
 
 logger = logging.getLogger("jobs")
-
-
-class MisconfError(ResponseError):
-    """Redis refuses writes, and PING, until it can persist again (``MISCONF``): its last RDB snapshot
-    failed with ``stop-writes-on-bgsave-error yes``, or its AOF could not be written (a full disk, say)."""
-
-
-def recognise_misconf() -> None:
-    """Have redis-py raise ``MisconfError`` for a ``MISCONF`` reply, where it raised a plain
-    ``ResponseError``, as it raises ``OutOfMemoryError`` for ``OOM``: a class that ``except`` clauses can
-    name, and that a pipeline keeps where it rewrites the message (``Command # 1 (...) of pipeline caused
-    error: MISCONF ...``). redis-py has no public way to add one; its parsers (RESP2, RESP3, hiredis) all
-    read this one table of error codes (checked against redis-py 5.0 and 8.2). In a process that built a
-    worker, the reply is still a ``ResponseError``, whose message loses its code, as ``OOM``'s does."""
-    BaseParser.EXCEPTION_CLASSES["MISCONF"] = MisconfError
 
 
 #: Redis unreachable, or refusing writes for now: full (``maxmemory`` with ``noeviction``), a replica since a
