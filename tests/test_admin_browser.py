@@ -8,7 +8,7 @@ import pytest
 from django.db import connections
 
 from jobs.models import Job, Status
-from tests import jobs
+from tests import fault_jobs, jobs
 from tests.helpers import ROOT, drain, staff_user
 
 CHROMIUM = Path("/usr/bin/chromium")
@@ -154,3 +154,43 @@ def test_two_people_retrying_the_same_failed_job_from_their_own_browsers_run_it_
     assert (record.status, record.attempts, record.result) == (Status.FINISHED, 2, "report")
     assert record.retried_by.username == "first"
     assert record.failed_attempts.count() == 1  # its first attempt; the retry ran once, and finished
+
+
+def test_two_people_act_at_the_same_moment_and_on_a_page_gone_stale(browser, live_server):
+    """Two people, each in a browser of their own, press Retry on one failed job's page at the same moment:
+    it runs once, and each is told what happened. Then the first acts on a list of failed jobs that the
+    second has retried since it was shown: the first is told that those jobs were left, and why."""
+    from playwright.sync_api import expect
+
+    from tests.test_admin_two_operators import counting, queued_ids
+
+    for username in ("first", "second"):
+        staff_user("view_job", "retry_job", username=username)
+    record = counting()
+    pages = [log_in(browser, live_server, username) for username in ("first", "second")]
+    for page in pages:
+        page.goto(f"{live_server.url}/admin/jobs/job/{record.pk}/change/")
+    for page in pages:  # both forms are sent before either answer comes back
+        page.evaluate("document.querySelector('.jobs-retry-button').form.requestSubmit()")
+    for page in pages:
+        page.wait_for_url(re.compile(r"/admin/jobs/job/$"))
+    shown = sorted(page.locator(".messagelist").inner_text() for page in pages)
+    assert shown == ["1 job was not retried: only failed jobs can be.", "Retried 1 job."]
+    assert queued_ids() == [str(record.pk)]
+
+    stale = [counting() for _ in range(3)]
+    first, second = pages
+    first.goto(f"{live_server.url}/admin/jobs/job/?status__exact=failed")
+    expect(first.locator("#result_list tbody tr")).to_have_count(3)
+    second.goto(f"{live_server.url}/admin/jobs/job/retry-failed/?status__exact=failed")
+    second.click("input[type=submit]")
+    expect(second.locator(".messagelist")).to_contain_text("Retried 3 jobs.")
+    first.check("#action-toggle")
+    first.select_option("select[name=action]", "retry_selected")
+    first.click("button[name=index]")
+    expect(first.locator(".messagelist")).to_have_text(
+        "3 jobs were not retried: since the page was shown, they were deleted "
+        "or no longer match the list's filters."
+    )
+    drain()
+    assert [fault_jobs.runs_of(job.args[0]) for job in [record, *stale]] == [1] * 4

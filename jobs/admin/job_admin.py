@@ -12,6 +12,7 @@ from typing import Any, cast
 
 from django.conf import settings
 from django.contrib import admin, messages
+from django.contrib.admin import helpers
 from django.contrib.admin.models import CHANGE, LogEntry
 from django.contrib.admin.options import IncorrectLookupParameters
 from django.contrib.admin.utils import unquote
@@ -277,10 +278,11 @@ class JobAdmin(admin.ModelAdmin):
 
     @admin.action(description=_("Retry the selected failed jobs"), permissions=["retry"])
     def retry_selected(self, request: HttpRequest, queryset: QuerySet[Job]) -> None:
-        self._retry(request, queryset)
+        self._retry(request, queryset, _left_out(request, queryset))
 
     @admin.action(description=_("Cancel the selected waiting jobs"), permissions=["cancel"])
     def cancel_selected(self, request: HttpRequest, queryset: QuerySet[Job]) -> None:
+        left_out = _left_out(request, queryset)
         outcome = operations.cancel(queryset)
         self._log(request, outcome.changed, gettext("Cancelled."))
         if outcome.changed:
@@ -303,11 +305,33 @@ class JobAdmin(admin.ModelAdmin):
                 % {"count": outcome.refused},
                 messages.WARNING,
             )
+        if left_out:
+            self.message_user(
+                request,
+                ngettext(
+                    "%(count)d job was not cancelled: since the page was shown, it was deleted "
+                    "or no longer matches the list's filters.",
+                    "%(count)d jobs were not cancelled: since the page was shown, they were deleted "
+                    "or no longer match the list's filters.",
+                    left_out,
+                )
+                % {"count": left_out},
+                messages.WARNING,
+            )
+        elif not outcome.changed and not outcome.refused:
+            self.message_user(
+                request,
+                gettext(
+                    "No job was cancelled: since the page was shown, the jobs were deleted "
+                    "or no longer match the list's filters."
+                ),
+                messages.WARNING,
+            )
 
-    def _retry(self, request: HttpRequest, queryset: QuerySet[Job]) -> operations.Outcome:
+    def _retry(self, request: HttpRequest, queryset: QuerySet[Job], left_out: int = 0) -> operations.Outcome:
         outcome = operations.retry(queryset, user=request.user)
         self._log(request, outcome.changed, gettext("Retried."))
-        self._report_retry(request, outcome.counts())
+        self._report_retry(request, outcome.counts() + Counter(left_out=left_out))
         return outcome
 
     def _retry_in_batches(self, request: HttpRequest, queryset: QuerySet[Job]) -> None:
@@ -327,9 +351,24 @@ class JobAdmin(admin.ModelAdmin):
             outcome = operations.retry(batch, user=request.user, selection=queryset)
             self._log(request, outcome.changed, gettext("Retried."))
             total += outcome.counts()
-        self._report_retry(request, total)
+        self._report_retry(
+            request, total, nothing=gettext("No failed job matches the list's filters now: none was retried.")
+        )
 
-    def _report_retry(self, request: HttpRequest, counts: Counter[str]) -> None:
+    def _report_retry(self, request: HttpRequest, counts: Counter[str], nothing: str | None = None) -> None:
+        """Tell the person what the retry did, each count in its message; when it found none of the jobs
+        chosen on the page (retried or deleted by someone else since), say so rather than nothing."""
+        if not +counts:
+            self.message_user(
+                request,
+                nothing
+                or gettext(
+                    "No job was retried: since the page was shown, the jobs were deleted "
+                    "or no longer match the list's filters."
+                ),
+                messages.WARNING,
+            )
+            return
         count = counts["changed"]
         if count:
             self.message_user(
@@ -371,6 +410,17 @@ class JobAdmin(admin.ModelAdmin):
                     "%(count)d job was not retried: another waiting or running job holds its unique key.",
                     "%(count)d jobs were not retried: another waiting or running job holds their unique key.",
                     counts["key_held"],
+                ),
+                messages.WARNING,
+            ),
+            (
+                counts["left_out"],
+                ngettext(
+                    "%(count)d job was not retried: since the page was shown, it was deleted "
+                    "or no longer matches the list's filters.",
+                    "%(count)d jobs were not retried: since the page was shown, they were deleted "
+                    "or no longer match the list's filters.",
+                    counts["left_out"],
                 ),
                 messages.WARNING,
             ),
@@ -485,6 +535,17 @@ class JobAdmin(admin.ModelAdmin):
             .order_by("-action_time")[:50],
         }
         return super().change_view(request, object_id, form_url, {**extra, **(extra_context or {})})
+
+
+def _left_out(request: HttpRequest, queryset: QuerySet[Job]) -> int:
+    """How many of the jobs the person ticked on the change list the action's ``queryset`` no longer holds:
+    deleted since the page was shown, or no longer matching its filters (another person retried them, a
+    worker ended them). 0 for "select all" (the filters are the selection) and for a job page's button."""
+    if str(request.POST.get("select_across", "")).lower() not in ("", "0", "false"):
+        return 0
+    as_pk = Job._meta.pk.to_python
+    ticked = {as_pk(value) for value in request.POST.getlist(helpers.ACTION_CHECKBOX_NAME)}
+    return max(0, len(ticked) - queryset.count()) if ticked else 0
 
 
 def _without(query: QueryDict, *names: str) -> QueryDict:

@@ -92,11 +92,26 @@ def cancel(queryset: QuerySet[Job]) -> Outcome:
 def delete(queryset: QuerySet[Job], deleting: Callable[[QuerySet[Job]], object]) -> list[Job]:
     """Delete records with ``deleting`` (the admin's own delete), after the jobs still waiting for them
     are cancelled, or released when they allowed them to fail, in the same transaction; then forget
-    them in Redis. Returns the records deleted."""
-    with transaction.atomic(using=queryset.db):
-        records = list(queryset)
+    them in Redis. Returns the records deleted.
+
+    The records are locked first (in one order), and read again once locked: a retry or a cancel that
+    holds one of them (another person's, at the same moment) commits before its dependents are settled,
+    so that a dependent the retry made wait for it again is cancelled with it, not left waiting for a
+    deleted job (which the upkeep would then release, to run without it).
+    """
+    alias = queryset.db
+    with transaction.atomic(using=alias):
+        pks = list(queryset.order_by().values_list("pk", flat=True))
+        locked = list(
+            Job.objects.using(alias)
+            .select_for_update()
+            .filter(pk__in=pks)
+            .order_by("pk")
+            .values_list("pk", flat=True)
+        )
+        records = list(queryset.filter(pk__in=locked))
         transitions.settle_deleted(records, push=dispatch)
-        deleting(queryset)
+        deleting(Job.objects.using(alias).filter(pk__in=[record.pk for record in records]))
     forget(records)
     return records
 

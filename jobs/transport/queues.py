@@ -348,11 +348,16 @@ def _rq_jobs_of(records: Sequence[Job]) -> Iterator[tuple[Redis, list[RQJob]]]:
 
 
 def delete(records: Sequence[Job]) -> None:
-    """Delete RQ's jobs of these records, with their entries in RQ's registries."""
+    """Delete RQ's jobs of these records, with their entries in RQ's registries. A job deleted meanwhile
+    (another person's delete or retry of the same record, at the same moment) is left to that delete:
+    RQ reads the job's status as it deletes it, and raises ``InvalidJobOperation`` once it is gone."""
     for redis, rq_jobs in _rq_jobs_of(records):
         with redis.pipeline() as pipe:
             for rq_job in rq_jobs:
-                rq_job.delete(pipeline=pipe)
+                try:
+                    rq_job.delete(pipeline=pipe)
+                except InvalidJobOperation:
+                    continue  # deleted since it was read
             pipe.execute()
 
 
