@@ -230,9 +230,17 @@ def test_retrying_a_job_that_is_not_failed_is_refused(operator):
     assert not LogEntry.objects.exists()
 
 
-def test_retry_of_an_unknown_job_is_404(operator):
-    assert operator.post(f"{LIST}00000000-0000-0000-0000-000000000000/retry/").status_code == 404
-    assert operator.post(f"{LIST}not-a-uuid/retry/").status_code == 404
+def test_retry_or_cancel_of_a_job_deleted_meanwhile_says_so_as_django_does(operator):
+    """The job's page was shown, then the job was deleted (by another person, say): Django's own buttons
+    answer with a message rather than a bare 404 page."""
+    for key in ["00000000-0000-0000-0000-000000000000", "not-a-uuid"]:
+        for action in ["retry", "cancel"]:
+            response = operator.post(f"{LIST}{key}/{action}/?_changelist_filters=status%3Dfailed")
+            assert response.status_code == 302
+            assert response["Location"] == f"{LIST}?status=failed"
+            said = f"job with ID “{key}” doesn’t exist. Perhaps it was deleted?"  # noqa: RUF001
+            assert messages_of(response) == [said]
+    assert queued_ids() == []
 
 
 def test_a_double_submit_retries_once(operator):

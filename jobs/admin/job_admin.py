@@ -479,11 +479,20 @@ class JobAdmin(admin.ModelAdmin):
     ) -> HttpResponse:
         if not allowed(request):
             raise PermissionDenied
+        back = HttpResponseRedirect(self._changelist_url(request.GET.get("_changelist_filters", "")))
         job = self.get_object(request, unquote(object_id))
         if job is None:
-            raise Http404(gettext("No job with id %(id)s.") % {"id": object_id})
+            # Deleted since its page was shown (by another person, say): said as Django's own buttons say it,
+            # in Django's words (and so its translations).
+            said = "%(name)s with ID “%(key)s” doesn’t exist. Perhaps it was deleted?"  # noqa: RUF001
+            message = gettext(said) % {
+                "name": self.opts.verbose_name,
+                "key": unquote(object_id),
+            }
+            self.message_user(request, message, messages.WARNING)
+            return back
         action(request, self.get_queryset(request).filter(pk=job.pk))
-        return HttpResponseRedirect(self._changelist_url(request.GET.get("_changelist_filters", "")))
+        return back
 
     def retry_matching_view(self, request: HttpRequest) -> HttpResponse:
         """Retry every failed job that the change list's current filters and search select.
