@@ -14,6 +14,7 @@ from rq.worker import Worker as RQWorker
 from jobs import pause
 from jobs.models import Status
 from jobs.transport import connection as jobs_connection
+from jobs.worker.base import LedgerWorkerMixin
 from tests import fault_jobs, jobs
 from tests.helpers import WorkerProcess, drain, wait_for
 
@@ -51,6 +52,32 @@ def test_sigterm_finishes_the_current_job_and_takes_no_new_one(worker_class):
     assert (status_of(current), current.attempts, current.result) == (Status.FINISHED, 1, 3), output
     assert status_of(later) == Status.QUEUED
     assert jobs_connection.get_queue("default").get_job_ids() == [str(later.pk)]
+
+
+@pytest.mark.usefixtures("restore_signal_handlers")
+@pytest.mark.parametrize("worker_class", ["jobs.worker.SimpleWorker", "jobs.worker.LeanWorker"])
+def test_a_sigterm_once_a_job_is_dequeued_puts_the_job_back(monkeypatch, worker_class):
+    """A worker of several queues pops its job with RQ's ``BLPOP``, which leaves it in no list until it
+    starts. A SIGTERM that came between the dequeue and the start (RQ raises ``StopRequested`` wherever an
+    idle worker is) dropped the job there: its record waited, in no queue, until the reconciler pushed it
+    again, ``RELAY_GRACE`` later (seen in the rolling-restart test's probes: 2 and 4 stops in 30 of a lean
+    and a simple worker draining short jobs). Now the job goes back to the front of its queue, and the
+    worker stops."""
+    records = [jobs.add.enqueue(n, n) for n in range(3)]
+    held_back = LedgerWorkerMixin._held_back
+    asked = []
+
+    def stopped_once_dequeued(worker, job, queue):
+        if not asked:  # the signal comes as the worker checks the job it dequeued
+            asked.append(job.id)
+            worker.request_stop(signal.SIGTERM, None)
+        return held_back(worker, job, queue)
+
+    monkeypatch.setattr(LedgerWorkerMixin, "_held_back", stopped_once_dequeued)
+    drain(worker_class, queues=("high", "default"))
+    assert asked
+    assert [status_of(record) for record in records] == [Status.QUEUED] * 3
+    assert jobs_connection.get_queue("default").get_job_ids() == [str(record.pk) for record in records]
 
 
 def shutdown_requested_at():

@@ -40,6 +40,7 @@ Queue = rq.Queue
 __all__ = [
     "BaseTimeoutException",
     "LeanExecutionMixin",
+    "OneJobMixin",
     "Queue",
     "RQForkingWorker",
     "RQJob",
@@ -336,13 +337,63 @@ class LeanExecutionMixin(_WorkerBase):
         return time.monotonic() - moment < self.heartbeat_interval
 
 
-class RQForkingWorker(WorkerMixin, rq.Worker):
+class OneJobMixin(WorkerMixin):
+    """A worker that runs one job at a time: a SIGTERM that comes once it has dequeued a job, before the
+    job starts, puts the job back rather than drop it.
+
+    RQ's warm shutdown raises ``StopRequested`` wherever an idle worker is. From its dequeue to the job's
+    start (RQ's log line and heartbeat, the checks of a paused queue and a rate limit, the start's
+    pipeline) the worker holds a job that RQ's ``BLPOP`` (a worker of several queues) took out of its
+    queue: raised there, the stop dropped the job, whose record then waited in no queue until the
+    reconciler pushed it again, ``RELAY_GRACE`` and two of its passes later. Now the stop is only asked
+    for there, and the job goes back to the front of its queue (or, asked once its start has begun,
+    runs first). The dequeue's own round trips (a ``BLPOP`` whose reply is on its way, the read of the
+    job) are still cut short by a SIGTERM, as RQ's are. The threaded worker has its own stop
+    (``transport.threaded``)."""
+
+    #: Whether the worker holds a job it dequeued, not started yet (or one whose run ends).
+    _holding = False
+
+    def dequeue_skipping(
+        self, skipped: set[str], timeout: int | None, max_idle_time: int | None = None
+    ) -> Any:
+        # Not holding a job from here on: a SIGTERM stops an idle worker at once, as RQ's does. (A job held
+        # back meanwhile, a paused queue, leaves the flag set until here: the waits before this one
+        # look for a stop asked, ``LedgerWorkerMixin._dequeue`` and RQ's suspension.)
+        self._holding = False
+        return super().dequeue_skipping(skipped, timeout, max_idle_time)
+
+    # Overrides RQ's; checked against rq 2.12 and 3.0: called once a job is dequeued, before RQ logs it.
+    def reorder_queues(self, reference_queue: rq.Queue) -> None:
+        self._holding = True
+        super().reorder_queues(reference_queue)
+
+    # Overrides RQ's; checked against rq 2.12 and 3.0 (the warm shutdown that SIGTERM and SIGINT start;
+    # RQ's raises StopRequested unless the worker's state says busy).
+    def _shutdown(self) -> None:
+        if not self._holding or self.get_state() == WorkerStatus.BUSY:
+            return super()._shutdown()
+        self._stop_requested = True
+        self.log.info("Worker %s: stopping once the job it dequeued is put back, or has run", self.name)
+
+    def execute_job(self, job: RQJob, queue: rq.Queue) -> None:
+        try:
+            if self._stop_requested:
+                self.put_back(job, queue)
+                self.log.info("Worker %s: job %s is back in its queue %s", self.name, job.id, queue.name)
+                return
+            super().execute_job(job, queue)
+        finally:
+            self._holding = False
+
+
+class RQForkingWorker(OneJobMixin, rq.Worker):
     """RQ's forking worker: each job runs in a fresh work horse."""
 
 
-class RQSimpleWorker(WorkerMixin, rq.SimpleWorker):
+class RQSimpleWorker(OneJobMixin, rq.SimpleWorker):
     """RQ's non-forking worker: jobs run in the worker process itself."""
 
 
-class RQLeanWorker(WorkerMixin, LeanExecutionMixin, rq.SimpleWorker):
+class RQLeanWorker(OneJobMixin, LeanExecutionMixin, rq.SimpleWorker):
     """RQ's non-forking worker with its per-job bookkeeping trimmed (``LeanExecutionMixin``)."""

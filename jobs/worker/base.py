@@ -229,6 +229,8 @@ class LedgerWorkerMixin(WorkerMixin):
 
     def _dequeue(self, timeout: int | None, max_idle_time: int | None) -> Any:
         while True:
+            if self._stop_requested:  # asked while the worker held a job (``OneJobMixin``), and not seen yet
+                raise StopRequested()
             paused = self._paused.current()
             if len(paused) < len(self.queues):
                 break
