@@ -414,6 +414,26 @@ def test_a_stop_asked_while_the_worker_claims_claims_and_takes_no_more(redis, mo
     assert StartedJobRegistry("default", connection=redis).get_job_ids() == []
 
 
+def test_the_jobs_a_stopping_worker_puts_back_keep_their_place_by_priority(redis, monkeypatch):
+    """A job of higher priority enqueued while a worker held jobs taken ahead still comes first once the
+    stopping worker puts them back: they go back to their place by priority, as every push of `jobs`
+    does (they were pushed to the head of the queue, ahead of it: a deploy's graceful stops kept urgent
+    jobs waiting behind up to 64 others each)."""
+    monkeypatch.setattr(fault_jobs.TakingAheadWorker, "concurrency", 2)
+    records = [jobs.add.enqueue(n, n) for n in range(12)]
+    urgent = []
+
+    def enqueue_an_urgent_job_and_stop(worker):
+        urgent.append(jobs.add.using(priority=10).enqueue(100, 100))
+        worker.request_stop(signal.SIGTERM, None)
+
+    claims = _on_first_claim(monkeypatch, enqueue_an_urgent_job_and_stop)
+    drain(TAKING_AHEAD, queues=("default",))
+    assert claims == [2]  # all 12 taken at once, two claimed: the SIGTERM came during that claim
+    expected = [str(urgent[0].pk)] + [str(r.pk) for r in records[2:]]
+    assert jobs_connection.get_queue("default").get_job_ids() == expected
+
+
 def test_a_queue_paused_while_its_jobs_wait_ahead_keeps_them_queued(redis, monkeypatch):
     monkeypatch.setattr(fault_jobs.TakingAheadWorker, "concurrency", 2)
     records = [fault_jobs.work_for.enqueue(0.5) for _ in range(12)]

@@ -39,7 +39,7 @@ from rq.utils import get_version
 
 from .. import keys
 from ..intervals import entry_ttl, failure_ttl
-from . import scripts
+from . import priority, scripts
 from .runner import RUNNER, Call
 from .worker import Running
 
@@ -423,8 +423,11 @@ def leave(taken: Taken) -> None:
 
 
 def put_back(taken: Taken) -> None:
-    """Return a job taken, not claimed, to the front of its queue, and take it out of the registry."""
+    """Return a job taken, not claimed, to the front of its queue (ahead of the waiting jobs of its
+    priority, behind those of a higher one, as ``WorkerMixin.put_back``), and take it out of the
+    registry."""
     taken.queue.push_job_id(taken.job_id, at_front=True)
+    priority.place(taken.queue, [(taken.job_id, None)], front=True)
     leave(taken)
 
 
