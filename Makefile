@@ -13,7 +13,7 @@ PG_URL ?= postgres://postgres@127.0.0.1:5432/jobs
 # Each suite run is spread over this many pytest-xdist processes, each with a Redis and a database of its own.
 # The three runs go side by side: twelve processes keep 2 cores busy while the fault tests wait on workers
 # (on one 2-core machine, twelve took 4m37 where fifteen took 4m58: each process costs its own start).
-TEST_PROCESSES ?= 4
+TEST_PROCESSES ?= 5
 PG_TEST_PROCESSES ?= 6
 PYTEST := pytest -n $(TEST_PROCESSES) --dist worksteal $(PYTEST_EXTRA)  # PYTEST_EXTRA="-x -k ..." narrows a run
 # Bytecode is cached (in __pycache__, which git ignores): with PYTHONDONTWRITEBYTECODE set, as on this
@@ -70,7 +70,7 @@ test-sqlite: compiled
 	$(BIN)/$(PYTEST) --cov --cov-report=term:skip-covered
 
 # The PostgreSQL suite runs the most real processes (its fault tests wait on workers, not on the CPU):
-# two more test processes end it with the others.
+# one more test process ends it with the others.
 test-postgres: compiled
 	DATABASE_URL=$(PG_URL) $(BIN)/$(PYTEST) -n $(PG_TEST_PROCESSES)
 
