@@ -225,3 +225,29 @@ def receiver_errors(caplog: Any) -> list[str]:
         for entry in caplog.records
         if "a receiver of a lifecycle signal" in entry.getMessage()
     ]
+
+
+def not_final(records: dict[str, Any]) -> list[tuple]:
+    """Of ``records`` (by name), those not final: their function, arguments, status, attempts, worker."""
+    from jobs.models import FINAL, Job
+
+    pks = {record.pk for record in records.values()}
+    return list(
+        Job.objects.filter(pk__in=pks)
+        .exclude(status__in=FINAL)
+        .values_list("function", "args", "status", "attempts", "worker_name")
+    )
+
+
+def tracebacks(output: str) -> list[tuple[str, str]]:
+    """Each traceback in a worker's output: the line before it (what logged it) and its last line (the
+    exception)."""
+    found = []
+    lines = output.splitlines()
+    for index, line in enumerate(lines):
+        if line.startswith("Traceback"):
+            end = index + 1
+            while end < len(lines) and (lines[end].startswith((" ", "\t")) or not lines[end].strip()):
+                end += 1
+            found.append((lines[index - 1] if index else "", lines[end] if end < len(lines) else ""))
+    return found

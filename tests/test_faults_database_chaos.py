@@ -22,7 +22,7 @@ from django.db import DatabaseError, close_old_connections, connection, connecti
 
 from jobs.models import FINAL, FailedAttempt, Job, Status
 from tests import chaos_jobs
-from tests.helpers import WorkerProcess, wait_for
+from tests.helpers import WorkerProcess, not_final, tracebacks, wait_for
 
 pytestmark = [
     pytest.mark.django_db(transaction=True),
@@ -128,29 +128,6 @@ def made_by(key):
         else:
             made[key] = record
     return made
-
-
-def not_final(records):
-    pks = {record.pk for record in records.values()}
-    return list(
-        Job.objects.filter(pk__in=pks)
-        .exclude(status__in=FINAL)
-        .values_list("function", "args", "status", "attempts", "worker_name")
-    )
-
-
-def tracebacks(output):
-    """Each traceback in a worker's output: the line before it (what logged it) and its last line (the
-    exception)."""
-    found = []
-    lines = output.splitlines()
-    for index, line in enumerate(lines):
-        if line.startswith("Traceback"):
-            end = index + 1
-            while end < len(lines) and (lines[end].startswith((" ", "\t")) or not lines[end].strip()):
-                end += 1
-            found.append((lines[index - 1] if index else "", lines[end] if end < len(lines) else ""))
-    return found
 
 
 #: Tracebacks that the jobs failing on purpose leave in RQ's log of the lean worker.

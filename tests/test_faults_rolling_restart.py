@@ -30,9 +30,9 @@ from collections import Counter
 import pytest
 from django.db import connection
 
-from jobs.models import FINAL, FailedAttempt, Job, Status
+from jobs.models import FailedAttempt, Job, Status
 from tests import restart_jobs
-from tests.helpers import WorkerProcess, wait_for
+from tests.helpers import WorkerProcess, not_final, tracebacks, wait_for
 
 pytestmark = [
     pytest.mark.django_db(transaction=True),
@@ -258,28 +258,6 @@ def enqueue_while_deploying(tag: str, deploy: Deploy) -> tuple[dict, list[str]]:
         n += 1
         time.sleep(TICK)
     return records, groups
-
-
-def not_final(records):
-    pks = {record.pk for record in records.values()}
-    return list(
-        Job.objects.filter(pk__in=pks)
-        .exclude(status__in=FINAL)
-        .values_list("function", "args", "status", "attempts", "worker_name")
-    )
-
-
-def tracebacks(output):
-    """Each traceback in a worker's output: the line before it and its last line (the exception)."""
-    found = []
-    lines = output.splitlines()
-    for index, line in enumerate(lines):
-        if line.startswith("Traceback"):
-            end = index + 1
-            while end < len(lines) and (lines[end].startswith((" ", "\t")) or not lines[end].strip()):
-                end += 1
-            found.append((lines[index - 1] if index else "", lines[end] if end < len(lines) else ""))
-    return found
 
 
 def expected_runs(name: str) -> int:
