@@ -13,8 +13,7 @@ PG_URL ?= postgres://postgres@127.0.0.1:5432/jobs
 # Each suite run is spread over this many pytest-xdist processes, each with a Redis and a database of its own.
 # The three runs go side by side: twelve processes keep 2 cores busy while the fault tests wait on workers
 # (on one 2-core machine, twelve took 4m37 where fifteen took 4m58: each process costs its own start).
-TEST_PROCESSES ?= 5
-PG_TEST_PROCESSES ?= 6
+TEST_PROCESSES ?= 4
 PYTEST := pytest -n $(TEST_PROCESSES) --dist worksteal $(PYTEST_EXTRA)  # PYTEST_EXTRA="-x -k ..." narrows a run
 # Bytecode is cached (in __pycache__, which git ignores): with PYTHONDONTWRITEBYTECODE set, as on this
 # machine, every test process and every worker process a test starts compiled the project's modules again.
@@ -69,10 +68,8 @@ compiled-oldest: $(OLDEST_VENV)/.installed
 test-sqlite: compiled
 	$(BIN)/$(PYTEST) --cov --cov-report=term:skip-covered
 
-# The PostgreSQL suite runs the most real processes (its fault tests wait on workers, not on the CPU):
-# one more test process ends it with the others.
 test-postgres: compiled
-	DATABASE_URL=$(PG_URL) $(BIN)/$(PYTEST) -n $(PG_TEST_PROCESSES)
+	DATABASE_URL=$(PG_URL) $(BIN)/$(PYTEST)
 
 ## The suite on SQLite under the oldest supported set: Python 3.11, Django 5.2, rq 2.12, redis-py 5.0.
 test-oldest: compiled-oldest
